@@ -1,0 +1,3 @@
+"""Root conftest: shared fixtures (real services in subprocesses) for every test folder."""
+
+pytest_plugins = ["tests.support.fixtures"]

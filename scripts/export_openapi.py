@@ -1,0 +1,27 @@
+"""Write services/<name>/openapi.json from each service's app factory (`make openapi`)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(names: list[str]) -> None:
+    """Export the named services (default: every service with an app.py)."""
+    os.environ.setdefault("GATEWAY_DEV_MODE", "true")
+    names = names or sorted(p.parent.name for p in (REPO / "services").glob("*/app.py"))
+    for name in names:
+        module = importlib.import_module(f"services.{name}.app")
+        document = module.create_app().openapi()
+        target = REPO / "services" / name / "openapi.json"
+        target.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {target.relative_to(REPO)} ({len(document.get('paths', {}))} paths)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,87 @@
+"""App factory of the gateway: `uvicorn services.gateway.app:create_app --factory`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from llmops_common.app import build_service_app
+from llmops_common.body_limit import BodySizeLimitMiddleware
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.gateway.admin import AdminService
+from services.gateway.events import EventEmitter
+from services.gateway.keys import KeyStore
+from services.gateway.limits import Limiter
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.proxy import ProxyService
+from services.gateway.routes import admin as admin_routes
+from services.gateway.routes import openai as openai_routes
+from services.gateway.routing import RouteTable
+from services.gateway.settings import GatewaySettings
+from services.gateway.upstream import UpstreamClient
+
+VERSION = "0.1.0"
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the gateway; Redis and the upstream pool are opened in the lifespan."""
+    settings = settings or GatewaySettings()
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    routes = RouteTable.from_file(settings.routes_file)  # fail fast on a bad routes file
+    metrics.watch_circuits(routes.deployments)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+        keys = KeyStore(redis, settings.redis_prefix)
+        limiter = Limiter(redis, settings.redis_prefix)
+        upstream = UpstreamClient(metrics)
+        await upstream.start()
+        events = EventEmitter(redis, settings.events_stream, settings.events_maxlen, metrics)
+        if settings.events_enabled:
+            await events.start()
+        app.state.redis = redis
+        app.state.admin = AdminService(keys, limiter)
+        app.state.proxy = ProxyService(
+            keys=keys,
+            limiter=limiter,
+            routes=routes,
+            upstream=upstream,
+            metrics=metrics,
+            events=events if settings.events_enabled else None,
+            default_max_tokens=settings.default_max_tokens,
+        )
+        try:
+            yield
+        finally:
+            if settings.events_enabled:
+                await events.stop()
+            await upstream.stop()
+            await redis.aclose()
+
+    async def readiness() -> dict[str, bool]:
+        try:
+            redis_ok = bool(await app.state.redis.ping())
+        except (RedisError, AttributeError, OSError):
+            redis_ok = False
+        return {"redis": redis_ok, "routes": bool(routes.routes)}
+
+    app = build_service_app(
+        name="gateway",
+        version=VERSION,
+        description="OpenAI-compatible front door: virtual keys, limits, budgets, routing, fallback, metering.",
+        settings=settings,
+        registry=registry,
+        readiness=readiness,
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.settings = settings
+    app.include_router(openai_routes.router)
+    app.include_router(admin_routes.router)
+    return app

@@ -1,0 +1,76 @@
+"""Trace events: one per request, written to a Redis stream by a background task.
+
+`emit` only appends to an in-memory buffer, so a slow or absent Redis never blocks or fails a request.
+If Redis stays down until the buffer is full, further events are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger("gateway.events")
+
+
+class EventEmitter:
+    """Buffers events and XADDs them in batches."""
+
+    def __init__(
+        self, redis: Redis, stream: str, maxlen: int, metrics: GatewayMetrics, buffer_size: int = 50_000
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.maxlen = maxlen
+        self.metrics = metrics
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=buffer_size)
+        self._task: asyncio.Task[None] | None = None
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Queue an event; never raises, never waits."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.metrics.events_dropped.inc()
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="trace-event-writer")
+
+    async def stop(self, flush_timeout_s: float = 5.0) -> None:
+        """Flush what is buffered (bounded), then stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), flush_timeout_s)
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < 500 and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            while True:
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for event in batch:
+                            pipe.xadd(self.stream, {"event": orjson.dumps(event)}, maxlen=self.maxlen, approximate=True)
+                        await pipe.execute()
+                    self.metrics.events_emitted.inc(len(batch))
+                    backoff = 0.1
+                    break
+                except RedisError as exc:
+                    log.warning("trace events not written yet; retrying", extra={"error": str(exc)})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+            for _ in batch:
+                self._queue.task_done()

@@ -1,0 +1,37 @@
+-- Atomically check every limit of one request and, only if all pass, reserve its share.
+-- KEYS: 1 key RPM window, 2 key TPM window, 3 team RPM window, 4 team TPM window,
+--       5 key spend, 6 team spend, 7 team limits hash
+-- ARGV: 1 key RPM limit, 2 key TPM limit, 3 key budget (nano-USD), 4 tokens to reserve,
+--       5 cost to reserve (nano-USD), 6 window TTL seconds
+-- A limit below 0 means "no limit". Admitted when used + reserve <= limit (so ">=" holds exactly).
+local function limit(v)
+  v = tonumber(v)
+  if v == nil or v < 0 then return -1 end
+  return v
+end
+local team = redis.call('HMGET', KEYS[7], 'rpm_limit', 'tpm_limit', 'budget_nusd')
+local tokens, cost, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local checks = {
+  {KEYS[1], limit(ARGV[1]), 1, 'key_rpm'},
+  {KEYS[3], limit(team[1]), 1, 'team_rpm'},
+  {KEYS[2], limit(ARGV[2]), tokens, 'key_tpm'},
+  {KEYS[4], limit(team[2]), tokens, 'team_tpm'},
+  {KEYS[5], limit(ARGV[3]), cost, 'key_budget'},
+  {KEYS[6], limit(team[3]), cost, 'team_budget'},
+}
+for _, c in ipairs(checks) do
+  if c[2] >= 0 then
+    local used = tonumber(redis.call('GET', c[1]) or '0')
+    if used + c[3] > c[2] then
+      return {0, c[4], used, c[2], c[3]}
+    end
+  end
+end
+local increments = {1, tokens, 1, tokens}  -- KEYS[1..4]: key RPM, key TPM, team RPM, team TPM
+for i = 1, 4 do
+  redis.call('INCRBY', KEYS[i], increments[i])
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+redis.call('INCRBY', KEYS[5], cost)
+redis.call('INCRBY', KEYS[6], cost)
+return {1}

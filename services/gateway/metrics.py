@@ -1,0 +1,106 @@
+"""Prometheus series of the gateway: traffic, tokens, cost, latency, overhead, limits, fallbacks, circuits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from services.gateway.routing import Deployment
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1)
+
+
+class _CircuitCollector(Collector):
+    """Reads breaker states at scrape time, so the request path pays nothing for this gauge."""
+
+    def __init__(self, deployments: Callable[[], list[Deployment]]) -> None:
+        self.deployments = deployments
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "llmops_gateway_circuit_state",
+            "Circuit state per deployment: 0 closed, 1 half-open, 2 open.",
+            labels=["deployment"],
+        )
+        for dep in self.deployments():
+            family.add_metric([dep.name], dep.breaker.state)
+        yield family
+
+
+class GatewayMetrics:
+    """All series in one registry owned by the app."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "llmops_gateway_requests_total",
+            "Requests by team, model and HTTP status.",
+            ["team", "model", "status"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "llmops_gateway_tokens_total",
+            "Tokens metered, by team, model and kind (prompt|completion).",
+            ["team", "model", "kind"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "llmops_gateway_cost_usd_total", "Spend in USD by team and model.", ["team", "model"], registry=registry
+        )
+        self.latency = Histogram(
+            "llmops_gateway_request_duration_seconds",
+            "End-to-end latency seen by the caller (full stream for streams).",
+            ["model"],
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "llmops_gateway_time_to_first_token_seconds",
+            "Time to the first streamed byte from the deployment.",
+            ["model"],
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "llmops_gateway_overhead_seconds",
+            "Time the gateway itself adds (total minus time waiting on the deployment).",
+            buckets=_OVERHEAD,
+            registry=registry,
+        )
+        self.limit_rejections = Counter(
+            "llmops_gateway_limit_rejections_total",
+            "Requests refused by a limit or budget.",
+            ["team", "limit"],
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "llmops_gateway_auth_failures_total", "Requests refused at authentication.", ["reason"], registry=registry
+        )
+        self.fallbacks = Counter(
+            "llmops_gateway_fallbacks_total",
+            "Times a deployment failed and the next one was tried.",
+            ["model", "from_deployment"],
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "llmops_gateway_upstream_errors_total",
+            "Failed attempts per deployment and reason.",
+            ["deployment", "reason"],
+            registry=registry,
+        )
+        self.events_dropped = Counter(
+            "llmops_gateway_trace_events_dropped_total",
+            "Trace events dropped because the emit buffer was full (Redis down for long).",
+            registry=registry,
+        )
+        self.events_emitted = Counter(
+            "llmops_gateway_trace_events_emitted_total", "Trace events written to the stream.", registry=registry
+        )
+
+    def watch_circuits(self, deployments: Callable[[], list[Deployment]]) -> None:
+        """Export breaker states of the route table's deployments."""
+        self.registry.register(_CircuitCollector(deployments))

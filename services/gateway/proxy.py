@@ -1,0 +1,333 @@
+"""The gateway's request path: authenticate, apply the key's policy, reserve limits, route with fallback,
+meter what was used, and emit one trace event. No HTTP framework code here."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import orjson
+from llmops_common.errors import APIError, error_body
+from llmops_common.request_id import current_request_id
+from llmops_common.sse import DONE
+
+from services.gateway.events import EventEmitter
+from services.gateway.keys import KeyRecord, KeyStore
+from services.gateway.limits import LIMIT_LABELS, Limiter, LimitExceeded, Reservation
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.pricing import nano_to_usd
+from services.gateway.requests import PATHS, ClientRequest, Kind, parse_request
+from services.gateway.routing import ModelRoute, RouteTable
+from services.gateway.upstream import NoDeploymentAvailable, UpstreamClient, UpstreamResponse
+
+
+@dataclass
+class Completed:
+    """A finished answer to send as-is."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class Streaming:
+    """An SSE answer: headers now, chunks as they come."""
+
+    chunks: AsyncIterator[bytes]
+    headers: dict[str, str]
+
+
+@dataclass
+class _Call:
+    """Everything known about one request while it is in flight."""
+
+    record: KeyRecord
+    req: ClientRequest
+    route: ModelRoute
+    reservation: Reservation
+    started: float
+    up: UpstreamResponse | None = None
+    ttft_s: float | None = None
+    response_text: list[str] = field(default_factory=list)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer ...` header."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None
+    return None
+
+
+class ProxyService:
+    """Orchestrates one OpenAI-compatible request through the gateway's policies."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        limiter: Limiter,
+        routes: RouteTable,
+        upstream: UpstreamClient,
+        metrics: GatewayMetrics,
+        events: EventEmitter | None,
+        default_max_tokens: int,
+    ) -> None:
+        self.keys = keys
+        self.limiter = limiter
+        self.routes = routes
+        self.upstream = upstream
+        self.metrics = metrics
+        self.events = events
+        self.default_max_tokens = default_max_tokens
+
+    async def authenticate(self, authorization: str | None) -> KeyRecord:
+        """Resolve the bearer key; 401 for missing, unknown or revoked keys."""
+        token = bearer_token(authorization)
+        if token is None:
+            self.metrics.auth_failures.labels("missing").inc()
+            raise APIError(401, "missing_api_key", "no API key: send `Authorization: Bearer <key>`")
+        record = await self.keys.lookup(token)
+        if record is None:
+            self.metrics.auth_failures.labels("unknown").inc()
+            raise APIError(401, "invalid_api_key", "the API key is not valid")
+        if record.status != "active":
+            self.metrics.auth_failures.labels("revoked").inc()
+            raise APIError(401, "revoked_api_key", "the API key has been revoked")
+        return record
+
+    def list_models(self, record: KeyRecord) -> dict[str, Any]:
+        """Models this key may call, in /v1/models shape."""
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "llmops",
+                "price_per_1m": {"input": r.price.input_per_1m, "output": r.price.output_per_1m},
+            }
+            for name, r in sorted(self.routes.routes.items())
+            if record.allows(name)
+        ]
+        return {"object": "list", "data": data}
+
+    async def forward(self, record: KeyRecord, kind: Kind, raw: bytes, started: float) -> Completed | Streaming:
+        """Policy, limits, routing and metering for one request."""
+        req = parse_request(kind, raw, self.default_max_tokens)
+        route = self.routes.get(req.model)
+        if route is None:
+            raise APIError(
+                404,
+                "model_not_found",
+                f"model '{req.model}' does not exist; available: {', '.join(sorted(self.routes.routes))}",
+                param="model",
+            )
+        if not record.allows(req.model):
+            raise APIError(
+                403,
+                "model_not_allowed",
+                f"this key may not use model '{req.model}'; allowed: {', '.join(record.allowed_models)}",
+                param="model",
+            )
+        # Reserve from upper bounds: every token is at least one byte of the body, and output is capped.
+        reserve_tokens = math.ceil(req.body_bytes / 4) + req.max_tokens
+        reserve_cost = route.price.cost_nano(req.body_bytes, req.max_tokens)
+        try:
+            reservation = await self.limiter.admit(record, reserve_tokens, reserve_cost)
+        except LimitExceeded as exc:
+            self.metrics.limit_rejections.labels(record.team, exc.limit).inc()
+            self.metrics.requests.labels(record.team, req.model, "402" if exc.is_budget else "429").inc()
+            raise limit_error(exc) from None
+        call = _Call(record, req, route, reservation, started)
+        bodies = {dep.name: self._upstream_body(req, dep.model) for dep in route.deployments}
+        try:
+            call.up = await self.upstream.open(route, PATHS[kind], bodies, req.stream)
+        except NoDeploymentAvailable as exc:
+            status = 503 if exc.all_open else 502
+            await self._finish(call, status, None, error_code="no_deployment_available")
+            raise APIError(
+                status,
+                "no_deployment_available",
+                f"no deployment of '{req.model}' could serve the request: " + "; ".join(exc.attempts),
+            ) from None
+        headers = {"x-llmops-deployment": call.up.deployment.name}
+        if call.up.fallbacks:
+            headers["x-llmops-fallbacks"] = str(call.up.fallbacks)
+        if req.stream and call.up.response.status == 200:
+            headers["x-llmops-overhead-ms"] = f"{(call.up.started - started) * 1000:.3f}"
+            return Streaming(self._relay(call), headers)
+        return await self._complete(call, headers)
+
+    def _upstream_body(self, req: ClientRequest, upstream_model: str) -> bytes:
+        body = dict(req.payload, model=upstream_model)
+        if req.stream:
+            body["stream_options"] = {"include_usage": True}  # metering needs the final usage chunk
+        return orjson.dumps(body)
+
+    async def _complete(self, call: _Call, headers: dict[str, str]) -> Completed:
+        assert call.up is not None
+        resp = call.up.response
+        try:
+            body = await resp.read()
+        finally:
+            resp.release()
+        upstream_s = time.perf_counter() - call.up.started
+        if resp.status != 200:
+            await self._finish(call, resp.status, None, error_code="upstream_client_error")
+            return Completed(resp.status, _as_envelope(resp.status, body), headers)
+        data = orjson.loads(body)
+        usage = data.get("usage") or {}
+        for choice in data.get("choices") or ():
+            text = (choice.get("message") or {}).get("content") or choice.get("text")
+            if text:
+                call.response_text.append(text)
+        cost = await self._finish(call, 200, usage)
+        overhead_s = (time.perf_counter() - call.started) - upstream_s
+        self.metrics.overhead.observe(overhead_s)
+        headers["x-llmops-cost-usd"] = f"{nano_to_usd(cost):.9f}"
+        headers["x-llmops-overhead-ms"] = f"{overhead_s * 1000:.3f}"
+        return Completed(200, body, headers)
+
+    async def _relay(self, call: _Call) -> AsyncIterator[bytes]:
+        """Forward SSE chunks; add the cost to the usage chunk; settle even if the client goes away."""
+        assert call.up is not None
+        resp = call.up.response
+        usage: dict[str, Any] | None = None
+        chunks = 0
+        status = 200
+        try:
+            async for line in resp.content:
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    break
+                event = orjson.loads(data)
+                if call.ttft_s is None:
+                    call.ttft_s = time.perf_counter() - call.started
+                    self.metrics.ttft.labels(call.req.model).observe(call.ttft_s)
+                if "error" in event:
+                    status = 502  # the deployment failed after the first byte; the error event is relayed
+                for choice in event.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content") or choice.get("text")
+                    if text:
+                        call.response_text.append(text)
+                        chunks += 1
+                if event.get("usage"):
+                    usage = event["usage"]
+                    usage["cost_usd"] = nano_to_usd(call.route.price.cost_nano(*_tokens(usage)))
+                    if not event.get("choices") and not call.req.wants_usage:
+                        continue  # the caller did not ask for the usage chunk
+                    data = orjson.dumps(event)
+                yield b"data: " + data + b"\n\n"
+            yield DONE
+        finally:
+            resp.release()
+            if usage is None:  # client left or upstream cut: meter what we saw
+                usage = {"prompt_tokens": math.ceil(call.req.body_bytes / 4), "completion_tokens": chunks}
+            with anyio.CancelScope(shield=True):
+                await self._finish(call, status, usage)
+
+    async def _finish(
+        self, call: _Call, status: int, usage: dict[str, Any] | None, error_code: str | None = None
+    ) -> int:
+        """Settle the reservation, record metrics and emit the trace event; returns the cost in nano-USD."""
+        prompt_tokens, completion_tokens = _tokens(usage or {})
+        cost = call.route.price.cost_nano(prompt_tokens, completion_tokens)
+        await self.limiter.settle(call.reservation, prompt_tokens + completion_tokens, cost)
+        team, model = call.record.team, call.req.model
+        elapsed = time.perf_counter() - call.started
+        self.metrics.requests.labels(team, model, str(status)).inc()
+        self.metrics.latency.labels(model).observe(elapsed)
+        if prompt_tokens or completion_tokens:
+            self.metrics.tokens.labels(team, model, "prompt").inc(prompt_tokens)
+            self.metrics.tokens.labels(team, model, "completion").inc(completion_tokens)
+            self.metrics.cost.labels(team, model).inc(nano_to_usd(cost))
+        if self.events is not None:
+            self.events.emit(self._event(call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code))
+        return cost
+
+    def _event(
+        self,
+        call: _Call,
+        status: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: int,
+        elapsed: float,
+        error_code: str | None,
+    ) -> dict[str, Any]:
+        payload = call.req.payload
+        return {
+            "schema": 1,
+            "request_id": current_request_id(),
+            "trace_id": None,
+            "ts": time.time(),
+            "team": call.record.team,
+            "project": call.record.project,
+            "key_id": call.record.key_id,
+            "model": call.req.model,
+            "model_version": None,
+            "deployment": call.up.deployment.name if call.up else None,
+            "prompt_version": None,
+            "endpoint": "chat" if call.req.kind == "chat" else "completions",
+            "status": status,
+            "error_code": error_code,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_usd": nano_to_usd(cost),
+            "latency_ms": round(elapsed * 1000, 3),
+            "ttft_ms": round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
+            "stream": call.req.stream,
+            "guardrails": [],
+            "retrieval": [],
+            "prompt": payload.get("messages") if call.req.kind == "chat" else payload.get("prompt"),
+            "response": "".join(call.response_text) or None,
+            "mean_logprob": None,
+        }
+
+
+def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _as_envelope(status: int, body: bytes) -> bytes:
+    """Pass an upstream error through, wrapping non-envelope bodies so callers always get one shape."""
+    try:
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return body
+    except orjson.JSONDecodeError:
+        pass
+    text = body[:500].decode("utf-8", "replace")
+    return orjson.dumps(error_body(status, "upstream_error", f"the deployment answered {status}: {text}"))
+
+
+def limit_error(exc: LimitExceeded) -> APIError:
+    """A 429 (rate) or 402 (budget) naming the limit and the numbers."""
+    label = LIMIT_LABELS[exc.limit][0]
+    if exc.is_budget:
+        return APIError(
+            402,
+            f"{exc.limit}_exceeded",
+            f"{label} exhausted: spent ${nano_to_usd(exc.used):.6f} of ${nano_to_usd(exc.maximum):.6f}; "
+            f"this request may cost up to ${nano_to_usd(exc.requested):.6f}",
+        )
+    unit = "requests" if exc.limit.endswith("rpm") else "tokens"
+    return APIError(
+        429,
+        f"{exc.limit}_exceeded",
+        f"rate limit reached for the {label}: {exc.used} of {exc.maximum} {unit} used this minute, this request "
+        f"needs {exc.requested}; retry in {exc.retry_after_s}s",
+        headers={"retry-after": str(exc.retry_after_s)},
+    )
+
+
+def admin_matches(presented: str | None, admin_key: str) -> bool:
+    """Constant-time comparison of the admin bearer token."""
+    return presented is not None and hmac.compare_digest(presented.encode(), admin_key.encode())

@@ -1,0 +1,103 @@
+"""Bodies of the admin API and documentation models of the OpenAI-compatible routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_TEAM = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class TeamIn(BaseModel):
+    """Create or replace a team and its shared limits (omit a limit for none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team: str = _TEAM
+    rpm_limit: int | None = Field(None, ge=0, description="Requests per minute for the whole team.")
+    tpm_limit: int | None = Field(None, ge=0, description="Tokens per minute for the whole team.")
+    budget_usd: float | None = Field(None, ge=0, description="Total USD the team may spend.")
+
+
+class TeamOut(BaseModel):
+    """A team with its limits and spend so far."""
+
+    team: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+    budget_usd: float | None
+    spend_usd: float
+
+
+class KeyIn(BaseModel):
+    """Create a virtual key bound to a team and project."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    team: str = _TEAM
+    project: str = Field("default", min_length=1, max_length=64)
+    name: str = Field("", max_length=128)
+    allowed_models: list[str] = Field(default_factory=list, description="Empty: every model.")
+    rpm_limit: int | None = Field(None, ge=0)
+    tpm_limit: int | None = Field(None, ge=0)
+    budget_usd: float | None = Field(None, ge=0)
+
+
+class KeyPatch(BaseModel):
+    """Fields of a key that can change (send only what changes; null removes a limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=128)
+    allowed_models: list[str] | None = None
+    rpm_limit: int | None = Field(None, ge=0)
+    tpm_limit: int | None = Field(None, ge=0)
+    budget_usd: float | None = Field(None, ge=0)
+
+
+class KeyOut(BaseModel):
+    """A key as the admin API shows it: never the key itself, only a hint."""
+
+    key_id: str
+    team: str
+    project: str
+    name: str
+    key_hint: str
+    allowed_models: list[str]
+    rpm_limit: int | None
+    tpm_limit: int | None
+    budget_usd: float | None
+    spend_usd: float
+    status: str
+    created_at: float
+
+
+class KeyCreated(KeyOut):
+    """Returned once at creation: `key` is the only time the plaintext is shown."""
+
+    key: str
+
+
+class Me(BaseModel):
+    """Who a bearer key belongs to (used by rag and feedback for tenancy)."""
+
+    key_id: str
+    team: str
+    project: str
+    allowed_models: list[str]
+
+
+class OpenAIRequestDoc(BaseModel):
+    """Documentation of the OpenAI-compatible request body; the gateway forwards unknown fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[dict[str, Any]] | None = None
+    prompt: str | list[str] | None = None
+    stream: bool = False
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None

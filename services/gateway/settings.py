@@ -1,0 +1,42 @@
+"""Settings of the gateway (env prefix GATEWAY_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmops_common.settings import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+DEFAULT_ROUTES = Path(__file__).parent / "config" / "routes.yaml"
+
+
+class GatewaySettings(ServiceSettings):
+    """Where state lives (Redis), who is admin, and which routes file maps models to deployments."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    port: int = Field(8000, description="TCP port to listen on.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis holding keys, limits, spend and the trace-event stream."
+    )
+    redis_prefix: str = Field("llmops:gw", description="Prefix of every Redis key the gateway writes.")
+    admin_key: SecretStr | None = Field(
+        None, description="Bearer token of the admin API; required unless dev_mode is on."
+    )
+    routes_file: Path = Field(DEFAULT_ROUTES, description="YAML file mapping public model names to deployments.")
+    default_max_tokens: int = Field(
+        256, ge=1, description="max_tokens set on requests that do not say; bounds what a request can cost."
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    events_stream: str = Field("llmops:events", description="Redis stream receiving one trace event per request.")
+    events_maxlen: int = Field(1_000_000, ge=1000, description="Approximate cap on the trace-event stream length.")
+    events_enabled: bool = Field(True, description="Emit trace events (never blocks a request when on).")
+
+    @model_validator(mode="after")
+    def _admin_key_outside_dev(self) -> GatewaySettings:
+        if self.admin_key is None:
+            if not self.dev_mode:
+                raise ValueError("GATEWAY_ADMIN_KEY is required (or set GATEWAY_DEV_MODE=true for a dev default)")
+            self.admin_key = SecretStr("dev-admin-key")
+        return self

@@ -1,0 +1,85 @@
+"""Route table parsing, deployment order, circuit breaker transitions, and cost arithmetic."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from services.gateway.pricing import Price, nano_to_usd, usd_to_nano
+from services.gateway.routing import CircuitBreaker, RouteConfigError, RouteTable, expand_env, plan
+
+
+def _table(deployments: list[dict]) -> RouteTable:
+    return RouteTable.from_dict({"models": [{"name": "m", "price": {"input_per_1m": 1}, "deployments": deployments}]})
+
+
+def test_plan_orders_by_priority_then_weight() -> None:
+    table = _table(
+        [
+            {"name": "backup", "url": "http://b/v1", "priority": 1},
+            {"name": "big", "url": "http://a/v1", "priority": 0, "weight": 3},
+            {"name": "small", "url": "http://c/v1", "priority": 0, "weight": 1},
+        ]
+    )
+    route = table.get("m")
+    assert route is not None
+    rng = random.Random(7)
+    firsts = Counter(plan(route, rng)[0].name for _ in range(4000))
+    assert set(firsts) == {"big", "small"}
+    assert 0.70 < firsts["big"] / 4000 < 0.80  # weight 3:1
+    assert all(plan(route, rng)[-1].name == "backup" for _ in range(50))
+
+
+def test_env_expansion_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPSTREAM_X", "http://x:9/v1")
+    assert expand_env("${UPSTREAM_X} ${MISSING:-dflt} ${MISSING}") == "http://x:9/v1 dflt "
+
+
+def test_routes_file_errors_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "routes.yaml"
+    bad.write_text("models:\n  - name: m\n    deployments: []\n")
+    with pytest.raises(RouteConfigError, match="at least one deployment"):
+        RouteTable.from_file(bad)
+    with pytest.raises(RouteConfigError, match="cannot read"):
+        RouteTable.from_file(tmp_path / "missing.yaml")
+
+
+def test_shipped_routes_file_parses() -> None:
+    from services.gateway.settings import DEFAULT_ROUTES
+
+    table = RouteTable.from_file(DEFAULT_ROUTES)
+    route = table.get("smollm2-135m-instruct")
+    assert route is not None and route.deployments[0].url.endswith("/v1")
+
+
+def test_circuit_breaker_opens_probes_and_closes() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=2, cooldown_s=10, clock=lambda: now[0])
+    assert breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == CircuitBreaker.CLOSED
+    breaker.record_failure()
+    assert breaker.state == CircuitBreaker.OPEN and not breaker.allow()
+    now[0] = 10.0
+    assert breaker.state == CircuitBreaker.HALF_OPEN
+    assert breaker.allow()  # the single probe
+    assert not breaker.allow()  # nobody else while it is in flight
+    breaker.record_failure()  # probe failed: open again for a full cool-down
+    assert breaker.state == CircuitBreaker.OPEN
+    now[0] = 20.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == CircuitBreaker.CLOSED and breaker.allow()
+
+
+def test_cost_in_nano_usd_rounds_up() -> None:
+    price = Price(input_per_1m=0.10, output_per_1m=0.20)
+    assert price.cost_nano(1_000_000, 0) == usd_to_nano(0.10)
+    assert price.cost_nano(1_000_000, 1_000_000) == usd_to_nano(0.30)
+    assert price.cost_nano(1, 0) == 100  # $0.10 / 1M = 100 nano-USD per token
+    assert Price(0.15, 0).cost_nano(1, 0) == 150
+    assert Price(0.0000001, 0).cost_nano(1, 0) == 1  # never rounds a paid request down to free
+    assert nano_to_usd(usd_to_nano(1.5)) == 1.5

@@ -1,0 +1,143 @@
+"""Any OpenAI-compatible server as the engine: vLLM's OpenAI server on GPU hosts, or llama.cpp's HTTP server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from services.inference.engines.base import EngineError, EngineUnavailable, Kind
+
+log = logging.getLogger("inference.openai_upstream")
+
+_PATHS = {"chat": "/chat/completions", "completion": "/completions"}
+
+
+def _upstream_error(status: int, body: bytes) -> Exception:
+    """Keep the upstream's 4xx as a client error (with its message); anything else is unavailability."""
+    try:
+        err = orjson.loads(body).get("error", {})
+        message = err.get("message") if isinstance(err, dict) else str(err)
+    except (orjson.JSONDecodeError, AttributeError):
+        message = body[:300].decode("utf-8", "replace")
+    message = message or f"upstream answered {status}"
+    if 400 <= status < 500 and status != 429:
+        lowered = message.lower()
+        about_context = ("context" in lowered and "length" in lowered) or "context size" in lowered
+        code = "context_length_exceeded" if about_context else "invalid_request"
+        return EngineError(status, code, message)
+    return EngineUnavailable(f"upstream answered {status}: {message}")
+
+
+class OpenAIUpstreamEngine:
+    """Forwards requests to `base_url` (ending in /v1), renaming the model to the upstream's name."""
+
+    name = "openai-upstream"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        upstream_model: str,
+        api_key: str | None,
+        context_length: int,
+        timeout_s: float,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.upstream_model = upstream_model
+        self.api_key = api_key
+        self.context_length = context_length
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=5)
+        self._session: aiohttp.ClientSession | None = None
+        self._ready = False
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    async def start(self) -> None:
+        """Open the connection pool and learn the upstream's context length when it reports one."""
+        self._session = aiohttp.ClientSession(timeout=self.timeout)
+        await self.refresh_ready()
+
+    async def refresh_ready(self) -> bool:
+        """Probe /models; vLLM reports `max_model_len`, llama.cpp `meta.n_ctx`."""
+        assert self._session is not None
+        try:
+            async with self._session.get(f"{self.base_url}/models", headers=self._headers) as resp:
+                if resp.status != 200:
+                    self._ready = False
+                    return False
+                data = await resp.json(loads=orjson.loads)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("upstream not reachable", extra={"upstream": self.base_url, "error": str(exc)})
+            self._ready = False
+            return False
+        for model in data.get("data", []):
+            reported = model.get("max_model_len") or (model.get("meta") or {}).get("n_ctx")
+            if reported:
+                self.context_length = int(reported)
+                break
+        self._ready = True
+        return True
+
+    async def stop(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+
+    def is_ready(self) -> bool:
+        """True when the last probe of the upstream succeeded."""
+        return self._ready
+
+    def _body(self, payload: dict[str, Any], stream: bool) -> bytes:
+        body = dict(payload, model=self.upstream_model, stream=stream)
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return orjson.dumps(body)
+
+    async def _post(self, kind: Kind, body: bytes) -> aiohttp.ClientResponse:
+        """POST once more if a pooled keep-alive connection turns out to be closed before the body was sent."""
+        assert self._session is not None
+        url = self.base_url + _PATHS[kind]
+        try:
+            return await self._session.post(url, data=body, headers=self._headers)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            return await self._session.post(url, data=body, headers=self._headers)
+
+    async def generate(self, kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST and return the parsed body."""
+        try:
+            async with await self._post(kind, self._body(payload, False)) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise _upstream_error(resp.status, raw)
+                return orjson.loads(raw)  # type: ignore[no-any-return]
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise EngineUnavailable(f"upstream unreachable: {exc}") from exc
+
+    async def stream(self, kind: Kind, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """POST with stream=true and yield each SSE data event as a dict."""
+        try:
+            async with await self._post(kind, self._body(payload, True)) as resp:
+                if resp.status != 200:
+                    raise _upstream_error(resp.status, await resp.read())
+                async for line in resp.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        return
+                    event = orjson.loads(data)
+                    if "error" in event:
+                        err = event["error"]
+                        raise _upstream_error(int(err.get("code", 500) or 500), data)
+                    yield event
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise EngineUnavailable(f"upstream unreachable: {exc}") from exc

@@ -1,0 +1,96 @@
+"""Thin HTTP routes: validate, call the serving layer, map errors to the envelope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from llmops_common.errors import APIError, error_body
+from llmops_common.responses import JSONBytesResponse
+from llmops_common.sse import DONE, sse_frame
+
+from services.inference.admission import Overloaded
+from services.inference.engines.base import EngineError, EngineUnavailable, Kind
+from services.inference.schemas import ChatCompletionRequest, CompletionRequest
+from services.inference.serving import ServingError, ServingService
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def get_serving(request: Request) -> ServingService:
+    """The app's serving service (set up in the lifespan)."""
+    serving: ServingService | None = getattr(request.app.state, "serving", None)
+    if serving is None or not serving.engine.is_ready():
+        raise APIError(
+            503, "model_not_ready", "the model is still loading; retry shortly", headers={"retry-after": "2"}
+        )
+    return serving
+
+
+def _as_api_error(exc: Exception) -> APIError:
+    if isinstance(exc, Overloaded):
+        return APIError(429, "server_overloaded", exc.reason, headers={"retry-after": str(exc.retry_after_s)})
+    if isinstance(exc, EngineError | ServingError):
+        return APIError(exc.status, exc.code, exc.message)
+    if isinstance(exc, EngineUnavailable):
+        return APIError(503, "engine_unavailable", f"the engine failed: {exc}")
+    raise exc
+
+
+def _headers(serving: ServingService) -> dict[str, str]:
+    return {"x-model-version": serving.version, "x-model": serving.model}
+
+
+async def _run(request: Request, kind: Kind, body: dict[str, Any]) -> Any:
+    serving = get_serving(request)
+    try:
+        payload = serving.prepare(kind, body)
+        if not body.get("stream"):
+            result = await serving.generate(kind, payload)
+            return JSONBytesResponse(result, headers=_headers(serving))
+        chunks = await serving.stream(kind, payload)
+        first = await anext(chunks)  # engine errors (e.g. prompt too long) become a proper 4xx here
+    except (Overloaded, EngineError, ServingError, EngineUnavailable) as exc:
+        raise _as_api_error(exc) from exc
+    except StopAsyncIteration:
+        first = None
+        chunks = None
+    return StreamingResponse(
+        _sse(first, chunks), media_type="text/event-stream", headers=_headers(serving) | {"cache-control": "no-cache"}
+    )
+
+
+async def _sse(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]] | None) -> AsyncIterator[bytes]:
+    if first is not None:
+        yield sse_frame(first)
+    if rest is not None:
+        try:
+            async for chunk in rest:
+                yield sse_frame(chunk)
+        except (EngineError, EngineUnavailable) as exc:
+            err = _as_api_error(exc)
+            yield sse_frame(error_body(err.status, err.code, err.message))
+    yield DONE
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    """OpenAI chat completions; `stream: true` answers with SSE ending in a usage chunk and [DONE]."""
+    return await _run(request, "chat", body.model_dump(exclude_unset=True, exclude_none=True) | {"model": body.model})
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    """OpenAI text completions (one prompt per request)."""
+    data = body.model_dump(exclude_unset=True, exclude_none=True)
+    if isinstance(data.get("prompt"), list):
+        data["prompt"] = data["prompt"][0]
+    return await _run(request, "completion", data)
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    """The served model with its version and context length."""
+    return get_serving(request).list_models()

