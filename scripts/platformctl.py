@@ -1,0 +1,282 @@
+"""Run the platform locally without Docker: `make up | down | status | logs` call this.
+
+Every process runs in the background with its pid under .llmops/run and its log under .llmops/logs.
+Re-running `up` while the platform is up is harmless: running, ready services are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STATE = REPO / ".llmops"
+RUN, LOGS, DATA = STATE / "run", STATE / "logs", STATE / "data"
+SECRETS = STATE / "secrets.json"
+ENV_FILE = STATE / "env"
+PY = sys.executable
+DEMO_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class Proc:
+    """One background process of the platform."""
+
+    name: str
+    cmd: list[str]
+    ready_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    needs: str | None = None  # a path that must exist for this process to be part of the platform
+    timeout_s: float = 120.0
+
+
+def _uvicorn(module: str, port: int) -> list[str]:
+    return [
+        PY,
+        "-m",
+        "uvicorn",
+        f"services.{module}.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
+def processes(secrets_: dict[str, str]) -> list[Proc]:
+    """The platform, in start order (each waits for the ones before it)."""
+    common = {"PYTHONPATH": f"{REPO}:{REPO / 'libs'}", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    procs = [
+        Proc("inference", _uvicorn("inference", 8001), "http://127.0.0.1:8001/readyz", common),
+        Proc(
+            "gateway",
+            _uvicorn("gateway", 8000),
+            "http://127.0.0.1:8000/readyz",
+            {**common, "GATEWAY_ADMIN_KEY": secrets_["admin_key"], "GATEWAY_INFERENCE_URL": "http://127.0.0.1:8001/v1"},
+        ),
+    ]
+    return [p for p in procs if p.needs is None or (REPO / p.needs).exists()]
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _pid(name: str) -> int | None:
+    path = RUN / f"{name}.pid"
+    if not path.exists():
+        return None
+    pid = int(path.read_text().strip() or 0)
+    try:
+        os.kill(pid, 0)
+        return pid
+    except OSError:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    RUN.mkdir(parents=True, exist_ok=True)
+    log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    (RUN / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def ensure_redis() -> str:
+    """Use a Redis already on :6379, else start redis-server with persistence under .llmops/data/redis."""
+    if _port_open(6379):
+        print("  redis      already listening on 127.0.0.1:6379 (using it)")
+        return "redis://127.0.0.1:6379/0"
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit(
+            "error: no Redis on 127.0.0.1:6379 and no redis-server binary.\n"
+            "  Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) and re-run.\n"
+            "  Keys, limits and spend live in Redis so they hold across gateway replicas."
+        )
+    folder = DATA / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    _spawn(
+        "redis",
+        [binary, "--port", "6379", "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "yes", "--save", ""],
+        {},
+    )
+    for _ in range(50):
+        if _port_open(6379):
+            print("  redis      started (data in .llmops/data/redis)")
+            return "redis://127.0.0.1:6379/0"
+        time.sleep(0.1)
+    sys.exit("error: redis-server did not start; see .llmops/logs/redis.log")
+
+
+def _load_secrets() -> dict[str, str]:
+    STATE.mkdir(exist_ok=True)
+    data = json.loads(SECRETS.read_text()) if SECRETS.exists() else {}
+    if "admin_key" not in data:
+        data["admin_key"] = "sk-llmops-admin-" + secrets.token_urlsafe(24)
+    SECRETS.write_text(json.dumps(data, indent=2))
+    SECRETS.chmod(0o600)
+    return data
+
+
+def _http(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def seed_demo(gateway: str, data: dict[str, str]) -> str:
+    """The demo team and its key; a saved key that still works is kept."""
+    if data.get("demo_key") and _http("GET", f"{gateway}/v1/me", data["demo_key"])[0] == 200:
+        return data["demo_key"]
+    admin = data["admin_key"]
+    _http("POST", f"{gateway}/admin/teams", admin, {"team": "demo", "rpm_limit": 600, "budget_usd": 10.0})
+    status, created = _http(
+        "POST",
+        f"{gateway}/admin/keys",
+        admin,
+        {"team": "demo", "project": "course", "name": "demo key (make up)", "rpm_limit": 120, "budget_usd": 5.0},
+    )
+    if status != 201:
+        sys.exit(f"error: could not create the demo key: {status} {created}")
+    data["demo_key"] = created["key"]
+    SECRETS.write_text(json.dumps(data, indent=2))
+    return data["demo_key"]
+
+
+def up() -> None:
+    """Start what is not running, wait for readiness, seed the demo key, print how to call it."""
+    print("Starting the platform (local mode, no Docker):")
+    redis_url = ensure_redis()
+    data = _load_secrets()
+    for proc in processes(data):
+        env = {**proc.env, "GATEWAY_REDIS_URL": redis_url}
+        if _pid(proc.name) and _ready(proc.ready_url):
+            print(f"  {proc.name:<10} already running")
+            continue
+        port = int(proc.ready_url.split(":")[2].split("/")[0])
+        if _port_open(port) and not _pid(proc.name):
+            sys.exit(f"error: port {port} is taken by another program; stop it or run `make down` first")
+        pid = _spawn(proc.name, proc.cmd, env)
+        print(f"  {proc.name:<10} starting (pid {pid}) ...", end="", flush=True)
+        deadline = time.monotonic() + proc.timeout_s
+        while not _ready(proc.ready_url):
+            if _pid(proc.name) is None:
+                print(" failed")
+                sys.exit(
+                    f"error: {proc.name} exited; last lines of .llmops/logs/{proc.name}.log:\n"
+                    + "".join((LOGS / f"{proc.name}.log").read_text().splitlines(True)[-15:])
+                )
+            if time.monotonic() > deadline:
+                sys.exit(f"error: {proc.name} not ready after {proc.timeout_s:.0f}s; see .llmops/logs/{proc.name}.log")
+            time.sleep(0.25)
+        print(" ready")
+    gateway = "http://127.0.0.1:8000"
+    key = seed_demo(gateway, data)
+    ENV_FILE.write_text(f"LLMOPS_GATEWAY_URL={gateway}\nLLMOPS_API_KEY={key}\nLLMOPS_ADMIN_KEY={data['admin_key']}\n")
+    print(f"""
+The platform is up.
+  gateway URL : {gateway}   (OpenAI-compatible: {gateway}/v1)
+  demo API key: {key}
+  (also in .llmops/env; `set -a; . .llmops/env; set +a` exports them)
+
+Try it:
+  curl -s {gateway}/v1/chat/completions \\
+    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "{DEMO_MODEL}", "messages": [{{"role": "user", "content": "What is LLMOps?"}}]}}'
+
+`make status` shows the processes, `make logs` follows their logs, `make down` stops everything.""")
+
+
+def down() -> None:
+    """Stop every process this tool started (services first, Redis last)."""
+    names = [p.stem for p in RUN.glob("*.pid")] if RUN.exists() else []
+    for name in sorted(names, key=lambda n: n == "redis"):
+        pid = _pid(name)
+        if pid is None:
+            continue
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(100):
+            if _pid(name) is None:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        (RUN / f"{name}.pid").unlink(missing_ok=True)
+        print(f"  stopped {name}")
+    print("The platform is down." if names else "Nothing was running.")
+
+
+def status() -> None:
+    """One line per process: pid and readiness."""
+    data = _load_secrets()
+    print(f"{'process':<11}{'pid':<9}{'ready':<7}url")
+    for proc in processes(data):
+        pid = _pid(proc.name)
+        print(
+            f"{proc.name:<11}{pid or '-':<9}{'yes' if _ready(proc.ready_url) else 'no':<7}"
+            f"{proc.ready_url.rsplit('/', 1)[0]}"
+        )
+    redis_pid = _pid("redis")
+    print(
+        f"{'redis':<11}{redis_pid or '(external)' if _port_open(6379) else '-':<9}"
+        f"{'yes' if _port_open(6379) else 'no':<7}redis://127.0.0.1:6379"
+    )
+
+
+def logs(name: str | None) -> None:
+    """Follow the logs (all, or one process)."""
+    files = [LOGS / f"{name}.log"] if name else sorted(LOGS.glob("*.log"))
+    if not files or not all(f.exists() for f in files):
+        sys.exit("no logs yet: run `make up` first")
+    os.execvp("tail", ["tail", "-n", "20", "-F", *map(str, files)])
+
+
+def main() -> None:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "logs"])
+    parser.add_argument("name", nargs="?", help="process name for `logs`")
+    args = parser.parse_args()
+    {"up": up, "down": down, "status": status}.get(args.command, lambda: logs(args.name))()
+
+
+if __name__ == "__main__":
+    main()
