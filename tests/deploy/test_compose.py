@@ -1,0 +1,158 @@
+"""The compose platform, resolved and validated by the real Docker Compose v2 (`config`; no engine needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.conftest import COMPOSE_DIR, ROOT, SERVICES, compose_cmd, run
+
+STATEFUL = {
+    "redis": "/data",
+    "qdrant": "/qdrant/storage",
+    "postgres": "/var/lib/postgresql/data",
+    "mlflow": "/mlartifacts",
+    "prometheus": "/prometheus",
+    "grafana": "/var/lib/grafana",
+}
+INFRA = {"redis", "qdrant", "postgres", "mlflow", "prometheus", "grafana", "otel-collector", "jaeger"}
+# Distroless images without a shell or HTTP client: nothing to run a healthcheck with.
+NO_HEALTHCHECK = {"otel-collector": "distroless image", "jaeger": "distroless image", "vllm-model": "one-shot job"}
+
+
+def env_file() -> dict[str, str]:
+    """deploy/compose/.env as a dict."""
+    out = {}
+    for line in (COMPOSE_DIR / ".env").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def test_config_is_valid_for_both_profiles() -> None:
+    """`docker compose config -q` accepts the file with the cpu and with the gpu profile."""
+    run(compose_cmd("config", "--quiet"))
+    run(compose_cmd("config", "--quiet", gpu=True))
+
+
+def test_compose_rejects_a_broken_file(tmp_path: Path) -> None:
+    """Negative control: the real implementation refuses what a YAML parser would accept."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services:\n  gateway:\n    depends_on:\n      nowhere: {condition: service_healthy}\n")
+    proc = run(compose_cmd("config", "--quiet", override=bad), check=False)
+    assert proc.returncode != 0 and "nowhere" in (proc.stderr + proc.stdout)
+
+
+def test_whole_platform_is_there(compose_config: dict, compose_gpu_config: dict) -> None:
+    """Six services plus Redis, Qdrant, PostgreSQL, MLflow, Prometheus, Grafana, OTel Collector, Jaeger; vLLM in gpu."""
+    names = set(compose_config["services"])
+    assert set(SERVICES) <= names
+    assert names >= INFRA
+    assert "vllm" not in names
+    assert {"vllm", "vllm-model"} <= set(compose_gpu_config["services"])
+
+
+def test_healthchecks_and_dependency_conditions(compose_config: dict, compose_gpu_config: dict) -> None:
+    """Every long-running container has a healthcheck, and dependents wait on it."""
+    services = compose_gpu_config["services"]
+    for name, svc in services.items():
+        if name in NO_HEALTHCHECK:
+            continue
+        assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    for name, svc in services.items():
+        for dep, spec in svc.get("depends_on", {}).items():
+            want = "service_started" if dep in NO_HEALTHCHECK and dep != "vllm-model" else None
+            assert spec["condition"] in {"service_healthy", "service_completed_successfully", "service_started"}
+            if want:
+                assert spec["condition"] == want, f"{name} -> {dep}"
+            elif dep != "vllm-model" and dep != "gateway":
+                assert spec["condition"] == "service_healthy", f"{name} waits for {dep} without its healthcheck"
+
+
+def test_named_volumes_for_state(compose_config: dict) -> None:
+    """Everything that must survive a restart lives on a named volume."""
+    for name, target in STATEFUL.items():
+        mounts = compose_config["services"][name].get("volumes", [])
+        assert any(m["type"] == "volume" and m["target"] == target for m in mounts), f"{name}:{target}"
+    assert compose_config["services"]["redis"]["command"][:3] == ["redis-server", "--appendonly", "yes"]
+
+
+def test_versions_and_ports_come_from_env_file() -> None:
+    """No image tag nor host port is written in compose.yaml itself: all of them are ${...} from .env."""
+    text = (COMPOSE_DIR / "compose.yaml").read_text()
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        if re.match(r"\s*image:", code):
+            assert "${" in code, line
+        for port in re.findall(r'"([^"]+):\d+"', code):
+            assert port.startswith("${"), line
+    env = env_file()
+    for key, value in env.items():
+        if key.endswith("_IMAGE"):
+            assert re.search(r":[\w.\-]+$", value) and not value.endswith(":latest"), f"{key} must pin a tag"
+
+
+def test_images_carry_the_project_version(compose_config: dict) -> None:
+    """Platform images are <prefix>/<service>:<project version>, the tag `make images` produces."""
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    env = env_file()
+    assert env["LLMOPS_VERSION"] == version and env["LLMOPS_IMAGE_TAG"].startswith(version)
+    for name in SERVICES:
+        svc = compose_config["services"][name]
+        assert svc["image"] == f"{env['LLMOPS_IMAGE_PREFIX']}/{name}:{env['LLMOPS_IMAGE_TAG']}"
+        assert svc["build"]["dockerfile"] == f"services/{name}/Dockerfile"
+        assert Path(svc["build"]["context"]) == ROOT
+        assert not svc.get("command") and not svc.get("entrypoint"), "the image's CMD is the entry point"
+
+
+def test_gpu_profile_serves_vllm_on_a_reserved_gpu(compose_config: dict, compose_gpu_config: dict) -> None:
+    """gpu: the official vLLM image with an NVIDIA reservation; inference switches to it."""
+    vllm = compose_gpu_config["services"]["vllm"]
+    assert vllm["image"].startswith("vllm/vllm-openai:v")
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "--model=/models/production" in vllm["command"]
+    assert vllm["environment"]["HF_HUB_OFFLINE"] == "1"
+    fetch = " ".join(compose_gpu_config["services"]["vllm-model"]["command"])
+    assert "@production" in fetch and "mlflow artifacts download" in fetch
+    gpu_env = compose_gpu_config["services"]["inference"]["environment"]
+    assert gpu_env["INFERENCE_ENGINE"] == "openai"
+    assert gpu_env["INFERENCE_UPSTREAM_URL"] == "http://vllm:8000/v1"
+    assert compose_gpu_config["services"]["inference"]["depends_on"]["vllm"]["condition"] == "service_healthy"
+    cpu_env = compose_config["services"]["inference"]["environment"]
+    assert cpu_env["INFERENCE_ENGINE"] == "llamacpp"
+
+
+def test_example_override_swaps_one_service() -> None:
+    """The shipped override replaces guardrails' image/build and leaves the rest of the platform intact."""
+    import json
+
+    override = COMPOSE_DIR / "compose.override.example.yaml"
+    merged = json.loads(run(compose_cmd("config", "--format", "json", override=override)).stdout)
+    guard = merged["services"]["guardrails"]
+    assert guard["image"] == "student/guardrails:dev"
+    assert guard["build"]["dockerfile"] == "Dockerfile"
+    assert guard["environment"]["GUARDRAILS_PORT"] == "8005"
+    assert merged["services"]["gateway"]["image"].startswith("llmops/gateway:")
+
+
+def test_observability_wiring(compose_config: dict) -> None:
+    """Grafana gets its provisioning and dashboards; Prometheus its config and rules; the collector its config."""
+
+    def sources(name: str) -> set[str]:
+        return {Path(m["source"]).name for m in compose_config["services"][name]["volumes"] if m["type"] == "bind"}
+
+    assert {"provisioning", "dashboards"} <= sources("grafana")
+    assert {"prometheus.yml", "rules"} <= sources("prometheus")
+    assert "config.yaml" in sources("otel-collector")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_platform_service_health(compose_config: dict, service: str) -> None:
+    """The compose healthcheck asks the service's own /readyz on its container port."""
+    svc = compose_config["services"][service]
+    port = svc["ports"][0]["target"]
+    assert f"http://127.0.0.1:{port}/readyz" in " ".join(svc["healthcheck"]["test"])
