@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from llmops_common.errors import APIError
-
 from services.gateway.keys import KeyNotFound, KeyRecord, KeyStore, TeamNotFound, TeamRecord
 from services.gateway.limits import Limiter
 from services.gateway.pricing import nano_to_usd, usd_to_nano

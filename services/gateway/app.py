@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from llmops_common.app import build_service_app
-from llmops_common.body_limit import BodySizeLimitMiddleware
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from llmops_common.app import build_service_app
+from llmops_common.body_limit import BodySizeLimitMiddleware
 from services.gateway.admin import AdminService
 from services.gateway.events import EventEmitter
+from services.gateway.guardrails import GuardrailsClient
 from services.gateway.keys import KeyStore
 from services.gateway.limits import Limiter
 from services.gateway.metrics import GatewayMetrics
@@ -45,6 +46,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         events = EventEmitter(redis, settings.events_stream, settings.events_maxlen, metrics)
         if settings.events_enabled:
             await events.start()
+        guard = None
+        if settings.guardrails_url:
+            guard = GuardrailsClient(
+                settings.guardrails_url, settings.guardrails_timeout_ms, settings.guardrails_fail_mode, metrics
+            )
+            await guard.start()
         app.state.redis = redis
         app.state.admin = AdminService(keys, limiter)
         app.state.proxy = ProxyService(
@@ -55,6 +62,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             metrics=metrics,
             events=events if settings.events_enabled else None,
             default_max_tokens=settings.default_max_tokens,
+            guard=guard,
+            stream_window_chars=settings.guardrails_stream_window_chars,
         )
         try:
             yield
@@ -62,6 +71,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if settings.events_enabled:
                 await events.stop()
             await upstream.stop()
+            if guard is not None:
+                await guard.stop()
             await redis.aclose()
 
     async def readiness() -> dict[str, bool]:

@@ -101,6 +101,26 @@ class GatewayMetrics:
             "llmops_gateway_trace_events_emitted_total", "Trace events written to the stream.", registry=registry
         )
 
+        self.guardrail_checks = Counter(
+            "llmops_gateway_guardrail_checks_total",
+            "Guardrail checks by stage (input|output) and decision (allow|flag|redact|block|unavailable).",
+            ["stage", "decision"],
+            registry=registry,
+        )
+        self.guardrail_latency = Histogram(
+            "llmops_gateway_guardrail_latency_seconds",
+            "Time the gateway waited for a guardrail check.",
+            ["stage"],
+            buckets=_OVERHEAD,
+            registry=registry,
+        )
+        self.guardrail_failures = Counter(
+            "llmops_gateway_guardrail_failures_total",
+            "Guardrail calls that failed or timed out, by stage and the fail mode applied (open passes, closed 503s).",
+            ["stage", "fail_mode"],
+            registry=registry,
+        )
+
     def watch_circuits(self, deployments: Callable[[], list[Deployment]]) -> None:
         """Export breaker states of the route table's deployments."""
         self.registry.register(_CircuitCollector(deployments))

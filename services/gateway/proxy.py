@@ -12,11 +12,12 @@ from typing import Any
 
 import anyio
 import orjson
+
 from llmops_common.errors import APIError, error_body
 from llmops_common.request_id import current_request_id
 from llmops_common.sse import DONE
-
 from services.gateway.events import EventEmitter
+from services.gateway.guardrails import GuardrailsClient, Verdict, blocked_error, message_text
 from services.gateway.keys import KeyRecord, KeyStore
 from services.gateway.limits import LIMIT_LABELS, Limiter, LimitExceeded, Reservation
 from services.gateway.metrics import GatewayMetrics
@@ -55,6 +56,11 @@ class _Call:
     up: UpstreamResponse | None = None
     ttft_s: float | None = None
     response_text: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def guardrails_header(self) -> str:
+        """`input=redact,output=allow` for the x-llmops-guardrails header."""
+        return ",".join(f"{v.stage}={v.decision}" for v in self.verdicts)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -77,6 +83,8 @@ class ProxyService:
         metrics: GatewayMetrics,
         events: EventEmitter | None,
         default_max_tokens: int,
+        guard: GuardrailsClient | None = None,
+        stream_window_chars: int = 512,
     ) -> None:
         self.keys = keys
         self.limiter = limiter
@@ -85,6 +93,8 @@ class ProxyService:
         self.metrics = metrics
         self.events = events
         self.default_max_tokens = default_max_tokens
+        self.guard = guard
+        self.window = stream_window_chars
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
         """Resolve the bearer key; 401 for missing, unknown or revoked keys."""
@@ -144,6 +154,15 @@ class ProxyService:
             self.metrics.requests.labels(record.team, req.model, "402" if exc.is_budget else "429").inc()
             raise limit_error(exc) from None
         call = _Call(record, req, route, reservation, started)
+        if self.guard is not None:
+            try:
+                call.verdicts.append(await self._check_input(call))
+            except APIError as exc:  # blocked, or guardrails down under a fail-closed policy
+                blocked = exc.code == "guardrail_blocked"
+                decision = "block" if blocked else "unavailable"
+                call.verdicts.append(Verdict("input", decision, exc.extra.get("findings", [])))
+                await self._finish(call, exc.status, None, error_code=exc.code)
+                raise
         bodies = {dep.name: self._upstream_body(req, dep.model) for dep in route.deployments}
         try:
             call.up = await self.upstream.open(route, PATHS[kind], bodies, req.stream)
@@ -156,12 +175,39 @@ class ProxyService:
                 f"no deployment of '{req.model}' could serve the request: " + "; ".join(exc.attempts),
             ) from None
         headers = {"x-llmops-deployment": call.up.deployment.name}
+        if call.verdicts:
+            headers["x-llmops-guardrails"] = call.guardrails_header()
         if call.up.fallbacks:
             headers["x-llmops-fallbacks"] = str(call.up.fallbacks)
         if req.stream and call.up.response.status == 200:
             headers["x-llmops-overhead-ms"] = f"{(call.up.started - started) * 1000:.3f}"
             return Streaming(self._relay(call), headers)
         return await self._complete(call, headers)
+
+    async def _check_input(self, call: _Call) -> Verdict:
+        """Input guardrails on the messages (or prompt); redactions are applied to the payload in place."""
+        assert self.guard is not None
+        team, project, payload = call.record.team, call.record.project, call.req.payload
+        if call.req.kind == "chat":
+            return await self.guard.check_messages(payload["messages"], team, project)
+        prompts = payload["prompt"] if isinstance(payload["prompt"], list) else [payload["prompt"]]
+        as_messages = [{"role": "user", "content": p} for p in prompts if isinstance(p, str)]
+        verdict = await self.guard.check_messages(as_messages, team, project)
+        payload["prompt"] = (
+            [m["content"] for m in as_messages]
+            if isinstance(payload["prompt"], list)
+            else (as_messages[0]["content"] if as_messages else payload["prompt"])
+        )
+        return verdict
+
+    async def _check_output(self, call: _Call, text: str) -> Verdict:
+        assert self.guard is not None
+        prompt = None
+        if call.req.kind == "chat":
+            prompt = "\n".join(message_text(m) for m in call.req.payload["messages"])
+        verdict = await self.guard.check("output", text, call.record.team, call.record.project, prompt=prompt)
+        call.verdicts.append(verdict)
+        return verdict
 
     def _upstream_body(self, req: ClientRequest, upstream_model: str) -> bytes:
         body = dict(req.payload, model=upstream_model)
@@ -186,6 +232,21 @@ class ProxyService:
             text = (choice.get("message") or {}).get("content") or choice.get("text")
             if text:
                 call.response_text.append(text)
+        if self.guard is not None and call.response_text:
+            try:
+                verdict = await self._check_output(call, "".join(call.response_text))
+            except APIError as exc:  # guardrails down, fail-closed: the answer is withheld but still paid for
+                await self._finish(call, exc.status, usage, error_code=exc.code)
+                raise
+            headers["x-llmops-guardrails"] = call.guardrails_header()
+            if verdict.decision == "block":
+                await self._finish(call, 400, usage, error_code="guardrail_blocked")
+                err = blocked_error("output", verdict.findings)
+                return Completed(400, orjson.dumps(error_body(400, err.code, err.message, **err.extra)), headers)
+            if verdict.decision == "redact" and verdict.text is not None:
+                _replace_answer(data, verdict.text)
+                call.response_text = [verdict.text]
+                body = orjson.dumps(data)
         cost = await self._finish(call, 200, usage)
         overhead_s = (time.perf_counter() - call.started) - upstream_s
         self.metrics.overhead.observe(overhead_s)
@@ -200,6 +261,7 @@ class ProxyService:
         usage: dict[str, Any] | None = None
         chunks = 0
         status = 200
+        checked = 0  # characters of the answer already covered by an output check
         try:
             async for line in resp.content:
                 if not line.startswith(b"data:"):
@@ -224,7 +286,19 @@ class ProxyService:
                     if not event.get("choices") and not call.req.wants_usage:
                         continue  # the caller did not ask for the usage chunk
                     data = orjson.dumps(event)
+                if self.guard is not None and chunks and self._window_due(call, checked):
+                    checked, stop = await self._check_stream_window(call)
+                    if stop is not None:
+                        status = 400
+                        yield stop
+                        return
                 yield b"data: " + data + b"\n\n"
+            if self.guard is not None and call.response_text and self._window_due(call, checked, final=True):
+                _, stop = await self._check_stream_window(call)
+                if stop is not None:
+                    status = 400
+                    yield stop
+                    return
             yield DONE
         finally:
             resp.release()
@@ -232,6 +306,21 @@ class ProxyService:
                 usage = {"prompt_tokens": math.ceil(call.req.body_bytes / 4), "completion_tokens": chunks}
             with anyio.CancelScope(shield=True):
                 await self._finish(call, status, usage)
+
+    def _window_due(self, call: _Call, checked: int, final: bool = False) -> bool:
+        produced = sum(map(len, call.response_text))
+        return produced > checked and (final or produced - checked >= self.window)
+
+    async def _check_stream_window(self, call: _Call) -> tuple[int, bytes | None]:
+        """Check the last window of the streamed answer; a block ends the stream with an error event."""
+        text = "".join(call.response_text)
+        try:
+            verdict = await self._check_output(call, text[-2 * self.window :])
+        except APIError as exc:
+            return len(text), _error_frame(exc)
+        if verdict.decision == "block":
+            return len(text), _error_frame(blocked_error("output", verdict.findings))
+        return len(text), None
 
     async def _finish(
         self, call: _Call, status: int, usage: dict[str, Any] | None, error_code: str | None = None
@@ -284,12 +373,24 @@ class ProxyService:
             "latency_ms": round(elapsed * 1000, 3),
             "ttft_ms": round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
             "stream": call.req.stream,
-            "guardrails": [],
+            "guardrails": [v.as_event() for v in call.verdicts],
             "retrieval": [],
             "prompt": payload.get("messages") if call.req.kind == "chat" else payload.get("prompt"),
             "response": "".join(call.response_text) or None,
             "mean_logprob": None,
         }
+
+
+def _replace_answer(data: dict[str, Any], text: str) -> None:
+    for choice in data.get("choices") or ():
+        if isinstance(choice.get("message"), dict):
+            choice["message"]["content"] = text
+        elif "text" in choice:
+            choice["text"] = text
+
+
+def _error_frame(err: APIError) -> bytes:
+    return b"data: " + orjson.dumps(error_body(err.status, err.code, err.message, **err.extra)) + b"\n\n" + DONE
 
 
 def _tokens(usage: dict[str, Any]) -> tuple[int, int]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
+
 from llmops_common.errors import APIError
 
 Kind = Literal["chat", "completion"]

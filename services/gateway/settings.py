@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from llmops_common.settings import ServiceSettings
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+
+from llmops_common.settings import ServiceSettings
 
 DEFAULT_ROUTES = Path(__file__).parent / "config" / "routes.yaml"
 
@@ -31,6 +33,18 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
     events_stream: str = Field("llmops:events", description="Redis stream receiving one trace event per request.")
     events_maxlen: int = Field(1_000_000, ge=1000, description="Approximate cap on the trace-event stream length.")
+    guardrails_url: str | None = Field(
+        None, description="Base URL of the guardrails service; unset: no guardrail checks."
+    )
+    guardrails_timeout_ms: int = Field(
+        500, ge=10, description="Bound on one guardrail call when the team's policy does not set one."
+    )
+    guardrails_fail_mode: Literal["open", "closed"] = Field(
+        "closed", description="What to do when guardrails cannot answer and the team's policy is unknown."
+    )
+    guardrails_stream_window_chars: int = Field(
+        512, ge=64, description="Streamed answers are checked every this many characters (sliding window)."
+    )
     events_enabled: bool = Field(True, description="Emit trace events (never blocks a request when on).")
 
     @model_validator(mode="after")

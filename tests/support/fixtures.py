@@ -43,7 +43,8 @@ class Gateway:
     def __init__(self, url: str) -> None:
         self.url = url
         self.admin = httpx.Client(base_url=url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=30)
-        self.http = httpx.Client(timeout=120)  # shared by the openai clients the tests create
+        self.http = httpx.Client(timeout=120)
+        self.events_stream = ""  # shared by the openai clients the tests create
 
     def openai(self, key: str) -> openai.OpenAI:
         """An official client for this gateway (no retries, so a test sees each error)."""
@@ -72,7 +73,7 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     stack = ExitStack()
     folder = tmp_path_factory.mktemp("gateways")
 
-    def start(models: list[dict], defaults: dict | None = None) -> Gateway:
+    def start(models: list[dict], defaults: dict | None = None, env: dict[str, str] | None = None) -> Gateway:
         name = secrets.token_hex(3)
         routes = Path(folder) / f"routes-{name}.yaml"
         routes.write_text(yaml.safe_dump({"defaults": defaults or {}, "models": models}))
@@ -82,11 +83,13 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
             "GATEWAY_REDIS_PREFIX": f"test:gwi:{name}",
             "GATEWAY_ROUTES_FILE": str(routes),
             "GATEWAY_EVENTS_STREAM": f"test:events:{name}",
+            **(env or {}),
         }
         url = stack.enter_context(
             uvicorn_service("services.gateway.app:create_app", env, log_path=Path(folder) / f"gw-{name}.log")
         )
         gateway = Gateway(url)
+        gateway.events_stream = f"test:events:{name}"
         stack.callback(gateway.close)
         return gateway
 

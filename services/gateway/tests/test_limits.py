@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from services.gateway.keys import KeyStore, TeamRecord
-from services.gateway.limits import LimitExceeded, Limiter
+from services.gateway.limits import Limiter, LimitExceeded
 
 NOW = 1_800_000_010.0  # 10 s into a minute
 
