@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
+.PHONY: contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check libs services scripts tests bench
 	$(VENV)/bin/ruff format --check libs services scripts tests bench
 	$(VENV)/bin/mypy libs/llmops_common services/gateway services/inference
+
+contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005
+	@test -n "$(SERVICE)" -a -n "$(URL)" || { echo "usage: make contract SERVICE=<name> URL=<base url> [TOKEN=<admin token>]"; exit 2; }
+	@test -f services/$(SERVICE)/tests/test_contract.py || { echo "services/$(SERVICE) has no contract suite yet"; exit 2; }
+	$(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_URL=$(URL) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_ADMIN_TOKEN=$(TOKEN) \
+	  $(PY) -m pytest services/$(SERVICE)/tests/test_contract.py -q -p no:cacheprovider
 
 openapi: install ## regenerate every services/<name>/openapi.json from the code
 	$(PY) scripts/export_openapi.py

@@ -40,6 +40,8 @@ class Proc:
     env: dict[str, str] = field(default_factory=dict)
     needs: str | None = None  # a path that must exist for this process to be part of the platform
     timeout_s: float = 120.0
+    seed: list[str] | None = None  # an idempotent command run once this process is ready
+    seed_env: dict[str, str] = field(default_factory=dict)
 
 
 def _uvicorn(module: str, port: int) -> list[str]:
@@ -61,7 +63,31 @@ def _uvicorn(module: str, port: int) -> list[str]:
 def processes(secrets_: dict[str, str]) -> list[Proc]:
     """The platform, in start order (each waits for the ones before it)."""
     common = {"PYTHONPATH": f"{REPO}:{REPO / 'libs'}", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    registry_env = {
+        **common,
+        # Dev mode gives the seeded demo principals readable tokens (<name>-token); the admin token is generated.
+        "REGISTRY_DEV_MODE": "true",
+        "REGISTRY_ADMIN_TOKEN": secrets_["registry_admin_token"],
+        "REGISTRY_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+    }
     procs = [
+        Proc(
+            "mlflow",
+            [PY, "-m", "services.registry.mlflow_server"],
+            "http://127.0.0.1:5000/health",
+            common,
+            needs="services/registry/mlflow_server.py",
+            timeout_s=240,
+            seed=[PY, "-m", "services.registry.seed"],
+            seed_env=registry_env,
+        ),
+        Proc(
+            "registry",
+            _uvicorn("registry", 8003),
+            "http://127.0.0.1:8003/readyz",
+            registry_env,
+            needs="services/registry/app.py",
+        ),
         Proc("inference", _uvicorn("inference", 8001), "http://127.0.0.1:8001/readyz", common),
         Proc(
             "gateway",
@@ -143,6 +169,8 @@ def _load_secrets() -> dict[str, str]:
     data = json.loads(SECRETS.read_text()) if SECRETS.exists() else {}
     if "admin_key" not in data:
         data["admin_key"] = "sk-llmops-admin-" + secrets.token_urlsafe(24)
+    if "registry_admin_token" not in data:
+        data["registry_admin_token"] = "reg-admin-" + secrets.token_urlsafe(24)
     SECRETS.write_text(json.dumps(data, indent=2))
     SECRETS.chmod(0o600)
     return data
@@ -181,6 +209,20 @@ def seed_demo(gateway: str, data: dict[str, str]) -> str:
     return data["demo_key"]
 
 
+def _run_seed(proc: Proc) -> None:
+    """Run a process's idempotent seed command, logging to .llmops/logs/<name>-seed.log."""
+    assert proc.seed is not None
+    print(f"  {proc.name:<10} seeding ...", end="", flush=True)
+    with open(LOGS / f"{proc.name}-seed.log", "ab") as log:
+        code = subprocess.call(
+            proc.seed, cwd=REPO, env={**os.environ, **proc.seed_env}, stdout=log, stderr=subprocess.STDOUT
+        )
+    if code != 0:
+        print(" failed")
+        sys.exit(f"error: seeding after {proc.name} failed; see .llmops/logs/{proc.name}-seed.log")
+    print(" done")
+
+
 def up() -> None:
     """Start what is not running, wait for readiness, seed the demo key, print how to call it."""
     print("Starting the platform (local mode, no Docker):")
@@ -208,9 +250,15 @@ def up() -> None:
                 sys.exit(f"error: {proc.name} not ready after {proc.timeout_s:.0f}s; see .llmops/logs/{proc.name}.log")
             time.sleep(0.25)
         print(" ready")
+        if proc.seed:
+            _run_seed(proc)
     gateway = "http://127.0.0.1:8000"
     key = seed_demo(gateway, data)
-    ENV_FILE.write_text(f"LLMOPS_GATEWAY_URL={gateway}\nLLMOPS_API_KEY={key}\nLLMOPS_ADMIN_KEY={data['admin_key']}\n")
+    ENV_FILE.write_text(
+        f"LLMOPS_GATEWAY_URL={gateway}\nLLMOPS_API_KEY={key}\nLLMOPS_ADMIN_KEY={data['admin_key']}\n"
+        f"LLMOPS_REGISTRY_URL=http://127.0.0.1:8003\nLLMOPS_REGISTRY_ADMIN_TOKEN={data['registry_admin_token']}\n"
+        "LLMOPS_MLFLOW_URL=http://127.0.0.1:5000\n"
+    )
     print(f"""
 The platform is up.
   gateway URL : {gateway}   (OpenAI-compatible: {gateway}/v1)

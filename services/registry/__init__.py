@@ -1,0 +1,1 @@
+"""Registry service: a governance layer over MLflow (models, prompts, datasets, promotions, audit)."""

@@ -1,0 +1,1 @@
+"""HTTP routes of the registry service (thin: authorise, validate, call a service class)."""

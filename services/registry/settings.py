@@ -1,0 +1,61 @@
+"""Settings of the registry service (env prefix REGISTRY_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmops_common.settings import ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+# The repository root: embedded defaults keep their state under <root>/.llmops/data.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_DIR = REPO_ROOT / ".llmops" / "data"
+
+
+class RegistrySettings(ServiceSettings):
+    """Where MLflow and the governance store live, who may call, and how long answers are cached."""
+
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore")
+
+    port: int = Field(8003, description="TCP port to listen on.")
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5000", description="Base URL of the MLflow tracking server (also its model registry)."
+    )
+    mlflow_timeout_s: float = Field(10.0, gt=0, description="Timeout of one MLflow HTTP call.")
+    database_url: str = Field(
+        f"sqlite:///{DEFAULT_DATA_DIR / 'registry' / 'registry.db'}",
+        description="SQLAlchemy URL of the governance store (audit log, promotion requests, policies, principals); "
+        "a postgresql+psycopg:// URL in compose/Helm.",
+    )
+    cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long alias resolutions and the catalogue are cached in this process (0 disables). "
+        "Promotions through this replica invalidate at once; other replicas see them within the TTL.",
+    )
+    promotion_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="A pending promotion request expires after this many seconds."
+    )
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token of the bootstrap principal `admin` (stored hashed). Required outside dev mode; "
+        "in dev mode it defaults to `dev-admin-token`.",
+    )
+    anonymous_reads: bool = Field(
+        True,
+        description="Let callers without a token read (GET) models, prompts, datasets and the audit log; "
+        "writes always need a token. Set false to require a token for reads too.",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    experiment_prefix: str = Field(
+        "llmops", description="Prefix of the MLflow experiments the registry writes runs into (models, datasets)."
+    )
+
+    def bootstrap_admin_token(self) -> str:
+        """The admin token to install, refusing a silent default outside dev mode."""
+        if self.admin_token:
+            return self.admin_token
+        if self.dev_mode:
+            return "dev-admin-token"
+        raise ValueError("REGISTRY_ADMIN_TOKEN is required unless REGISTRY_DEV_MODE=true")

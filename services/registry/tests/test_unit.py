@@ -1,0 +1,117 @@
+"""Unit tests without network: the audit chain, the TTL cache, schema validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import text
+
+from services.registry.audit import AuditLog
+from services.registry.cache import TTLCache
+from services.registry.schemas import DatasetVersionCreate, ModelVersionCreate
+from services.registry.store import Store
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(Store(f"sqlite:///{tmp_path / 'audit.db'}"))
+
+
+def _write(audit: AuditLog, n: int) -> list[dict]:
+    entries = []
+    for i in range(n):
+        with audit.store.transaction() as conn:
+            entries.append(
+                audit.append(
+                    conn,
+                    actor="a",
+                    action="x.y",
+                    object_type="model",
+                    object_id=f"model/m/{i}",
+                    before={"v": i},
+                    after={"v": i + 1},
+                )
+            )
+    return entries
+
+
+def test_chain_links_each_entry_to_the_previous(audit: AuditLog) -> None:
+    entries = _write(audit, 3)
+    assert entries[0]["prev_hash"] == "0" * 64
+    assert entries[1]["prev_hash"] == entries[0]["hash"] and entries[2]["prev_hash"] == entries[1]["hash"]
+    assert audit.verify() == {
+        "ok": True,
+        "entries": 3,
+        "first_bad_seq": None,
+        "problem": None,
+        "head_hash": entries[2]["hash"],
+    }
+
+
+def test_verify_finds_edits_and_deletions(audit: AuditLog) -> None:
+    _write(audit, 4)
+    with audit.store.transaction() as conn:
+        conn.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2"))
+    assert audit.verify()["first_bad_seq"] == 2
+    with audit.store.transaction() as conn:
+        conn.execute(text("UPDATE audit_log SET actor = 'a' WHERE seq = 2"))
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+    result = audit.verify()
+    assert result["ok"] is False and result["first_bad_seq"] == 4
+
+
+def test_failed_transaction_appends_nothing(audit: AuditLog) -> None:
+    with pytest.raises(RuntimeError), audit.store.transaction() as conn:
+        audit.append(conn, actor="a", action="x", object_type="model", object_id="model/m")
+        raise RuntimeError("boom")
+    assert audit.verify()["entries"] == 0
+
+
+def test_query_filters_by_object_prefix_and_time(audit: AuditLog) -> None:
+    entries = _write(audit, 3)
+    assert len(audit.query(object_id="model/m")) == 3
+    assert [e["seq"] for e in audit.query(object_id="model/m/1")] == [2]
+    assert audit.query(since=entries[-1]["ts"] + 1) == []
+    assert [e["seq"] for e in audit.query(after_seq=1, limit=1)] == [2]
+
+
+def test_ttl_cache_expiry_invalidation_and_disable(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("services.registry.cache.time.monotonic", lambda: now[0])
+    cache = TTLCache(5)
+    cache.put(("model", "a", "alias", "production"), 1)
+    cache.put(("model", "b", "alias", "production"), 2)
+    assert cache.get(("model", "a", "alias", "production")) == 1
+    cache.invalidate(("model", "a"))
+    assert cache.get(("model", "a", "alias", "production")) is None
+    assert cache.get(("model", "b", "alias", "production")) == 2
+    now[0] += 6
+    assert cache.get(("model", "b", "alias", "production")) is None
+    off = TTLCache(0)
+    off.put("k", 1)
+    assert off.get("k") is None
+
+
+def test_schemas_refuse_malformed_metadata() -> None:
+    good = {
+        "format": "gguf",
+        "artifact_uri": "hf://org/model",
+        "engine": "vllm",
+        "context_length": 4096,
+        "license": "mit",
+        "price_per_1m_input": 0,
+        "price_per_1m_output": 0,
+    }
+    ModelVersionCreate(**good)
+    for bad in (
+        {"engine": "tgi"},
+        {"eval_results": {"bad name": 1.0}},
+        {"tags": {"mlflow.x": "y"}},
+        {"price_per_1m_output": "cheap"},
+    ):
+        with pytest.raises(ValidationError):
+            ModelVersionCreate(**(good | bad))
+    with pytest.raises(ValidationError):
+        DatasetVersionCreate(digest="sha256:xyz", schema={"a": "int"}, row_count=1, source="s3://b/k")
