@@ -70,6 +70,15 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         "REGISTRY_ADMIN_TOKEN": secrets_["registry_admin_token"],
         "REGISTRY_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
     }
+    gateway_env = {
+        **common,
+        "GATEWAY_ADMIN_KEY": secrets_["admin_key"],
+        "GATEWAY_INFERENCE_URL": "http://127.0.0.1:8001/v1",
+    }
+    if (REPO / "services/registry/app.py").exists():
+        gateway_env["GATEWAY_REGISTRY_URL"] = "http://127.0.0.1:8003"
+    if (REPO / "services/guardrails/app.py").exists():
+        gateway_env["GATEWAY_GUARDRAILS_URL"] = "http://127.0.0.1:8005"
     procs = [
         Proc(
             "mlflow",
@@ -90,10 +99,17 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         ),
         Proc("inference", _uvicorn("inference", 8001), "http://127.0.0.1:8001/readyz", common),
         Proc(
+            "guardrails",
+            _uvicorn("guardrails", 8005),
+            "http://127.0.0.1:8005/readyz",
+            common,
+            needs="services/guardrails/app.py",
+        ),
+        Proc(
             "gateway",
             _uvicorn("gateway", 8000),
             "http://127.0.0.1:8000/readyz",
-            {**common, "GATEWAY_ADMIN_KEY": secrets_["admin_key"], "GATEWAY_INFERENCE_URL": "http://127.0.0.1:8001/v1"},
+            gateway_env,
         ),
     ]
     return [p for p in procs if p.needs is None or (REPO / p.needs).exists()]

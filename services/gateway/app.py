@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
 from services.gateway.admin import AdminService
+from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.events import EventEmitter
 from services.gateway.guardrails import GuardrailsClient
 from services.gateway.keys import KeyStore
@@ -46,6 +47,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         events = EventEmitter(redis, settings.events_stream, settings.events_maxlen, metrics)
         if settings.events_enabled:
             await events.start()
+        catalogue = None
+        if settings.registry_url:
+            catalogue = RegistryCatalogue(settings.registry_url, routes, settings.registry_refresh_s)
+            await catalogue.start()
         guard = None
         if settings.guardrails_url:
             guard = GuardrailsClient(
@@ -63,6 +68,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             events=events if settings.events_enabled else None,
             default_max_tokens=settings.default_max_tokens,
             guard=guard,
+            catalogue=catalogue,
             stream_window_chars=settings.guardrails_stream_window_chars,
         )
         try:
@@ -73,6 +79,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await upstream.stop()
             if guard is not None:
                 await guard.stop()
+            if catalogue is not None:
+                await catalogue.stop()
             await redis.aclose()
 
     async def readiness() -> dict[str, bool]:

@@ -16,6 +16,7 @@ import orjson
 from llmops_common.errors import APIError, error_body
 from llmops_common.request_id import current_request_id
 from llmops_common.sse import DONE
+from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.events import EventEmitter
 from services.gateway.guardrails import GuardrailsClient, Verdict, blocked_error, message_text
 from services.gateway.keys import KeyRecord, KeyStore
@@ -84,6 +85,7 @@ class ProxyService:
         events: EventEmitter | None,
         default_max_tokens: int,
         guard: GuardrailsClient | None = None,
+        catalogue: RegistryCatalogue | None = None,
         stream_window_chars: int = 512,
     ) -> None:
         self.keys = keys
@@ -94,6 +96,7 @@ class ProxyService:
         self.events = events
         self.default_max_tokens = default_max_tokens
         self.guard = guard
+        self.catalogue = catalogue
         self.window = stream_window_chars
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
@@ -120,6 +123,7 @@ class ProxyService:
                 "created": 0,
                 "owned_by": "llmops",
                 "price_per_1m": {"input": r.price.input_per_1m, "output": r.price.output_per_1m},
+                "version": self._version(name),
             }
             for name, r in sorted(self.routes.routes.items())
             if record.allows(name)
@@ -175,6 +179,8 @@ class ProxyService:
                 f"no deployment of '{req.model}' could serve the request: " + "; ".join(exc.attempts),
             ) from None
         headers = {"x-llmops-deployment": call.up.deployment.name}
+        if version := self._version(req.model):
+            headers["x-llmops-model-version"] = version
         if call.verdicts:
             headers["x-llmops-guardrails"] = call.guardrails_header()
         if call.up.fallbacks:
@@ -183,6 +189,9 @@ class ProxyService:
             headers["x-llmops-overhead-ms"] = f"{(call.up.started - started) * 1000:.3f}"
             return Streaming(self._relay(call), headers)
         return await self._complete(call, headers)
+
+    def _version(self, model: str) -> str | None:
+        return self.catalogue.versions.get(model) if self.catalogue else None
 
     async def _check_input(self, call: _Call) -> Verdict:
         """Input guardrails on the messages (or prompt); redactions are applied to the payload in place."""
@@ -361,7 +370,7 @@ class ProxyService:
             "project": call.record.project,
             "key_id": call.record.key_id,
             "model": call.req.model,
-            "model_version": None,
+            "model_version": self._version(call.req.model),
             "deployment": call.up.deployment.name if call.up else None,
             "prompt_version": None,
             "endpoint": "chat" if call.req.kind == "chat" else "completions",

@@ -33,6 +33,10 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
     events_stream: str = Field("llmops:events", description="Redis stream receiving one trace event per request.")
     events_maxlen: int = Field(1_000_000, ge=1000, description="Approximate cap on the trace-event stream length.")
+    registry_url: str | None = Field(
+        None, description="Registry base URL; when set, production versions and prices come from its catalogue."
+    )
+    registry_refresh_s: float = Field(30.0, gt=0, description="Seconds between catalogue refreshes.")
     guardrails_url: str | None = Field(
         None, description="Base URL of the guardrails service; unset: no guardrail checks."
     )
