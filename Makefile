@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
+.PHONY: bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -69,7 +69,7 @@ contract: install ## run a service's contract tests against any base URL: make c
 openapi: install ## regenerate every services/<name>/openapi.json from the code
 	$(PY) scripts/export_openapi.py
 
-bench: bench-gateway bench-inference ## run the benchmarks (results in bench/results/)
+bench: bench-gateway bench-inference bench-guardrails ## run the benchmarks (results in bench/results/)
 
 bench-gateway: install ## gateway overhead vs. a fast fake upstream, 1/10/100 connections
 	@scripts/ensure_redis.sh
@@ -77,6 +77,9 @@ bench-gateway: install ## gateway overhead vs. a fast fake upstream, 1/10/100 co
 
 bench-inference: install ## tokens/s and TTFT through the inference service vs. raw llama.cpp
 	$(PY) bench/inference_overhead.py
+
+bench-guardrails: install ## guardrails detection quality and latency (uses `hey` when installed)
+	$(PY) bench/guardrails_bench.py
 
 clean: ## remove the virtual environment and local state
 	rm -rf $(VENV) .llmops

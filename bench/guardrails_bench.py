@@ -1,0 +1,438 @@
+"""Guardrails benchmark: detection quality (injection, PII) and latency/throughput of the input check.
+
+    .venv/bin/python bench/guardrails_bench.py [--skip-http]
+
+Writes bench/results/guardrails_results.json and bench/results/guardrails_results.md. Run it once on a quiet
+machine: the latency part is CPU-bound and these machines are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
+
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from services.guardrails.checker import Checker  # noqa: E402
+from services.guardrails.detectors.base import CheckInput  # noqa: E402
+from services.guardrails.detectors.loader import load_detectors  # noqa: E402
+from services.guardrails.metrics import GuardrailsMetrics  # noqa: E402
+from services.guardrails.policies import PolicySet  # noqa: E402
+from services.guardrails.settings import GuardrailsSettings  # noqa: E402
+from services.guardrails.training.data import default_data_dir, load_split, sha256_file  # noqa: E402
+from services.guardrails.training.train_injection import binary_metrics  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+PII_FILE = ROOT.parent / "shared" / "datasets" / "pii" / "generated_small.json"
+MULTILINGUAL = ROOT / "services" / "guardrails" / "data" / "multilingual_eval.jsonl"
+TYPE_MAP = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN",
+    "US_SSN": "US_SSN",
+    "IP_ADDRESS": "IP_ADDRESS",
+}
+HOMOGLYPHS = str.maketrans({"a": "\u0430", "e": "\u0435", "o": "\u043e", "i": "\u0456", "c": "\u0441"})
+
+
+def injection_layers(checker: Checker, policies: PolicySet, text: str) -> tuple[bool, bool]:
+    """(rules fired, model fired) for one text under the default policy's injection settings."""
+    detector = checker.detectors["input"]["injection"]
+    cfg = policies.policies[policies.default].input["injection"].model_dump()
+    findings = detector.run(CheckInput(text=text, direction="input"), cfg)
+    model = any(f.reason.startswith("learned") for f in findings)
+    rules = any(f.reason.startswith("rule") for f in findings)
+    return rules, model
+
+
+def evaluate(checker: Checker, policies: PolicySet, texts: list[str], labels: list[int]) -> dict[str, Any]:
+    """Metrics of rules only, model only and the deployed combination (either layer)."""
+    layers = [injection_layers(checker, policies, t) for t in texts]
+    y = np.array(labels)
+    out = {}
+    for name, pick in (("rules", lambda r, m: r), ("model", lambda r, m: m), ("combined", lambda r, m: r or m)):
+        pred = np.array([int(pick(r, m)) for r, m in layers])
+        out[name] = (
+            binary_metrics(y, pred) if (y == 0).any() else {"recall": float(pred[y == 1].mean()), "n": int(y.size)}
+        )
+    return out
+
+
+def obfuscate(text: str, how: str) -> str:
+    """Apply one evasion trick an attacker would use ("none": the baseline)."""
+    if how == "none":
+        return text
+    if how == "zero_width":
+        return "\u200b".join(text[i : i + 3] for i in range(0, len(text), 3))
+    if how == "homoglyphs":
+        return text.translate(HOMOGLYPHS)
+    if how == "base64":
+        return "Here is my message, base64-encoded: " + base64.b64encode(text.encode()).decode()
+    if how == "spaced":
+        words = text.split()
+        return " ".join(" ".join(w) if i < 12 and w.isalpha() else w for i, w in enumerate(words))
+    raise ValueError(how)
+
+
+def injection_quality(checker: Checker, policies: PolicySet) -> dict[str, Any]:
+    """Held-out split, Giskard, multilingual hand-written set, and evasion variants."""
+    _, heldout = load_split(default_data_dir())
+    warden = [e for e in heldout if e.source == "llm-warden"]
+    giskard = [e for e in heldout if e.source == "giskard"]
+    res: dict[str, Any] = {
+        "llm_warden_heldout": evaluate(checker, policies, [e.text for e in warden], [e.label for e in warden]),
+        "giskard_all_attacks": evaluate(checker, policies, [e.text for e in giskard], [1] * len(giskard)),
+        "heldout_combined": evaluate(checker, policies, [e.text for e in heldout], [e.label for e in heldout]),
+    }
+    rows = [json.loads(line) for line in MULTILINGUAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+    res["multilingual_handwritten"] = {
+        lang: evaluate(
+            checker,
+            policies,
+            [r["text"] for r in rows if r["lang"] == lang],
+            [r["label"] for r in rows if r["lang"] == lang],
+        )
+        for lang in sorted({r["lang"] for r in rows})
+    }
+    # Short attacks only for evasion: long role-play prompts stay detectable after any trick.
+    attacks = [e.text for e in heldout if e.label == 1 and len(e.text) < 1500][:60]
+    benign = [e.text for e in heldout if e.label == 0 and len(e.text) < 1500][:60]
+    res["evasion_variants"] = {
+        how: evaluate(
+            checker, policies, [obfuscate(t, how) for t in attacks + benign], [1] * len(attacks) + [0] * len(benign)
+        )
+        for how in ("none", "zero_width", "homoglyphs", "base64", "spaced")
+    }
+    return res
+
+
+def pii_quality(checker: Checker) -> dict[str, Any]:
+    """Per-type precision/recall on the shared presidio-research sample (overlap match, same type)."""
+    records = json.loads(PII_FILE.read_text())
+    detectors = checker.detectors["input"]
+    counts = {t: {"tp": 0, "fp": 0, "fn": 0, "gold": 0} for t in TYPE_MAP.values()}
+    misses: list[str] = []
+    for rec in records:
+        text = rec["full_text"]
+        gold = [
+            (TYPE_MAP[s["entity_type"]], s["start_position"], s["end_position"])
+            for s in rec["spans"]
+            if s["entity_type"] in TYPE_MAP
+        ]
+        inp = CheckInput(text=text, direction="input")
+        found = [(f.entity or "", f.start, f.end) for f in detectors["pii"].run(inp, {})]
+        for etype, gs, ge in gold:
+            counts[etype]["gold"] += 1
+            if any(p[0] == etype and p[1] < ge and gs < p[2] for p in found):
+                counts[etype]["tp"] += 1
+            else:
+                counts[etype]["fn"] += 1
+                misses.append(f"{etype}: {text[gs:ge]!r}")
+        for etype, ps, pe in found:
+            if not any(g[0] == etype and g[1] < pe and ps < g[2] for g in gold):
+                counts[etype]["fp"] += 1
+                misses.append(f"false {etype}: {text[ps:pe]!r}")
+    per_type = {}
+    for etype, c in counts.items():
+        predicted = c["tp"] + c["fp"]
+        per_type[etype] = {
+            **c,
+            "precision": c["tp"] / predicted if predicted else None,
+            "recall": c["tp"] / c["gold"] if c["gold"] else None,
+        }
+    return {"per_type": per_type, "errors": misses[:40], "sha256": sha256_file(PII_FILE)}
+
+
+def _iban(country: str, bban: str) -> str:
+    numeric = "".join(str(int(ch, 36)) for ch in bban + country + "00")
+    return f"{country}{98 - int(numeric) % 97:02d}{bban}"
+
+
+def _luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
+    body = prefix + "".join(rng.choice("0123456789") for _ in range(length - len(prefix) - 1))
+    for check in "0123456789":
+        digits = body + check
+        total = sum(
+            (d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 else d for i, d in enumerate(int(c) for c in reversed(digits))
+        )
+        if total % 10 == 0:
+            return digits
+    raise AssertionError("unreachable")
+
+
+def synthetic_pii(checker: Checker) -> dict[str, Any]:
+    """Self-generated sentences with valid identifiers in several formats (tests the validators and
+    formats, not generalisation; no IBANs are in the shared set, hence this)."""
+    rng = random.Random(11)
+    templates = [
+        "Please send the refund to {v} as soon as possible.",
+        "My details: {v}. Thanks!",
+        "Le numéro est {v}, merci de vérifier.",
+        "Bitte überweisen Sie an {v} bis Freitag.",
+    ]
+
+    def digits(n: int) -> str:
+        return "".join(rng.choice("0123456789") for _ in range(n))
+
+    makers = {
+        "IBAN": lambda: rng.choice(
+            [
+                _iban("DE", digits(18)),
+                _iban("GB", "NWBK" + digits(14)),
+                _iban("FR", digits(23)),
+                _iban("NL", "ABNA" + digits(10)),
+            ]
+        ),
+        "CREDIT_CARD": lambda: rng.choice(
+            [_luhn_complete("4", 16, rng), _luhn_complete("51", 16, rng), _luhn_complete("37", 15, rng)]
+        ),
+        "US_SSN": lambda: f"{rng.randint(1, 665):03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}",
+        "IP_ADDRESS": lambda: rng.choice(
+            [
+                ".".join(str(rng.randint(0, 255)) for _ in range(4)),
+                f"2001:db8:{rng.randint(1, 9999):x}::{rng.randint(1, 65535):x}",
+            ]
+        ),
+        "EMAIL": lambda: (
+            f"user{rng.randint(1, 999)}.{rng.choice(['x', 'mail', 'dev'])}"
+            f"@{rng.choice(['example.com', 'mail.co.uk', 'uni-bonn.de'])}"
+        ),
+        "PHONE": lambda: rng.choice(
+            [
+                f"+1 ({digits(3)}) {digits(3)}-{digits(4)}",
+                f"+44 20 {digits(4)} {digits(4)}",
+                f"+49 30 {digits(8)}",
+                f"0{digits(2)} {digits(3)} {digits(2)} {digits(2)}",
+                f"{digits(3)}.{digits(3)}.{digits(4)}",
+            ]
+        ),
+    }
+    out = {}
+    for etype, make in makers.items():
+        hits = 0
+        total = 40
+        for i in range(total):
+            value = make()
+            if etype == "IBAN" and i % 2:
+                value = " ".join(value[j : j + 4] for j in range(0, len(value), 4))  # printed form
+            text = rng.choice(templates).format(v=value)
+            start = text.index(value)
+            found = checker.detectors["input"]["pii"].run(CheckInput(text=text, direction="input"), {})
+            hits += any(f.entity == etype and f.start <= start and start + len(value) <= f.end + 1 for f in found)
+        out[etype] = {"n": total, "recall": hits / total}
+    return out
+
+
+def sample_text(chars: int, pool: list[str], rng: random.Random) -> str:
+    """Benign prose of exactly `chars` characters, from held-out benign prompts."""
+    out = ""
+    while len(out) < chars:
+        out += rng.choice(pool) + " "
+    return out[:chars]
+
+
+def latency(checker: Checker, policies: PolicySet) -> dict[str, Any]:
+    """In-process p50/p99 of a full input check (default policy) by text size."""
+    _, heldout = load_split(default_data_dir())
+    pool = [re.sub(r"\s+", " ", e.text) for e in heldout if e.label == 0]
+    rng = random.Random(7)
+    policy = policies.policies[policies.default]
+    res = {}
+    for size, n in ((100, 2000), (1000, 2000), (10_000, 300)):
+        texts = [sample_text(size, pool, rng) for _ in range(50)]
+        for t in texts[:20]:
+            checker.check("input", CheckInput(text=t, direction="input"), policy)
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            checker.check("input", CheckInput(text=texts[i % len(texts)], direction="input"), policy)
+            times.append((time.perf_counter() - t0) * 1000)
+        times.sort()
+        res[f"{size}_chars"] = {
+            "n": n,
+            "p50_ms": round(statistics.median(times), 3),
+            "p99_ms": round(times[int(0.99 * n) - 1], 3),
+            "max_ms": round(times[-1], 3),
+        }
+    return res
+
+
+def http_throughput(pool_text: str) -> dict[str, Any]:
+    """Closed-loop throughput of one uvicorn worker with `hey` (a Go client), 1,000-char input checks."""
+    if shutil.which("hey") is None:
+        return {"skipped": "hey not installed (apt-get install hey)"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "services.guardrails.app:create_app",
+        "--factory",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    env = {
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'libs'}",
+        "GUARDRAILS_LOAD_CONTEXTUAL_ENCODER": "false",
+        "PATH": "/usr/bin:/bin",
+    }
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    body = RESULTS / "guardrails_hey_body.json"
+    body.write_text(json.dumps({"text": pool_text}))
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/v1/check/input"
+        out = {}
+        for label, args in (
+            ("closed_loop_c10", ["-n", "3000", "-c", "10"]),
+            ("rate_50rps_c1", ["-z", "10s", "-c", "1", "-q", "50"]),
+        ):
+            run = subprocess.run(["hey", *args, "-m", "POST", "-T", "application/json", "-D", str(body), url],
+                                 capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+            rps = re.search(r"Requests/sec:\s+([\d.]+)", run.stdout)
+            p50 = re.search(r"50% in ([\d.]+) secs", run.stdout)
+            p99 = re.search(r"99% in ([\d.]+) secs", run.stdout)
+            codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", run.stdout)
+            out[label] = {
+                "requests_per_s": float(rps.group(1)) if rps else None,
+                "p50_ms": float(p50.group(1)) * 1000 if p50 else None,
+                "p99_ms": float(p99.group(1)) * 1000 if p99 else None,
+                "status_codes": dict(codes),
+            }
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        body.unlink(missing_ok=True)
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """A readable summary of the JSON results."""
+    lines = [
+        "# Guardrails benchmark",
+        "",
+        f"Date {r['date']}; machine {r['machine']}; command `{r['command']}`; versions {r['versions']}.",
+        "",
+        "## Injection and jailbreak (input check, default policy)",
+        "",
+        "| set | layer | precision | recall | F1 | FPR |",
+        "|---|---|---|---|---|---|",
+    ]
+    inj = r["injection"]
+    rows = [(k, v) for k, v in inj.items() if k not in ("multilingual_handwritten", "evasion_variants")]
+    rows += [(f"multilingual {k}", v) for k, v in inj["multilingual_handwritten"].items()]
+    rows += [(f"evasion: {k}", v) for k, v in inj["evasion_variants"].items()]
+    for name, layers in rows:
+        for layer, m in layers.items():
+            cells = [_fmt(m.get(key)) for key in ("precision", "recall", "f1", "fpr")]
+            lines.append(f"| {name} | {layer} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## PII (shared presidio-research sample, overlap match)",
+        "",
+        "| type | gold | TP | FP | precision | recall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for etype, m in r["pii"]["per_type"].items():
+        lines.append(
+            f"| {etype} | {m['gold']} | {m['tp']} | {m['fp']} | {_fmt(m['precision'])} | {_fmt(m['recall'])} |"
+        )
+    synthetic = ", ".join(f"{k} recall {v['recall']:.2f} (n={v['n']})" for k, v in r["pii_synthetic"].items())
+    lines += ["", f"Synthetic, self-generated (valid identifiers in several formats): {synthetic}."]
+    lines += [
+        "",
+        "## Latency of an input check, in process (default policy, all input detectors)",
+        "",
+        "| size | n | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+    ]
+    for size, m in r["latency_in_process"].items():
+        lines.append(f"| {size} | {m['n']} | {m['p50_ms']} | {m['p99_ms']} | {m['max_ms']} |")
+    lines += [
+        "",
+        "## HTTP, one uvicorn worker, 1,000-character input checks (hey)",
+        "",
+        "```",
+        json.dumps(r["http_one_worker_1000_chars"], indent=2),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run everything once and write the results files."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-http", action="store_true")
+    args = parser.parse_args()
+    settings = GuardrailsSettings(load_contextual_encoder=False)
+    policies = PolicySet.load(settings.policy_file)
+    checker = Checker(load_detectors(settings), GuardrailsMetrics(CollectorRegistry()))
+    started = time.time()
+    import sklearn
+    import tokenizers
+
+    results: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "versions": {
+            "numpy": np.__version__,
+            "tokenizers": tokenizers.__version__,
+            "scikit-learn": sklearn.__version__,
+        },
+        "command": "python bench/guardrails_bench.py" + (" --skip-http" if args.skip_http else ""),
+        "injection_model": getattr(checker.detectors["input"]["injection"], "model").metadata["data"],  # noqa: B009
+        "injection": injection_quality(checker, policies),
+        "pii": pii_quality(checker),
+        "pii_synthetic": synthetic_pii(checker),
+        "latency_in_process": latency(checker, policies),
+    }
+    _, heldout = load_split(default_data_dir())
+    text_1k = sample_text(1000, [e.text for e in heldout if e.label == 0], random.Random(3))
+    results["http_one_worker_1000_chars"] = {"skipped": "--skip-http"} if args.skip_http else http_throughput(text_1k)
+    results["wall_s"] = round(time.time() - started, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "guardrails_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "guardrails_results.md").write_text(markdown(results))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Rule layer of the injection detector: patterns of well-known attack techniques, in several languages.
+
+The patterns follow published attack taxonomies (instruction override, role hijack, restriction removal,
+system-prompt extraction, forged chat-template delimiters), not the rows of any data set. They run on the
+normalised views (lower case, homoglyphs folded), so they stay short. Languages: English, German, French,
+Spanish, Italian and Portuguese.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One regular expression with the technique it detects and how sure a match makes us."""
+
+    name: str
+    category: str
+    score: float
+    pattern: re.Pattern[str]
+    reason: str
+    anchors: tuple[str, ...]  # substrings every match contains: a cheap test that skips most texts
+
+
+def _r(name: str, category: str, score: float, reason: str, anchors: str, *alternatives: str) -> Rule:
+    pattern = re.compile("|".join(f"(?:{a})" for a in alternatives))
+    return Rule(name, category, score, pattern, reason, tuple(anchors.split("|")))
+
+
+_PREV_EN = r"(?:previous|prior|preceding|above|earlier|former|original|initial|system|all|any|your|the)"
+_INSTR_EN = (
+    r"(?:instructions?|rules|prompts?|directions|guidelines|directives|commands|context|programming|restrictions)"
+)
+
+RULES: tuple[Rule, ...] = (
+    _r(
+        "override_instructions",
+        "prompt_injection",
+        0.95,
+        "asks the model to ignore or replace the instructions it was given",
+        "ignor|disregard|forget|skip|overrid|bypass|drop|abandon|vergiss|vergesst|missacht|überschreib|oubli|néglige"
+        "|olvid|omite|descarta|dimentica|trascura|esqueç|esquec|desconsidere|new|neue|nouvelles|nuevas|nuove",
+        rf"\b(?:ignore|disregard|forget|skip|override|bypass|drop|abandon)\b(?:\W+\w+){{0,3}}?\W+{_PREV_EN}\W+(?:\w+\W+){{0,2}}{_INSTR_EN}\b",
+        r"\b(?:ignorier\w*|vergiss|vergesst|missacht\w*|überschreib\w*)\b(?:\W+\w+){0,4}?\W+(?:anweisung\w*|instruktion\w*|regeln|vorgaben|befehl\w*|richtlinien)",
+        r"\bvergiss\w*\s+(?:alles|alle)\b",
+        # "forget everything (above)" in each language
+        r"\b(?:forget|disregard|ignore)\s+(?:everything|all\s+(?:of\s+)?(?:that|the\s+above))\b",
+        r"\b(?:oublie[rz]?|ignore[rz]?)\s+tout\b|\b(?:olvida[d]?|ignora)\s+todo\b|\b(?:dimentica|ignora)\s+tutto\b",
+        r"\b(?:esque[çc]a|ignore)\s+tudo\b",
+        r"\b(?:ignore[rz]?|oublie[rz]?|oubliez|néglige[rz]?)\b(?:\W+\w+){0,4}?\W+(?:instructions?|consignes?|règles|directives)",
+        r"\b(?:ignora|ignore|ignorad|olvida|olvide|olvidad|omite|descarta)\b(?:\W+\w+){0,4}?\W+(?:instrucci\w+|reglas|indicaciones|[oó]rdenes|directrices)",
+        r"\b(?:ignora|dimentica|trascura)\b(?:\W+\w+){0,4}?\W+(?:istruzion\w|regole|indicazioni|direttive)",
+        r"\b(?:ignore|ignora|esqueça|esqueca|desconsidere)\b(?:\W+\w+){0,4}?\W+(?:instru[cç][õo]es|regras|diretrizes)",
+        r"\bnew\s+(?:instructions|rules|system\s+prompt)\s*:",
+        r"\b(?:neue\s+anweisung\w*|nouvelles\s+(?:instructions|consignes)|nuevas\s+instrucciones|nuove\s+istruzioni)\s*:",
+    ),
+    _r(
+        "role_hijack",
+        "jailbreak",
+        0.85,
+        "tries to give the model a new identity that is not bound by its rules",
+        "you|dan|anything|developer mode|jailbreak|pretend|act|behave|role|du bist|bist du|tu es|eres",
+        r"\b(?:you\s+are|you're)\s+(?:now\s+)?(?:in\s+)?(?:dan|developer\s+mode|god\s+mode|jailbroken|unfiltered|uncensored|unrestricted|evil)\b",
+        r"\b(?:do\s+anything\s+now|dan\s+mode|developer\s+mode\s+(?:enabled|output|on)|jailbreak(?:ed)?\s+mode)\b",
+        r"\b(?:pretend|act|behave|roleplay|role-play)\b(?:\W+\w+){0,4}?\W+(?:unfiltered|uncensored|unrestricted|no\s+(?:rules|filters|limits|restrictions)|evil|amoral|without\s+(?:any\s+)?(?:rules|filters|restrictions|limits))",
+        r"\b(?:du\s+bist\s+(?:jetzt|nun|ab\s+sofort)|ab\s+(?:jetzt|sofort)\s+bist\s+du)\b(?:\W+\w+){0,4}?\W+(?:ohne|uneingeschränkt|unzensiert|frei\s+von)",
+        r"\b(?:tu\s+es\s+(?:maintenant|désormais)|à\s+partir\s+de\s+maintenant,?\s+tu\s+es)\b(?:\W+\w+){0,4}?\W+(?:sans|libre|non\s+censur)",
+        r"\b(?:ahora\s+eres|a\s+partir\s+de\s+ahora\s+eres|desde\s+ahora\s+eres)\b(?:\W+\w+){0,4}?\W+(?:sin|libre|sin\s+censura)",
+    ),
+    _r(
+        "remove_restrictions",
+        "jailbreak",
+        0.75,
+        "asks the model to drop its safety rules, filters or ethics",
+        "without|no|n't|free|ignore|never|break|bound|ohne|keine|sans|sin",
+        r"\b(?:without|no|free\s+(?:of|from)|ignore\s+(?:all|any|your))\s+(?:any\s+)?(?:ethical|moral|safety|content)?\s*(?:restrictions|filters?|censorship|guidelines|limitations|boundaries|morals|ethics)\b(?:\W+\w+){0,6}?\W+(?:answer|respond|reply|comply|generate|say|write)",
+        r"\b(?:(?:doesn't|does\s+not|don't|do\s+not|never)\s+(?:have\s+to\s+)?(?:follow|abide\s+by|care\s+about|adhere\s+to)|(?:break|broken\s+free\s+of)|is\s+not\s+bound\s+by)\s+(?:\w+\s+){0,3}(?:rules|guidelines|policies|policy|restrictions|openai|ethics|content\s+policy)\b",
+        r"\b(?:ohne|keine)\s+(?:jegliche\s+)?(?:ethischen\s+|moralischen\s+)?(?:einschränkungen|filter|zensur|regeln|richtlinien)\b",
+        r"\bsans\s+(?:aucune\s+)?(?:restriction|censure|filtre|limite|règle)s?\b(?:\W+\w+){0,6}?\W+(?:répond|réponds|répondre|dis|écris)",
+        r"\bsin\s+(?:ninguna\s+)?(?:restricci[oó]n|restricciones|censura|filtros?|l[ií]mites?|reglas)\b(?:\W+\w+){0,6}?\W+(?:responde|contesta|di|escribe)",
+    ),
+    _r(
+        "prompt_extraction",
+        "prompt_extraction",
+        0.85,
+        "asks the model to reveal its hidden system prompt or initial instructions",
+        "prompt|instruction|text above|anweisung|instrucciones",
+        r"\b(?:reveal|show|print|display|repeat|output|tell\s+me|give\s+me|leak|dump|what\s+(?:is|are|was|were))\b(?:\W+\w+){0,3}?\W+(?:system\s+prompt|initial\s+(?:instructions|prompt)|hidden\s+(?:instructions|prompt)|original\s+(?:instructions|prompt)|pre-?prompt|instructions\s+above|text\s+above)",
+        r"\b(?:zeig\w*|gib|wiederhol\w*|verrat\w*|nenn\w*)\b(?:\W+\w+){0,3}?\W+(?:system-?\s?prompt|anfangsanweisung\w*|ursprünglichen\s+anweisungen)",
+        r"\b(?:révèle\w*|montre\w*|affiche\w*|répète\w*|donne\w*)\b(?:\W+\w+){0,3}?\W+(?:prompt\s+(?:système|systeme|initial)|instructions\s+(?:initiales|système|cachées))",
+        r"\b(?:revela|muestra|mu[eé]strame|repite|dime|imprime)\b(?:\W+\w+){0,3}?\W+(?:prompt\s+(?:del\s+)?sistema|instrucciones\s+(?:iniciales|del\s+sistema|ocultas))",
+    ),
+    _r(
+        "forged_delimiters",
+        "prompt_injection",
+        0.8,
+        "contains chat-template or role markers that try to start a new system turn",
+        "<|[inst]|[/inst]|<<|<system|</system|#|system|assistant",
+        r"<\|(?:im_start|im_end|system|endoftext|start_header_id|end_header_id|eot_id)\|>",
+        r"\[/?inst\]|<</?sys>>|<\/?system>",
+        r"(?:^|\n)\s*#{2,}\s*(?:system|instruction|new\s+instructions?)\s*:?",
+        r"(?:^|\n)\s*(?:system|assistant)\s*:\s*(?:you|ignore|new|from\s+now)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """A match of one rule on one view, with the span in that view's text."""
+
+    rule: Rule
+    start: int
+    end: int
+
+
+def match_rules(text: str, rules: tuple[Rule, ...] = RULES) -> list[RuleHit]:
+    """Every rule's first match in `text` (one per rule keeps the answer short and the cost linear)."""
+    hits: list[RuleHit] = []
+    for rule in rules:
+        if not any(anchor in text for anchor in rule.anchors):
+            continue
+        found = rule.pattern.search(text)
+        if found:
+            hits.append(RuleHit(rule, found.start(), found.end()))
+    return hits

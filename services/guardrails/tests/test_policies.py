@@ -1,0 +1,125 @@
+"""Policy file: validation, inheritance, resolution; fail-open / fail-closed and timeouts in the checker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.guardrails.checker import Checker
+from services.guardrails.detectors.base import CheckInput, Finding
+from services.guardrails.policies import PolicyError, PolicySet, UnknownPolicy
+from services.guardrails.settings import GuardrailsSettings
+
+
+def test_shipped_policy_file_loads_and_resolves() -> None:
+    policies = PolicySet.load(GuardrailsSettings().policy_file)
+    assert policies.resolve(None, None).name == "default"
+    assert policies.resolve("research", "anything").name == "permissive"
+    assert policies.resolve("support", None).name == "strict"
+    assert policies.resolve("support", "internal-wiki").name == "default"
+    assert policies.resolve("support", None, override="permissive").name == "permissive"
+    with pytest.raises(UnknownPolicy):
+        policies.resolve(None, None, override="nope")
+
+
+def test_extends_merges_detector_settings() -> None:
+    policies = PolicySet.load(GuardrailsSettings().policy_file)
+    strict = policies.policies["strict"]
+    assert strict.input["pii"].actions["CREDIT_CARD"] == "block"
+    assert strict.input["pii"].action == "redact"  # inherited
+    assert strict.fail_mode == "closed" and policies.policies["permissive"].fail_mode == "open"
+    assert list(strict.input) == ["length", "injection", "secrets", "pii", "denylist", "topics"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"policies": {"a": {"input": {"nonsense": {}}}}, "default_policy": "a"}, "unknown input detector"),
+        ({"policies": {"a": {"fail_mode": "sideways"}}, "default_policy": "a"}, "fail_mode"),
+        ({"policies": {"a": {"extends": "b"}, "b": {"extends": "a"}}, "default_policy": "a"}, "cycle"),
+        ({"policies": {"a": {}}, "default_policy": "missing"}, "not defined"),
+        ({"policies": {"a": {}}, "default_policy": "a", "teams": {"t": {"policy": "zzz"}}}, "not defined"),
+        ({"policies": {"a": {"input": {"denylist": {"patterns": ["("]}}}}, "default_policy": "a"}, "bad pattern"),
+        ({"policies": {"a": {"input": {"pii": {"action": "explode"}}}}, "default_policy": "a"}, "action"),
+    ],
+)
+def test_invalid_policy_files_fail_at_load(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        PolicySet.from_dict(raw)
+
+
+def test_unreadable_file_is_a_policy_error(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("policies: [unclosed")
+    with pytest.raises(PolicyError):
+        PolicySet.load(bad)
+
+
+class Exploding:
+    """A detector that always fails, to exercise the fail mode."""
+
+    name = "pii"
+
+    def run(self, inp: CheckInput, config: dict[str, Any]) -> list[Finding]:
+        raise RuntimeError("boom")
+
+
+class Slow:
+    """A detector that spends the whole budget."""
+
+    name = "injection"
+
+    def run(self, inp: CheckInput, config: dict[str, Any]) -> list[Finding]:
+        import time
+
+        time.sleep(0.05)
+        return []
+
+
+def _policies(fail_mode: str, timeout_ms: int = 250) -> PolicySet:
+    return PolicySet.from_dict(
+        {
+            "default_policy": "p",
+            "policies": {
+                "p": {"fail_mode": fail_mode, "timeout_ms": timeout_ms, "input": {"injection": {}, "pii": {}}}
+            },
+        }
+    )
+
+
+def test_fail_closed_blocks_and_fail_open_allows(fresh_checker: Checker) -> None:
+    checker = Checker(
+        {"input": {**fresh_checker.detectors["input"], "pii": Exploding()}, "output": {}}, fresh_checker.metrics
+    )
+    inp = CheckInput(text="hello", direction="input")
+    closed = checker.check("input", inp, _policies("closed").resolve(None, None)).as_dict()
+    assert closed["decision"] == "block" and closed["fail_mode"] == "closed"
+    assert closed["findings"][0]["category"] == "detector_error" and "boom" in closed["errors"][0]
+    opened = checker.check("input", inp, _policies("open").resolve(None, None)).as_dict()
+    assert opened["decision"] == "allow" and opened["fail_mode"] == "open" and opened["errors"]
+
+
+def test_timeout_applies_the_fail_mode(fresh_checker: Checker) -> None:
+    checker = Checker(
+        {"input": {"injection": Slow(), "pii": fresh_checker.detectors["input"]["pii"]}, "output": {}},
+        fresh_checker.metrics,
+    )
+    result = checker.check(
+        "input", CheckInput(text="hi", direction="input"), _policies("closed", timeout_ms=10).resolve(None, None)
+    )
+    assert result.decision == "block" and "timeout" in result.errors[0]
+
+
+def test_per_entity_actions_and_min_score(fresh_checker: Checker) -> None:
+    strict = PolicySet.load(GuardrailsSettings().policy_file).policies["strict"]
+    inp = CheckInput(text="mail me: a@b.io", direction="input")
+    assert fresh_checker.check("input", inp, strict).decision == "redact"
+    inp = CheckInput(text="card 4111 1111 1111 1111", direction="input")
+    assert fresh_checker.check("input", inp, strict).decision == "block"
+    lenient = PolicySet.from_dict(
+        {"default_policy": "p", "policies": {"p": {"input": {"pii": {"min_score": 0.99, "action": "redact"}}}}}
+    )
+    inp = CheckInput(text="call (415) 555-0132", direction="input")  # phones score 0.75
+    assert fresh_checker.check("input", inp, lenient.resolve(None, None)).decision == "allow"
