@@ -75,8 +75,11 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         "GATEWAY_ADMIN_KEY": secrets_["admin_key"],
         "GATEWAY_INFERENCE_URL": "http://127.0.0.1:8001/v1",
     }
+    inference_env = dict(common)
     if (REPO / "services/registry/app.py").exists():
         gateway_env["GATEWAY_REGISTRY_URL"] = "http://127.0.0.1:8003"
+        # Serve what the registry says is in production, and follow promotions.
+        inference_env["INFERENCE_REGISTRY_URL"] = "http://127.0.0.1:8003"
     if (REPO / "services/guardrails/app.py").exists():
         gateway_env["GATEWAY_GUARDRAILS_URL"] = "http://127.0.0.1:8005"
     procs = [
@@ -97,7 +100,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             registry_env,
             needs="services/registry/app.py",
         ),
-        Proc("inference", _uvicorn("inference", 8001), "http://127.0.0.1:8001/readyz", common),
+        Proc("inference", _uvicorn("inference", 8001), "http://127.0.0.1:8001/readyz", inference_env),
         Proc(
             "guardrails",
             _uvicorn("guardrails", 8005),

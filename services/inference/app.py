@@ -2,47 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
+import aiohttp
 from fastapi import FastAPI
-from llmops_common.app import build_service_app
-from llmops_common.body_limit import BodySizeLimitMiddleware
 from prometheus_client import CollectorRegistry
 
+from llmops_common.app import build_service_app
+from llmops_common.body_limit import BodySizeLimitMiddleware
 from services.inference.admission import AdmissionController
-from services.inference.engines.base import Engine
-from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path
+from services.inference.deployments import DeploymentManager
 from services.inference.engines.openai_upstream import OpenAIUpstreamEngine
+from services.inference.loader import load_deployment
 from services.inference.metrics import InferenceMetrics
+from services.inference.registry_source import RegistrySource, VersionSpec
 from services.inference.routes import router
 from services.inference.serving import ServingService
 from services.inference.settings import InferenceSettings
+from services.inference.watcher import AliasWatcher
 
 VERSION = "0.1.0"
+log = logging.getLogger("inference.app")
 
 
-def build_engine(settings: InferenceSettings) -> Engine:
-    """Pick the engine the settings ask for."""
-    if settings.engine == "openai":
-        if not settings.upstream_url:
-            raise ValueError("INFERENCE_UPSTREAM_URL is required when INFERENCE_ENGINE=openai")
-        return OpenAIUpstreamEngine(
-            settings.upstream_url,
-            upstream_model=settings.upstream_model or settings.served_model_name,
-            api_key=settings.upstream_api_key,
-            context_length=settings.context_length,
-            timeout_s=settings.upstream_timeout_s,
-        )
-    model_path = Path(settings.model_path) if settings.model_path else packaged_smollm2_path()
-    return LlamaCppEngine(
-        model_path,
-        context_length=settings.context_length,
-        parallel_slots=settings.parallel_slots,
-        threads=settings.threads,
-        http_port=settings.engine_http_port,
-    )
+async def _resolve_quietly(source: RegistrySource, alias: str) -> VersionSpec | None:
+    try:
+        return await source.resolve(alias)
+    except (aiohttp.ClientError, TimeoutError):
+        return None
 
 
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:
@@ -53,27 +42,43 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = build_engine(settings)
-        await engine.start()
-        app.state.engine = engine
-        app.state.serving = ServingService(
-            engine,
+        source = None
+        spec = None
+        if settings.registry_url:
+            source = RegistrySource(settings.registry_url, settings.registry_model or settings.served_model_name)
+            try:
+                spec = await source.resolve(settings.registry_alias)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("registry unreachable at start; serving the configured model", extra={"error": str(exc)})
+        manager = DeploymentManager(
+            await load_deployment(settings, spec, settings.registry_alias), settings.drain_timeout_s
+        )
+        serving = ServingService(
+            manager,
             AdmissionController(settings.max_running, settings.max_queued, settings.queue_timeout_s),
             metrics,
             served_model_name=settings.served_model_name,
-            model_version=settings.model_version,
             default_max_tokens=settings.default_max_tokens,
         )
-        metrics.model_ready.labels(settings.served_model_name, settings.model_version).set(
-            1 if engine.is_ready() else 0
-        )
+        app.state.serving = serving
+        app.state.engine = manager.production.engine
+        metrics.model_ready.labels(settings.served_model_name, manager.production.version).set(1)
+        if source is not None:
+            watcher = AliasWatcher(settings, manager, metrics)
+            if settings.canary_alias:
+                await watcher.on_change(settings.canary_alias, await _resolve_quietly(source, settings.canary_alias))
+            aliases = [settings.registry_alias] + ([settings.canary_alias] if settings.canary_alias else [])
+            source.watch(aliases, settings.registry_poll_s, watcher.on_change, watcher.current)
         try:
             yield
         finally:
-            await engine.stop()
+            if source is not None:
+                await source.stop()
+            await manager.stop()
 
     async def readiness() -> dict[str, bool]:
-        engine: Engine | None = getattr(app.state, "engine", None)
+        serving: ServingService | None = getattr(app.state, "serving", None)
+        engine = serving.manager.production.engine if serving else None
         if isinstance(engine, OpenAIUpstreamEngine) and not engine.is_ready():
             await engine.refresh_ready()
         return {"model_loaded": bool(engine and engine.is_ready())}

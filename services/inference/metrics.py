@@ -64,6 +64,11 @@ class InferenceMetrics:
             "Requests refused by admission control (429).",
             registry=registry,
         )
+        self.swaps = Counter(
+            "llmops_inference_version_swaps_total",
+            "Times a new production version was loaded, warmed and swapped in.",
+            registry=registry,
+        )
         self.model_ready = Gauge(
             "llmops_inference_model_ready", "1 when the engine can serve.", ["model", "version"], registry=registry
         )

@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+
 from llmops_common.errors import APIError, error_body
 from llmops_common.responses import JSONBytesResponse
 from llmops_common.sse import DONE, sse_frame
-
 from services.inference.admission import Overloaded
+from services.inference.deployments import ModelDeployment
 from services.inference.engines.base import EngineError, EngineUnavailable, Kind
 from services.inference.schemas import ChatCompletionRequest, CompletionRequest
 from services.inference.serving import ServingError, ServingService
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 def get_serving(request: Request) -> ServingService:
     """The app's serving service (set up in the lifespan)."""
     serving: ServingService | None = getattr(request.app.state, "serving", None)
-    if serving is None or not serving.engine.is_ready():
+    if serving is None or not serving.is_ready():
         raise APIError(
             503, "model_not_ready", "the model is still loading; retry shortly", headers={"retry-after": "2"}
         )
@@ -39,18 +40,19 @@ def _as_api_error(exc: Exception) -> APIError:
     raise exc
 
 
-def _headers(serving: ServingService) -> dict[str, str]:
-    return {"x-model-version": serving.version, "x-model": serving.model}
+def _headers(serving: ServingService, dep: ModelDeployment) -> dict[str, str]:
+    return {"x-model-version": dep.version, "x-model": serving.model}
 
 
 async def _run(request: Request, kind: Kind, body: dict[str, Any]) -> Any:
     serving = get_serving(request)
+    dep = serving.manager.pick()  # fixed for this request, whatever swaps happen meanwhile
     try:
-        payload = serving.prepare(kind, body)
+        payload = serving.prepare(kind, body, dep)
         if not body.get("stream"):
-            result = await serving.generate(kind, payload)
-            return JSONBytesResponse(result, headers=_headers(serving))
-        chunks = await serving.stream(kind, payload)
+            result = await serving.generate(kind, payload, dep)
+            return JSONBytesResponse(result, headers=_headers(serving, dep))
+        chunks = await serving.stream(kind, payload, dep)
         first = await anext(chunks)  # engine errors (e.g. prompt too long) become a proper 4xx here
     except (Overloaded, EngineError, ServingError, EngineUnavailable) as exc:
         raise _as_api_error(exc) from exc
@@ -58,7 +60,9 @@ async def _run(request: Request, kind: Kind, body: dict[str, Any]) -> Any:
         first = None
         chunks = None
     return StreamingResponse(
-        _sse(first, chunks), media_type="text/event-stream", headers=_headers(serving) | {"cache-control": "no-cache"}
+        _sse(first, chunks),
+        media_type="text/event-stream",
+        headers=_headers(serving, dep) | {"cache-control": "no-cache"},
     )
 
 

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from services.inference.admission import AdmissionController
-from services.inference.engines.base import Engine, EngineError, Kind
+from services.inference.deployments import DeploymentManager, ModelDeployment
+from services.inference.engines.base import EngineError, Kind
 from services.inference.metrics import InferenceMetrics
 
 
@@ -22,27 +23,30 @@ class ServingError(Exception):
 
 
 class ServingService:
-    """Serves one model through one engine."""
+    """Serves one model name; the deployment manager says which loaded version answers each request."""
 
     def __init__(
         self,
-        engine: Engine,
+        manager: DeploymentManager,
         admission: AdmissionController,
         metrics: InferenceMetrics,
         *,
         served_model_name: str,
-        model_version: str,
         default_max_tokens: int,
     ) -> None:
-        self.engine = engine
+        self.manager = manager
         self.admission = admission
         self.metrics = metrics
         self.model = served_model_name
-        self.version = model_version
         self.default_max_tokens = default_max_tokens
+
+    def is_ready(self) -> bool:
+        """The production deployment can serve."""
+        return self.manager.production.engine.is_ready()
 
     def list_models(self) -> dict[str, Any]:
         """The /v1/models body."""
+        dep = self.manager.production
         return {
             "object": "list",
             "data": [
@@ -51,14 +55,19 @@ class ServingService:
                     "object": "model",
                     "created": 0,
                     "owned_by": "llmops",
-                    "version": self.version,
-                    "engine": self.engine.name,
-                    "max_model_len": self.engine.context_length,
+                    "version": dep.version,
+                    "engine": dep.engine.name,
+                    "max_model_len": dep.engine.context_length,
+                    "canary": (
+                        {"version": self.manager.canary.version, "percent": self.manager.canary_percent}
+                        if self.manager.canary
+                        else None
+                    ),
                 }
             ],
         }
 
-    def prepare(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+    def prepare(self, kind: Kind, body: dict[str, Any], dep: ModelDeployment) -> dict[str, Any]:
         """Check the model name and size limits; return the payload for the engine."""
         if body["model"] != self.model:
             raise ServingError(
@@ -70,93 +79,101 @@ class ServingService:
         max_tokens = payload.pop("max_completion_tokens", None) or payload.get("max_tokens")
         if max_tokens is None:
             max_tokens = self.default_max_tokens if kind == "chat" else 16  # OpenAI's completions default
-        if max_tokens >= self.engine.context_length:
+        if max_tokens >= dep.engine.context_length:
             raise ServingError(
                 400,
                 "context_length_exceeded",
                 f"max_tokens={max_tokens} does not fit this model's context length of "
-                f"{self.engine.context_length} tokens (prompt + max_tokens must fit)",
+                f"{dep.engine.context_length} tokens (prompt + max_tokens must fit)",
             )
         payload["max_tokens"] = max_tokens
         return payload
 
-    def _shape(self, result: dict[str, Any]) -> dict[str, Any]:
+    def _shape(self, result: dict[str, Any], dep: ModelDeployment) -> dict[str, Any]:
         result["model"] = self.model
-        result["system_fingerprint"] = f"{self.model}@{self.version}"
+        result["system_fingerprint"] = f"{self.model}@{dep.version}"
         return result
 
-    def _record_usage(self, usage: dict[str, Any] | None) -> None:
+    def _record_usage(self, usage: dict[str, Any] | None, version: str) -> None:
         if usage:
-            self.metrics.prompt_tokens.labels(self.model, self.version).inc(usage.get("prompt_tokens", 0))
-            self.metrics.completion_tokens.labels(self.model, self.version).inc(usage.get("completion_tokens", 0))
+            self.metrics.prompt_tokens.labels(self.model, version).inc(usage.get("prompt_tokens", 0))
+            self.metrics.completion_tokens.labels(self.model, version).inc(usage.get("completion_tokens", 0))
 
-    def _finish(self, endpoint: str, status: str, started: float) -> None:
-        self.metrics.requests.labels(self.model, self.version, endpoint, status).inc()
-        self.metrics.e2e.labels(self.model, self.version, endpoint).observe(time.perf_counter() - started)
+    def _finish(self, endpoint: str, status: str, started: float, version: str) -> None:
+        self.metrics.requests.labels(self.model, version, endpoint, status).inc()
+        self.metrics.e2e.labels(self.model, version, endpoint).observe(time.perf_counter() - started)
 
     def _gauges(self) -> None:
         self.metrics.queue_depth.set(self.admission.queued)
         self.metrics.running.set(self.admission.running)
 
-    async def generate(self, kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
-        """Admit, run to completion, record metrics."""
+    async def generate(self, kind: Kind, payload: dict[str, Any], dep: ModelDeployment) -> dict[str, Any]:
+        """Admit, run to completion on `dep`, record metrics."""
         endpoint = "chat" if kind == "chat" else "completions"
         started = time.perf_counter()
         status = "error"
+        dep.acquire()  # before any await: a swap now cannot unload this version under us
         try:
             async with self.admission.slot():
                 self.metrics.queue_wait.labels(self.model).observe(time.perf_counter() - started)
                 self._gauges()
                 admitted = time.perf_counter()
-                result = await self.engine.generate(kind, payload)
+                result = await dep.engine.generate(kind, payload)
                 # Non-streaming: the first token arrives with the last one.
-                self.metrics.ttft.labels(self.model, self.version).observe(time.perf_counter() - admitted)
-            self._record_usage(result.get("usage"))
+                self.metrics.ttft.labels(self.model, dep.version).observe(time.perf_counter() - admitted)
+            self._record_usage(result.get("usage"), dep.version)
             status = "ok"
-            return self._shape(result)
+            return self._shape(result, dep)
         except EngineError:
             status = "client_error"
             raise
         finally:
+            dep.release()
             self._gauges()
-            self._finish(endpoint, status, started)
+            self._finish(endpoint, status, started, dep.version)
 
-    async def stream(self, kind: Kind, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, kind: Kind, payload: dict[str, Any], dep: ModelDeployment) -> AsyncIterator[dict[str, Any]]:
         """Admit (before the caller sends headers), then yield chunks; the last one carries usage."""
         endpoint = "chat" if kind == "chat" else "completions"
         started = time.perf_counter()
         slot = self.admission.slot()
-        await slot.__aenter__()  # raises Overloaded before any byte is sent
+        dep.acquire()
+        try:
+            await slot.__aenter__()  # raises Overloaded before any byte is sent
+        except BaseException:
+            dep.release()
+            raise
         self.metrics.queue_wait.labels(self.model).observe(time.perf_counter() - started)
         self._gauges()
-        return self._stream_admitted(kind, payload, slot, endpoint, started)
+        return self._stream_admitted(kind, payload, dep, slot, endpoint, started)
 
     async def _stream_admitted(
-        self, kind: Kind, payload: dict[str, Any], slot: Any, endpoint: str, started: float
+        self, kind: Kind, payload: dict[str, Any], dep: ModelDeployment, slot: Any, endpoint: str, started: float
     ) -> AsyncIterator[dict[str, Any]]:
         status = "error"
         admitted = time.perf_counter()
         last_token_at: float | None = None
         try:
-            async for chunk in self.engine.stream(kind, payload):
+            async for chunk in dep.engine.stream(kind, payload):
                 now = time.perf_counter()
                 if _has_token(chunk):
                     if last_token_at is None:
-                        self.metrics.ttft.labels(self.model, self.version).observe(now - admitted)
+                        self.metrics.ttft.labels(self.model, dep.version).observe(now - admitted)
                     else:
-                        self.metrics.inter_token.labels(self.model, self.version).observe(now - last_token_at)
+                        self.metrics.inter_token.labels(self.model, dep.version).observe(now - last_token_at)
                     last_token_at = now
                 if chunk.get("usage"):
-                    self._record_usage(chunk["usage"])
-                yield self._shape(chunk)
+                    self._record_usage(chunk["usage"], dep.version)
+                yield self._shape(chunk, dep)
             status = "ok"
         except EngineError:
             status = "client_error"
             raise
         finally:
             await slot.__aexit__(None, None, None)
+            dep.release()
             self._gauges()
-            self._finish(endpoint, status, started)
+            self._finish(endpoint, status, started, dep.version)
 
 
 def _has_token(chunk: dict[str, Any]) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from llmops_common.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from llmops_common.settings import ServiceSettings
 
 
 class InferenceSettings(ServiceSettings):
@@ -50,4 +51,15 @@ class InferenceSettings(ServiceSettings):
     )
     queue_timeout_s: float = Field(30.0, gt=0, description="Longest a request waits in the queue before it gets a 429.")
     default_max_tokens: int = Field(256, ge=1, description="max_tokens applied when a chat request does not set one.")
+    registry_url: str | None = Field(
+        None, description="Registry base URL; when set, the service serves <registry_model>@<registry_alias>."
+    )
+    registry_model: str | None = Field(None, description="Registered model name; defaults to served_model_name.")
+    registry_alias: str = Field("production", description="Alias resolved at start and watched for changes.")
+    registry_poll_s: float = Field(5.0, gt=0, description="Seconds between alias checks.")
+    canary_alias: str | None = Field(
+        None, description="Alias of a challenger version to load beside production (e.g. challenger)."
+    )
+    canary_percent: float = Field(0.0, ge=0, le=100, description="Share of requests sent to the canary version.")
+    drain_timeout_s: float = Field(120.0, gt=0, description="Longest wait for in-flight requests before unloading.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
