@@ -64,6 +64,7 @@ async def run(seconds: float, gateway_port: int, upstream_port: int, key: str) -
     saturation = {
         "connections": 100,
         "direct_rps": round(len(sat_direct.latencies) / seconds, 1),
+        "direct_errors": sat_direct.errors,
         "gateway_rps": round(len(sat_gateway.latencies) / seconds, 1),
         "gateway_errors": sat_gateway.errors,
         "gateway_latency": _ms(sat_gateway.latencies),

@@ -61,7 +61,14 @@ async def _connection(
             if delay > 0:
                 await asyncio.sleep(delay)
             writer.write(request)
-            status, value = await _read_response(reader, header)
+            try:
+                status, value = await _read_response(reader, header)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                phase.errors += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                n += 1
+                continue
             phase.latencies.append(time.perf_counter() - scheduled)
             if status != 200:
                 phase.errors += 1
@@ -116,7 +123,13 @@ async def closed_loop(host: str, port: int, request: bytes, connections: int, du
             while time.perf_counter() < until:
                 sent = time.perf_counter()
                 writer.write(request)
-                status, _ = await _read_response(reader, None)
+                try:
+                    status, _ = await _read_response(reader, None)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    phase.errors += 1  # counted, then a fresh connection (a server may close one under load)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    continue
                 phase.latencies.append(time.perf_counter() - sent)
                 phase.errors += status != 200
         finally:

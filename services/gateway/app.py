@@ -74,6 +74,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.proxy.drain()
             if settings.events_enabled:
                 await events.stop()
             await upstream.stop()

@@ -3,10 +3,11 @@ meter what was used, and emit one trace event. No HTTP framework code here."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,7 @@ class ProxyService:
         self.default_max_tokens = default_max_tokens
         self.guard = guard
         self.catalogue = catalogue
+        self._pending: set[asyncio.Task[Any]] = set()
         self.window = stream_window_chars
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
@@ -256,7 +258,10 @@ class ProxyService:
                 _replace_answer(data, verdict.text)
                 call.response_text = [verdict.text]
                 body = orjson.dumps(data)
-        cost = await self._finish(call, 200, usage)
+        # Settlement and metering run after the answer is sent: they only move counters in Redis (a crash in
+        # between leaves the reservation counted, which errs on the safe side), and the caller need not wait.
+        cost = call.route.price.cost_nano(*_tokens(usage))
+        self._in_background(self._finish(call, 200, usage))
         overhead_s = (time.perf_counter() - call.started) - upstream_s
         self.metrics.overhead.observe(overhead_s)
         headers["x-llmops-cost-usd"] = f"{nano_to_usd(cost):.9f}"
@@ -315,6 +320,16 @@ class ProxyService:
                 usage = {"prompt_tokens": math.ceil(call.req.body_bytes / 4), "completion_tokens": chunks}
             with anyio.CancelScope(shield=True):
                 await self._finish(call, status, usage)
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._pending.add(task)  # keep a reference until done (asyncio holds tasks weakly)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for background settlements (shutdown)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     def _window_due(self, call: _Call, checked: int, final: bool = False) -> bool:
         produced = sum(map(len, call.response_text))

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.fixtures import MODEL, Gateway, closed_port_url
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.fixtures import MODEL, Gateway, closed_port_url
 
 pytestmark = pytest.mark.integration
 

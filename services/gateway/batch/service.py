@@ -1,0 +1,210 @@
+"""The batch API's operations (upload, create, poll, cancel, list, content) in OpenAI's object shapes.
+Every object belongs to the team of the key that created it; other teams get 404, as if it did not exist."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llmops_common.errors import APIError
+from services.gateway.batch.jsonl import ENDPOINTS, FileLimits, parse_batch_file
+from services.gateway.batch.store import BatchStore, new_id
+from services.gateway.keys import KeyRecord
+
+COMPLETION_WINDOWS = {"24h": 24 * 3600}
+MAX_METADATA = 16
+
+
+def _file_object(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": meta["id"],
+        "object": "file",
+        "bytes": meta["bytes"],
+        "created_at": meta["created_at"],
+        "filename": meta["filename"],
+        "purpose": meta["purpose"],
+        "status": "processed",
+        "status_details": None,
+        "expires_at": None,
+    }
+
+
+def batch_object(b: dict[str, Any]) -> dict[str, Any]:
+    """A stored batch as OpenAI's Batch object."""
+    input_tokens, output_tokens = int(b.get("input_tokens") or 0), int(b.get("output_tokens") or 0)
+    return {
+        "id": b["id"],
+        "object": "batch",
+        "endpoint": b["endpoint"],
+        "model": b.get("model"),
+        "errors": b.get("errors"),
+        "input_file_id": b["input_file_id"],
+        "completion_window": b["completion_window"],
+        "status": b["status"],
+        "output_file_id": b.get("output_file_id"),
+        "error_file_id": b.get("error_file_id"),
+        **{
+            f"{name}_at": b.get(f"{name}_at")
+            for name in ("created", "in_progress", "expires", "finalizing", "completed", "failed", "expired")
+        },
+        "cancelling_at": b.get("cancelling_at"),
+        "cancelled_at": b.get("cancelled_at"),
+        "request_counts": {"total": b["total"], "completed": b["completed"], "failed": b["failed"]},
+        "usage": {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        },
+        "metadata": b.get("metadata"),
+    }
+
+
+def _not_found(kind: str, ident: str) -> APIError:
+    return APIError(404, f"{kind}_not_found", f"no {kind} with id '{ident}'", param=f"{kind}_id")
+
+
+class BatchService:
+    """Team-scoped operations over the BatchStore."""
+
+    def __init__(self, store: BatchStore, limits: FileLimits) -> None:
+        self.store = store
+        self.limits = limits
+
+    async def upload(self, record: KeyRecord, filename: str, purpose: str, raw: bytes) -> dict[str, Any]:
+        """Validate a JSONL batch file whole, then store it in one transaction."""
+        if purpose != "batch":
+            raise APIError(
+                400,
+                "invalid_purpose",
+                f"purpose must be 'batch' (this gateway stores batch inputs only), got {purpose!r}",
+                param="purpose",
+            )
+        parsed = parse_batch_file(raw, self.limits)
+        meta = {
+            "id": new_id("file-"),
+            "team": record.team,
+            "filename": filename or "batch.jsonl",
+            "purpose": "batch",
+            "bytes": len(raw),
+            "lines": len(parsed.lines),
+            "urls": parsed.urls,
+            "created_at": int(time.time()),
+        }
+        await self.store.add_input_file(meta, parsed.lines)
+        return _file_object(meta)
+
+    async def _file(self, record: KeyRecord, file_id: str) -> dict[str, Any]:
+        meta = await self.store.get_file(file_id)
+        if meta is None or meta["team"] != record.team:
+            raise _not_found("file", file_id)
+        return meta
+
+    async def get_file(self, record: KeyRecord, file_id: str) -> dict[str, Any]:
+        """A file object of the caller's team."""
+        return _file_object(await self._file(record, file_id))
+
+    async def list_files(self, record: KeyRecord, limit: int) -> dict[str, Any]:
+        """The team's files, newest first."""
+        files = await self.store.list_files(record.team, limit)
+        return {"object": "list", "data": [_file_object(f) for f in files], "has_more": False}
+
+    async def file_content(self, record: KeyRecord, file_id: str) -> bytes:
+        """The JSONL text of an input, output or error file."""
+        meta = await self._file(record, file_id)
+        if meta.get("batch_id"):
+            lines = await self.store.result_lines(meta["batch_id"], meta["source"])
+        else:
+            lines = await self.store.input_lines(file_id)
+        return "".join(line + "\n" for line in lines).encode()
+
+    async def create(self, record: KeyRecord, body: dict[str, Any]) -> dict[str, Any]:
+        """Check the request against the file, then queue the batch for a worker."""
+        endpoint = body.get("endpoint")
+        if endpoint not in ENDPOINTS:
+            raise APIError(400, "invalid_endpoint", f"endpoint must be one of {', '.join(ENDPOINTS)}", param="endpoint")
+        window = body.get("completion_window")
+        if window not in COMPLETION_WINDOWS:
+            raise APIError(
+                400, "invalid_completion_window", "completion_window must be '24h'", param="completion_window"
+            )
+        metadata = body.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and len(metadata) <= MAX_METADATA
+            and all(
+                isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
+                for k, v in metadata.items()
+            )
+        ):
+            raise APIError(
+                400,
+                "invalid_metadata",
+                "metadata: at most 16 string pairs (keys <= 64, values <= 512 chars)",
+                param="metadata",
+            )
+        file_id = body.get("input_file_id")
+        if not isinstance(file_id, str):
+            raise APIError(400, "invalid_request", "input_file_id is required", param="input_file_id")
+        meta = await self._file(record, file_id)
+        if meta.get("batch_id") or meta["purpose"] != "batch":
+            raise APIError(
+                400, "invalid_input_file", f"file '{file_id}' is not a batch input file", param="input_file_id"
+            )
+        if meta["urls"] != [endpoint]:
+            raise APIError(
+                400,
+                "endpoint_mismatch",
+                f"every line's url must equal the batch endpoint {endpoint}; the file uses {', '.join(meta['urls'])}",
+                param="endpoint",
+            )
+        now = int(time.time())
+        batch = {
+            "id": new_id("batch_"),
+            "team": record.team,
+            "key_id": record.key_id,
+            "endpoint": endpoint,
+            "input_file_id": file_id,
+            "completion_window": window,
+            "status": "validating",
+            "created_at": now,
+            "expires_at": now + COMPLETION_WINDOWS[window],
+            "total": meta["lines"],
+            "metadata": metadata,
+        }
+        await self.store.add_batch(batch)
+        return batch_object(batch | {"completed": 0, "failed": 0})
+
+    async def _batch(self, record: KeyRecord, batch_id: str) -> dict[str, Any]:
+        batch = await self.store.get_batch(batch_id)
+        if batch is None or batch["team"] != record.team:
+            raise _not_found("batch", batch_id)
+        return batch
+
+    async def get(self, record: KeyRecord, batch_id: str) -> dict[str, Any]:
+        """A batch of the caller's team, with live counts."""
+        return batch_object(await self._batch(record, batch_id))
+
+    async def cancel(self, record: KeyRecord, batch_id: str) -> dict[str, Any]:
+        """Ask the worker to stop: lines in flight finish, the rest are not run; finished lines stay downloadable."""
+        await self._batch(record, batch_id)  # 404 for other teams before anything changes
+        moved = await self.store.transition(batch_id, "cancelling", "validating", "in_progress")
+        batch = await self._batch(record, batch_id)
+        if moved is None and batch["status"] not in ("cancelling", "cancelled"):
+            raise APIError(
+                409, "batch_not_cancellable", f"batch '{batch_id}' is {batch['status']} and cannot be cancelled"
+            )
+        return batch_object(batch)
+
+    async def list(self, record: KeyRecord, after: str | None, limit: int) -> dict[str, Any]:
+        """The team's batches, newest first, paginated with `after`."""
+        batches, more = await self.store.list_batches(record.team, after, limit)
+        data = [batch_object(b) for b in batches]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": more,
+        }
