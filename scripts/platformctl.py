@@ -62,7 +62,14 @@ def _uvicorn(module: str, port: int) -> list[str]:
 
 def processes(secrets_: dict[str, str]) -> list[Proc]:
     """The platform, in start order (each waits for the ones before it)."""
-    common = {"PYTHONPATH": f"{REPO}:{REPO / 'libs'}", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    common = {
+        "PYTHONPATH": f"{REPO}:{REPO / 'libs'}",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        # Traces of every service in one JSON-lines file (compose sends OTLP to the collector instead).
+        "OTEL_TRACES_EXPORTER": os.environ.get("OTEL_TRACES_EXPORTER", "file"),
+        "LLMOPS_TRACES_FILE": str(STATE / "traces.jsonl"),
+    }
     registry_env = {
         **common,
         # Dev mode gives the seeded demo principals readable tokens (<name>-token); the admin token is generated.

@@ -13,6 +13,7 @@ from llmops_common.health import ReadinessCheck, health_router
 from llmops_common.log_setup import configure_logging
 from llmops_common.request_id import RequestIdMiddleware
 from llmops_common.settings import ServiceSettings
+from llmops_common.telemetry import install_tracing
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -36,6 +37,7 @@ def build_service_app(
         lifespan=lifespan,
     )
     app.add_middleware(RequestIdMiddleware)
+    install_tracing(app, name)  # outermost: the span covers the whole request
     install_error_handlers(app)
     app.include_router(health_router(registry, readiness))
     return app

@@ -8,6 +8,7 @@ import sys
 import time
 
 from llmops_common.request_id import current_request_id
+from llmops_common.telemetry import current_trace_id
 
 _STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -30,6 +31,9 @@ class JsonFormatter(logging.Formatter):
         rid = current_request_id()
         if rid:
             entry["request_id"] = rid
+        trace_id = current_trace_id()
+        if trace_id:
+            entry["trace_id"] = trace_id
         for key, value in record.__dict__.items():
             if key not in _STD_ATTRS and not key.startswith("_"):
                 entry[key] = value

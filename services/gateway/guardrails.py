@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 
 from llmops_common.errors import APIError
+from llmops_common.telemetry import inject_trace_headers
 from services.gateway.metrics import GatewayMetrics
 
 FailMode = Literal["open", "closed"]
@@ -103,7 +104,7 @@ class GuardrailsClient:
             async with self._session.post(
                 f"{self.base_url}/v1/check/{stage}",
                 data=orjson.dumps(body),
-                headers={"content-type": "application/json"},
+                headers=inject_trace_headers({"content-type": "application/json"}),
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 data = await resp.json(loads=orjson.loads, content_type=None)

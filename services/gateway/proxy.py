@@ -17,6 +17,7 @@ import orjson
 from llmops_common.errors import APIError, error_body
 from llmops_common.request_id import current_request_id
 from llmops_common.sse import DONE
+from llmops_common.telemetry import current_trace_id, set_span_attributes
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.events import EventEmitter
 from services.gateway.guardrails import GuardrailsClient, Verdict, blocked_error, message_text
@@ -261,6 +262,7 @@ class ProxyService:
         # Settlement and metering run after the answer is sent: they only move counters in Redis (a crash in
         # between leaves the reservation counted, which errs on the safe side), and the caller need not wait.
         cost = call.route.price.cost_nano(*_tokens(usage))
+        _span_usage(call, usage)  # now: the request's span ends before the background work runs
         self._in_background(self._finish(call, 200, usage))
         overhead_s = (time.perf_counter() - call.started) - upstream_s
         self.metrics.overhead.observe(overhead_s)
@@ -318,6 +320,7 @@ class ProxyService:
             resp.release()
             if usage is None:  # client left or upstream cut: meter what we saw
                 usage = {"prompt_tokens": math.ceil(call.req.body_bytes / 4), "completion_tokens": chunks}
+            _span_usage(call, usage)
             with anyio.CancelScope(shield=True):
                 await self._finish(call, status, usage)
 
@@ -379,7 +382,7 @@ class ProxyService:
         return {
             "schema": 1,
             "request_id": current_request_id(),
-            "trace_id": None,
+            "trace_id": current_trace_id(),
             "ts": time.time(),
             "team": call.record.team,
             "project": call.record.project,
@@ -403,6 +406,23 @@ class ProxyService:
             "response": "".join(call.response_text) or None,
             "mean_logprob": None,
         }
+
+
+def _span_usage(call: _Call, usage: dict[str, Any]) -> None:
+    """GenAI semantic-convention attributes on the request's span."""
+    prompt_tokens, completion_tokens = _tokens(usage)
+    set_span_attributes(
+        {
+            "gen_ai.operation.name": "chat" if call.req.kind == "chat" else "text_completion",
+            "gen_ai.request.model": call.req.model,
+            "gen_ai.request.max_tokens": call.req.max_tokens,
+            "gen_ai.usage.input_tokens": prompt_tokens,
+            "gen_ai.usage.output_tokens": completion_tokens,
+            "llmops.team": call.record.team,
+            "llmops.project": call.record.project,
+            "llmops.deployment": call.up.deployment.name if call.up else None,
+        }
+    )
 
 
 def _replace_answer(data: dict[str, Any], text: str) -> None:

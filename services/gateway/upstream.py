@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from llmops_common.telemetry import inject_trace_headers
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.routing import CircuitBreaker, Deployment, ModelRoute, plan
 
@@ -87,7 +88,7 @@ class UpstreamClient:
     async def _try(self, dep: Deployment, path: str, body: bytes, stream: bool) -> aiohttp.ClientResponse | str:
         """One attempt: the open response when usable, else a short reason string."""
         assert self._session is not None
-        headers = {"content-type": "application/json"}
+        headers = inject_trace_headers({"content-type": "application/json"})
         if dep.api_key:
             headers["authorization"] = f"Bearer {dep.api_key}"
         timeout = (

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from llmops_common.telemetry import set_span_attributes
 from services.inference.admission import AdmissionController
 from services.inference.deployments import DeploymentManager, ModelDeployment
 from services.inference.engines.base import EngineError, Kind
@@ -96,6 +97,15 @@ class ServingService:
 
     def _record_usage(self, usage: dict[str, Any] | None, version: str) -> None:
         if usage:
+            set_span_attributes(
+                {
+                    "gen_ai.request.model": self.model,
+                    "gen_ai.response.model": f"{self.model}@{version}",
+                    "gen_ai.usage.input_tokens": usage.get("prompt_tokens"),
+                    "gen_ai.usage.output_tokens": usage.get("completion_tokens"),
+                    "llmops.model_version": version,
+                }
+            )
             self.metrics.prompt_tokens.labels(self.model, version).inc(usage.get("prompt_tokens", 0))
             self.metrics.completion_tokens.labels(self.model, version).inc(usage.get("completion_tokens", 0))
 

@@ -9,6 +9,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,17 +162,28 @@ class BatchWorker:
                 await self._slots.acquire()
                 task = asyncio.create_task(self._line(batch_id, run, index, line))
                 run.inflight.add(task)
-                task.add_done_callback(lambda t: (run.inflight.discard(t), self._slots.release()))
+                task.add_done_callback(self._line_done(run))
             else:
                 continue
             break
         if run.inflight:
-            await asyncio.gather(*run.inflight)
+            for failure in await asyncio.gather(*run.inflight, return_exceptions=True):
+                if isinstance(failure, Exception):  # e.g. Redis down while recording: the line stays unmarked
+                    log.warning("batch %s: a line was not recorded: %s", batch_id, failure)
         if self._stopping or run.lost:
             return  # unfinished lines stay unmarked: whoever resumes does them
+        if run.stop_reason is None and len(await self.store.done_lines(batch_id)) < int(batch["total"]):
+            return  # some line failed to record; the next poll claims the batch again and redoes only those
         if run.stop_reason == "expired":
             await self._expire_rest(batch_id, run)
         await self._finalize(batch_id, run)
+
+    def _line_done(self, run: _Run) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            run.inflight.discard(task)
+            self._slots.release()
+
+        return done
 
     async def _check_status(self, batch_id: str, run: _Run) -> None:
         status = (await self.store.get_batch(batch_id) or {}).get("status")

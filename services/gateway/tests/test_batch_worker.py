@@ -278,3 +278,18 @@ async def test_other_teams_get_404_and_create_is_checked(
         await service.upload(record, "x.jsonl", "fine-tune", jsonl(1))
     assert err.value.code == "invalid_purpose"
     assert (await service.file_content(record, file["id"])).count(b"\n") == 2
+
+
+async def test_two_live_replicas_share_batches_without_running_a_line_twice(
+    service: BatchService, record: KeyRecord, store: KeyStore
+) -> None:
+    proxy = ScriptedProxy(store, delay=0.01)
+    ids = [await submit(service, record, 12) for _ in range(3)]
+    workers = [await run_worker(service, proxy), await run_worker(service, proxy)]
+    try:
+        for batch_id in ids:
+            assert (await wait_status(service, record, batch_id, "completed"))["request_counts"]["completed"] == 12
+    finally:
+        for worker in workers:
+            await worker.stop()
+    assert set(proxy.calls.values()) == {3}  # p0..p11 once per batch, three batches

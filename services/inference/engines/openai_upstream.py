@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from llmops_common.telemetry import inject_trace_headers
 from services.inference.engines.base import EngineError, EngineUnavailable, Kind
 
 log = logging.getLogger("inference.openai_upstream")
@@ -56,7 +57,7 @@ class OpenAIUpstreamEngine:
 
     @property
     def _headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
+        headers = inject_trace_headers({"content-type": "application/json"})
         if self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
         return headers
