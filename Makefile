@@ -49,7 +49,7 @@ logs: ## follow the logs (S=gateway for one service)
 	@$(PY) scripts/platformctl.py logs $(S)
 
 test: install $(VENV)/.deploy-tools ## run the whole test suite (starts what it needs)
-	@scripts/ensure_redis.sh
+	@scripts/ensure_services.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: install ## unit tests only (no model, no servers)
@@ -58,7 +58,7 @@ test-fast: install ## unit tests only (no model, no servers)
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check libs services scripts tests bench
 	$(VENV)/bin/ruff format --check libs services scripts tests bench
-	$(VENV)/bin/mypy libs/llmops_common services/gateway services/inference
+	$(VENV)/bin/mypy libs/llmops_common services
 
 contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005
 	@test -n "$(SERVICE)" -a -n "$(URL)" || { echo "usage: make contract SERVICE=<name> URL=<base url> [TOKEN=<admin token>]"; exit 2; }
@@ -72,7 +72,7 @@ openapi: install ## regenerate every services/<name>/openapi.json from the code
 bench: bench-gateway bench-inference bench-guardrails ## run the benchmarks (results in bench/results/)
 
 bench-gateway: install ## gateway overhead vs. a fast fake upstream, 1/10/100 connections
-	@scripts/ensure_redis.sh
+	@scripts/ensure_services.sh
 	$(PY) bench/gateway_overhead.py
 
 bench-inference: install ## tokens/s and TTFT through the inference service vs. raw llama.cpp

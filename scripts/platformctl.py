@@ -121,6 +121,20 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             "http://127.0.0.1:8000/readyz",
             gateway_env,
         ),
+        Proc(
+            "feedback",
+            _uvicorn("feedback", 8004),
+            "http://127.0.0.1:8004/readyz",
+            {
+                **common,
+                "FEEDBACK_ADMIN_TOKEN": secrets_["feedback_admin_token"],
+                "FEEDBACK_GATEWAY_URL": "http://127.0.0.1:8000",
+                "FEEDBACK_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+                "FEEDBACK_REGISTRY_URL": "http://127.0.0.1:8003",
+                "FEEDBACK_REGISTRY_TOKEN": "demo-member-token",  # the seeded demo member (dev mode)
+            },
+            needs="services/feedback/app.py",
+        ),
     ]
     return [p for p in procs if p.needs is None or (REPO / p.needs).exists()]
 
@@ -195,6 +209,8 @@ def _load_secrets() -> dict[str, str]:
     data = json.loads(SECRETS.read_text()) if SECRETS.exists() else {}
     if "admin_key" not in data:
         data["admin_key"] = "sk-llmops-admin-" + secrets.token_urlsafe(24)
+    if "feedback_admin_token" not in data:
+        data["feedback_admin_token"] = "fb-admin-" + secrets.token_urlsafe(24)
     if "registry_admin_token" not in data:
         data["registry_admin_token"] = "reg-admin-" + secrets.token_urlsafe(24)
     SECRETS.write_text(json.dumps(data, indent=2))

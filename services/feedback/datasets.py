@@ -1,0 +1,150 @@
+"""Export labeled and positively rated examples as a chat JSONL fine-tuning dataset, and register it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from services.feedback.redact import redact
+from services.feedback.schemas import ExportIn
+from services.feedback.store.db import Row
+from services.feedback.store.labeling import add_dataset, export_candidates, set_dataset_registration
+from services.feedback.store.store import Store
+
+log = logging.getLogger("llmops.feedback.datasets")
+
+
+class DatasetRegistrar(Protocol):
+    """Somewhere a dataset version is recorded (the registry service, or MLflow)."""
+
+    name: str
+
+    async def register(self, record: dict[str, Any], path: Path) -> str:
+        """Register the file; returns a reference (URI or id) to the registered version."""
+        ...
+
+
+def to_messages(row: Row) -> list[dict[str, str]] | None:
+    """Chat messages of one training example: the prompt's messages, then the answer to learn."""
+    answer = row["corrected"] or (row["response"] if row["source"] == "feedback" or row["label"] == "good" else None)
+    if not answer or row["prompt"] is None:
+        return None  # no target answer, or the prompt was not logged (team policy)
+    prompt = orjson.loads(row["prompt"])
+    if isinstance(prompt, str):
+        messages = [{"role": "user", "content": prompt}]
+    elif prompt and all(isinstance(p, str) for p in prompt):
+        if len(prompt) != 1:
+            return None  # a batch of completions prompts has no single answer to pair with
+        messages = [{"role": "user", "content": prompt[0]}]
+    else:
+        messages = [
+            {"role": str(m.get("role", "user")), "content": m["content"]}
+            for m in prompt
+            if isinstance(m, dict)
+            and isinstance(m.get("content"), str)
+            and m.get("role") in ("system", "user", "assistant")
+        ]
+    if not messages:
+        return None
+    return [*messages, {"role": "assistant", "content": answer}]
+
+
+def build_rows(candidates: list[Row]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Redact, drop unusable rows, deduplicate on the redacted conversation (first one wins)."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    skipped = {"no_answer_or_prompt": 0, "duplicate": 0, "pii_redactions": 0}
+    for cand in candidates:
+        messages = to_messages(cand)
+        if messages is None:
+            skipped["no_answer_or_prompt"] += 1
+            continue
+        clean = []
+        for m in messages:
+            text, n = redact(m["content"])
+            skipped["pii_redactions"] += n
+            clean.append({"role": m["role"], "content": text})
+        key = hashlib.sha256(
+            orjson.dumps([(m["role"], " ".join(m["content"].split()).lower()) for m in clean])
+        ).hexdigest()
+        if key in seen:
+            skipped["duplicate"] += 1
+            continue
+        seen.add(key)
+        rows.append({"messages": clean})
+    return rows, skipped
+
+
+def _write_atomically(path: Path, rows: list[dict[str, Any]]) -> str:
+    """Write the JSONL via a temp file and rename, so a reader never sees half a dataset; returns sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+class DatasetExporter:
+    """Selects, cleans, writes and registers a dataset version."""
+
+    def __init__(self, store: Store, export_dir: Path, registrar: DatasetRegistrar | None) -> None:
+        self.store, self.export_dir, self.registrar = store, export_dir, registrar
+
+    async def export(self, spec: ExportIn, team: str | None) -> dict[str, Any]:
+        """Run one export; `team` is the caller's (None for the admin, who may pass spec.team)."""
+        team = team if team is not None else spec.team
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("team", team), ("model", spec.model), ("endpoint", spec.endpoint)):
+            if value is not None:
+                where.append(f"r.{column} = ?")
+                params.append(value)
+        if spec.since is not None:
+            where.append("r.ts >= ?")
+            params.append(spec.since)
+        if spec.until is not None:
+            where.append("r.ts < ?")
+            params.append(spec.until)
+        candidates = await self.store.read(export_candidates, where, params, spec.min_rating)
+        candidates = [
+            c
+            for c in candidates
+            if (c["source"] == "label" and spec.include_labeled)
+            or (c["source"] == "feedback" and spec.include_feedback)
+        ]
+        rows, skipped = build_rows(candidates)
+        filters = spec.model_dump(exclude={"name", "register_dataset"}) | {"team": team}
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        path = self.export_dir / spec.name / f"{spec.name}-{stamp}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
+        sha = _write_atomically(path, rows)
+        record = {
+            "name": spec.name,
+            "created_at": time.time(),
+            "team": team,
+            "sha256": sha,
+            "rows": len(rows),
+            "path": str(path),
+            "filters": orjson.dumps(filters).decode(),
+            "registered_in": "local",
+            "registry_ref": None,
+        }
+        record = await self.store.write(add_dataset, record)
+        if spec.register_dataset and self.registrar is not None:
+            try:
+                ref = await self.registrar.register(record, path)
+            except Exception as exc:  # the file and local record stay valid; registration can be retried
+                log.error("dataset registration failed", extra={"registrar": self.registrar.name, "error": repr(exc)})
+                skipped["registration_failed"] = 1
+            else:
+                record |= {"registered_in": self.registrar.name, "registry_ref": ref}
+                await self.store.write(
+                    set_dataset_registration, record["name"], record["version"], self.registrar.name, ref
+                )
+        return record | {"filters": filters, "skipped": skipped}

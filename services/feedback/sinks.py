@@ -1,0 +1,181 @@
+"""Optional mirrors of the feedback world: MLflow traces with feedback assessments, dataset registration.
+
+MLflow is imported lazily: the service runs without it installed, and the sink is off unless
+FEEDBACK_MLFLOW_TRACKING_URI is set. Mirroring is best effort and off the hot path: a slow or absent
+MLflow never blocks ingestion (a bounded queue drops and counts when full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from services.feedback.events import TraceEvent
+
+log = logging.getLogger("llmops.feedback.sinks")
+REQUEST_ID_TAG = "llmops_request_id"
+
+
+class FeedbackSink(Protocol):
+    """Receives stored events and feedback."""
+
+    async def events(self, events: list[TraceEvent]) -> None:
+        """Stored trace events."""
+        ...
+
+    async def feedback(self, row: dict[str, Any]) -> None:
+        """A stored feedback row."""
+        ...
+
+
+class MlflowSink:
+    """Writes each event as an MLflow 3 trace (tagged with the request id) and feedback as assessments."""
+
+    name = "mlflow"
+
+    def __init__(self, tracking_uri: str, experiment: str, queue_size: int = 10_000) -> None:
+        import mlflow  # optional dependency: only imported when the sink is configured
+
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(tracking_uri)
+        self.experiment = experiment
+        self._experiment_id: str | None = None  # resolved on first use: MLflow may start after this service
+        # A daemon thread with a plain queue: MLflow's client retries for minutes when the server is gone,
+        # and such a call must never hold up the event loop nor the process exit.
+        self.queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=queue_size)
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._drain, name="feedback-mlflow-sink", daemon=True)
+
+    def start(self) -> None:
+        """Start the background writer."""
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Ask the writer to stop after its current item (what is still queued is dropped; the store has it)."""
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(None)
+
+    def _offer(self, item: tuple[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    async def events(self, events: list[TraceEvent]) -> None:
+        """Queue events for mirroring."""
+        for ev in events:
+            self._offer(("event", ev))
+
+    async def feedback(self, row: dict[str, Any]) -> None:
+        """Queue feedback for mirroring."""
+        self._offer(("feedback", row))
+
+    def _drain(self) -> None:
+        while (item := self.queue.get()) is not None:
+            kind, payload = item
+            try:
+                if kind == "event":
+                    self._write_trace(payload)
+                else:
+                    self._write_feedback(payload)
+            except Exception as exc:  # MLflow down or rejecting: log and go on, the store has the data
+                log.warning("mlflow mirror failed", extra={"kind": kind, "error": repr(exc)})
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id, created on first use (runs on the writer thread, may raise while MLflow is down)."""
+        if self._experiment_id is None:
+            self._experiment_id = str(self.mlflow.set_experiment(self.experiment).experiment_id)
+        return self._experiment_id
+
+    def _write_trace(self, ev: TraceEvent) -> str:
+        start_ns = int(ev.ts * 1e9)
+        span = self.mlflow.start_span_no_context(
+            name=f"gateway.{ev.endpoint}",
+            span_type="LLM",
+            inputs={"prompt": ev.prompt},
+            attributes={"model": ev.model, "team": ev.team, "status": str(ev.status), "request_id": ev.request_id},
+            tags={REQUEST_ID_TAG: ev.request_id, "team": ev.team, "model": ev.model, "project": ev.project},
+            experiment_id=self.experiment_id,
+            start_time_ns=start_ns,
+        )
+        span.set_outputs({"response": ev.response})
+        span.end(end_time_ns=start_ns + int(ev.latency_ms * 1e6))
+        # Feedback on this request may come next in the queue: the trace must be searchable by then.
+        self.mlflow.flush_trace_async_logging()
+        return span.trace_id
+
+    def _write_feedback(self, row: dict[str, Any]) -> None:
+        from mlflow.entities import AssessmentSource
+
+        traces = self.mlflow.search_traces(
+            locations=[self.experiment_id],
+            filter_string=f"tags.{REQUEST_ID_TAG} = '{row['request_id']}'",
+            return_type="list",
+            max_results=1,
+            include_spans=False,
+        )
+        if not traces:
+            log.info("no mlflow trace for feedback yet", extra={"request_id": row["request_id"]})
+            return
+        source = AssessmentSource(source_type="HUMAN", source_id=row.get("key_id") or "unknown")
+        trace_id = traces[0].info.trace_id
+        self.mlflow.log_feedback(
+            trace_id=trace_id, name="user_score", value=row["score"], source=source, rationale=row.get("comment")
+        )
+        if row.get("corrected_answer"):
+            self.mlflow.log_expectation(
+                trace_id=trace_id, name="corrected_answer", value=row["corrected_answer"], source=source
+            )
+
+    async def register(self, record: dict[str, Any], path: Path) -> str:
+        """Log the dataset file as a run artifact with its hash and row count; returns the artifact URI."""
+        return await asyncio.to_thread(self._register, record, path)
+
+    def _register(self, record: dict[str, Any], path: Path) -> str:
+        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=f"dataset-{record['name']}") as run:
+            self.mlflow.log_params({"name": record["name"], "version": record["version"], "rows": record["rows"]})
+            self.mlflow.set_tags({"llmops.dataset.sha256": record["sha256"], "llmops.kind": "dataset"})
+            self.mlflow.log_artifact(str(path), artifact_path="datasets")
+            return f"{run.info.artifact_uri}/datasets/{path.name}"
+
+
+class RegistryRegistrar:
+    """Registers a dataset version with the registry service (POST /v1/datasets/{name}/versions)."""
+
+    name = "registry"
+
+    def __init__(self, registry_url: str, token: str | None, client: httpx.AsyncClient | None = None) -> None:
+        self.base = registry_url.rstrip("/") + "/v1/datasets"
+        self.headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.client = client or httpx.AsyncClient(timeout=30.0)
+
+    async def register(self, record: dict[str, Any], path: Path) -> str:
+        """Send hash, schema, row count and file URI; returns `name@version` as the registry numbered it."""
+        resp = await self.client.post(
+            f"{self.base}/{record['name']}/versions",
+            headers=self.headers,
+            json={
+                "digest": f"sha256:{record['sha256']}",
+                "schema": {"messages": "list[{role: string, content: string}]"},
+                "row_count": record["rows"],
+                "source": path.resolve().as_uri(),
+                "source_type": "feedback-export",
+                "description": f"feedback export {record['name']} v{record['version']} (chat JSONL, PII-redacted)",
+            },
+        )
+        if resp.status_code >= 400:
+            raise RuntimeError(f"registry answered {resp.status_code}: {resp.text[:300]}")
+        body = resp.json()
+        return f"{body['name']}@{body['version']}"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.client.aclose()

@@ -1,0 +1,73 @@
+"""Dataset registration with the registry service: the request matches its committed OpenAPI contract."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.feedback.datasets import DatasetExporter
+from services.feedback.schemas import ExportIn
+from services.feedback.sinks import RegistryRegistrar
+from services.feedback.store.store import Store
+
+REGISTRY_OPENAPI = Path(__file__).resolve().parents[2] / "registry" / "openapi.json"
+
+
+def _check_against_registry_schema(body: dict[str, Any]) -> None:
+    """Required fields, no unknown ones, and the string patterns of DatasetVersionCreate."""
+    if not REGISTRY_OPENAPI.exists():
+        return
+    schema = json.loads(REGISTRY_OPENAPI.read_text())["components"]["schemas"]["DatasetVersionCreate"]
+    assert set(schema["required"]) <= set(body)
+    assert set(body) <= set(schema["properties"])
+    for field, spec in schema["properties"].items():
+        if field in body and "pattern" in spec:
+            assert re.match(spec["pattern"], body[field]), (field, body[field])
+
+
+async def test_registry_registrar_sends_the_registry_contract(tmp_path: Path) -> None:
+    """POST /v1/datasets/{name}/versions with digest, schema, row count and a file URI; returns name@version."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = json.loads(request.content)
+        _check_against_registry_schema(body)
+        return httpx.Response(201, json={"name": "sft", "version": 3, **body})
+
+    path = tmp_path / "sft.jsonl"
+    path.write_text('{"messages": []}\n')
+    registrar = RegistryRegistrar(
+        "http://registry:8003/", "rk_token", client=httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    )
+    ref = await registrar.register({"name": "sft", "version": 1, "sha256": "ab" * 32, "rows": 1}, path)
+    assert ref == "sft@3"
+    assert seen[0].url.path == "/v1/datasets/sft/versions"
+    assert seen[0].headers["authorization"] == "Bearer rk_token"
+    await registrar.aclose()
+
+
+async def test_failed_registration_keeps_the_local_version(tmp_path: Path) -> None:
+    """The registry refusing (same hash twice: 409) leaves a valid local dataset version and says so."""
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(409, json={"error": {}})))
+    store = Store.from_settings(None, tmp_path / "fb.db")
+    await store.open()
+    try:
+        exporter = DatasetExporter(store, tmp_path / "exports", RegistryRegistrar("http://registry", None, client))
+        out = await exporter.export(ExportIn(name="empty"), team="t1")
+    finally:
+        await store.close()
+        await client.aclose()
+    assert out["registered_in"] == "local" and out["skipped"]["registration_failed"] == 1
+    assert out["rows"] == 0 and Path(out["path"]).exists()
+
+
+@pytest.mark.parametrize("name", ["ok-name", "v1.2_x"])
+def test_dataset_names_fit_the_registry(name: str) -> None:
+    """Export names are a subset of the registry's dataset names."""
+    assert re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", ExportIn(name=name).name)

@@ -1,0 +1,65 @@
+"""The request path meets the feedback world: the gateway's trace event reaches the feedback store through the
+Redis stream, the caller's own key (resolved by the gateway's /v1/me) leaves feedback on it, and another
+team cannot see it. Real gateway, real feedback service, real Redis; a FAKE upstream answers the chat."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.fixtures import REDIS_URL
+from tests.support.servers import uvicorn_service
+
+pytestmark = pytest.mark.integration
+
+
+def test_trace_event_lands_in_the_store_and_takes_feedback(
+    start_gateway, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    gateway = start_gateway(
+        [{"name": "fake-model", "deployments": [{"name": "fake", "url": f"http://127.0.0.1:{fake_upstream.port}/v1"}]}]
+    )
+    env = {
+        "FEEDBACK_REDIS_URL": REDIS_URL,
+        "FEEDBACK_STREAM_KEY": gateway.events_stream,
+        "FEEDBACK_GATEWAY_URL": gateway.url,
+        "FEEDBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
+        "FEEDBACK_ADMIN_TOKEN": "test-feedback-admin",
+        "FEEDBACK_DRIFT_ENABLED": "false",
+    }
+    with uvicorn_service("services.feedback.app:create_app", env, log_path=tmp_path / "feedback.log") as feedback:
+        key, other = gateway.key(team="fb-team"), gateway.key(team="fb-other")
+        mine = {"authorization": f"Bearer {key}"}
+        chat = httpx.post(
+            gateway.url + "/v1/chat/completions",
+            headers=mine,
+            timeout=30,
+            json={"model": "fake-model", "messages": [{"role": "user", "content": "ping"}]},
+        )
+        assert chat.status_code == 200
+        request_id = chat.headers["x-request-id"]
+        deadline = time.monotonic() + 20
+        stored = httpx.get(f"{feedback}/v1/requests/{request_id}", headers=mine)
+        while stored.status_code == 404 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            stored = httpx.get(f"{feedback}/v1/requests/{request_id}", headers=mine)
+        assert stored.status_code == 200, stored.text
+        body = stored.json()
+        assert body["team"] == "fb-team" and body["model"] == "fake-model" and body["status"] == 200
+        given = httpx.post(
+            f"{feedback}/v1/feedback",
+            headers=mine,
+            json={"request_id": request_id, "rating": 2, "categories": ["wrong"], "comment": "not pong"},
+        )
+        assert given.status_code == 201, given.text
+        hidden = httpx.get(f"{feedback}/v1/requests/{request_id}", headers={"authorization": f"Bearer {other}"})
+        assert hidden.status_code == 404
+        anonymous = httpx.post(f"{feedback}/v1/feedback", json={"request_id": request_id, "rating": 5})
+        assert anonymous.status_code == 401
+        with_feedback = httpx.get(f"{feedback}/v1/requests/{request_id}", headers=mine).json()
+        assert [(f["rating"], f["comment"]) for f in with_feedback["feedback"]] == [(2, "not pong")]
+        assert with_feedback["label_item"] is not None  # negative feedback queues it for labeling
