@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
+.PHONY: demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,14 @@ contract: install ## run a service's contract tests against any base URL: make c
 	@test -f services/$(SERVICE)/tests/test_contract.py || { echo "services/$(SERVICE) has no contract suite yet"; exit 2; }
 	$(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_URL=$(URL) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_ADMIN_TOKEN=$(TOKEN) \
 	  $(PY) -m pytest services/$(SERVICE)/tests/test_contract.py -q -p no:cacheprovider
+
+DURATION ?= 120
+demo-traffic: install ## send a realistic mix (chat, streams, RAG, attacks, PII, 429 bursts, feedback) for DURATION seconds
+	$(PY) scripts/demo_traffic.py --duration $(DURATION)
+
+check-exercise: install ## check your solution of an exercise: make check-exercise N=7 (N = 1..8 or bonus; WORK=<folder>, ARGS=--live)
+	@test -n "$(N)" || { echo "usage: make check-exercise N=<1..8|bonus> [WORK=<folder>] [ARGS=...]"; exit 2; }
+	@$(PY) exercises/check.py $(N) $(if $(WORK),--work $(WORK)) $(ARGS)
 
 openapi: install ## regenerate every services/<name>/openapi.json from the code
 	$(PY) scripts/export_openapi.py

@@ -300,6 +300,8 @@ def up() -> None:
         f"LLMOPS_GATEWAY_URL={gateway}\nLLMOPS_API_KEY={key}\nLLMOPS_ADMIN_KEY={data['admin_key']}\n"
         f"LLMOPS_REGISTRY_URL=http://127.0.0.1:8003\nLLMOPS_REGISTRY_ADMIN_TOKEN={data['registry_admin_token']}\n"
         "LLMOPS_MLFLOW_URL=http://127.0.0.1:5000\n"
+        "LLMOPS_RAG_URL=http://127.0.0.1:8002\nLLMOPS_FEEDBACK_URL=http://127.0.0.1:8004\n"
+        f"LLMOPS_FEEDBACK_ADMIN_TOKEN={data['feedback_admin_token']}\n"
     )
     print(f"""
 The platform is up.

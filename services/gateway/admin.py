@@ -93,7 +93,7 @@ class AdminService:
 
     async def list_keys(self, team: str | None) -> list[KeyOut]:
         """Keys, optionally of one team."""
-        return [KeyOut(**await self._key_out(r)) for r in await self.keys.list(team)]
+        return [KeyOut(**await self._key_out(r)) for r in await self.keys.list_keys(team)]
 
     async def update_key(self, key_id: str, patch: KeyPatch) -> KeyOut:
         """Change limits, allowed models or name."""

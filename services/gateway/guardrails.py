@@ -129,8 +129,12 @@ class GuardrailsClient:
         return Verdict(stage, decision, data.get("findings", []), data.get("text"))
 
     async def check_messages(self, messages: list[dict[str, Any]], team: str, project: str) -> Verdict:
-        """Check every user/system/tool message (in parallel); redact in place; raise on block."""
-        targets = [m for m in messages if m.get("role") != "assistant" and message_text(m)]
+        """Check the caller-supplied messages (user, tool) in parallel; redact in place; raise on block.
+
+        System and developer messages are the application's own instructions (a RAG prompt, say), not input
+        from the end user; checking them as attacks blocks legitimate applications (a measured false positive).
+        """
+        targets = [m for m in messages if m.get("role") in ("user", "tool") and message_text(m)]
         verdicts = await asyncio.gather(*(self.check("input", message_text(m), team, project) for m in targets))
         findings = [f for v in verdicts for f in v.findings]
         if any(v.decision == "block" for v in verdicts):

@@ -168,7 +168,7 @@ class KeyStore:
             raise KeyNotFound(key_id)
         return KeyRecord.from_redis(data)
 
-    async def list(self, team: str | None = None) -> list[KeyRecord]:
+    async def list_keys(self, team: str | None = None) -> list[KeyRecord]:
         """Every key, optionally of one team, oldest first."""
         ids = sorted(await self.redis.smembers(f"{self.p}:keys"))
         records = []

@@ -174,6 +174,14 @@ class ProxyService:
         try:
             call.up = await self.upstream.open(route, PATHS[kind], bodies, req.stream)
         except NoDeploymentAvailable as exc:
+            if exc.all_overloaded:
+                await self._finish(call, 429, None, error_code="upstream_overloaded")
+                raise APIError(
+                    429,
+                    "upstream_overloaded",
+                    f"every deployment of '{req.model}' is at capacity; retry shortly",
+                    headers={"retry-after": "2"},
+                ) from None
             status = 503 if exc.all_open else 502
             await self._finish(call, status, None, error_code="no_deployment_available")
             raise APIError(

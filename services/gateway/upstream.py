@@ -29,6 +29,11 @@ class NoDeploymentAvailable(Exception):
         self.attempts = attempts
         self.all_open = all_open
 
+    @property
+    def all_overloaded(self) -> bool:
+        """Every deployment answered 429: the caller should back off, not see a 502."""
+        return bool(self.attempts) and all(a.endswith("status_429") for a in self.attempts)
+
 
 @dataclass
 class UpstreamResponse:

@@ -68,4 +68,4 @@ async def test_seeding_a_known_key_is_idempotent(store: KeyStore) -> None:
         plaintext="sk-llmops-demo",
     )
     assert first[1].key_id == second[1].key_id
-    assert len(await store.list("alpha")) == 1
+    assert len(await store.list_keys("alpha")) == 1
