@@ -39,6 +39,8 @@ class JsonLinesExporter(SpanExporter):
         with self.path.open("a") as out:
             for span in spans:
                 ctx = span.get_span_context()
+                if ctx is None:
+                    continue
                 out.write(
                     json.dumps(
                         {
