@@ -41,6 +41,7 @@ class Proc:
     needs: str | None = None  # a path that must exist for this process to be part of the platform
     timeout_s: float = 120.0
     seed: list[str] | None = None  # an idempotent command run once this process is ready
+    prestart: list[str] | None = None  # an idempotent command run before the process starts
     seed_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -83,6 +84,12 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         "GATEWAY_INFERENCE_URL": "http://127.0.0.1:8001/v1",
     }
     inference_env = dict(common)
+    rag_env = {
+        **common,
+        "RAG_GATEWAY_URL": "http://127.0.0.1:8000",
+        "RAG_GUARDRAILS_URL": "http://127.0.0.1:8005",
+        "RAG_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+    }
     if (REPO / "services/registry/app.py").exists():
         gateway_env["GATEWAY_REGISTRY_URL"] = "http://127.0.0.1:8003"
         # Serve what the registry says is in production, and follow promotions.
@@ -120,6 +127,16 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             _uvicorn("gateway", 8000),
             "http://127.0.0.1:8000/readyz",
             gateway_env,
+        ),
+        Proc(
+            "rag",
+            _uvicorn("rag", 8002),
+            "http://127.0.0.1:8002/readyz",
+            rag_env,
+            needs="services/rag/app.py",
+            # The course's own docs become a collection every team can read; local Qdrant locks its folder,
+            # so this runs before the service (re-running skips unchanged documents).
+            prestart=[PY, "-m", "services.rag.cli", "ingest-dir", "docs", "--collection", "llmops-docs"],
         ),
         Proc(
             "feedback",
@@ -251,17 +268,15 @@ def seed_demo(gateway: str, data: dict[str, str]) -> str:
     return data["demo_key"]
 
 
-def _run_seed(proc: Proc) -> None:
-    """Run a process's idempotent seed command, logging to .llmops/logs/<name>-seed.log."""
-    assert proc.seed is not None
-    print(f"  {proc.name:<10} seeding ...", end="", flush=True)
-    with open(LOGS / f"{proc.name}-seed.log", "ab") as log:
-        code = subprocess.call(
-            proc.seed, cwd=REPO, env={**os.environ, **proc.seed_env}, stdout=log, stderr=subprocess.STDOUT
-        )
+def _run_step(proc: Proc, cmd: list[str], env: dict[str, str], step: str, verb: str) -> None:
+    """Run an idempotent setup command of a process, logging to .llmops/logs/<name>-<step>.log."""
+    print(f"  {proc.name:<10} {verb} ...", end="", flush=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{proc.name}-{step}.log", "ab") as log:
+        code = subprocess.call(cmd, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
         print(" failed")
-        sys.exit(f"error: seeding after {proc.name} failed; see .llmops/logs/{proc.name}-seed.log")
+        sys.exit(f"error: the {step} step of {proc.name} failed; see .llmops/logs/{proc.name}-{step}.log")
     print(" done")
 
 
@@ -278,6 +293,8 @@ def up() -> None:
         port = int(proc.ready_url.split(":")[2].split("/")[0])
         if _port_open(port) and not _pid(proc.name):
             sys.exit(f"error: port {port} is taken by another program; stop it or run `make down` first")
+        if proc.prestart:
+            _run_step(proc, proc.prestart, env, "prestart", "preparing")
         pid = _spawn(proc.name, proc.cmd, env)
         print(f"  {proc.name:<10} starting (pid {pid}) ...", end="", flush=True)
         deadline = time.monotonic() + proc.timeout_s
@@ -293,7 +310,7 @@ def up() -> None:
             time.sleep(0.25)
         print(" ready")
         if proc.seed:
-            _run_seed(proc)
+            _run_step(proc, proc.seed, {**env, **proc.seed_env}, "seed", "seeding")
     gateway = "http://127.0.0.1:8000"
     key = seed_demo(gateway, data)
     ENV_FILE.write_text(

@@ -1,0 +1,209 @@
+"""Answers: retrieve, then generate through the gateway as the caller, with numbered citations and fallbacks.
+
+Fallbacks: nothing relevant -> an honest "not in the documents" answer without an LLM call; LLM
+unreachable -> the passages with answer=None and degraded=True; gateway 4xx -> passed on to the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.rag.gateway import Caller, GatewayClient, GatewayUnavailable
+from services.rag.metrics import RagMetrics
+from services.rag.prompts import PromptTemplate
+from services.rag.retrieval import Passage
+
+NOT_FOUND = "The documents do not contain an answer to this question."
+_CITE = re.compile(r"\[(\d{1,2})\]")
+
+
+def build_context(passages: list[Passage], max_chars: int) -> tuple[str, list[Passage]]:
+    """Number the passages [1]..[n] within a character budget; returns the context and the passages used."""
+    parts: list[str] = []
+    used: list[Passage] = []
+    budget = max_chars
+    for passage in passages:
+        head = f"[{len(used) + 1}] {passage.title}" + (f" — {passage.section}" if passage.section else "")
+        text = passage.text if len(passage.text) <= budget else passage.text[: max(0, budget)]
+        if used and len(text) < 80:
+            break
+        parts.append(f"{head}\n{text}")
+        used.append(passage)
+        budget -= len(text)
+        if budget <= 0:
+            break
+    return "\n\n".join(parts), used
+
+
+def citations(passages: list[Passage], answer: str | None) -> list[dict[str, Any]]:
+    """Map citation numbers to chunks; `cited` says whether the answer text referred to that number."""
+    referenced = {int(n) for n in _CITE.findall(answer or "")}
+    return [
+        {
+            "number": i,
+            "chunk_id": p.chunk_id,
+            "document_id": p.doc_id,
+            "title": p.title,
+            "section": p.section,
+            "score": round(p.score, 6),
+            "relevance": round(p.relevance, 6),
+            "cited": i in referenced,
+        }
+        for i, p in enumerate(passages, start=1)
+    ]
+
+
+def model_version(body: dict[str, Any], headers: dict[str, str]) -> str | None:
+    """The model version the gateway/inference reported (header first, then the fingerprint)."""
+    if headers.get("x-model-version"):
+        return headers["x-model-version"]
+    fingerprint = body.get("system_fingerprint") or ""
+    return fingerprint.split("@", 1)[1] if "@" in fingerprint else (fingerprint or None)
+
+
+class AnswerService:
+    """Builds prompts and calls the LLM through the gateway with the caller's own key."""
+
+    def __init__(
+        self,
+        gateway: GatewayClient,
+        template: PromptTemplate,
+        metrics: RagMetrics,
+        *,
+        model: str,
+        max_tokens: int,
+        max_context_chars: int,
+    ) -> None:
+        self.gateway = gateway
+        self.template = template
+        self.metrics = metrics
+        self.model = model
+        self.max_tokens = max_tokens
+        self.max_context_chars = max_context_chars
+
+    def _base(self, passages: list[Passage], data_version: str | None) -> dict[str, Any]:
+        return {
+            "prompt_version": self.template.id,
+            "model": self.model,
+            "model_version": None,
+            "data_version": data_version,
+            "passages": [p.as_dict() for p in passages],
+        }
+
+    def not_found(self, passages: list[Passage], data_version: str | None) -> dict[str, Any]:
+        """The honest answer when nothing passed the threshold (no LLM call)."""
+        self.metrics.answers.labels("not_found").inc()
+        return self._base(passages, data_version) | {
+            "answer": NOT_FOUND,
+            "not_found": True,
+            "degraded": False,
+            "citations": [],
+            "usage": None,
+        }
+
+    def _payload(self, question: str, context: str) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": self.template.messages(context=context, question=question),
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+        }
+
+    async def answer(
+        self, caller: Caller, question: str, passages: list[Passage], data_version: str | None
+    ) -> dict[str, Any]:
+        """Generate a cited answer; degrade to passages only when the LLM cannot be reached."""
+        context, used = build_context(passages, self.max_context_chars)
+        base = self._base(used, data_version) | {"not_found": False}
+        try:
+            body, headers = await self.gateway.chat(caller.key, self._payload(question, context))
+        except GatewayUnavailable as exc:
+            self.metrics.answers.labels("degraded").inc()
+            return base | {
+                "answer": None,
+                "degraded": True,
+                "degraded_reason": str(exc),
+                "citations": citations(used, None),
+                "usage": None,
+            }
+        text = ((body.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+        self.metrics.answers.labels("answered").inc()
+        return base | {
+            "answer": text.strip(),
+            "degraded": False,
+            "citations": citations(used, text),
+            "model": body.get("model", self.model),
+            "model_version": model_version(body, headers),
+            "usage": body.get("usage"),
+        }
+
+    async def stream(
+        self, caller: Caller, question: str, passages: list[Passage], data_version: str | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Events: `citations` first, then `delta`s, then `done` (or `degraded` if the LLM is unreachable)."""
+        context, used = build_context(passages, self.max_context_chars)
+        base = self._base(used, data_version)
+        try:
+            chunks = await self.gateway.chat_stream(caller.key, self._payload(question, context))
+        except GatewayUnavailable as exc:
+            self.metrics.answers.labels("degraded").inc()
+            return _single(
+                base
+                | {
+                    "type": "done",
+                    "answer": None,
+                    "degraded": True,
+                    "degraded_reason": str(exc),
+                    "not_found": False,
+                    "citations": citations(used, None),
+                }
+            )
+        return self._relay(chunks, base, used)
+
+    async def _relay(
+        self, chunks: AsyncIterator[dict[str, Any]], base: dict[str, Any], used: list[Passage]
+    ) -> AsyncIterator[dict[str, Any]]:
+        yield {
+            "type": "citations",
+            "citations": citations(used, None),
+            "prompt_version": base["prompt_version"],
+            "data_version": base["data_version"],
+        }
+        text, usage, version = "", None, None
+        try:
+            async for chunk in chunks:
+                usage = chunk.get("usage") or usage
+                fingerprint = chunk.get("system_fingerprint") or ""
+                version = fingerprint.split("@", 1)[1] if "@" in fingerprint else version
+                for choice in chunk.get("choices") or ():
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        text += delta
+                        yield {"type": "delta", "content": delta}
+        except GatewayUnavailable as exc:
+            self.metrics.answers.labels("degraded").inc()
+            yield base | {
+                "type": "done",
+                "answer": text or None,
+                "degraded": True,
+                "degraded_reason": str(exc),
+                "not_found": False,
+                "citations": citations(used, text),
+            }
+            return
+        self.metrics.answers.labels("answered").inc()
+        yield base | {
+            "type": "done",
+            "answer": text.strip(),
+            "degraded": False,
+            "not_found": False,
+            "citations": citations(used, text),
+            "model_version": version,
+            "usage": usage,
+        }
+
+
+async def _single(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield event

@@ -1,0 +1,131 @@
+"""App factory of the RAG service: `uvicorn services.rag.app:create_app --factory --port 8002`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from llmops_common.app import build_service_app
+from llmops_common.body_limit import BodySizeLimitMiddleware
+from services.rag.answer import AnswerService
+from services.rag.catalog import Catalog
+from services.rag.embedder import Embedder
+from services.rag.evaluation import Evaluator
+from services.rag.gateway import GatewayClient
+from services.rag.ingest import IngestionPipeline
+from services.rag.metrics import RagMetrics
+from services.rag.prompts import load_default
+from services.rag.redaction import GuardrailsRedactor
+from services.rag.retrieval import Retriever
+from services.rag.routes import router
+from services.rag.service import RagService
+from services.rag.settings import RagSettings
+from services.rag.sparse import BM25Encoder
+from services.rag.store import StoreUnavailable, VectorStore
+from services.rag.tracking import build_run_logger
+
+VERSION = "0.1.0"
+log = logging.getLogger("rag.app")
+
+
+def open_store(settings: RagSettings) -> VectorStore:
+    """Qdrant server when a URL is set, else local mode under the data dir (one code path after this)."""
+    return VectorStore(
+        settings.qdrant_url,
+        settings.resolved_data_dir() / "qdrant",
+        api_key=settings.qdrant_api_key,
+        timeout_s=settings.qdrant_timeout_s,
+    )
+
+
+def build_pipeline(settings: RagSettings, embedder: Embedder, catalog: Catalog) -> IngestionPipeline:
+    """The ingestion pipeline with the settings' chunking and validation limits."""
+    return IngestionPipeline(
+        embedder,
+        BM25Encoder(),
+        catalog,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        min_chars=settings.min_doc_chars,
+        max_chars=settings.max_doc_chars,
+        redactor=GuardrailsRedactor(settings.guardrails_url) if settings.guardrails_url else None,
+    )
+
+
+def create_app(settings: RagSettings | None = None, embedder: Embedder | None = None) -> FastAPI:
+    """Build the app; the model and Qdrant open in the lifespan and /readyz turns 200 when they have."""
+    settings = settings or RagSettings()
+    registry = CollectorRegistry()
+    metrics = RagMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model = (
+            embedder
+            if embedder is not None
+            else await asyncio.to_thread(Embedder, settings.embedding_batch_size, settings.torch_threads)
+        )
+        store = open_store(settings)
+        try:
+            await asyncio.to_thread(store.ensure_catalog)
+        except StoreUnavailable as exc:  # start anyway: /readyz says not ready, requests get a clear 503
+            log.warning("Qdrant unavailable at start", extra={"error": str(exc)})
+        gateway = GatewayClient(settings.gateway_url, settings.llm_timeout_s, settings.me_cache_ttl_s)
+        catalog = Catalog(store, settings.public_team)
+        encoder = BM25Encoder()
+        retriever = Retriever(model, encoder, store)
+        answers = AnswerService(
+            gateway,
+            load_default("rag-answer"),
+            metrics,
+            model=settings.llm_model,
+            max_tokens=settings.llm_max_tokens,
+            max_context_chars=settings.max_context_chars,
+        )
+        evaluator = Evaluator(
+            retriever, answers, gateway, load_default("rag-judge"), settings.judge_model or settings.llm_model
+        )
+        app.state.store = store
+        app.state.gateway = gateway
+        app.state.rag = RagService(
+            settings,
+            catalog,
+            build_pipeline(settings, model, catalog),
+            retriever,
+            answers,
+            evaluator,
+            metrics,
+            build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment),
+        )
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(app.state.rag.jobs.shutdown)
+            await gateway.aclose()
+            store.close()
+
+    async def readiness() -> dict[str, bool]:
+        store: VectorStore | None = getattr(app.state, "store", None)
+        return {
+            "embedder_loaded": getattr(app.state, "rag", None) is not None,
+            "qdrant": bool(store) and await asyncio.to_thread(store.ping),  # type: ignore[union-attr]
+        }
+
+    app = build_service_app(
+        name="rag",
+        version=VERSION,
+        description="Ingestion, hybrid retrieval over Qdrant, cited answers through the gateway, and evaluation.",
+        settings=settings,
+        registry=registry,
+        readiness=readiness,
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.settings = settings
+    app.include_router(router)
+    return app

@@ -1,0 +1,228 @@
+"""Evaluation: retrieval metrics (recall@k, hit rate, MRR@10, nDCG@10) and answer quality, per question.
+
+Answer quality has two faithfulness measures: an LLM judge through the gateway, and a judge-free one
+(each answer sentence counts as supported when its content words or its embedding match the context).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from services.rag.answer import AnswerService
+from services.rag.embedder import Embedder
+from services.rag.gateway import Caller, GatewayClient, GatewayRefused, GatewayUnavailable
+from services.rag.prompts import PromptTemplate
+from services.rag.retrieval import Retriever
+from services.rag.sparse import tokenize
+from services.rag.store import Strategy
+
+_CITE = re.compile(r"\[\d{1,2}\]")
+_SENT = re.compile(r"(?<=[.!?])\s+")
+
+
+def ranked_ids(passages: Sequence[Any], level: str) -> list[str]:
+    """Unique ids in rank order: documents (first chunk of each wins) or chunks."""
+    out: list[str] = []
+    for p in passages:
+        key = p.doc_id if level == "document" else p.chunk_id
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def retrieval_metrics(ranked: list[str], gold: set[str], ks: Sequence[int]) -> dict[str, float]:
+    """Binary-relevance metrics of one ranked list."""
+    out: dict[str, float] = {}
+    for k in ks:
+        hits = len(gold.intersection(ranked[:k]))
+        out[f"recall@{k}"] = hits / len(gold) if gold else 0.0
+        out[f"hit@{k}"] = 1.0 if hits else 0.0
+    first = next((i for i, r in enumerate(ranked[:10], start=1) if r in gold), None)
+    out["mrr@10"] = 1.0 / first if first else 0.0
+    dcg = sum(1.0 / math.log2(i + 1) for i, r in enumerate(ranked[:10], start=1) if r in gold)
+    idcg = sum(1.0 / math.log2(i + 1) for i in range(1, min(len(gold), 10) + 1))
+    out["ndcg@10"] = dcg / idcg if idcg else 0.0
+    return out
+
+
+def mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Average every metric over the questions."""
+    keys = rows[0].keys() if rows else []
+    return {
+        k: round(float(np.mean([r[k] for r in rows if r.get(k) is not None])), 4)
+        for k in keys
+        if any(r.get(k) is not None for r in rows)
+    }
+
+
+def claims(answer: str) -> list[str]:
+    """Sentences of an answer without citation markers (each one a claim to check)."""
+    text = _CITE.sub("", answer)
+    return [s.strip() for s in _SENT.split(text) if len(tokenize(s)) >= 2]
+
+
+def lexical_faithfulness(embedder: Embedder, answer: str, contexts: list[str]) -> float | None:
+    """Share of claims whose content words are mostly in the context, or whose embedding is close to a passage."""
+    parts = claims(answer)
+    if not parts or not contexts:
+        return None
+    context_tokens = set(tokenize(" ".join(contexts)))
+    claim_vecs = embedder.embed(parts)
+    ctx_vecs = embedder.embed(contexts)
+    best = (claim_vecs @ ctx_vecs.T).max(axis=1)
+    supported = 0
+    for claim, sim in zip(parts, best, strict=True):
+        words = tokenize(claim)
+        overlap = sum(1 for w in words if w in context_tokens) / len(words)
+        supported += 1 if overlap >= 0.6 or sim >= 0.7 else 0
+    return supported / len(parts)
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD-style token F1 between an answer and a reference answer."""
+    pred, ref = tokenize(prediction), tokenize(reference)
+    common = sum(min(pred.count(t), ref.count(t)) for t in set(pred))
+    if not pred or not ref or not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def parse_fraction(text: str) -> float | None:
+    """First number in [0, 1] in a judge's reply (percentages accepted)."""
+    for match in re.findall(r"\d+(?:\.\d+)?%?", text):
+        value = float(match.rstrip("%")) / (100 if match.endswith("%") else 1)
+        if 0 <= value <= 1:
+            return value
+    return None
+
+
+class Evaluator:
+    """Runs retrieval evals synchronously (a worker thread) and answer evals through the gateway."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        answers: AnswerService,
+        gateway: GatewayClient,
+        judge: PromptTemplate,
+        judge_model: str,
+    ) -> None:
+        self.retriever = retriever
+        self.answers = answers
+        self.gateway = gateway
+        self.judge = judge
+        self.judge_model = judge_model
+
+    def retrieval(
+        self,
+        qdrant_collection: str,
+        questions: list[dict[str, Any]],
+        strategy: Strategy,
+        ks: Sequence[int],
+        candidates: int = 50,
+    ) -> dict[str, Any]:
+        """Per-question and mean retrieval metrics of one strategy."""
+        rows, per_question = [], []
+        depth = max(10, *ks)
+        for q in questions:
+            level = "chunk" if q.get("gold_chunk_ids") else "document"
+            gold = set(q.get("gold_chunk_ids") or q.get("gold_doc_ids") or [])
+            # Fetch deeper than k: several chunks of one document collapse into one document id.
+            result = self.retriever.retrieve(
+                qdrant_collection,
+                q["question"],
+                strategy=strategy,
+                top_k=depth * (3 if level == "document" else 1),
+                candidates=candidates,
+            )
+            ranked = ranked_ids(result.passages, level)
+            metrics = retrieval_metrics(ranked, gold, ks)
+            rows.append(metrics)
+            per_question.append(
+                {
+                    "id": q.get("id"),
+                    "question": q["question"],
+                    "gold": sorted(gold),
+                    "retrieved": ranked[:10],
+                    "latency_ms": round(result.latency_s * 1000, 2),
+                    **metrics,
+                }
+            )
+        return {"strategy": strategy, "metrics": mean(rows), "questions": per_question}
+
+    async def answer_quality(
+        self,
+        caller: Caller,
+        qdrant_collection: str,
+        questions: list[dict[str, Any]],
+        strategy: Strategy,
+        top_k: int,
+        threshold: float | None,
+        use_judge: bool,
+        data_version: str | None,
+    ) -> dict[str, Any]:
+        """Answer each question, then score faithfulness (judge + judge-free) and relevance."""
+        import asyncio
+
+        rows, per_question = [], []
+        embedder = self.retriever.embedder
+        for q in questions:
+            result = await asyncio.to_thread(
+                self.retriever.retrieve,
+                qdrant_collection,
+                q["question"],
+                strategy=strategy,
+                top_k=top_k,
+                score_threshold=threshold,
+            )
+            if not result.passages:
+                out = self.answers.not_found([], data_version)
+            else:
+                out = await self.answers.answer(caller, q["question"], result.passages, data_version)
+            answer = out.get("answer") or ""
+            contexts = [p["text"] for p in out["passages"]]
+            row: dict[str, Any] = {
+                "faithfulness_lexical": None,
+                "faithfulness_judge": None,
+                "answer_relevance": None,
+                "answer_f1": None,
+            }
+            if answer and not out.get("not_found"):
+                row["faithfulness_lexical"] = await asyncio.to_thread(lexical_faithfulness, embedder, answer, contexts)
+                vecs = await asyncio.to_thread(embedder.embed, [q["question"], answer])
+                row["answer_relevance"] = float(vecs[0] @ vecs[1])
+                if use_judge:
+                    row["faithfulness_judge"] = await self._judge(caller, answer, "\n\n".join(contexts))
+            if q.get("reference_answer") and answer:
+                row["answer_f1"] = token_f1(answer, q["reference_answer"])
+            rows.append(row)
+            per_question.append(
+                {
+                    "id": q.get("id"),
+                    "question": q["question"],
+                    "answer": out.get("answer"),
+                    "not_found": out.get("not_found"),
+                    "degraded": out.get("degraded"),
+                    **row,
+                }
+            )
+        return {"metrics": mean(rows), "questions": per_question}
+
+    async def _judge(self, caller: Caller, answer: str, context: str) -> float | None:
+        payload = {
+            "model": self.judge_model,
+            "temperature": 0,
+            "max_tokens": 8,
+            "messages": self.judge.messages(context=context[:3000], answer=answer),
+        }
+        try:
+            body, _ = await self.gateway.chat(caller.key, payload)
+        except (GatewayUnavailable, GatewayRefused):
+            return None
+        return parse_fraction(((body.get("choices") or [{}])[0].get("message") or {}).get("content") or "")

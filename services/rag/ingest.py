@@ -1,0 +1,272 @@
+"""The ingestion pipeline: extract, normalise, validate, dedupe, redact, chunk, embed (batched), upsert.
+
+A bad document records a per-document error and the run goes on. Embedding (the bottleneck) overlaps
+with writing the previous group to Qdrant, so the pipeline runs close to the embedder's own speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.rag.catalog import Catalog, now
+from services.rag.chunking import CHUNKER_NAME, CHUNKER_VERSION, Chunk, chunk_text
+from services.rag.embedder import Embedder
+from services.rag.extract import DocumentError, content_hash, detect_format, extract, normalise, validate
+from services.rag.sparse import BM25Encoder
+from services.rag.store import point_id
+
+log = logging.getLogger("rag.ingest")
+
+
+class Redactor(Protocol):
+    """Optional PII redaction (the guardrails service); returns None when it is unavailable."""
+
+    def redact(self, text: str) -> str | None: ...
+
+
+@dataclass
+class RawDocument:
+    """One input document as received (bytes for uploads, str for JSON)."""
+
+    data: bytes | str
+    doc_id: str | None = None
+    title: str | None = None
+    content_type: str | None = None
+    filename: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    invalid: tuple[str, str] | None = None  # (code, message) for input that could not even be parsed
+
+
+@dataclass
+class Progress:
+    """Live counters a job exposes while it runs (plain ints: written by one thread, read by others)."""
+
+    documents_total: int = 0
+    documents_done: int = 0
+    chunks_done: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Results that failed."""
+        return [r for r in self.results if r["status"] == "failed"]
+
+
+@dataclass
+class _Prepared:
+    doc_id: str
+    title: str
+    hash: str
+    chunks: list[Chunk]
+    metadata: dict[str, Any]
+    source: str
+    warnings: list[str]
+
+
+class IngestionPipeline:
+    """Runs one ingestion into one collection; thread-bound (call from a worker thread)."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        encoder: BM25Encoder,
+        catalog: Catalog,
+        *,
+        chunk_size: int,
+        chunk_overlap: int,
+        min_chars: int,
+        max_chars: int,
+        redactor: Redactor | None = None,
+        group_chunks: int = 256,
+    ) -> None:
+        self.embedder = embedder
+        self.encoder = encoder
+        self.catalog = catalog
+        self.store = catalog.store
+        self.chunk_size = min(chunk_size, embedder.max_tokens)
+        self.chunk_overlap = min(chunk_overlap, self.chunk_size // 2)
+        self.min_chars = min_chars
+        self.max_chars = max_chars
+        self.redactor = redactor
+        self.group_chunks = group_chunks
+
+    def params(self) -> dict[str, Any]:
+        """Everything that decides what the index contains (logged with each run)."""
+        return {
+            "chunker": CHUNKER_NAME,
+            "chunker_version": CHUNKER_VERSION,
+            "chunk_size_tokens": self.chunk_size,
+            "chunk_overlap_tokens": self.chunk_overlap,
+            "embedding_model": self.embedder.model_name,
+            "embedding_model_version": self.embedder.model_version,
+            "embedding_dimension": self.embedder.dimension,
+            "sparse_encoder": f"bm25-hashed(k1={self.encoder.k1},b={self.encoder.b},avgdl={self.encoder.avgdl})",
+        }
+
+    def _prepare(
+        self, raw: RawDocument, collection: dict[str, Any], seen: dict[str, str], redact: bool
+    ) -> _Prepared | dict[str, Any]:
+        """Return a prepared document, or a finished result (unchanged / duplicate)."""
+        if raw.invalid:
+            raise DocumentError(*raw.invalid)
+        fmt = detect_format(raw.content_type, raw.filename)
+        text, found_title = extract(raw.data, fmt)
+        text = normalise(text)
+        validate(text, self.min_chars, self.max_chars)
+        warnings: list[str] = []
+        if redact:
+            redacted = self.redactor.redact(text) if self.redactor else None
+            if redacted is None:
+                warnings.append("pii_redaction_skipped: guardrails service unavailable")
+            else:
+                text = normalise(redacted)
+        digest = content_hash(text)
+        doc_id = raw.doc_id or (raw.filename or "").strip() or f"doc-{digest[:16]}"
+        title = raw.title or found_title or raw.filename or doc_id
+        team, name = collection["team"], collection["name"]
+        if digest in seen and seen[digest] != doc_id:
+            return {"doc_id": doc_id, "status": "duplicate", "duplicate_of": seen[digest], "chunks": 0}
+        seen[digest] = doc_id
+        existing = self.catalog.get_document(team, name, doc_id)
+        if existing and existing.get("status") == "indexed" and existing.get("content_hash") == digest:
+            return {"doc_id": doc_id, "status": "unchanged", "chunks": existing.get("chunks", 0)}
+        chunks = chunk_text(text, self.embedder.count_tokens, self.chunk_size, self.chunk_overlap)
+        source = raw.filename or "api"
+        return _Prepared(doc_id, title, digest, chunks, raw.metadata, source, warnings)
+
+    def _write(self, collection: dict[str, Any], group: list[_Prepared], vectors: Any, progress: Progress) -> None:
+        """Upsert a group's chunks, drop older versions of those documents, then record them as indexed."""
+        team, name, qname = collection["team"], collection["name"], collection["qdrant_collection"]
+        ids, payloads, sparse = [], [], []
+        for doc in group:
+            for ch in doc.chunks:
+                ids.append(point_id(team, name, doc.doc_id, doc.hash, str(ch.index)))
+                sparse.append(self.encoder.encode_document(f"{doc.title}\n{ch.section}\n{ch.text}"))
+                payloads.append(
+                    {
+                        "doc_id": doc.doc_id,
+                        "title": doc.title,
+                        "section": ch.section,
+                        "text": ch.text,
+                        "chunk_index": ch.index,
+                        "tokens": ch.tokens,
+                        "content_hash": doc.hash,
+                        "source": doc.source,
+                        "meta": doc.metadata,
+                    }
+                )
+        if ids:
+            self.store.upsert_chunks(qname, ids, vectors, sparse, payloads)
+        for doc in group:
+            self.store.delete_chunks(qname, doc.doc_id, keep_hash=doc.hash)
+            self.catalog.put_document(
+                {
+                    "kind": "document",
+                    "team": team,
+                    "collection": name,
+                    "doc_id": doc.doc_id,
+                    "title": doc.title,
+                    "status": "indexed",
+                    "content_hash": doc.hash,
+                    "chunks": len(doc.chunks),
+                    "source": doc.source,
+                    "metadata": doc.metadata,
+                    "updated_at": now(),
+                    "error": None,
+                }
+            )
+            progress.results.append(
+                {"doc_id": doc.doc_id, "status": "indexed", "chunks": len(doc.chunks), "warnings": doc.warnings}
+            )
+            progress.chunks_done += len(doc.chunks)
+            progress.documents_done += 1
+
+    def run(
+        self, collection: dict[str, Any], docs: list[RawDocument], progress: Progress, redact: bool = False
+    ) -> dict[str, Any]:
+        """Ingest all documents; returns the run record (also stored in the catalog)."""
+        started = time.time()
+        progress.documents_total = len(docs)
+        seen: dict[str, str] = {}
+        input_digest = hashlib.sha256()
+        group: list[_Prepared] = []
+        pending: Future[None] | None = None
+        embed_s = 0.0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-upsert") as writer:
+            for i, raw in enumerate(docs):
+                try:
+                    prepared = self._prepare(raw, collection, seen, redact)
+                except DocumentError as exc:
+                    name = raw.doc_id or raw.filename or f"#{i}"
+                    progress.results.append(
+                        {"doc_id": name, "status": "failed", "code": exc.code, "error": exc.message, "chunks": 0}
+                    )
+                    progress.documents_done += 1
+                    continue
+                if isinstance(prepared, dict):
+                    input_digest.update(f"{prepared['doc_id']}:{prepared.get('duplicate_of', '')}".encode())
+                    progress.results.append(prepared)
+                    progress.documents_done += 1
+                    continue
+                input_digest.update(f"{prepared.doc_id}:{prepared.hash}\n".encode())
+                group.append(prepared)
+                if sum(len(d.chunks) for d in group) >= self.group_chunks or i == len(docs) - 1:
+                    pending, spent = self._flush(collection, group, progress, writer, pending)
+                    embed_s += spent
+                    group = []
+            if group:
+                pending, spent = self._flush(collection, group, progress, writer, pending)
+                embed_s += spent
+            if pending is not None:
+                pending.result()
+        return self._record(collection, progress, input_digest.hexdigest(), started, embed_s)
+
+    def _flush(
+        self,
+        collection: dict[str, Any],
+        group: list[_Prepared],
+        progress: Progress,
+        writer: ThreadPoolExecutor,
+        pending: Future[None] | None,
+    ) -> tuple[Future[None], float]:
+        texts = [
+            f"{d.title} > {c.section}\n{c.text}" if c.section else f"{d.title}\n{c.text}"
+            for d in group
+            for c in d.chunks
+        ]
+        t0 = time.perf_counter()
+        vectors = self.embedder.embed(texts)
+        spent = time.perf_counter() - t0
+        if pending is not None:
+            pending.result()  # keep at most one write in flight, and surface its failure here
+        return writer.submit(self._write, collection, list(group), vectors, progress), spent
+
+    def _record(
+        self, collection: dict[str, Any], progress: Progress, input_hash: str, started: float, embed_s: float
+    ) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for result in progress.results:
+            counts[result["status"]] = counts.get(result["status"], 0) + 1
+        collection = self.catalog.refresh_stats(collection)
+        run = {
+            "run_id": uuid.uuid4().hex,
+            "team": collection["team"],
+            "collection": collection["name"],
+            "params": self.params(),
+            "counts": {"documents": len(progress.results), "chunks": progress.chunks_done, **counts},
+            "input_hash": input_hash,
+            "data_version": collection["data_version"],
+            "started_at": started,
+            "finished_at": time.time(),
+            "embed_seconds": round(embed_s, 3),
+        }
+        self.catalog.put_run(run)
+        collection["last_ingest_run"] = run["run_id"]
+        self.catalog.save_collection(collection)
+        return run

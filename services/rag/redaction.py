@@ -1,0 +1,39 @@
+"""Optional PII redaction through the guardrails service (used at ingestion when a caller asks for it).
+
+Contract: the guardrails service's POST {url}/v1/check/input with the `pii-redaction` policy (redacts PII and
+secrets, never blocks a document); the answer's `text` is the redacted text when its decision is `redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+log = logging.getLogger("rag.redaction")
+
+
+class GuardrailsRedactor:
+    """Synchronous client: ingestion runs on a worker thread."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0, policy: str = "pii-redaction") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.policy = policy
+
+    def redact(self, text: str) -> str | None:
+        """The redacted text, or None when the service is unavailable (the caller records a warning)."""
+        try:
+            resp = httpx.post(
+                f"{self.base_url}/v1/check/input",
+                json={"text": text, "policy": self.policy},
+                timeout=self.timeout_s,
+            )
+            resp.raise_for_status()
+            verdict = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("PII redaction unavailable", extra={"error": str(exc)})
+            return None
+        if verdict.get("decision") == "redact" and isinstance(verdict.get("text"), str):
+            return str(verdict["text"])
+        return text  # nothing to redact

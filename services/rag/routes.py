@@ -1,0 +1,212 @@
+"""Thin HTTP routes: authenticate through the gateway, validate, call the service layer, map errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from llmops_common.errors import APIError, error_body
+from llmops_common.sse import DONE, sse_frame
+from services.rag.gateway import Caller, GatewayClient, GatewayRefused, GatewayUnavailable
+from services.rag.ingest import RawDocument
+from services.rag.schemas import AnswerRequest, CollectionCreate, DocumentIn, EvalRequest, IngestRequest, QueryRequest
+from services.rag.service import RagService
+
+router = APIRouter(prefix="/v1", tags=["rag"])
+
+
+def get_service(request: Request) -> RagService:
+    """The app's service layer (set up in the lifespan)."""
+    service: RagService | None = getattr(request.app.state, "rag", None)
+    if service is None:
+        raise APIError(503, "not_ready", "the service is still starting; retry shortly", headers={"retry-after": "2"})
+    return service
+
+
+async def get_caller(request: Request) -> Caller:
+    """Authenticate the bearer key through the gateway's /v1/me; the team it returns scopes everything."""
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer ") or not header[7:].strip():
+        raise APIError(401, "missing_api_key", "send your virtual key as 'Authorization: Bearer <key>'")
+    gateway: GatewayClient = request.app.state.gateway
+    try:
+        caller = await gateway.whoami(header[7:].strip())
+    except GatewayUnavailable as exc:
+        raise APIError(503, "gateway_unavailable", f"cannot authenticate: {exc}", headers={"retry-after": "5"}) from exc
+    if caller is None:
+        raise APIError(401, "invalid_api_key", "the gateway does not accept this key")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+ServiceDep = Annotated[RagService, Depends(get_service)]
+
+
+def _job_response(job: Any, wait: bool) -> JSONResponse:
+    return JSONResponse(job.view(with_results=wait), status_code=200 if wait else 202)
+
+
+@router.post("/collections", status_code=201)
+async def create_collection(body: CollectionCreate, caller: CallerDep, rag: ServiceDep) -> dict[str, Any]:
+    """Create a collection owned by the caller's team."""
+    return await rag.create_collection(caller, body.name, body.description)
+
+
+@router.get("/collections")
+async def list_collections(caller: CallerDep, rag: ServiceDep) -> dict:
+    """The caller's collections, then the public (demo) ones it may read."""
+    return {"data": await rag.list_collections(caller)}
+
+
+@router.get("/collections/{name}")
+async def get_collection(name: str, caller: CallerDep, rag: ServiceDep) -> dict:
+    """One collection with its counts and data version."""
+    record = await rag.collection(caller, name)
+    return {k: v for k, v in record.items() if k not in ("kind", "qdrant_collection")}
+
+
+@router.delete("/collections/{name}")
+async def delete_collection(name: str, caller: CallerDep, rag: ServiceDep) -> dict:
+    """Delete a collection, its documents and chunks."""
+    await rag.delete_collection(caller, name)
+    return {"deleted": name}
+
+
+@router.post("/collections/{name}/documents", status_code=202)
+async def ingest_json(name: str, body: IngestRequest, caller: CallerDep, rag: ServiceDep) -> JSONResponse:
+    """Ingest text/Markdown/HTML documents sent as JSON; returns a job (or the finished job with wait=true)."""
+    docs = [RawDocument(d.text, d.id, d.title, d.content_type, None, d.metadata) for d in body.documents]
+    return _job_response(await rag.ingest(caller, name, docs, body.redact_pii, body.wait), body.wait)
+
+
+@router.post("/collections/{name}/documents/upload", status_code=202)
+async def ingest_upload(
+    name: str,
+    caller: CallerDep,
+    rag: ServiceDep,
+    files: Annotated[list[UploadFile], File(description="Text, Markdown, HTML or PDF files.")],
+    redact_pii: Annotated[bool, Form()] = False,
+    wait: Annotated[bool, Form()] = False,
+) -> JSONResponse:
+    """Ingest uploaded files (multipart); each file is one document, its name the document id."""
+    docs = [RawDocument(await f.read(), f.filename, None, f.content_type, f.filename) for f in files]
+    return _job_response(await rag.ingest(caller, name, docs, redact_pii, wait), wait)
+
+
+@router.post("/collections/{name}/documents/bulk", status_code=202)
+async def ingest_jsonl(name: str, request: Request, caller: CallerDep, rag: ServiceDep) -> JSONResponse:
+    """Ingest JSONL (one document object per line, as in the JSON route); a bad line is a per-document error."""
+    docs: list[RawDocument] = []
+    for number, line in enumerate((await request.body()).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = DocumentIn.model_validate(orjson.loads(line))
+            docs.append(RawDocument(d.text, d.id, d.title, d.content_type, None, d.metadata))
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            docs.append(RawDocument("", f"line-{number}", invalid=("invalid_line", f"line {number}: {exc}"[:500])))
+    if not docs:
+        raise APIError(400, "empty_body", "the JSONL body has no documents")
+    return _job_response(await rag.ingest(caller, name, docs, False, False), False)
+
+
+@router.get("/collections/{name}/documents")
+async def list_documents(name: str, caller: CallerDep, rag: ServiceDep) -> dict:
+    """Documents of a collection with their status, hash and chunk count."""
+    return {"data": await rag.list_documents(caller, name)}
+
+
+@router.get("/collections/{name}/documents/{doc_id:path}")
+async def get_document(name: str, doc_id: str, caller: CallerDep, rag: ServiceDep) -> dict:
+    """One document record."""
+    return await rag.get_document(caller, name, doc_id)
+
+
+@router.delete("/collections/{name}/documents/{doc_id:path}")
+async def delete_document(name: str, doc_id: str, caller: CallerDep, rag: ServiceDep) -> dict:
+    """Delete a document and all its chunks."""
+    await rag.delete_document(caller, name, doc_id)
+    return {"deleted": doc_id}
+
+
+@router.get("/collections/{name}/ingest-runs/{run_id}")
+async def get_ingest_run(name: str, run_id: str, caller: CallerDep, rag: ServiceDep) -> dict:
+    """One ingestion run: parameters (chunker, sizes, embedding model and version), counts, input hash."""
+    return await rag.ingest_run(caller, name, run_id)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str, caller: CallerDep, rag: ServiceDep) -> dict:
+    """Progress of an ingestion job: documents and chunks done, per-document results and errors."""
+    return rag.job(caller, job_id).view()
+
+
+@router.post("/collections/{name}/query")
+async def query(name: str, body: QueryRequest, caller: CallerDep, rag: ServiceDep) -> dict:
+    """Retrieve passages (dense, sparse or hybrid; filters, threshold, top-k, MMR) without generating."""
+    record = await rag.collection(caller, name)
+    result = await rag.retrieve(record, body.query, body, body.score_threshold)
+    return {
+        "collection": name,
+        "strategy": body.strategy,
+        "data_version": record["data_version"],
+        "passages": [p.as_dict() for p in result.passages],
+        "below_threshold": result.below_threshold,
+        "latency_ms": round(result.latency_s * 1000, 3),
+    }
+
+
+@router.post("/collections/{name}/answer", response_model=None)
+async def answer(name: str, body: AnswerRequest, caller: CallerDep, rag: ServiceDep) -> dict | StreamingResponse:
+    """Answer from the collection through the gateway, with numbered citations; `stream: true` answers in SSE."""
+    record = await rag.collection(caller, name)
+    threshold = body.score_threshold if body.score_threshold is not None else rag.settings.default_score_threshold
+    result = await rag.retrieve(record, body.question, body, threshold)
+    if not result.passages:
+        out = rag.answers.not_found([], record["data_version"])
+        if body.stream:
+            return StreamingResponse(_sse(_one(out | {"type": "done"})), media_type="text/event-stream")
+        return out
+    try:
+        if body.stream:
+            events = await rag.answers.stream(caller, body.question, result.passages, record["data_version"])
+            return StreamingResponse(
+                _sse(events), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+            )
+        return await rag.answers.answer(caller, body.question, result.passages, record["data_version"])
+    except GatewayRefused as exc:
+        rag.metrics.answers.labels("refused").inc()
+        raise APIError(exc.status, exc.code, f"the gateway refused the LLM call: {exc.message}") from exc
+
+
+async def _one(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield event
+
+
+async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            yield sse_frame(event)
+    except GatewayRefused as exc:
+        yield sse_frame(error_body(exc.status, exc.code, exc.message))
+    yield DONE
+
+
+@router.post("/collections/{name}/eval")
+async def evaluate(name: str, body: EvalRequest, caller: CallerDep, rag: ServiceDep) -> dict:
+    """Retrieval metrics per strategy (recall@k, hit rate, MRR@10, nDCG@10), optional answer quality; logged."""
+    if len(body.questions) > rag.settings.max_eval_questions:
+        raise APIError(400, "dataset_too_large", f"at most {rag.settings.max_eval_questions} questions per eval")
+    return await rag.evaluate(caller, name, body)
+
+
+@router.get("/prompts/answer")
+async def prompt_template(rag: ServiceDep) -> dict:
+    """The prompt template answers use now, with its version id."""
+    t = rag.answers.template
+    return {"id": t.id, "name": t.name, "version": t.version, "system": t.system, "user": t.user}

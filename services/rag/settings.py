@@ -1,0 +1,81 @@
+"""Settings of the RAG service (env prefix RAG_; QDRANT_URL is honoured too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from llmops_common.settings import ServiceSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class RagSettings(ServiceSettings):
+    """Where data lives, which models embed and answer, and the limits of ingestion and retrieval."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", populate_by_name=True)
+
+    port: int = Field(8002, description="TCP port to listen on.")
+    data_dir: str = Field(".llmops/data/rag", description="Data folder (relative paths are taken from the repo root).")
+    qdrant_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RAG_QDRANT_URL", "QDRANT_URL", "qdrant_url"),
+        description="Qdrant server URL; empty = qdrant-client local mode on disk under data_dir/qdrant.",
+    )
+    qdrant_api_key: str | None = Field(None, description="API key of the Qdrant server, if it needs one.")
+    qdrant_timeout_s: float = Field(5.0, gt=0, description="Timeout of one Qdrant server call.")
+    gateway_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL of the gateway (for /v1/me and the LLM call)."
+    )
+    llm_model: str = Field("smollm2-135m-instruct", description="Model the answers are generated with.")
+    llm_timeout_s: float = Field(60.0, gt=0, description="Total timeout of one LLM call through the gateway.")
+    llm_max_tokens: int = Field(256, ge=1, description="max_tokens of an answer.")
+    judge_model: str | None = Field(None, description="Model of the LLM judge in evals; default: llm_model.")
+    me_cache_ttl_s: float = Field(5.0, ge=0, description="How long a key's /v1/me answer is cached.")
+    public_team: str = Field(
+        "public",
+        description="Team whose collections every team may read (the demo corpus); writable only via the CLI.",
+    )
+    registry_url: str = Field(
+        "", description="Registry service URL for prompt templates and dataset versions; unused when empty."
+    )
+    guardrails_url: str = Field(
+        "", description="Guardrails service URL for optional PII redaction at ingestion; unused when empty."
+    )
+    mlflow_tracking_uri: str = Field(
+        "", description="MLflow tracking server URL; ingestion and eval runs are logged there when set."
+    )
+    mlflow_experiment: str = Field("rag", description="MLflow experiment name for ingestion and eval runs.")
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        description="CPU threads of the embedder. 1 by default: on shared or busy cores, 2+ threads wait on each "
+        "other at every op (a query took ~0.5 s with 2 threads vs ~20 ms with 1 on a loaded 2-core box).",
+    )
+    embedding_batch_size: int = Field(64, ge=1, le=1024, description="Chunks embedded per model call.")
+    chunk_size: int = Field(
+        256, ge=16, le=512, description="Chunk size in word pieces; clamped to what the model reads (254)."
+    )
+    chunk_overlap: int = Field(32, ge=0, le=256, description="Tokens shared by consecutive chunks.")
+    min_doc_chars: int = Field(20, ge=1, description="Documents shorter than this (after normalising) are refused.")
+    max_doc_chars: int = Field(2_000_000, ge=100, description="Documents longer than this are refused.")
+    max_body_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    max_sync_documents: int = Field(
+        20, ge=1, description="Ingests up to this many documents may answer synchronously (wait=true)."
+    )
+    default_top_k: int = Field(5, ge=1, le=100, description="Passages retrieved when a request sets no top_k.")
+    default_score_threshold: float = Field(
+        0.25, ge=-1, le=1, description="Minimum cosine relevance for a passage to count in an answer."
+    )
+    max_context_chars: int = Field(
+        4000, ge=200, description="Most characters of retrieved passages put into one answer prompt."
+    )
+    max_eval_questions: int = Field(2000, ge=1, description="Largest eval dataset accepted.")
+    max_answer_eval_questions: int = Field(50, ge=1, description="Most questions answered (LLM) in one eval.")
+
+    def resolved_data_dir(self) -> Path:
+        """The data folder as an absolute path."""
+        path = Path(self.data_dir)
+        return path if path.is_absolute() else REPO_ROOT / path

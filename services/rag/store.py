@@ -1,0 +1,236 @@
+"""Qdrant access: one code path for local mode (on-disk) and a Qdrant server, plus the document catalog.
+
+Tenancy is physical: each team's collection is its own Qdrant collection (name derived from a hash of the
+team), so a query can never reach another team's points and needs no tenant filter on the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from services.rag.sparse import SparseVec
+
+Strategy = Literal["dense", "sparse", "hybrid"]
+CATALOG = "rag_catalog"
+_NS = uuid.UUID("7b0d5a52-4f5e-4c1e-9a53-6f3b8d8c2a10")
+_BUILTIN_FIELDS = {"doc_id", "title", "section", "source", "content_hash", "chunk_index"}
+
+
+class StoreUnavailable(Exception):
+    """Qdrant cannot be reached or refused the call: the service answers 503."""
+
+
+def point_id(*parts: str) -> str:
+    """Deterministic point id (uuid5), so re-ingesting a document overwrites instead of duplicating."""
+    return str(uuid.uuid5(_NS, "\x1f".join(parts)))
+
+
+def physical_name(team: str, collection: str) -> str:
+    """The Qdrant collection holding a team's logical collection."""
+    return f"rag_{hashlib.sha256(team.encode()).hexdigest()[:12]}_{collection}"
+
+
+def build_filter(filters: dict[str, Any] | None, extra: Sequence[qm.Condition] = ()) -> qm.Filter | None:
+    """Equality (scalar) or any-of (list) conditions; user metadata lives under `meta.`."""
+    must: list[qm.Condition] = list(extra)
+    for key, value in (filters or {}).items():
+        path = key if key in _BUILTIN_FIELDS or key.startswith("meta.") else f"meta.{key}"
+        if isinstance(value, list):
+            must.append(qm.FieldCondition(key=path, match=qm.MatchAny(any=value)))
+        else:
+            must.append(qm.FieldCondition(key=path, match=qm.MatchValue(value=value)))
+    return qm.Filter(must=must) if must else None
+
+
+class VectorStore:
+    """Thin wrapper over QdrantClient; every call maps transport failures onto StoreUnavailable."""
+
+    def __init__(self, url: str | None, path: Path, api_key: str | None = None, timeout_s: float = 5.0) -> None:
+        self.mode = "server" if url else "local"
+        self.location = url or str(path)
+        if url:
+            # No version probe at start: a Qdrant that is down must not stop the service from starting.
+            self._client = QdrantClient(
+                url=url, api_key=api_key, timeout=int(max(1, timeout_s)), check_compatibility=False
+            )
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self._client = QdrantClient(path=str(path))
+        # Local mode is plain Python state shared by request threads; a server handles its own concurrency.
+        self._lock: threading.RLock | None = threading.RLock() if not url else None
+        self._catalog_ready = False
+
+    @contextmanager
+    def _call(self) -> Iterator[QdrantClient]:
+        try:
+            if self._lock is None:
+                yield self._client
+            else:
+                with self._lock:
+                    yield self._client
+        except (ResponseHandlingException, UnexpectedResponse, ConnectionError, OSError, RuntimeError) as exc:
+            raise StoreUnavailable(f"Qdrant ({self.mode} at {self.location}) failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the local-mode lock on the data folder."""
+        self._client.close()
+
+    def ping(self) -> bool:
+        """True when Qdrant answers."""
+        try:
+            with self._call() as c:
+                c.get_collections()
+            return True
+        except StoreUnavailable:
+            return False
+
+    # ---- collections -------------------------------------------------------------------------
+    def ensure_catalog(self) -> None:
+        """Create the catalog collection (payload-only records of collections and documents); cached once done."""
+        if self._catalog_ready:
+            return
+        with self._call() as c:
+            if not c.collection_exists(CATALOG):
+                c.create_collection(CATALOG, vectors_config={"none": qm.VectorParams(size=1, distance=qm.Distance.DOT)})
+        self._catalog_ready = True
+
+    def create_vectors(self, name: str, dimension: int) -> None:
+        """Create a chunk collection: dense (dot on unit vectors = cosine) + sparse with Qdrant's IDF modifier."""
+        with self._call() as c:
+            if c.collection_exists(name):
+                return
+            # DOT on normalised vectors equals cosine; local mode's COSINE re-normalises every stored vector per query.
+            c.create_collection(
+                name,
+                vectors_config={"dense": qm.VectorParams(size=dimension, distance=qm.Distance.DOT)},
+                sparse_vectors_config={"sparse": qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            )
+            if self.mode == "server":
+                for field in ("doc_id", "content_hash"):
+                    c.create_payload_index(name, field, qm.PayloadSchemaType.KEYWORD)
+
+    def drop_vectors(self, name: str) -> None:
+        """Delete a chunk collection if it exists."""
+        with self._call() as c:
+            if c.collection_exists(name):
+                c.delete_collection(name)
+
+    # ---- catalog records ---------------------------------------------------------------------
+    def put_record(self, record_id: str, payload: dict[str, Any]) -> None:
+        """Insert or replace one catalog record."""
+        with self._call() as c:
+            c.upsert(CATALOG, [qm.PointStruct(id=record_id, vector={"none": [1.0]}, payload=payload)])
+
+    def get_record(self, record_id: str) -> dict[str, Any] | None:
+        """One catalog record's payload, or None."""
+        with self._call() as c:
+            found = c.retrieve(CATALOG, [record_id], with_payload=True)
+        return dict(found[0].payload or {}) if found else None
+
+    def find_records(self, **match: Any) -> list[dict[str, Any]]:
+        """All catalog records whose payload matches every key=value given."""
+        flt = build_filter(None, [qm.FieldCondition(key=k, match=qm.MatchValue(value=v)) for k, v in match.items()])
+        out: list[dict[str, Any]] = []
+        offset = None
+        with self._call() as c:
+            while True:
+                points, offset = c.scroll(CATALOG, scroll_filter=flt, limit=512, offset=offset, with_payload=True)
+                out.extend(dict(p.payload or {}) for p in points)
+                if offset is None:
+                    return out
+
+    def delete_records(self, record_ids: Sequence[str]) -> None:
+        """Remove catalog records by id."""
+        if record_ids:
+            with self._call() as c:
+                c.delete(CATALOG, points_selector=qm.PointIdsList(points=list(record_ids)))
+
+    # ---- chunks ------------------------------------------------------------------------------
+    def upsert_chunks(
+        self, name: str, ids: Sequence[str], dense: np.ndarray, sparse: Sequence[SparseVec], payloads: Sequence[dict]
+    ) -> None:
+        """Write chunk points (deterministic ids make this idempotent)."""
+        points = [
+            qm.PointStruct(
+                id=pid,
+                vector={"dense": vec.tolist(), "sparse": qm.SparseVector(indices=sp.indices, values=sp.values)},
+                payload=payload,
+            )
+            for pid, vec, sp, payload in zip(ids, dense, sparse, payloads, strict=True)
+        ]
+        with self._call() as c:
+            c.upsert(name, points, wait=True)
+
+    def delete_chunks(self, name: str, doc_id: str, keep_hash: str | None = None) -> None:
+        """Delete a document's chunks, except those of the version `keep_hash` when given."""
+        must_not = [qm.FieldCondition(key="content_hash", match=qm.MatchValue(value=keep_hash))] if keep_hash else None
+        flt = qm.Filter(must=[qm.FieldCondition(key="doc_id", match=qm.MatchValue(value=doc_id))], must_not=must_not)
+        with self._call() as c:
+            c.delete(name, points_selector=qm.FilterSelector(filter=flt), wait=True)
+
+    def count(self, name: str) -> int:
+        """Number of chunk points in a collection."""
+        with self._call() as c:
+            return c.count(name, exact=True).count
+
+    def search(
+        self,
+        name: str,
+        strategy: Strategy,
+        dense: np.ndarray,
+        sparse: SparseVec,
+        limit: int,
+        flt: qm.Filter | None,
+        mmr_diversity: float | None = None,
+        candidates: int = 50,
+    ) -> list[qm.ScoredPoint]:
+        """Dense, sparse or hybrid (RRF fusion inside Qdrant's query API), optionally MMR-reranked by Qdrant."""
+        dense_q = dense.tolist()
+        sparse_q = qm.SparseVector(indices=sparse.indices, values=sparse.values)
+        fetch = max(candidates, limit)
+        prefetch: list[qm.Prefetch] | qm.Prefetch | None = None
+        query: Any
+        using: str | None = None
+        if strategy == "dense":
+            query, using = dense_q, "dense"
+        elif strategy == "sparse":
+            query, using = sparse_q, "sparse"
+        else:
+            prefetch = [
+                qm.Prefetch(query=dense_q, using="dense", limit=fetch, filter=flt),
+                qm.Prefetch(query=sparse_q, using="sparse", limit=fetch, filter=flt),
+            ]
+            query = qm.FusionQuery(fusion=qm.Fusion.RRF)
+        if mmr_diversity is not None:
+            # MMR needs a dense vector: rerank the strategy's candidates with Qdrant's own MMR.
+            if strategy != "dense":
+                inner = qm.Prefetch(prefetch=prefetch, query=query, using=using, limit=fetch, filter=flt)
+                prefetch, using = inner, "dense"
+            else:
+                using = "dense"
+            query = qm.NearestQuery(nearest=dense_q, mmr=qm.Mmr(diversity=mmr_diversity, candidates_limit=fetch))
+        with self._call() as c:
+            if not c.collection_exists(name):
+                return []
+            response = c.query_points(
+                name,
+                query=query,
+                using=using,
+                prefetch=prefetch,
+                query_filter=flt,
+                limit=limit,
+                with_payload=True,
+                with_vectors=["dense"],
+            )
+        return list(response.points)

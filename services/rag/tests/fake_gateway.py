@@ -1,0 +1,124 @@
+"""A FAKE gateway for the RAG tests: just /v1/me and /v1/chat/completions, with switchable failures.
+
+It is not the platform's gateway: it stands in for it so the RAG service can be tested alone. With
+`upstream` set it forwards chat calls to a real OpenAI-compatible server (the real inference service).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+KEYS = {"key-team-a": "team-a", "key-team-b": "team-b", "key-public": "public"}
+
+
+class FakeGatewayState:
+    """What the fake does and what it saw."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"  # ok | down (500 on chat) | limited (429 on chat)
+        self.chat_calls: list[dict[str, Any]] = []
+        self.chat_keys: list[str] = []
+        self.me_calls = 0
+        self.upstream: str | None = None
+
+
+def build_fake_gateway(state: FakeGatewayState) -> FastAPI:
+    """The fake's routes."""
+    app = FastAPI()
+
+    def key_of(request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        key = header[7:] if header.lower().startswith("bearer ") else ""
+        return key if key in KEYS else None
+
+    def unauthorized() -> JSONResponse:
+        body = {"error": {"message": "invalid key", "type": "authentication_error", "code": "invalid_api_key"}}
+        return JSONResponse(body, status_code=401)
+
+    @app.get("/v1/me")
+    async def me(request: Request) -> Any:
+        state.me_calls += 1
+        key = key_of(request)
+        if key is None:
+            return unauthorized()
+        return {"key_id": f"id-{key}", "team": KEYS[key], "project": "p", "allowed_models": ["smollm2-135m-instruct"]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        key = key_of(request)
+        if key is None:
+            return unauthorized()
+        body = await request.json()
+        state.chat_calls.append(body)
+        state.chat_keys.append(key)
+        if state.mode == "down":
+            err = {"error": {"message": "no healthy deployment", "type": "api_error", "code": "upstream_unavailable"}}
+            return JSONResponse(err, status_code=503)
+        if state.mode == "limited":
+            err = {"error": {"message": "rate limit", "type": "rate_limit_error", "code": "rate_limited"}}
+            return JSONResponse(err, status_code=429)
+        if state.upstream:
+            async with httpx.AsyncClient(timeout=120) as client:
+                resp = await client.post(state.upstream + "/v1/chat/completions", json=body)
+            return Response(
+                resp.content,
+                status_code=resp.status_code,
+                media_type="application/json",
+                headers={"x-model-version": resp.headers.get("x-model-version", "")},
+            )
+        text = "Cats eat fish [1]."
+        if body.get("stream"):
+            return StreamingResponse(_stream(text), media_type="text/event-stream")
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": f"{body['model']}@7",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 6, "total_tokens": 56},
+        }
+
+    return app
+
+
+async def _stream(text: str) -> Any:
+    for piece in text.split(" "):
+        chunk = {"choices": [{"index": 0, "delta": {"content": piece + " "}}], "system_fingerprint": "m@7"}
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    usage = {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 6, "total_tokens": 56}}
+    yield b"data: " + orjson.dumps(usage) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on a free port in a thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

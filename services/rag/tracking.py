@@ -1,0 +1,103 @@
+"""Optional run logging to MLflow over its REST API (no mlflow package needed); a no-op when unset."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+import httpx
+
+log = logging.getLogger("rag.tracking")
+
+
+class RunLogger(Protocol):
+    """Logs one run (params, metrics, tags); returns the run id or None."""
+
+    def log_run(
+        self, name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]
+    ) -> str | None: ...
+
+
+class NullRunLogger:
+    """Used when RAG_MLFLOW_TRACKING_URI is empty."""
+
+    def log_run(self, name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> None:
+        """Do nothing."""
+        return None
+
+
+class MlflowRunLogger:
+    """Creates the experiment on first use, then one run per call via runs/create + log-batch + update."""
+
+    def __init__(self, tracking_uri: str, experiment: str, timeout_s: float = 10.0) -> None:
+        self.base = tracking_uri.rstrip("/") + "/api/2.0/mlflow"
+        self.experiment = experiment
+        self.timeout_s = timeout_s
+        self._experiment_id: str | None = None
+
+    def _post(self, client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = client.post(f"{self.base}/{path}", json=body)
+        resp.raise_for_status()
+        return resp.json()
+
+    def _experiment(self, client: httpx.Client) -> str:
+        if self._experiment_id:
+            return self._experiment_id
+        resp = client.get(f"{self.base}/experiments/get-by-name", params={"experiment_name": self.experiment})
+        if resp.status_code == 200:
+            self._experiment_id = resp.json()["experiment"]["experiment_id"]
+        else:
+            self._experiment_id = self._post(client, "experiments/create", {"name": self.experiment})["experiment_id"]
+        return self._experiment_id
+
+    def log_run(self, name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> str | None:
+        """Log one finished run; a tracking failure is logged, never fails the ingestion or eval."""
+        now_ms = int(time.time() * 1000)
+        try:
+            with httpx.Client(timeout=self.timeout_s) as client:
+                exp = self._experiment(client)
+                run = self._post(
+                    client,
+                    "runs/create",
+                    {
+                        "experiment_id": exp,
+                        "run_name": name,
+                        "start_time": now_ms,
+                        "tags": [{"key": k, "value": str(v)[:5000]} for k, v in tags.items()],
+                    },
+                )
+                run_id = run["run"]["info"]["run_id"]
+                self._post(
+                    client,
+                    "runs/log-batch",
+                    {
+                        "run_id": run_id,
+                        "params": [{"key": k, "value": str(v)[:6000]} for k, v in params.items()],
+                        "metrics": [
+                            {"key": k, "value": float(v), "timestamp": now_ms, "step": 0} for k, v in metrics.items()
+                        ],
+                    },
+                )
+                self._post(client, "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": now_ms})
+                return run_id
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            log.warning("MLflow logging failed; the run is recorded in the catalog only", extra={"error": str(exc)})
+            return None
+
+
+def build_run_logger(tracking_uri: str, experiment: str) -> RunLogger:
+    """MLflow when a tracking URI is configured, otherwise the no-op logger."""
+    return MlflowRunLogger(tracking_uri, experiment) if tracking_uri else NullRunLogger()
+
+
+def flatten(prefix: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Flatten nested dicts into dotted keys (MLflow params and metrics are flat)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(f"{name}.", value))
+        else:
+            out[name] = value
+    return out
