@@ -86,10 +86,11 @@ def test_metrics_are_engine_agnostic(inference_url: str, client: openai.OpenAI) 
 def test_overload_answers_429_with_retry_after(tmp_path) -> None:
     env = {"INFERENCE_MAX_RUNNING": "1", "INFERENCE_MAX_QUEUED": "0", "INFERENCE_PARALLEL_SLOTS": "1"}
     with uvicorn_service("services.inference.app:create_app", env, log_path=tmp_path / "inf.log") as url:
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 60}
+        # Long enough that the first request still runs when the others arrive; short enough for a busy CI box.
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 24}
 
         def post() -> httpx.Response:
-            return httpx.post(url + "/v1/chat/completions", json=body, timeout=60)
+            return httpx.post(url + "/v1/chat/completions", json=body, timeout=180)
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             responses = list(pool.map(lambda _: post(), range(4)))
