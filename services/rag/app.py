@@ -81,7 +81,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
         retriever = Retriever(model, encoder, store)
         answers = AnswerService(
             gateway,
-            load_default("rag-answer"),
+            load_default("rag-answer", version="2"),
             metrics,
             model=settings.llm_model,
             max_tokens=settings.llm_max_tokens,

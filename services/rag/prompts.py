@@ -26,7 +26,7 @@ class PromptTemplate:
     def messages(self, **values: str) -> list[dict[str, str]]:
         """Fill the template into chat messages."""
         return [
-            {"role": "system", "content": self.system},
+            {"role": "system", "content": self.system.format(**values)},
             {"role": "user", "content": self.user.format(**values)},
         ]
 

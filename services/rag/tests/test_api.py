@@ -180,10 +180,12 @@ def test_answer_cites_chunks_with_prompt_and_model_versions(
     first = out["citations"][0]
     assert first["number"] == 1 and first["cited"] and first["document_id"] == "cats" and first["title"] == "Cats"
     assert first["chunk_id"] == out["passages"][0]["chunk_id"]
-    assert out["prompt_version"] == "rag-answer@1" and out["model_version"] == "7" and out["data_version"]
+    assert out["prompt_version"] == "rag-answer@2" and out["model_version"] == "7" and out["data_version"]
     state = fake_gateway[1]
     assert state.chat_keys == ["key-team-a"]  # the caller's own key went to the gateway
-    assert "[1] Cats — Cats > Food" in state.chat_calls[0]["messages"][1]["content"]
+    assert (
+        "[1] Cats — Cats > Food" in state.chat_calls[0]["messages"][0]["content"]
+    )  # passages ride in the system message (v2)
 
 
 def test_answer_streams_citations_deltas_and_done(team_a: httpx.Client, animals: str) -> None:
