@@ -56,3 +56,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             _request_id.reset(token)
+
+
+def bind_request_id(request_id: str) -> None:
+    """Set the request id of the current task (work that is a request without HTTP, e.g. one batch line)."""
+    _request_id.set(request_id)

@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from llmops_common.app import build_service_app
-from llmops_common.body_limit import BodySizeLimitMiddleware
 from services.gateway.admin import AdminService
+from services.gateway.batch import BatchWorker, PathBodyLimitMiddleware
+from services.gateway.batch.setup import build_batch
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.events import EventEmitter
 from services.gateway.guardrails import GuardrailsClient
@@ -21,6 +22,7 @@ from services.gateway.limits import Limiter
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import ProxyService
 from services.gateway.routes import admin as admin_routes
+from services.gateway.routes import batch as batch_routes
 from services.gateway.routes import openai as openai_routes
 from services.gateway.routing import RouteTable
 from services.gateway.settings import GatewaySettings
@@ -36,6 +38,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     metrics = GatewayMetrics(registry)
     routes = RouteTable.from_file(settings.routes_file)  # fail fast on a bad routes file
     metrics.watch_circuits(routes.deployments)
+    batch_lines = BatchWorker.lines_counter(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,9 +74,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             catalogue=catalogue,
             stream_window_chars=settings.guardrails_stream_window_chars,
         )
+        app.state.batch, batch_worker = build_batch(settings, redis, app.state.proxy, batch_lines)
+        await batch_worker.start()
         try:
             yield
         finally:
+            await batch_worker.stop()  # first: lines in flight still need the upstream pool and Redis
             await app.state.proxy.drain()
             if settings.events_enabled:
                 await events.stop()
@@ -100,8 +106,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         readiness=readiness,
         lifespan=lifespan,
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        PathBodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_path="/v1/files",
+        upload_max_bytes=settings.batch_max_file_bytes,
+    )
     app.state.settings = settings
     app.include_router(openai_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(batch_routes.router)
     return app

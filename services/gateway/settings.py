@@ -50,6 +50,23 @@ class GatewaySettings(ServiceSettings):
         512, ge=64, description="Streamed answers are checked every this many characters (sliding window)."
     )
     events_enabled: bool = Field(True, description="Emit trace events (never blocks a request when on).")
+    batch_max_file_bytes: int = Field(
+        20 * 1_048_576, ge=1024, description="Largest batch input file accepted by POST /v1/files (kept in Redis)."
+    )
+    batch_max_lines: int = Field(10_000, ge=1, description="Most requests in one batch input file.")
+    batch_concurrency: int = Field(
+        4, ge=1, description="Batch lines in flight at once on each replica, across all batches."
+    )
+    batch_poll_s: float = Field(1.0, gt=0, description="Seconds between the batch worker's looks for work.")
+    batch_lease_s: float = Field(
+        30.0, ge=1, description="A replica's claim on a batch lapses this long after its last renewal (crash takeover)."
+    )
+    batch_max_retries: int = Field(
+        20, ge=0, description="Retries of a batch line refused with 429 (limits) or 502/503 before it fails."
+    )
+    batch_retry_max_s: float = Field(
+        60.0, gt=0, description="Longest wait before retrying a batch line (Retry-After is honoured up to this)."
+    )
 
     @model_validator(mode="after")
     def _admin_key_outside_dev(self) -> GatewaySettings:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError, error_body
-from llmops_common.request_id import _request_id, new_request_id  # a line is a request: give it an id
+from llmops_common.request_id import bind_request_id, new_request_id  # a line is a request: give it an id
 from services.gateway.batch.jsonl import line_request
 from services.gateway.batch.store import TERMINAL_STATES, BatchStore, new_id
 from services.gateway.keys import KeyNotFound, KeyRecord
@@ -196,7 +196,7 @@ class BatchWorker:
         """Send one line through the proxy and record its output or error exactly once."""
         custom_id, kind, raw = line_request(line)
         rid = new_request_id()
-        _request_id.set(rid)  # this task's own context: the trace event and errors carry the line's id
+        bind_request_id(rid)  # this task's own context: the trace event and errors carry the line's id
         result: Completed | None = None
         for attempt in range(self.config.max_retries + 1):
             if run.fatal is not None:
