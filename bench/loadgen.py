@@ -20,6 +20,11 @@ class Phase:
     errors: int = 0
     header_values: list[float] = field(default_factory=list)
     duration_s: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str) -> None:
+        """Tally one outcome (an HTTP status, or the name of a connection error)."""
+        self.statuses[outcome] = self.statuses.get(outcome, 0) + 1
 
 
 async def _read_response(reader: asyncio.StreamReader, header: bytes | None) -> tuple[int, float | None]:
@@ -125,13 +130,15 @@ async def closed_loop(host: str, port: int, request: bytes, connections: int, du
                 writer.write(request)
                 try:
                     status, _ = await _read_response(reader, None)
-                except (ConnectionError, asyncio.IncompleteReadError):
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
                     phase.errors += 1  # counted, then a fresh connection (a server may close one under load)
+                    phase.count(type(exc).__name__)
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, port)
                     continue
                 phase.latencies.append(time.perf_counter() - sent)
                 phase.errors += status != 200
+                phase.count(str(status))
         finally:
             writer.close()
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from llmops_common.app import build_service_app
+from llmops_common.errors import APIError, error_response
 from services.gateway.admin import AdminService
 from services.gateway.batch import BatchWorker, PathBodyLimitMiddleware
 from services.gateway.batch.setup import build_batch
@@ -29,6 +31,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import UpstreamClient
 
 VERSION = "0.1.0"
+log = logging.getLogger("gateway.app")
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -42,7 +45,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+        # A blocking pool: under a burst, a request waits (bounded) for a connection instead of failing.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=5,
+            decode_responses=True,
+            health_check_interval=30,
+        )
+        redis = Redis(connection_pool=pool)
         keys = KeyStore(redis, settings.redis_prefix)
         limiter = Limiter(redis, settings.redis_prefix)
         upstream = UpstreamClient(metrics)
@@ -113,6 +124,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         upload_max_bytes=settings.batch_max_file_bytes,
     )
     app.state.settings = settings
+
+    @app.exception_handler(RedisError)
+    async def _redis_down(_: Request, exc: RedisError) -> Response:
+        log.warning("redis unavailable", extra={"error": str(exc)})
+        return error_response(
+            APIError(
+                503,
+                "state_store_unavailable",
+                "the gateway cannot reach Redis (keys, limits, spend); retry shortly",
+                headers={"retry-after": "2"},
+            )
+        )
+
     app.include_router(openai_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(batch_routes.router)

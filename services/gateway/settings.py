@@ -23,6 +23,9 @@ class GatewaySettings(ServiceSettings):
         "redis://127.0.0.1:6379/0", description="Redis holding keys, limits, spend and the trace-event stream."
     )
     redis_prefix: str = Field("llmops:gw", description="Prefix of every Redis key the gateway writes.")
+    redis_max_connections: int = Field(
+        256, ge=8, description="Size of the Redis connection pool; requests wait (up to 5 s) when all are busy."
+    )
     admin_key: SecretStr | None = Field(
         None, description="Bearer token of the admin API; required unless dev_mode is on."
     )
