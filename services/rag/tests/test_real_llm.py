@@ -41,5 +41,5 @@ def test_real_model_answers_with_citations(
     assert out["citations"][0]["section"] == "Gateway" and out["citations"][0]["document_id"] == "platform"
     assert out["model"] == "smollm2-135m-instruct" and out["model_version"] == "1"
     assert out["usage"]["completion_tokens"] > 0 and out["prompt_version"] == "rag-answer@2"
-    prompt = fake_gateway[1].chat_calls[-1]["messages"][1]["content"]
-    assert "[1] Platform — Gateway" in prompt and "What does the gateway check?" in prompt
+    system, user = (m["content"] for m in fake_gateway[1].chat_calls[-1]["messages"])
+    assert "[1] Platform — Gateway" in system and user == "What does the gateway check?"  # prompt v2 layout
