@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from llmops_common.app import build_service_app
-from llmops_common.body_limit import BodySizeLimitMiddleware
-from llmops_common.errors import APIError, error_response
 from mlflow.exceptions import MlflowException
 from prometheus_client import CollectorRegistry
 
+from llmops_common.app import build_service_app
+from llmops_common.body_limit import BodySizeLimitMiddleware
+from llmops_common.errors import APIError, error_response
 from services.registry.auth import PrincipalStore
 from services.registry.context import build_context
 from services.registry.datasets import DatasetService

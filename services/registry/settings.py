@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmops_common.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from llmops_common.settings import ServiceSettings
 
 # The repository root: embedded defaults keep their state under <root>/.llmops/data.
 REPO_ROOT = Path(__file__).resolve().parents[2]
