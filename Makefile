@@ -60,10 +60,11 @@ lint: install ## ruff and mypy
 	$(VENV)/bin/ruff format --check libs services scripts tests bench
 	$(VENV)/bin/mypy libs/llmops_common services
 
-contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005
+contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005 [KEY=.. TOKEN=..]
 	@test -n "$(SERVICE)" -a -n "$(URL)" || { echo "usage: make contract SERVICE=<name> URL=<base url> [TOKEN=<admin token>]"; exit 2; }
 	@test -f services/$(SERVICE)/tests/test_contract.py || { echo "services/$(SERVICE) has no contract suite yet"; exit 2; }
 	$(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_URL=$(URL) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_ADMIN_TOKEN=$(TOKEN) \
+	  $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_KEY=$(KEY) \
 	  $(PY) -m pytest services/$(SERVICE)/tests/test_contract.py -q -p no:cacheprovider
 
 DURATION ?= 120
