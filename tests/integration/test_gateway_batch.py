@@ -157,7 +157,7 @@ def test_restart_resumes_and_every_line_runs_once(
     batch_gateway: Callable[..., contextlib.AbstractContextManager[Gateway]],
 ) -> None:
     name = secrets.token_hex(3)
-    n = 10
+    n = 40  # far more than the lines in flight, so stopping after two completions leaves work to resume
     with batch_gateway(name) as first:
         key = first.key()
         oc = first.openai(key)
