@@ -87,6 +87,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
     rag_env = {
         **common,
         "RAG_GATEWAY_URL": "http://127.0.0.1:8000",
+        "RAG_EVENTS_REDIS_URL": "redis://127.0.0.1:6379/0",  # its own trace events, beside the gateway's
         "RAG_GUARDRAILS_URL": "http://127.0.0.1:8005",
         "RAG_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
     }

@@ -16,6 +16,7 @@ from services.rag.answer import AnswerService
 from services.rag.catalog import Catalog
 from services.rag.embedder import Embedder
 from services.rag.evaluation import Evaluator
+from services.rag.events import RagEvents
 from services.rag.gateway import GatewayClient
 from services.rag.ingest import IngestionPipeline
 from services.rag.metrics import RagMetrics
@@ -102,9 +103,14 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
             metrics,
             build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment),
         )
+        app.state.events = (
+            RagEvents(settings.events_redis_url, settings.events_stream) if settings.events_redis_url else None
+        )
         try:
             yield
         finally:
+            if app.state.events is not None:
+                await app.state.events.aclose()
             await asyncio.to_thread(app.state.rag.jobs.shutdown)
             await gateway.aclose()
             store.close()

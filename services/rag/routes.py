@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -162,13 +163,19 @@ async def query(name: str, body: QueryRequest, caller: CallerDep, rag: ServiceDe
 
 
 @router.post("/collections/{name}/answer", response_model=None)
-async def answer(name: str, body: AnswerRequest, caller: CallerDep, rag: ServiceDep) -> dict | StreamingResponse:
+async def answer(
+    name: str, body: AnswerRequest, caller: CallerDep, rag: ServiceDep, request: Request
+) -> dict | StreamingResponse:
     """Answer from the collection through the gateway, with numbered citations; `stream: true` answers in SSE."""
+    started = time.perf_counter()
+    events = getattr(request.app.state, "events", None)
     record = await rag.collection(caller, name)
     threshold = body.score_threshold if body.score_threshold is not None else rag.settings.default_score_threshold
     result = await rag.retrieve(record, body.question, body, threshold)
     if not result.passages:
         out = rag.answers.not_found([], record["data_version"])
+        if events is not None:
+            events.record(caller, body.question, out, 200, started)
         if body.stream:
             return StreamingResponse(_sse(_one(out | {"type": "done"})), media_type="text/event-stream")
         return out
@@ -178,9 +185,16 @@ async def answer(name: str, body: AnswerRequest, caller: CallerDep, rag: Service
             return StreamingResponse(
                 _sse(events), media_type="text/event-stream", headers={"cache-control": "no-cache"}
             )
-        return await rag.answers.answer(caller, body.question, result.passages, record["data_version"])
+        out = await rag.answers.answer(caller, body.question, result.passages, record["data_version"])
+        if events is not None:
+            events.record(caller, body.question, out, 200, started)
+        return out
     except GatewayRefused as exc:
         rag.metrics.answers.labels("refused").inc()
+        if events is not None:
+            passages = [p.as_dict() for p in result.passages]
+            refused = {"passages": passages, "error": {"code": exc.code}}
+            events.record(caller, body.question, refused, exc.status, started)
         raise APIError(exc.status, exc.code, f"the gateway refused the LLM call: {exc.message}") from exc
 
 

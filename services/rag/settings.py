@@ -44,6 +44,10 @@ class RagSettings(ServiceSettings):
     guardrails_url: str = Field(
         "", description="Guardrails service URL for optional PII redaction at ingestion; unused when empty."
     )
+    events_redis_url: str | None = Field(
+        None, description="Redis of the trace-event stream; when set, every answer request emits an event."
+    )
+    events_stream: str = Field("llmops:events", description="Redis stream shared with the gateway's trace events.")
     mlflow_tracking_uri: str = Field(
         "", description="MLflow tracking server URL; ingestion and eval runs are logged there when set."
     )
