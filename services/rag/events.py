@@ -31,7 +31,9 @@ class RagEvents:
         self.maxlen = maxlen
         self._pending: set[asyncio.Task[None]] = set()
 
-    def record(self, caller: Caller, question: str, out: dict[str, Any], status: int, started: float) -> None:
+    def record(
+        self, caller: Caller, question: str, out: dict[str, Any], status: int, started: float, stream: bool = False
+    ) -> None:
         """Queue the event of one answer request (`out` is the answer body, or the error's envelope)."""
         usage = out.get("usage") or {}
         event = {
@@ -54,7 +56,7 @@ class RagEvents:
             "cost_usd": 0.0,  # the gateway's own event of the LLM call carries the cost
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             "ttft_ms": None,
-            "stream": False,
+            "stream": stream,
             "guardrails": [],
             "retrieval": [
                 {"chunk_id": p["chunk_id"], "document_id": p["document_id"], "score": p["score"]}

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from llmops_common.errors import APIError, error_body
 from llmops_common.sse import DONE, sse_frame
+from services.rag.events import RagEvents
 from services.rag.gateway import Caller, GatewayClient, GatewayRefused, GatewayUnavailable
 from services.rag.ingest import RawDocument
 from services.rag.schemas import AnswerRequest, CollectionCreate, DocumentIn, EvalRequest, IngestRequest, QueryRequest
@@ -181,9 +182,11 @@ async def answer(
         return out
     try:
         if body.stream:
-            events = await rag.answers.stream(caller, body.question, result.passages, record["data_version"])
+            stream = await rag.answers.stream(caller, body.question, result.passages, record["data_version"])
+            if events is not None:
+                stream = _recorded(stream, events, caller, body.question, started)
             return StreamingResponse(
-                _sse(events), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+                _sse(stream), media_type="text/event-stream", headers={"cache-control": "no-cache"}
             )
         out = await rag.answers.answer(caller, body.question, result.passages, record["data_version"])
         if events is not None:
@@ -196,6 +199,16 @@ async def answer(
             refused = {"passages": passages, "error": {"code": exc.code}}
             events.record(caller, body.question, refused, exc.status, started)
         raise APIError(exc.status, exc.code, f"the gateway refused the LLM call: {exc.message}") from exc
+
+
+async def _recorded(
+    stream: AsyncIterator[dict[str, Any]], events: RagEvents, caller: Caller, question: str, started: float
+) -> AsyncIterator[dict[str, Any]]:
+    """Pass the answer's events through and record the trace event when the final one goes by."""
+    async for event in stream:
+        if event.get("type") == "done":
+            events.record(caller, question, event, 200, started, stream=True)
+        yield event
 
 
 async def _one(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:

@@ -28,13 +28,17 @@ def test_answers_emit_trace_events_with_retrieval(tmp_path, embedder, fake_gatew
             assert http.post(f"/v1/collections/{name}/documents", json={"documents": docs, "wait": True}).is_success
             answered = http.post(f"/v1/collections/{name}/answer", json={"question": "What do cats eat?"})
             assert answered.status_code == 200
+            streamed = http.post(f"/v1/collections/{name}/answer", json={"question": "Do cats purr?", "stream": True})
+            assert streamed.status_code == 200 and "data: [DONE]" in streamed.text
             deadline = time.monotonic() + 5
             events: list[dict] = []
-            while not events and time.monotonic() < deadline:
+            while len(events) < 2 and time.monotonic() < deadline:
                 events = [orjson.loads(f[b"event"]) for _, f in client.xrange(stream)]
                 time.sleep(0.05)
-        assert len(events) == 1
-        event = events[0]
+        assert len(events) == 2
+        event, streamed_event = events
+        assert streamed_event["stream"] is True and streamed_event["prompt"] == "Do cats purr?"
+        assert streamed_event["retrieval"] and streamed_event["response"]
         assert event["endpoint"] == "rag" and event["status"] == 200 and event["team"] == "team-a"
         assert event["request_id"] == answered.headers["x-request-id"]
         assert event["prompt_version"] == "rag-answer@2" and event["prompt"] == "What do cats eat?"
