@@ -66,7 +66,12 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         if source is not None:
             watcher = AliasWatcher(settings, manager, metrics)
             if settings.canary_alias:
-                await watcher.on_change(settings.canary_alias, await _resolve_quietly(source, settings.canary_alias))
+                try:
+                    await watcher.on_change(
+                        settings.canary_alias, await _resolve_quietly(source, settings.canary_alias)
+                    )
+                except Exception:  # a broken challenger must not keep production from serving; the poll retries
+                    log.exception("loading the canary failed; serving production only")
             aliases = [settings.registry_alias] + ([settings.canary_alias] if settings.canary_alias else [])
             source.watch(aliases, settings.registry_poll_s, watcher.on_change, watcher.current)
         try:

@@ -50,4 +50,4 @@ async def load_deployment(settings: InferenceSettings, spec: VersionSpec | None,
         await engine.generate("chat", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
     version = spec.version if spec else settings.model_version
     log.info("version loaded and warm", extra={"version": version, "alias": alias, "engine": engine.name})
-    return ModelDeployment(engine, version, alias)
+    return ModelDeployment(engine, version, alias, artifact_uri=spec.artifact_uri if spec else None)
