@@ -19,6 +19,7 @@ from services.gateway.batch.setup import build_batch
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.events import EventEmitter
 from services.gateway.guardrails import GuardrailsClient
+from services.gateway.keycache import KeyCache, KeyChangeListener
 from services.gateway.keys import KeyStore
 from services.gateway.limits import Limiter
 from services.gateway.metrics import GatewayMetrics
@@ -54,7 +55,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             health_check_interval=30,
         )
         redis = Redis(connection_pool=pool)
-        keys = KeyStore(redis, settings.redis_prefix)
+        keys = KeyStore(redis, settings.redis_prefix, KeyCache(settings.key_cache_ttl_s))
+        key_changes = KeyChangeListener(redis, keys.changes_channel, keys.cache)
+        if settings.key_cache_ttl_s > 0:
+            await key_changes.start()
         limiter = Limiter(redis, settings.redis_prefix)
         upstream = UpstreamClient(metrics)
         await upstream.start()
@@ -95,6 +99,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if settings.events_enabled:
                 await events.stop()
             await upstream.stop()
+            await key_changes.stop()
             if guard is not None:
                 await guard.stop()
             if catalogue is not None:

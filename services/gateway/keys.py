@@ -5,6 +5,7 @@ Layout (prefix `P`):
   P:keyid:<key_id>   string: sha256 of that key (admin operations address keys by id)
   P:keys             set of key ids;  P:teams set of team names
   P:{t:<team>}:limits hash: team RPM/TPM/budget (the {t:..} hash tag keeps a team's keys in one cluster slot)
+  P:keys:changed     pub/sub channel: the digest of a key record that changed (replicas drop their cached copy)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+
+from services.gateway.keycache import KeyCache
 
 KEY_PREFIX = "sk-llmops-"
 
@@ -103,20 +106,44 @@ class TeamNotFound(Exception):
 
 
 class KeyStore:
-    """CRUD over keys and teams; every method is one or two Redis round trips."""
+    """CRUD over keys and teams; every method is one or two Redis round trips.
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    `lookup` (the hot path) may be served from `cache`, which every replica keeps coherent by listening on
+    `changes_channel`: each write below publishes the digest it changed.
+    """
+
+    def __init__(self, redis: Redis, prefix: str, cache: KeyCache | None = None) -> None:
         self.redis = redis
         self.p = prefix
+        self.cache = cache if cache is not None else KeyCache(ttl_s=0)  # ttl 0: no caching (unit tests, tools)
+
+    @property
+    def changes_channel(self) -> str:
+        """Pub/sub channel announcing changed key records."""
+        return f"{self.p}:keys:changed"
+
+    async def _announce(self, digest: str) -> None:
+        # Drop our own copy first, so this replica never serves the old record after the write returns.
+        self.cache.forget(digest)
+        await self.redis.publish(self.changes_channel, digest)
 
     def team_limits_key(self, team: str) -> str:
         """Redis key of a team's limits hash (also read by the admission script)."""
         return f"{self.p}:{{t:{team}}}:limits"
 
     async def lookup(self, plaintext: str) -> KeyRecord | None:
-        """The hot path: find the record of a presented bearer token."""
-        data = await self.redis.hgetall(f"{self.p}:keyrec:{hash_key(plaintext)}")
-        return KeyRecord.from_redis(data) if data else None
+        """The hot path: find the record of a presented bearer token (unknown tokens are never cached)."""
+        digest = hash_key(plaintext)
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
+        data = await self.redis.hgetall(f"{self.p}:keyrec:{digest}")
+        if not data:
+            return None
+        record = KeyRecord.from_redis(data)
+        self.cache.put(digest, record, generation)
+        return record
 
     async def create(
         self,
@@ -153,6 +180,8 @@ class KeyStore:
             pipe.set(f"{self.p}:keyid:{record.key_id}", digest)
             pipe.sadd(f"{self.p}:keys", record.key_id)
             await pipe.execute()
+        if existing:  # re-minted (a seeded demo key): replicas may hold the old record
+            await self._announce(digest)
         return plaintext, record
 
     async def _digest(self, key_id: str) -> str:
@@ -186,7 +215,9 @@ class KeyStore:
         record = await self.get(key_id)
         for field_name, value in changes.items():
             setattr(record, field_name, value)
-        await self.redis.hset(f"{self.p}:keyrec:{await self._digest(key_id)}", mapping=record.to_redis())
+        digest = await self._digest(key_id)
+        await self.redis.hset(f"{self.p}:keyrec:{digest}", mapping=record.to_redis())
+        await self._announce(digest)
         return record
 
     async def upsert_team(self, team: TeamRecord) -> TeamRecord:

@@ -164,9 +164,14 @@ class RouteTable:
         return [d for r in self.routes.values() for d in r.deployments]
 
 
+_RNG = random.Random()  # one generator: seeding a new one per request reads os.urandom every time
+
+
 def plan(route: ModelRoute, rng: random.Random | None = None) -> list[Deployment]:
     """Order deployments to try: by priority, then a weighted shuffle within each priority."""
-    rng = rng or random.Random()
+    rng = rng or _RNG
+    if len(route.deployments) == 1:
+        return list(route.deployments)  # nothing to order
     ordered: list[Deployment] = []
     for priority in sorted({d.priority for d in route.deployments}):
         tier = [d for d in route.deployments if d.priority == priority]

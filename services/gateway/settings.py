@@ -26,6 +26,12 @@ class GatewaySettings(ServiceSettings):
     redis_max_connections: int = Field(
         256, ge=8, description="Size of the Redis connection pool; requests wait (up to 5 s) when all are busy."
     )
+    key_cache_ttl_s: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds a replica may reuse a key record it read; changes reach every replica at once over "
+        "pub/sub, so this only bounds staleness if that feed is lost. 0: read Redis on every request.",
+    )
     admin_key: SecretStr | None = Field(
         None, description="Bearer token of the admin API; required unless dev_mode is on."
     )
@@ -69,6 +75,13 @@ class GatewaySettings(ServiceSettings):
     )
     batch_retry_max_s: float = Field(
         60.0, gt=0, description="Longest wait before retrying a batch line (Retry-After is honoured up to this)."
+    )
+    batch_file_ttl_s: int = Field(
+        30 * 24 * 3600,
+        ge=3600,
+        description="Retention of batch data in Redis (OpenAI's default for batch files: 30 days). An input file "
+        "expires this long after upload (or per its expires_after), kept while a batch over it may still run; "
+        "a finished batch and its output/error files expire this long after the batch ends.",
     )
 
     @model_validator(mode="after")
