@@ -122,6 +122,15 @@ def test_batch_with_the_openai_client(batch_gateway: Callable[..., contextlib.Ab
             stranger.files.content(batch.output_file_id)
         with pytest.raises(openai.ConflictError):
             oc.batches.cancel(batch.id)
+        # Files expire (30 days by default, as OpenAI's batch files) and can be deleted, by their team only.
+        assert uploaded.expires_at and uploaded.expires_at >= uploaded.created_at + 3600
+        with pytest.raises(openai.NotFoundError):
+            stranger.files.delete(batch.output_file_id)
+        deleted = oc.files.delete(batch.output_file_id)
+        assert (deleted.id, deleted.deleted) == (batch.output_file_id, True)
+        with pytest.raises(openai.NotFoundError):
+            oc.files.content(batch.output_file_id)
+        assert oc.batches.retrieve(batch.id).request_counts.completed == 4
 
 
 def test_bad_uploads_are_clear_4xx_and_store_nothing(
@@ -147,6 +156,14 @@ def test_bad_uploads_are_clear_4xx_and_store_nothing(
             data={"purpose": "batch"},
         )
         assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+        one = ("one.jsonl", io.BytesIO(jsonl([request_line("a", "hi")])))
+        with pytest.raises(openai.BadRequestError) as err:
+            oc.files.create(file=one, purpose="batch", expires_after={"anchor": "created_at", "seconds": 60})
+        assert err.value.body["code"] == "invalid_expires_after"
+        one[1].seek(0)
+        short = oc.files.create(file=one, purpose="batch", expires_after={"anchor": "created_at", "seconds": 3600})
+        assert short.expires_at == short.created_at + 3600
+        assert oc.files.delete(short.id).deleted
         with pytest.raises(openai.NotFoundError) as err:
             oc.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
         assert err.value.body["code"] == "file_not_found"

@@ -13,6 +13,7 @@ from services.gateway.keys import KeyRecord
 
 COMPLETION_WINDOWS = {"24h": 24 * 3600}
 MAX_METADATA = 16
+EXPIRES_AFTER_S = (3600, 30 * 24 * 3600)  # OpenAI's bounds for a file's `expires_after.seconds`
 
 
 def _file_object(meta: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def _file_object(meta: dict[str, Any]) -> dict[str, Any]:
         "purpose": meta["purpose"],
         "status": "processed",
         "status_details": None,
-        "expires_at": None,
+        "expires_at": meta.get("expires_at"),
     }
 
 
@@ -61,6 +62,25 @@ def batch_object(b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _expires_after_s(value: dict[str, Any]) -> int:
+    """Seconds from OpenAI's `expires_after` object, checked against its bounds."""
+    low, high = EXPIRES_AFTER_S
+    seconds = value.get("seconds")
+    if (
+        value.get("anchor") != "created_at"
+        or isinstance(seconds, bool)
+        or not isinstance(seconds, int)
+        or not low <= seconds <= high
+    ):
+        raise APIError(
+            400,
+            "invalid_expires_after",
+            f"expires_after must be {{'anchor': 'created_at', 'seconds': N}} with {low} <= N <= {high}",
+            param="expires_after",
+        )
+    return seconds
+
+
 def _not_found(kind: str, ident: str) -> APIError:
     return APIError(404, f"{kind}_not_found", f"no {kind} with id '{ident}'", param=f"{kind}_id")
 
@@ -72,8 +92,16 @@ class BatchService:
         self.store = store
         self.limits = limits
 
-    async def upload(self, record: KeyRecord, filename: str, purpose: str, raw: bytes) -> dict[str, Any]:
-        """Validate a JSONL batch file whole, then store it in one transaction."""
+    async def upload(
+        self,
+        record: KeyRecord,
+        filename: str,
+        purpose: str,
+        raw: bytes,
+        expires_after: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Validate a JSONL batch file whole, then store it in one transaction; it expires after the retention
+        (GATEWAY_BATCH_FILE_TTL_S) unless OpenAI's `expires_after` ({"anchor": "created_at", "seconds": N}) says."""
         if purpose != "batch":
             raise APIError(
                 400,
@@ -81,7 +109,9 @@ class BatchService:
                 f"purpose must be 'batch' (this gateway stores batch inputs only), got {purpose!r}",
                 param="purpose",
             )
+        ttl_s = _expires_after_s(expires_after) if expires_after is not None else self.store.retention_s
         parsed = parse_batch_file(raw, self.limits)
+        now = int(time.time())
         meta = {
             "id": new_id("file-"),
             "team": record.team,
@@ -90,10 +120,28 @@ class BatchService:
             "bytes": len(raw),
             "lines": len(parsed.lines),
             "urls": parsed.urls,
-            "created_at": int(time.time()),
+            "created_at": now,
+            "expires_at": now + ttl_s,
         }
         await self.store.add_input_file(meta, parsed.lines)
         return _file_object(meta)
+
+    async def delete_file(self, record: KeyRecord, file_id: str) -> dict[str, Any]:
+        """Delete a file of the caller's team and its contents; 409 while an unfinished batch needs it."""
+        meta = await self._file(record, file_id)
+        outcome = await self.store.delete_file(meta)
+        if outcome is False:  # deleted or expired since it was read above
+            raise _not_found("file", file_id)
+        if isinstance(outcome, tuple):
+            batch_id, status = outcome
+            raise APIError(
+                409,
+                "file_in_use",
+                f"file '{file_id}' is in use by batch '{batch_id}', which is {status}; cancel the batch or wait "
+                "until it ends, then delete the file",
+                param="file_id",
+            )
+        return {"id": file_id, "object": "file", "deleted": True}
 
     async def _file(self, record: KeyRecord, file_id: str) -> dict[str, Any]:
         meta = await self.store.get_file(file_id)
@@ -173,7 +221,8 @@ class BatchService:
             "total": meta["lines"],
             "metadata": metadata,
         }
-        await self.store.add_batch(batch)
+        if not await self.store.add_batch(batch):  # deleted (or expired) since it was read above
+            raise _not_found("file", file_id)
         return batch_object(batch | {"completed": 0, "failed": 0})
 
     async def _batch(self, record: KeyRecord, batch_id: str) -> dict[str, Any]:

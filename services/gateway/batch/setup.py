@@ -17,7 +17,7 @@ def build_batch(
     settings: GatewaySettings, redis: Redis, proxy: ProxyService, lines: Counter
 ) -> tuple[BatchService, BatchWorker]:
     """The API service and the (not yet started) background worker, sharing one store."""
-    store = BatchStore(redis, settings.redis_prefix)
+    store = BatchStore(redis, settings.redis_prefix, settings.batch_file_ttl_s)
     limits = FileLimits(settings.batch_max_file_bytes, settings.batch_max_lines, settings.max_body_bytes)
     config = WorkerConfig(
         concurrency=settings.batch_concurrency,

@@ -4,12 +4,18 @@ Layout (prefix `P` = `<redis_prefix>:batch`):
   P:file:<id>            hash: file metadata (team, filename, purpose, bytes, lines, urls, batch_id for outputs)
   P:file:<id>:lines      list: the validated request lines of an input file (contents live in Redis, bounded
                          by the upload limit, so every replica can read them; no shared disk needed)
+  P:file:<id>:batches    set: batches created over an input file (a file in use by a running batch is not deleted)
   P:b:<id>               hash: batch fields (status, timestamps, team, key id, usage counters)
   P:b:<id>:out|err       hash: line index -> output / error line. A field's presence is the line's completion
                          marker: written once (HSETNX), never redone, and the output files are read from here.
   P:b:<id>:lease         string: the replica processing the batch (expires unless renewed)
   P:team:<team>:files|batches   sorted sets by creation time (listing)
   P:active               set: batches a worker still has to process (validating, in_progress, cancelling)
+
+Nothing lives forever (`retention_s`, GATEWAY_BATCH_FILE_TTL_S): an input file expires `retention_s` after its
+upload (or its own `expires_after`), pushed back while a batch over it may still run; a finished batch, its
+result lines and its output/error files expire `retention_s` after it ends. Team listings drop ids whose keys
+have expired as they are read.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 # Compare-and-set on the status: a transition only happens from the states listed (cancel vs. finish races).
 _TRANSITION = """
@@ -37,6 +44,24 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) else redis.call('DEL', KEYS[1]) end
 return 1
 """
+# Delete a file unless a batch that has not ended needs it (its input, or the batch a result file belongs to).
+# KEYS: file hash, team files zset, the file's batches set, then the key holding its lines.
+# ARGV: batch hash prefix, file id, the owning batch id ('' for input files), then the terminal states.
+# Batch hash names are built here from the set's members: fine on one Redis (this store is not cluster-aware).
+_DELETE_FILE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local terminal = {}
+for i = 4, #ARGV do terminal[ARGV[i]] = true end
+local users = redis.call('SMEMBERS', KEYS[3])
+if ARGV[3] ~= '' then table.insert(users, ARGV[3]) end
+for _, id in ipairs(users) do
+  local status = redis.call('HGET', ARGV[1] .. id, 'status')
+  if status and not terminal[status] then return {id, status} end
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+return {}
+"""
 ACTIVE_STATES = ("validating", "in_progress", "cancelling")
 TERMINAL_STATES = ("completed", "failed", "expired", "cancelled")
 
@@ -49,27 +74,46 @@ def new_id(prefix: str) -> str:
 class BatchStore:
     """Every Redis read and write of the batch API; each method is one round trip or one transaction."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, retention_s: int = 30 * 24 * 3600) -> None:
         self.redis = redis
         self.p = f"{prefix}:batch"
+        self.retention_s = retention_s
         self._transition = redis.register_script(_TRANSITION)
         self._lease = redis.register_script(_LEASE)
+        self._delete_file = redis.register_script(_DELETE_FILE)
 
     # ---- files -------------------------------------------------------------------------------------------
     async def add_input_file(self, meta: dict[str, Any], lines: list[str]) -> None:
-        """Store a validated file in one transaction: all of it or nothing."""
+        """Store a validated file in one transaction: all of it or nothing; it expires at `meta['expires_at']`."""
+        key = f"{self.p}:file:{meta['id']}"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"{self.p}:file:{meta['id']}", mapping=_flat(meta))
-            pipe.rpush(f"{self.p}:file:{meta['id']}:lines", *lines)
+            pipe.hset(key, mapping=_flat(meta))
+            pipe.rpush(f"{key}:lines", *lines)
             pipe.zadd(f"{self.p}:team:{meta['team']}:files", {meta["id"]: meta["created_at"]})
+            pipe.expireat(key, meta["expires_at"])
+            pipe.expireat(f"{key}:lines", meta["expires_at"])
             await pipe.execute()
 
     async def add_result_file(self, meta: dict[str, Any]) -> None:
         """Register an output or error file (its lines stay in the batch's out/err hash); idempotent."""
+        key = f"{self.p}:file:{meta['id']}"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"{self.p}:file:{meta['id']}", mapping=_flat(meta))
+            pipe.hset(key, mapping=_flat(meta))
             pipe.zadd(f"{self.p}:team:{meta['team']}:files", {meta["id"]: meta["created_at"]})
+            pipe.expireat(key, meta["expires_at"])
             await pipe.execute()
+
+    async def delete_file(self, meta: dict[str, Any]) -> bool | tuple[str, str]:
+        """Delete a file and its lines: True; False when it was gone already; (batch id, status) of a batch that
+        has not ended and needs the file, when nothing was deleted."""
+        key = f"{self.p}:file:{meta['id']}"
+        owner = str(meta.get("batch_id") or "")
+        lines = f"{self.p}:b:{owner}:{meta['source']}" if owner else f"{key}:lines"
+        keys = [key, f"{self.p}:team:{meta['team']}:files", f"{key}:batches", lines]
+        blocked = await self._delete_file(keys=keys, args=[f"{self.p}:b:", meta["id"], owner, *TERMINAL_STATES])
+        if blocked is None:
+            return False
+        return (str(blocked[0]), str(blocked[1])) if blocked else True
 
     async def get_file(self, file_id: str) -> dict[str, Any] | None:
         """A file's metadata, or None."""
@@ -77,22 +121,50 @@ class BatchStore:
         return _typed(data) if data else None
 
     async def list_files(self, team: str, limit: int) -> list[dict[str, Any]]:
-        """A team's files, newest first."""
-        ids = await self.redis.zrevrange(f"{self.p}:team:{team}:files", 0, limit - 1)
-        return [f for f in [await self.get_file(i) for i in ids] if f is not None]
+        """A team's files, newest first (ids of expired files are dropped from the listing on the way)."""
+        key = f"{self.p}:team:{team}:files"
+        ids = await self.redis.zrevrange(key, 0, limit - 1)
+        found = {i: await self.get_file(i) for i in ids}
+        await self._forget(key, [i for i, f in found.items() if f is None])
+        return [f for f in found.values() if f is not None]
+
+    async def _forget(self, listing: str, gone: list[str]) -> None:
+        if gone:
+            await self.redis.zrem(listing, *gone)
 
     async def input_lines(self, file_id: str, start: int = 0, stop: int = -1) -> list[str]:
         """Lines `start..stop` (inclusive) of an input file."""
         return list(await self.redis.lrange(f"{self.p}:file:{file_id}:lines", start, stop))
 
     # ---- batches -----------------------------------------------------------------------------------------
-    async def add_batch(self, batch: dict[str, Any]) -> None:
-        """Store a new batch and queue it for a worker."""
+    async def add_batch(self, batch: dict[str, Any]) -> bool:
+        """Store a new batch and queue it for a worker; False (nothing written) when its input file is gone.
+
+        The input file is watched, so a delete that wins the race makes this fail instead of leaving a batch
+        without lines; its expiry moves past the batch's own completion window plus the retention."""
+        file_key = f"{self.p}:file:{batch['input_file_id']}"
+        keep_until = int(batch["expires_at"]) + self.retention_s
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"{self.p}:b:{batch['id']}", mapping=_flat(batch))
-            pipe.zadd(f"{self.p}:team:{batch['team']}:batches", {batch["id"]: batch["created_at"]})
-            pipe.sadd(f"{self.p}:active", batch["id"])
-            await pipe.execute()
+            for _ in range(10):  # another batch over the same file may touch its expiry: retry on conflict
+                try:
+                    await pipe.watch(file_key)
+                    if not await pipe.exists(file_key):
+                        return False
+                    raw = await pipe.hget(file_key, "expires_at")  # absent on files stored before expiry existed
+                    expires_at = max(int(raw or 0), keep_until)
+                    pipe.multi()
+                    pipe.hset(f"{self.p}:b:{batch['id']}", mapping=_flat(batch))
+                    pipe.zadd(f"{self.p}:team:{batch['team']}:batches", {batch["id"]: batch["created_at"]})
+                    pipe.sadd(f"{self.p}:active", batch["id"])
+                    pipe.sadd(f"{file_key}:batches", batch["id"])
+                    pipe.hset(file_key, "expires_at", expires_at)
+                    for key in (file_key, f"{file_key}:lines", f"{file_key}:batches"):
+                        pipe.expireat(key, expires_at)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+        raise RuntimeError(f"could not queue a batch over {batch['input_file_id']}: too many concurrent writers")
 
     async def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         """A batch's fields with live counts, or None."""
@@ -104,7 +176,9 @@ class BatchStore:
         if not data:
             return None
         batch = _typed(data)
-        batch["completed"], batch["failed"] = int(done), int(failed)
+        # A finished batch keeps the counts it ended with, even after its output or error file is deleted.
+        batch["completed"] = batch.pop("final_completed", int(done))
+        batch["failed"] = batch.pop("final_failed", int(failed))
         return batch
 
     async def list_batches(self, team: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
@@ -115,8 +189,9 @@ class BatchStore:
             rank = await self.redis.zrevrank(key, after)
             start = 0 if rank is None else int(rank) + 1
         ids = await self.redis.zrevrange(key, start, start + limit)
-        batches = [b for b in [await self.get_batch(i) for i in ids[:limit]] if b is not None]
-        return batches, len(ids) > limit
+        found = {i: await self.get_batch(i) for i in ids[:limit]}
+        await self._forget(key, [i for i, b in found.items() if b is None])
+        return [b for b in found.values() if b is not None], len(ids) > limit
 
     async def set_fields(self, batch_id: str, **fields: Any) -> None:
         """Write plain fields of a batch."""
@@ -130,6 +205,14 @@ class BatchStore:
     async def deactivate(self, batch_id: str) -> None:
         """Take a finished batch off the worker queue."""
         await self.redis.srem(f"{self.p}:active", batch_id)
+
+    async def expire_batch(self, batch_id: str, at: int) -> None:
+        """A finished batch and its result lines disappear at `at` (their result files carry the same time)."""
+        key = f"{self.p}:b:{batch_id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for name in (key, f"{key}:out", f"{key}:err"):
+                pipe.expireat(name, at)
+            await pipe.execute()
 
     async def active(self) -> list[str]:
         """Batches waiting for (or being processed by) a worker."""
@@ -177,7 +260,18 @@ class BatchStore:
 
 
 # Fields holding JSON (numbers, lists, objects); every other field is a plain string, stored as-is.
-_JSON_FIELDS = {"bytes", "lines", "urls", "total", "metadata", "errors", "input_tokens", "output_tokens"}
+_JSON_FIELDS = {
+    "bytes",
+    "lines",
+    "urls",
+    "total",
+    "metadata",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "final_completed",
+    "final_failed",
+}
 
 
 def _flat(fields: dict[str, Any]) -> dict[str, str]:

@@ -283,11 +283,14 @@ class BatchWorker:
                 final, source = "completed", ("finalizing",)
         fields: dict[str, Any] = {}
         hex_id = batch_id.removeprefix("batch_")
+        ended = int(time.time())
         for which, field_name, purpose in (
             ("out", "output_file_id", "batch_output"),
             ("err", "error_file_id", "batch_output"),
         ):
             lines = await self.store.result_lines(batch_id, which)
+            # Sealed counts: request_counts stay right after a result file (and its lines) is deleted.
+            fields["final_completed" if which == "out" else "final_failed"] = len(lines)
             if not lines:
                 continue
             file_id = f"file-{which}-{hex_id}"
@@ -299,14 +302,15 @@ class BatchWorker:
                     "purpose": purpose,
                     "bytes": sum(len(line.encode()) + 1 for line in lines),
                     "lines": len(lines),
-                    "created_at": int(time.time()),
+                    "created_at": ended,
+                    "expires_at": ended + self.store.retention_s,
                     "batch_id": batch_id,
                     "source": which,
                 }
             )
             fields[field_name] = file_id
-        if fields:
-            await self.store.set_fields(batch_id, **fields)
+        await self.store.set_fields(batch_id, **fields)
         await self.store.transition(batch_id, final, *source)
+        await self.store.expire_batch(batch_id, ended + self.store.retention_s)
         await self.store.deactivate(batch_id)
         log.info("batch %s %s", batch_id, final)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
 from llmops_common.errors import APIError
@@ -25,6 +25,17 @@ _UPLOAD_DOC = {
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "JSONL, one request a line"},
                         "purpose": {"type": "string", "enum": ["batch"]},
+                        "expires_after[anchor]": {
+                            "type": "string",
+                            "enum": ["created_at"],
+                            "description": "Optional; with expires_after[seconds].",
+                        },
+                        "expires_after[seconds]": {
+                            "type": "integer",
+                            "minimum": 3600,
+                            "maximum": 2592000,
+                            "description": "Seconds after upload the file expires (default GATEWAY_BATCH_FILE_TTL_S).",
+                        },
                     },
                 }
             }
@@ -74,9 +85,17 @@ async def upload_file(request: Request) -> dict[str, Any]:
         if upload.size is not None and upload.size > batch.limits.max_bytes:
             raise file_too_large(batch.limits.max_bytes)
         raw = await upload.read()
-        return await batch.upload(record, upload.filename or "", purpose, raw)
+        return await batch.upload(record, upload.filename or "", purpose, raw, _expires_after(form))
     finally:
         await form.close()  # spooled temp files
+
+
+def _expires_after(form: FormData) -> dict[str, Any] | None:
+    """OpenAI's `expires_after` object as the official client sends it in a form (bracketed field names)."""
+    anchor, seconds = form.get("expires_after[anchor]"), form.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return None
+    return {"anchor": anchor, "seconds": int(seconds) if isinstance(seconds, str) and seconds.isdigit() else seconds}
 
 
 @router.get("/files")
@@ -91,6 +110,13 @@ async def get_file(request: Request, file_id: str) -> dict[str, Any]:
     """One file's metadata."""
     batch, record = await _caller(request)
     return await batch.get_file(record, file_id)
+
+
+@router.delete("/files/{file_id}")
+async def delete_file(request: Request, file_id: str) -> dict[str, Any]:
+    """Delete a file and its contents (409 while a batch that has not ended uses it)."""
+    batch, record = await _caller(request)
+    return await batch.delete_file(record, file_id)
 
 
 @router.get("/files/{file_id}/content")
