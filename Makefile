@@ -27,8 +27,17 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml
 
 install: $(VENV)/.installed ## create the virtual environment and install pinned dependencies
 
-up: install ## start the platform (compose when a Docker engine answers, else local processes)
+# Swap one service for your own in local mode: `make up GUARDRAILS_APP=examples.minimal_guardrails.app:create_app`
+# (a module:factory run by uvicorn, or any command line serving the same port); see docs/swap-a-service.md.
+SWAPPABLE := GATEWAY INFERENCE RAG REGISTRY FEEDBACK GUARDRAILS
+export $(addsuffix _APP,$(SWAPPABLE))
+SWAPS := $(strip $(foreach s,$(SWAPPABLE),$(if $($(s)_APP),$(s)_APP)))
+
+up: install ## start the platform (compose when a Docker engine answers, else local processes; GUARDRAILS_APP=.. swaps one)
 	@if [ "$(MODE)" != "local" ] && docker info >/dev/null 2>&1; then \
+	  if [ -n "$(SWAPS)" ]; then \
+	    echo "$(SWAPS) swaps a local process: add MODE=local, or use a compose override (docs/swap-a-service.md)"; exit 2; \
+	  fi; \
 	  echo "Docker engine found: starting deploy/compose (MODE=local forces local processes; GPU=1 adds vLLM)"; \
 	  docker compose $(COMPOSE_ARGS) up -d --wait; \
 	else \
@@ -56,9 +65,9 @@ test-fast: install ## unit tests only (no model, no servers)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration and not e2e"
 
 lint: install ## ruff and mypy
-	$(VENV)/bin/ruff check libs services scripts tests bench
-	$(VENV)/bin/ruff format --check libs services scripts tests bench
-	$(VENV)/bin/mypy libs/llmops_common services
+	$(VENV)/bin/ruff check libs services scripts tests bench examples
+	$(VENV)/bin/ruff format --check libs services scripts tests bench examples
+	$(VENV)/bin/mypy libs/llmops_common services examples
 
 contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005 [KEY=.. TOKEN=..]
 	@test -n "$(SERVICE)" -a -n "$(URL)" || { echo "usage: make contract SERVICE=<name> URL=<base url> [TOKEN=<admin token>]"; exit 2; }
@@ -124,6 +133,7 @@ images: ## build one image per service (+ MLflow), tagged <version> and <version
 compose-config: $(VENV)/.deploy-tools ## validate deploy/compose (cpu and gpu) with the real Docker Compose
 	$(COMPOSE_BIN) $(COMPOSE_FILES) config --quiet
 	$(COMPOSE_BIN) $(COMPOSE_FILES) $(COMPOSE_GPU) config --quiet
+	$(COMPOSE_BIN) $(COMPOSE_FILES) -f deploy/compose/compose.swap-guardrails.yaml config --quiet
 
 helm-lint: $(VENV)/.deploy-tools ## helm lint --strict and template the chart with the cpu and gpu values
 	@set -e; for v in values-cpu.yaml values-gpu.yaml; do \

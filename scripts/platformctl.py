@@ -2,6 +2,8 @@
 
 Every process runs in the background with its pid under .llmops/run and its log under .llmops/logs.
 Re-running `up` while the platform is up is harmless: running, ready services are left alone.
+`<SERVICE>_APP` (e.g. `make up GUARDRAILS_APP=examples.minimal_guardrails.app:create_app`) runs a replacement
+of one service on that service's port; see docs/swap-a-service.md.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -45,12 +49,12 @@ class Proc:
     seed_env: dict[str, str] = field(default_factory=dict)
 
 
-def _uvicorn(module: str, port: int) -> list[str]:
+def _uvicorn(module: str, port: int, app: str | None = None) -> list[str]:
     return [
         PY,
         "-m",
         "uvicorn",
-        f"services.{module}.app:create_app",
+        app or f"services.{module}.app:create_app",
         "--factory",
         "--host",
         "127.0.0.1",
@@ -59,6 +63,20 @@ def _uvicorn(module: str, port: int) -> list[str]:
         "--log-level",
         "warning",
     ]
+
+
+def replacement(service: str) -> str | None:
+    """What `<SERVICE>_APP` names in place of the platform's own service, if anything."""
+    return os.environ.get(f"{service.upper()}_APP", "").strip() or None
+
+
+def service_cmd(service: str, port: int) -> list[str]:
+    """The platform's service, or its replacement: a `package.module:factory` runs under uvicorn like the
+    platform's own; anything else is a command line (any language) that must serve /readyz on 127.0.0.1:<port>."""
+    app = replacement(service)
+    if app is None or re.fullmatch(r"[\w.]+:[\w.]+", app):
+        return _uvicorn(service, port, app)
+    return shlex.split(app)
 
 
 def processes(secrets_: dict[str, str]) -> list[Proc]:
@@ -95,8 +113,8 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         gateway_env["GATEWAY_REGISTRY_URL"] = "http://127.0.0.1:8003"
         # Serve what the registry says is in production, and follow promotions.
         inference_env["INFERENCE_REGISTRY_URL"] = "http://127.0.0.1:8003"
-    if (REPO / "services/guardrails/app.py").exists():
-        gateway_env["GATEWAY_GUARDRAILS_URL"] = "http://127.0.0.1:8005"
+    if (REPO / "services/guardrails/app.py").exists() or replacement("guardrails"):
+        gateway_env["GATEWAY_GUARDRAILS_URL"] = "http://127.0.0.1:8005"  # the platform's service or its replacement
     procs = [
         Proc(
             "mlflow",
@@ -110,38 +128,40 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         ),
         Proc(
             "registry",
-            _uvicorn("registry", 8003),
+            service_cmd("registry", 8003),
             "http://127.0.0.1:8003/readyz",
             registry_env,
             needs="services/registry/app.py",
         ),
-        Proc("inference", _uvicorn("inference", 8001), "http://127.0.0.1:8001/readyz", inference_env),
+        Proc("inference", service_cmd("inference", 8001), "http://127.0.0.1:8001/readyz", inference_env),
         Proc(
             "guardrails",
-            _uvicorn("guardrails", 8005),
+            service_cmd("guardrails", 8005),
             "http://127.0.0.1:8005/readyz",
             common,
             needs="services/guardrails/app.py",
         ),
         Proc(
             "gateway",
-            _uvicorn("gateway", 8000),
+            service_cmd("gateway", 8000),
             "http://127.0.0.1:8000/readyz",
             gateway_env,
         ),
         Proc(
             "rag",
-            _uvicorn("rag", 8002),
+            service_cmd("rag", 8002),
             "http://127.0.0.1:8002/readyz",
             rag_env,
             needs="services/rag/app.py",
             # The course's own docs become a collection every team can read; local Qdrant locks its folder,
-            # so this runs before the service (re-running skips unchanged documents).
-            prestart=[PY, "-m", "services.rag.cli", "ingest-dir", "docs", "--collection", "llmops-docs"],
+            # so this runs before the service (re-running skips unchanged documents); a replacement brings its own.
+            prestart=None
+            if replacement("rag")
+            else [PY, "-m", "services.rag.cli", "ingest-dir", "docs", "--collection", "llmops-docs"],
         ),
         Proc(
             "feedback",
-            _uvicorn("feedback", 8004),
+            service_cmd("feedback", 8004),
             "http://127.0.0.1:8004/readyz",
             {
                 **common,
@@ -154,7 +174,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             needs="services/feedback/app.py",
         ),
     ]
-    return [p for p in procs if p.needs is None or (REPO / p.needs).exists()]
+    return [p for p in procs if p.needs is None or (REPO / p.needs).exists() or replacement(p.name)]
 
 
 def _ready(url: str) -> bool:
@@ -192,7 +212,31 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> int:
         cmd, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     (RUN / f"{name}.pid").write_text(str(proc.pid))
+    (RUN / f"{name}.cmd").write_text(json.dumps(cmd))  # lets `up` see that a service was swapped since
     return proc.pid
+
+
+def _started_with(name: str) -> list[str] | None:
+    """The command line a running process was started with (None when unknown)."""
+    path = RUN / f"{name}.cmd"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _stop(name: str) -> bool:
+    """Stop one process this tool started (its whole process group); False when it was not running."""
+    pid = _pid(name)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    for _ in range(100):
+        if _pid(name) is None:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    (RUN / f"{name}.pid").unlink(missing_ok=True)
+    (RUN / f"{name}.cmd").unlink(missing_ok=True)
+    return True
 
 
 def ensure_redis() -> str:
@@ -289,15 +333,19 @@ def up() -> None:
     for proc in processes(data):
         env = {**proc.env, "GATEWAY_REDIS_URL": redis_url}
         if _pid(proc.name) and _ready(proc.ready_url):
-            print(f"  {proc.name:<10} already running")
-            continue
+            if _started_with(proc.name) in (None, proc.cmd):
+                print(f"  {proc.name:<10} already running")
+                continue
+            _stop(proc.name)  # started with another command: a service was swapped in (or back out)
+            print(f"  {proc.name:<10} stopped, to start it with its new command")
         port = int(proc.ready_url.split(":")[2].split("/")[0])
         if _port_open(port) and not _pid(proc.name):
             sys.exit(f"error: port {port} is taken by another program; stop it or run `make down` first")
         if proc.prestart:
             _run_step(proc, proc.prestart, env, "prestart", "preparing")
         pid = _spawn(proc.name, proc.cmd, env)
-        print(f"  {proc.name:<10} starting (pid {pid}) ...", end="", flush=True)
+        swapped = f" [{proc.name.upper()}_APP={replacement(proc.name)}]" if replacement(proc.name) else ""
+        print(f"  {proc.name:<10} starting (pid {pid}){swapped} ...", end="", flush=True)
         deadline = time.monotonic() + proc.timeout_s
         while not _ready(proc.ready_url):
             if _pid(proc.name) is None:
@@ -339,18 +387,8 @@ def down() -> None:
     """Stop every process this tool started (services first, Redis last)."""
     names = [p.stem for p in RUN.glob("*.pid")] if RUN.exists() else []
     for name in sorted(names, key=lambda n: n == "redis"):
-        pid = _pid(name)
-        if pid is None:
-            continue
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(100):
-            if _pid(name) is None:
-                break
-            time.sleep(0.1)
-        else:
-            os.killpg(pid, signal.SIGKILL)
-        (RUN / f"{name}.pid").unlink(missing_ok=True)
-        print(f"  stopped {name}")
+        if _stop(name):
+            print(f"  stopped {name}")
     print("The platform is down." if names else "Nothing was running.")
 
 
