@@ -12,7 +12,7 @@ from typing import Any
 
 from services.rag.gateway import Caller, GatewayClient, GatewayUnavailable
 from services.rag.metrics import RagMetrics
-from services.rag.prompts import PromptTemplate
+from services.rag.prompts import PromptSource, PromptTemplate
 from services.rag.retrieval import Passage
 
 NOT_FOUND = "The documents do not contain an answer to this question."
@@ -69,7 +69,7 @@ class AnswerService:
     def __init__(
         self,
         gateway: GatewayClient,
-        template: PromptTemplate,
+        prompts: PromptSource,
         metrics: RagMetrics,
         *,
         model: str,
@@ -77,15 +77,20 @@ class AnswerService:
         max_context_chars: int,
     ) -> None:
         self.gateway = gateway
-        self.template = template
+        self.prompts = prompts
         self.metrics = metrics
         self.model = model
         self.max_tokens = max_tokens
         self.max_context_chars = max_context_chars
 
-    def _base(self, passages: list[Passage], data_version: str | None) -> dict[str, Any]:
+    @property
+    def template(self) -> PromptTemplate:
+        """The template an answer starting now uses (the registry's may change between answers)."""
+        return self.prompts.current()
+
+    def _base(self, template: PromptTemplate, passages: list[Passage], data_version: str | None) -> dict[str, Any]:
         return {
-            "prompt_version": self.template.id,
+            "prompt_version": template.id,
             "model": self.model,
             "model_version": None,
             "data_version": data_version,
@@ -95,7 +100,7 @@ class AnswerService:
     def not_found(self, passages: list[Passage], data_version: str | None) -> dict[str, Any]:
         """The honest answer when nothing passed the threshold (no LLM call)."""
         self.metrics.answers.labels("not_found").inc()
-        return self._base(passages, data_version) | {
+        return self._base(self.template, passages, data_version) | {
             "answer": NOT_FOUND,
             "not_found": True,
             "degraded": False,
@@ -103,10 +108,10 @@ class AnswerService:
             "usage": None,
         }
 
-    def _payload(self, question: str, context: str) -> dict[str, Any]:
+    def _payload(self, template: PromptTemplate, question: str, context: str) -> dict[str, Any]:
         return {
             "model": self.model,
-            "messages": self.template.messages(context=context, question=question),
+            "messages": template.messages(context=context, question=question),
             "max_tokens": self.max_tokens,
             "temperature": 0,
         }
@@ -116,9 +121,10 @@ class AnswerService:
     ) -> dict[str, Any]:
         """Generate a cited answer; degrade to passages only when the LLM cannot be reached."""
         context, used = build_context(passages, self.max_context_chars)
-        base = self._base(used, data_version) | {"not_found": False}
+        template = self.template  # read once: the version reported is the version sent
+        base = self._base(template, used, data_version) | {"not_found": False}
         try:
-            body, headers = await self.gateway.chat(caller.key, self._payload(question, context))
+            body, headers = await self.gateway.chat(caller.key, self._payload(template, question, context))
         except GatewayUnavailable as exc:
             self.metrics.answers.labels("degraded").inc()
             return base | {
@@ -144,9 +150,10 @@ class AnswerService:
     ) -> AsyncIterator[dict[str, Any]]:
         """Events: `citations` first, then `delta`s, then `done` (or `degraded` if the LLM is unreachable)."""
         context, used = build_context(passages, self.max_context_chars)
-        base = self._base(used, data_version)
+        template = self.template  # read once: the version reported is the version sent
+        base = self._base(template, used, data_version)
         try:
-            chunks = await self.gateway.chat_stream(caller.key, self._payload(question, context))
+            chunks = await self.gateway.chat_stream(caller.key, self._payload(template, question, context))
         except GatewayUnavailable as exc:
             self.metrics.answers.labels("degraded").inc()
             return _single(

@@ -19,9 +19,11 @@ from services.rag.evaluation import Evaluator
 from services.rag.events import RagEvents
 from services.rag.gateway import GatewayClient
 from services.rag.ingest import IngestionPipeline
+from services.rag.lineage import IngestRecorder
 from services.rag.metrics import RagMetrics
-from services.rag.prompts import load_default
+from services.rag.prompts import PromptSource, StaticPrompt, load_default
 from services.rag.redaction import GuardrailsRedactor
+from services.rag.registry import DatasetRegistrar, RegistryPrompts
 from services.rag.retrieval import Retriever
 from services.rag.routes import router
 from services.rag.service import RagService
@@ -58,6 +60,40 @@ def build_pipeline(settings: RagSettings, embedder: Embedder, catalog: Catalog) 
     )
 
 
+def build_recorder(settings: RagSettings, catalog: Catalog) -> IngestRecorder:
+    """Ingestion runs to MLflow (when configured) and to the registry as dataset versions (when configured)."""
+    registrar = (
+        DatasetRegistrar(settings.registry_url, settings.registry_token, settings.registry_timeout_s)
+        if settings.registry_url
+        else None
+    )
+    return IngestRecorder(
+        catalog,
+        build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment),
+        registrar,
+        qdrant_url=settings.qdrant_url,
+        qdrant_path=settings.resolved_data_dir() / "qdrant",
+    )
+
+
+async def open_prompts(settings: RagSettings) -> PromptSource:
+    """The registry's answer prompt at its alias (polled) when a registry is set, else the shipped v2."""
+    shipped = load_default("rag-answer", version="2")
+    if not settings.registry_url:
+        return StaticPrompt(shipped)
+    prompts = RegistryPrompts(
+        settings.registry_url,
+        settings.registry_prompt,
+        settings.registry_prompt_alias,
+        shipped,
+        refresh_s=settings.registry_refresh_s,
+        timeout_s=settings.registry_timeout_s,
+        token=settings.registry_token,
+    )
+    await prompts.start()
+    return prompts
+
+
 def create_app(settings: RagSettings | None = None, embedder: Embedder | None = None) -> FastAPI:
     """Build the app; the model and Qdrant open in the lifespan and /readyz turns 200 when they have."""
     settings = settings or RagSettings()
@@ -80,9 +116,10 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
         catalog = Catalog(store, settings.public_team)
         encoder = BM25Encoder()
         retriever = Retriever(model, encoder, store)
+        prompts = await open_prompts(settings)
         answers = AnswerService(
             gateway,
-            load_default("rag-answer", version="2"),
+            prompts,
             metrics,
             model=settings.llm_model,
             max_tokens=settings.llm_max_tokens,
@@ -102,6 +139,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
             evaluator,
             metrics,
             build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment),
+            build_recorder(settings, catalog),
         )
         app.state.events = (
             RagEvents(settings.events_redis_url, settings.events_stream) if settings.events_redis_url else None
@@ -113,6 +151,8 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
                 await app.state.events.aclose()
             await asyncio.to_thread(app.state.rag.jobs.shutdown)
             await gateway.aclose()
+            if isinstance(prompts, RegistryPrompts):
+                await prompts.aclose()
             store.close()
 
     async def readiness() -> dict[str, bool]:

@@ -102,7 +102,9 @@ class Catalog:
             digest.update(f"{doc['doc_id']}\x1f{doc['content_hash']}\n".encode())
         record["documents"] = len(docs)
         record["chunks"] = sum(int(d.get("chunks", 0)) for d in docs)
-        record["data_version"] = digest.hexdigest()[:16] if docs else None
+        # The full hash names the data in the registry (a dataset version's digest); answers show its first 16.
+        record["data_digest"] = digest.hexdigest() if docs else None
+        record["data_version"] = record["data_digest"][:16] if docs else None
         self.save_collection(record)
         return record
 

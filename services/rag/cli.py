@@ -31,12 +31,11 @@ def find_files(folder: Path, pattern: str | None) -> list[Path]:
 
 def _ingest_local(files: list[Path], root: Path, collection: str, team: str, description: str) -> dict[str, Any]:
     """Run the pipeline in this process against the configured Qdrant (the service must not hold local mode)."""
-    from services.rag.app import build_pipeline, open_store
+    from services.rag.app import build_pipeline, build_recorder, open_store
     from services.rag.catalog import Catalog
     from services.rag.embedder import Embedder
     from services.rag.ingest import Progress, RawDocument
     from services.rag.settings import RagSettings
-    from services.rag.tracking import build_run_logger, flatten
 
     settings = RagSettings()
     store = open_store(settings)
@@ -65,12 +64,8 @@ def _ingest_local(files: list[Path], root: Path, collection: str, team: str, des
         _follow(lambda: (progress.documents_done, progress.chunks_done, len(progress.errors)), len(docs), worker)
         if "error" in outcome:
             raise outcome["error"]
-        run = outcome["run"]
-        params = flatten("", run["params"]) | {"collection": collection, "input_hash": run["input_hash"]}
-        metrics = {f"count.{k}": float(v) for k, v in run["counts"].items()}
-        run["mlflow_run_id"] = build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment).log_run(
-            f"ingest-{collection}", params, metrics, {"kind": "rag-ingest", "team": team, "run_id": run["run_id"]}
-        )
+        # The same record as an ingestion through the service: MLflow run, registry dataset version.
+        run = build_recorder(settings, catalog).record(outcome["run"])
         run["results"] = progress.results
         return run
     finally:

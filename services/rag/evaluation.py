@@ -207,12 +207,15 @@ class Evaluator:
                     "id": q.get("id"),
                     "question": q["question"],
                     "answer": out.get("answer"),
+                    "prompt_version": out.get("prompt_version"),
                     "not_found": out.get("not_found"),
                     "degraded": out.get("degraded"),
                     **row,
                 }
             )
-        return {"metrics": mean(rows), "questions": per_question}
+        # A promotion during a long eval shows up here as two versions, rather than being hidden.
+        versions = sorted({q["prompt_version"] for q in per_question if q["prompt_version"]})
+        return {"metrics": mean(rows), "prompt_versions": versions, "questions": per_question}
 
     async def _judge(self, caller: Caller, answer: str, context: str) -> float | None:
         payload = {

@@ -16,6 +16,7 @@ from llmops_common.sse import DONE, sse_frame
 from services.rag.events import RagEvents
 from services.rag.gateway import Caller, GatewayClient, GatewayRefused, GatewayUnavailable
 from services.rag.ingest import RawDocument
+from services.rag.registry import RegistryPrompts
 from services.rag.schemas import AnswerRequest, CollectionCreate, DocumentIn, EvalRequest, IngestRequest, QueryRequest
 from services.rag.service import RagService
 
@@ -234,6 +235,7 @@ async def evaluate(name: str, body: EvalRequest, caller: CallerDep, rag: Service
 
 @router.get("/prompts/answer")
 async def prompt_template(rag: ServiceDep) -> dict:
-    """The prompt template answers use now, with its version id."""
-    t = rag.answers.template
-    return {"id": t.id, "name": t.name, "version": t.version, "system": t.system, "user": t.user}
+    """The prompt template answers use now: its version id, whether it came from the registry, its messages."""
+    prompts = rag.answers.prompts
+    registry = prompts.status() if isinstance(prompts, RegistryPrompts) else None
+    return rag.answers.template.view() | {"registry": registry}

@@ -13,6 +13,7 @@ from services.rag.evaluation import Evaluator
 from services.rag.gateway import Caller
 from services.rag.ingest import IngestionPipeline, Progress, RawDocument
 from services.rag.jobs import Job, JobManager
+from services.rag.lineage import IngestRecorder
 from services.rag.metrics import RagMetrics
 from services.rag.retrieval import RetrievalResult, Retriever
 from services.rag.schemas import SearchOptions
@@ -38,6 +39,7 @@ class RagService:
         evaluator: Evaluator,
         metrics: RagMetrics,
         run_logger: RunLogger,
+        recorder: IngestRecorder,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -47,6 +49,7 @@ class RagService:
         self.evaluator = evaluator
         self.metrics = metrics
         self.run_logger = run_logger
+        self.recorder = recorder
         self.jobs = JobManager(self._run_ingest, self._job_finished)
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -107,18 +110,7 @@ class RagService:
         return job
 
     def _run_ingest(self, record: dict[str, Any], docs: list[RawDocument], progress: Progress, redact: bool) -> dict:
-        run = self.pipeline.run(record, docs, progress, redact)
-        metrics = {f"count.{k}": float(v) for k, v in run["counts"].items()}
-        metrics["embed_seconds"] = run["embed_seconds"]
-        metrics["duration_seconds"] = run["finished_at"] - run["started_at"]
-        run["mlflow_run_id"] = self.run_logger.log_run(
-            f"ingest-{record['name']}",
-            flatten("", run["params"])
-            | {"collection": record["name"], "input_hash": run["input_hash"], "data_version": run["data_version"]},
-            metrics,
-            {"kind": "rag-ingest", "team": record["team"], "collection": record["name"], "run_id": run["run_id"]},
-        )
-        return run
+        return self.recorder.record(self.pipeline.run(record, docs, progress, redact))
 
     def _job_finished(self, job: Job) -> None:
         for result in job.progress.results:
@@ -236,6 +228,10 @@ class RagService:
             metrics = dict(result["metrics"])
             if "answers" in report and strategy == body.answer_strategy:
                 metrics |= {f"answer.{k}": v for k, v in report["answers"]["metrics"].items()}
+                # Answer quality depends on the prompt and the model too: log them to compare runs fairly.
+                params["prompt_version"] = ",".join(report["answers"]["prompt_versions"]) or "none"
+                params["llm_model"] = self.answers.model
+                params["judge"] = body.judge
             ids.append(
                 self.run_logger.log_run(
                     f"eval-{report['dataset']}-{strategy}",

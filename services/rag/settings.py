@@ -39,8 +39,21 @@ class RagSettings(ServiceSettings):
         description="Team whose collections every team may read (the demo corpus); writable only via the CLI.",
     )
     registry_url: str = Field(
-        "", description="Registry service URL for prompt templates and dataset versions; unused when empty."
+        "",
+        description="Registry service URL: the answer prompt comes from it and ingestion runs are registered "
+        "there as dataset versions; empty = the shipped prompt, and ingestion runs in MLflow only.",
     )
+    registry_token: str | None = Field(
+        None,
+        description="Bearer token of a registry principal with the member role (registering dataset versions "
+        "needs it; reading the prompt needs none unless the registry refuses anonymous reads).",
+    )
+    registry_prompt: str = Field("rag-answer", description="Registry prompt the answers use.")
+    registry_prompt_alias: str = Field("production", description="Alias of that prompt the answers follow.")
+    registry_refresh_s: float = Field(
+        30.0, gt=0, description="Seconds between checks of the prompt alias (a promotion is used within this)."
+    )
+    registry_timeout_s: float = Field(5.0, gt=0, description="Timeout of one registry call.")
     guardrails_url: str = Field(
         "", description="Guardrails service URL for optional PII redaction at ingestion; unused when empty."
     )

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any, Protocol
 
 import httpx
 
 log = logging.getLogger("rag.tracking")
+# MLflow accepts only these characters in param and metric names ("recall@5" is refused with a 400).
+_NOT_IN_MLFLOW_KEYS = re.compile(r"[^/\w.\- ]")
+
+
+def mlflow_key(name: str) -> str:
+    """A param/metric name MLflow accepts: `recall@5` -> `recall_at_5`, other characters -> `_`."""
+    return _NOT_IN_MLFLOW_KEYS.sub("_", name.replace("@", "_at_"))
 
 
 class RunLogger(Protocol):
@@ -47,8 +55,15 @@ class MlflowRunLogger:
         resp = client.get(f"{self.base}/experiments/get-by-name", params={"experiment_name": self.experiment})
         if resp.status_code == 200:
             self._experiment_id = resp.json()["experiment"]["experiment_id"]
-        else:
-            self._experiment_id = self._post(client, "experiments/create", {"name": self.experiment})["experiment_id"]
+            return self._experiment_id
+        created = client.post(f"{self.base}/experiments/create", json={"name": self.experiment})
+        if created.status_code == 200:
+            self._experiment_id = created.json()["experiment_id"]
+            return self._experiment_id
+        # Another replica (or the CLI) created it between our two calls.
+        resp = client.get(f"{self.base}/experiments/get-by-name", params={"experiment_name": self.experiment})
+        resp.raise_for_status()
+        self._experiment_id = resp.json()["experiment"]["experiment_id"]
         return self._experiment_id
 
     def log_run(self, name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str]) -> str | None:
@@ -68,17 +83,23 @@ class MlflowRunLogger:
                     },
                 )
                 run_id = run["run"]["info"]["run_id"]
-                self._post(
-                    client,
-                    "runs/log-batch",
-                    {
-                        "run_id": run_id,
-                        "params": [{"key": k, "value": str(v)[:6000]} for k, v in params.items()],
-                        "metrics": [
-                            {"key": k, "value": float(v), "timestamp": now_ms, "step": 0} for k, v in metrics.items()
-                        ],
-                    },
-                )
+                try:
+                    self._post(
+                        client,
+                        "runs/log-batch",
+                        {
+                            "run_id": run_id,
+                            "params": [{"key": mlflow_key(k), "value": str(v)[:6000]} for k, v in params.items()],
+                            "metrics": [
+                                {"key": mlflow_key(k), "value": float(v), "timestamp": now_ms, "step": 0}
+                                for k, v in metrics.items()
+                            ],
+                        },
+                    )
+                except (httpx.HTTPError, ValueError):
+                    # Do not leave a run RUNNING forever in the UI; the warning below says why it failed.
+                    client.post(f"{self.base}/runs/update", json={"run_id": run_id, "status": "FAILED"})
+                    raise
                 self._post(client, "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": now_ms})
                 return run_id
         except (httpx.HTTPError, KeyError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """Idempotent demo seed for `make up`: `python -m services.registry.seed` (needs the MLflow server running).
 
 Creates, only when missing: the demo team's principals, the SmolLM2 model version with alias `production`,
-the default RAG prompt with alias `production`, and an approval policy for production promotions.
+the course's example prompt `rag-default` and the RAG service's answer prompt `rag-answer` (each with alias
+`production`), and an approval policy for production promotions.
 Running it twice changes nothing the second time.
 """
 
@@ -52,6 +53,44 @@ RAG_PROMPT = PromptVersionCreate.model_validate(
         commit_message="default RAG prompt (seed)",
     )
 )
+# The RAG service answers with `rag-answer@production`. Same text as its shipped files
+# (services/rag/prompts/rag-answer.v1.json, .v2.json; a test compares them), registered in order on a fresh
+# registry so that version 2 here is the shipped v2: passages in the system message, the question alone as
+# the user message (the gateway's input guardrails then check only what the user wrote).
+RAG_ANSWER_NAME = "rag-answer"
+RAG_ANSWER_HISTORY = PromptVersionCreate.model_validate(
+    dict(
+        template=[
+            {
+                "role": "system",
+                "content": "You answer questions using only the numbered passages given. Cite the passages you "
+                "use with their numbers in square brackets, like [1] or [2]. If the passages do not contain the "
+                "answer, say that the documents do not say.",
+            },
+            {
+                "role": "user",
+                "content": "Passages:\n{{context}}\n\nQuestion: {{question}}\n\nAnswer briefly, citing passages "
+                "like [1].",
+            },
+        ],
+        commit_message="v1: passages and question in the user message (as first shipped with the RAG service)",
+    )
+)
+RAG_ANSWER = PromptVersionCreate.model_validate(
+    dict(
+        template=[
+            {
+                "role": "system",
+                "content": "You answer questions using only the numbered passages below. Cite the passages you "
+                "use with their numbers in square brackets, like [1] or [2]. Answer briefly. If the passages do "
+                "not contain the answer, say that the documents do not say.\n\nPassages:\n{{context}}",
+            },
+            {"role": "user", "content": "{{question}}"},
+        ],
+        commit_message="v2: passages and instructions in the system message, the question alone as the user "
+        "message, so the gateway's input guardrails check exactly what the end user wrote",
+    )
+)
 POLICY_NAME = "production-gate"
 POLICY = PolicyCreate.model_validate(dict(
     object_type="model", name_pattern="*", aliases=["production"],
@@ -66,6 +105,7 @@ def seed(services: Services) -> dict[str, Any]:
         "principals": [],
         "model_version": None,
         "prompt_version": None,
+        "rag_answer_versions": [],
         "aliases": [],
         "policy": None,
     }
@@ -98,10 +138,37 @@ def seed(services: Services) -> dict[str, Any]:
     if services.promotions.bootstrap_alias(SEED, "prompt", RAG_PROMPT_NAME, "production", pv["version"]):
         created["aliases"].append(f"prompt/{RAG_PROMPT_NAME}@production -> {pv['version']}")
 
+    answer = _seed_rag_answer(services, created)
+    if services.promotions.bootstrap_alias(SEED, "prompt", RAG_ANSWER_NAME, "production", answer["version"]):
+        created["aliases"].append(f"prompt/{RAG_ANSWER_NAME}@production -> {answer['version']}")
+
     if not any(p["name"] == POLICY_NAME for p in services.promotions.list_policies()):
         services.promotions.put_policy(SEED, POLICY_NAME, POLICY)
         created["policy"] = POLICY_NAME
     return created
+
+
+def _chat(body: PromptVersionCreate) -> list[dict[str, Any]]:
+    return [m.model_dump() for m in body.template] if isinstance(body.template, list) else []
+
+
+def _seed_rag_answer(services: Services, created: dict[str, Any]) -> dict[str, Any]:
+    """Register rag-answer v1 (history, only on a fresh registry) and v2 unless present; returns v2's version."""
+    try:
+        existing = services.prompts.list_versions(RAG_ANSWER_NAME)
+    except RegistryError as exc:
+        if exc.code != "prompt_not_found":
+            raise
+        existing = []
+    if not existing:
+        created["rag_answer_versions"].append(
+            services.prompts.register(SEED, RAG_ANSWER_NAME, RAG_ANSWER_HISTORY)["version"]
+        )
+    pv = next((v for v in existing if v["template"] == _chat(RAG_ANSWER)), None)
+    if pv is None:
+        pv = services.prompts.register(SEED, RAG_ANSWER_NAME, RAG_ANSWER)
+        created["rag_answer_versions"].append(pv["version"])
+    return pv
 
 
 def main() -> int:

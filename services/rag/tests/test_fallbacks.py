@@ -1,15 +1,19 @@
-"""Qdrant unreachable -> 503 (the service still starts); MLflow logging over REST (to a FAKE MLflow)."""
+"""Qdrant unreachable -> 503 (the service still starts); registry unreachable -> the shipped prompt, marked;
+MLflow logging over REST (to a FAKE MLflow; tests/test_registry_integration.py uses a real one)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI, Request
 
 from services.rag.app import create_app
 from services.rag.embedder import Embedder
+from services.rag.prompts import load_default
 from services.rag.tests.conftest import rag_settings
 from services.rag.tests.fake_gateway import FakeGatewayState, serve_in_thread
 from services.rag.tracking import MlflowRunLogger, NullRunLogger, build_run_logger, flatten
@@ -77,6 +81,33 @@ def test_mlflow_logger_logs_params_metrics_tags() -> None:
     calls = dict(seen)
     assert calls["experiments/create"] == {"name": "rag"}
     assert calls["runs/log-batch"]["params"] == [{"key": "a.b", "value": "1"}]
-    assert calls["runs/log-batch"]["metrics"][0]["key"] == "recall@5"
+    assert calls["runs/log-batch"]["metrics"][0]["key"] == "recall_at_5"  # MLflow refuses "@" in metric names
     assert calls["runs/update"]["status"] == "FINISHED"
     assert MlflowRunLogger(f"http://127.0.0.1:{closed_port()}", "rag", timeout_s=1).log_run("r", {}, {}, {}) is None
+
+
+def test_registry_unreachable_at_start_answers_with_the_shipped_prompt_and_says_so(
+    tmp_path: Path, embedder: Embedder, fake_gateway: tuple[str, FakeGatewayState], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = rag_settings(
+        tmp_path, fake_gateway[0], registry_url=f"http://127.0.0.1:{closed_port()}", registry_timeout_s=1
+    )
+    headers = {"authorization": "Bearer key-team-a"}
+    app = create_app(settings, embedder=embedder)
+    with caplog.at_level(logging.WARNING, logger="rag.registry"), serve_in_thread(app) as url:
+        assert httpx.post(url + "/v1/collections", json={"name": "notes"}, headers=headers).status_code == 201
+        docs = {"documents": [{"id": "cats", "text": "Cats eat fish and sleep all day long."}], "wait": True}
+        job = httpx.post(url + "/v1/collections/notes/documents", json=docs, headers=headers, timeout=60).json()
+        # Ingestion still succeeds; the registry's absence is noted on the run, not an error.
+        assert job["status"] == "succeeded" and job["run"]["dataset_version"] is None
+        assert "registry unreachable" in job["run"]["dataset_error"]
+        out = httpx.post(
+            url + "/v1/collections/notes/answer", json={"question": "What do cats eat?"}, headers=headers
+        ).json()
+        prompt = httpx.get(url + "/v1/prompts/answer", headers=headers).json()
+    assert out["prompt_version"] == "rag-answer@2 (shipped)"
+    sent = fake_gateway[1].chat_calls[-1]["messages"]
+    assert sent[1] == {"role": "user", "content": "What do cats eat?"}
+    assert sent[0]["content"].startswith(load_default("rag-answer", "2").content("system").split("{{")[0])
+    assert prompt["fallback"] is True and prompt["source"] == "shipped" and prompt["registry"]["registry_error"]
+    assert any("shipped template" in r.getMessage() for r in caplog.records)

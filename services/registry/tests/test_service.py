@@ -16,7 +16,7 @@ from services.registry.errors import RegistryError
 from services.registry.metrics import RegistryMetrics
 from services.registry.routes.deps import Services
 from services.registry.schemas import ModelVersionCreate, PromotionCreate
-from services.registry.seed import MODEL_NAME, RAG_PROMPT_NAME, seed
+from services.registry.seed import MODEL_NAME, RAG_ANSWER_NAME, RAG_PROMPT_NAME, seed
 from services.registry.settings import RegistrySettings
 from services.registry.tests.conftest import Caller, MlflowServer, RegistryServer, unique
 from services.registry.tests.test_contract import model_body, promote
@@ -157,7 +157,16 @@ def test_failed_approval_puts_the_alias_back(local: Services, monkeypatch: pytes
 def test_seed_is_idempotent(local: Services) -> None:
     first = seed(local)
     second = seed(local)
-    assert second == {"principals": [], "model_version": None, "prompt_version": None, "aliases": [], "policy": None}
+    assert second == {
+        "principals": [],
+        "model_version": None,
+        "prompt_version": None,
+        "rag_answer_versions": [],
+        "aliases": [],
+        "policy": None,
+    }
+    # rag-answer: v1 kept as history, v2 (the RAG service's shipped layout) in production.
+    assert first["rag_answer_versions"] == ["1", "2"] and local.prompts.aliases(RAG_ANSWER_NAME) == {"production": "2"}
     assert {p["name"] for p in first["principals"]} == {"demo-reviewer", "demo-member", "demo-viewer"}
     production = local.models.resolve_uncached(MODEL_NAME, "production")
     assert production["format"] == "gguf" and production["engine"] == "llamacpp"
