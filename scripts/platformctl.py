@@ -113,6 +113,9 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         gateway_env["GATEWAY_REGISTRY_URL"] = "http://127.0.0.1:8003"
         # Serve what the registry says is in production, and follow promotions.
         inference_env["INFERENCE_REGISTRY_URL"] = "http://127.0.0.1:8003"
+        # Answer with rag-answer@production (the seed puts it there); register ingestion runs as dataset versions.
+        rag_env["RAG_REGISTRY_URL"] = "http://127.0.0.1:8003"
+        rag_env["RAG_REGISTRY_TOKEN"] = "demo-member-token"  # the seeded demo member (dev mode)
     if (REPO / "services/guardrails/app.py").exists() or replacement("guardrails"):
         gateway_env["GATEWAY_GUARDRAILS_URL"] = "http://127.0.0.1:8005"  # the platform's service or its replacement
     procs = [
