@@ -89,7 +89,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = RagSettings()
     texts, questions = corpus(args.chunks)
-    embedder = Embedder(settings.embedding_batch_size, settings.torch_threads)
+    embedder = Embedder(
+        settings.embedding_batch_size,
+        settings.torch_threads,
+        settings.embedding_backend,
+        settings.resolved_data_dir() / "models",
+    )
     embedder.embed(texts[:64])  # warm-up
     results: dict = {}
     sample = texts[: args.throughput_chunks]

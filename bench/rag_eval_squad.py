@@ -63,7 +63,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = RagSettings()
     docs, questions, unanswerable = load_squad(args.dataset)
-    embedder = Embedder(settings.embedding_batch_size, settings.torch_threads)
+    embedder = Embedder(
+        settings.embedding_batch_size,
+        settings.torch_threads,
+        settings.embedding_backend,
+        settings.resolved_data_dir() / "models",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         store = VectorStore(None, Path(tmp) / "qdrant")
         store.ensure_catalog()

@@ -105,7 +105,13 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
         model = (
             embedder
             if embedder is not None
-            else await asyncio.to_thread(Embedder, settings.embedding_batch_size, settings.torch_threads)
+            else await asyncio.to_thread(
+                Embedder,
+                settings.embedding_batch_size,
+                settings.torch_threads,
+                settings.embedding_backend,
+                settings.resolved_data_dir() / "models",
+            )
         )
         store = open_store(settings)
         try:

@@ -42,7 +42,12 @@ def _ingest_local(files: list[Path], root: Path, collection: str, team: str, des
     try:
         store.ensure_catalog()
         catalog = Catalog(store, settings.public_team)
-        embedder = Embedder(settings.embedding_batch_size, settings.torch_threads)
+        embedder = Embedder(
+            settings.embedding_batch_size,
+            settings.torch_threads,
+            settings.embedding_backend,
+            settings.resolved_data_dir() / "models",
+        )
         record = catalog.get_collection(team, collection) or catalog.create_collection(
             team, collection, description, embedder.dimension
         )
