@@ -13,7 +13,13 @@ from tests.docs.helpers import ROOT
 
 DOCS = ROOT / "docs"
 MODULE_PAGES = sorted((DOCS / "modules").glob("[0-9][0-9]-*.md"))
-COURSE_PAGES = [DOCS / "architecture.md", DOCS / "troubleshooting.md", DOCS / "swap-a-service.md", *MODULE_PAGES]
+COURSE_PAGES = [
+    DOCS / "architecture.md",
+    DOCS / "troubleshooting.md",
+    DOCS / "swap-a-service.md",
+    DOCS / "learner-journey.md",
+    *MODULE_PAGES,
+]
 _FENCE = re.compile(r"(?P<marker><!-- no-run -->\n)?```bash\n(?P<body>.*?)\n```", re.S)
 _LINK = re.compile(r"\]\((?!https?://|#)([^)#\s]+)(?:#[^)]*)?\)")
 

@@ -1,8 +1,11 @@
-"""End to end: run every runnable ```bash block of the module pages against the platform `make up` started.
+"""End to end: run every runnable ```bash block of the module pages and the README's walk-through against the
+platform started as `make up` starts it (the `platform` fixture of tests/docs/conftest.py; a running one is reused).
 
-Blocks run in page order, each in its own `bash` from the repository root (blocks save what later blocks need
-under .llmops/). A block passes when it exits 0 and prints no error envelope it did not expect — the pages show
-some errors on purpose, so only a non-zero exit status fails here. Pages whose service is not up are skipped.
+Module pages: blocks run in page order, each in its own `bash` from the repository root (blocks save what later
+blocks need under .llmops/). A block passes when it exits 0 and, where the page gives an `<!-- expected -->`
+output block (the convention of tests/docs/runbook.py), prints those lines — the pages show some errors on
+purpose, so a block without one only has to exit 0. The README's walk-through loads `.llmops/env` once and uses it
+in later blocks, as one terminal session does, so its blocks run together in one `bash`.
 """
 
 from __future__ import annotations
@@ -12,32 +15,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.helpers import ROOT, platform_env, reachable
-from tests.docs.test_docs import MODULE_PAGES, bash_blocks
+from tests.docs.helpers import ROOT
+from tests.docs.runbook import missing_lines, runnable_blocks
+from tests.docs.test_docs import MODULE_PAGES
 
-pytestmark = pytest.mark.e2e
-
-# Which services a page needs beyond the core (gateway, inference, registry, guardrails, MLflow).
-NEEDS = {
-    "03-rag.md": ("LLMOPS_RAG_URL", "http://127.0.0.1:8002"),
-    "06-observability-and-feedback.md": ("LLMOPS_FEEDBACK_URL", "http://127.0.0.1:8004"),
-    "09-bonus-training-and-fine-tuning.md": ("LLMOPS_FEEDBACK_URL", "http://127.0.0.1:8004"),
-}
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # the first one may start the platform
 
 
 @pytest.mark.parametrize("page", MODULE_PAGES, ids=lambda p: p.name)
-def test_module_commands_run(page: Path) -> None:
-    """Every runnable block of the page exits 0 against the running platform."""
-    env = platform_env()
-    if not reachable(env.get("LLMOPS_GATEWAY_URL", "http://127.0.0.1:8000") + "/readyz"):
-        pytest.skip("the platform is not running (make up)")
-    if page.name in NEEDS:
-        var, default = NEEDS[page.name]
-        if not reachable(env.get(var, default) + "/readyz"):
-            pytest.skip(f"{page.name} needs the service at {env.get(var, default)}")
-    for i, (runnable, body) in enumerate(bash_blocks(page), start=1):
-        if not runnable:
-            continue
-        result = subprocess.run(["bash", "-c", body], cwd=ROOT, capture_output=True, text=True, timeout=600)
-        detail = f"{page.name} block {i} exited {result.returncode}:\n{body}\n{result.stderr[-2000:]}"
+def test_module_commands_run(page: Path, platform: dict[str, str]) -> None:
+    """Every runnable block of the page exits 0 (and prints its expected lines) against the running platform."""
+    for block in runnable_blocks(page):
+        result = subprocess.run(["bash", "-c", block.command], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        detail = f"{page.name} line {block.line} exited {result.returncode}:\n{block.command}\n{result.stderr[-2000:]}"
         assert result.returncode == 0, detail
+        missing = missing_lines(block.expected, result.stdout)
+        assert not missing, f"{page.name} line {block.line}: expected lines not printed: {missing}\n{result.stdout}"
+
+
+def test_readme_walk_through(platform: dict[str, str]) -> None:
+    """The README's walk-through, in one shell: the chat answers 200, the stream ends, the new key is shown."""
+    script = "set -e\n" + "\n".join(block.command for block in runnable_blocks(ROOT / "README.md"))
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    for wanted in ("HTTP/1.1 200 OK", "x-request-id: req_", "data: [DONE]", '"key":"sk-llmops-'):
+        assert wanted in result.stdout, f"{wanted!r} not in the README walk-through's output:\n{result.stdout}"
