@@ -19,6 +19,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from services.rag import local_sparse
 from services.rag.sparse import SparseVec
 
 Strategy = Literal["dense", "sparse", "hybrid"]
@@ -67,6 +68,7 @@ class VectorStore:
         else:
             path.mkdir(parents=True, exist_ok=True)
             self._client = QdrantClient(path=str(path))
+            local_sparse.install()  # local mode's sparse scoring is a Python loop; see local_sparse.py
         # Local mode is plain Python state shared by request threads; a server handles its own concurrency.
         self._lock: threading.RLock | None = threading.RLock() if not url else None
         self._catalog_ready = False
