@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference clean
+.PHONY: demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -87,7 +87,7 @@ check-exercise: install ## check your solution of an exercise: make check-exerci
 openapi: install ## regenerate every services/<name>/openapi.json from the code
 	$(PY) scripts/export_openapi.py
 
-bench: bench-gateway bench-inference bench-guardrails ## run the benchmarks (results in bench/results/)
+bench: bench-gateway bench-inference bench-guardrails bench-rag ## run the benchmarks (results in bench/results/)
 
 bench-gateway: install ## gateway overhead vs. a fast fake upstream, 1/10/100 connections
 	@scripts/ensure_services.sh
@@ -98,6 +98,9 @@ bench-inference: install ## tokens/s and TTFT through the inference service vs. 
 
 bench-guardrails: install ## guardrails detection quality and latency (uses `hey` when installed)
 	$(PY) bench/guardrails_bench.py
+
+bench-rag: install ## RAG retrieval latency (10,000 chunks, every strategy) and ingestion vs. the raw embedder
+	$(PY) bench/rag_bench.py
 
 clean: ## remove the virtual environment and local state
 	rm -rf $(VENV) .llmops
