@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -25,6 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _PROVIDERS: dict[str, TracerProvider] = {}
 _LOCK = threading.Lock()
+
+
+_Headers = TypeVar("_Headers", bound=MutableMapping[str, str])  # callers get back the type they passed
 
 
 class JsonLinesExporter(SpanExporter):
@@ -92,7 +95,7 @@ def tracer_provider(service: str) -> TracerProvider | None:
         return provider
 
 
-def inject_trace_headers(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+def inject_trace_headers(headers: _Headers) -> _Headers:
     """Add `traceparent` (and `tracestate`) of the current span to outgoing headers."""
     propagate.inject(headers)
     return headers

@@ -30,7 +30,7 @@ def hash_key(plaintext: str) -> str:
 
 
 def _opt_int(value: str | None) -> int | None:
-    return None if value in (None, "", "-1") else int(value)  # type: ignore[arg-type]
+    return None if value in (None, "", "-1") else int(value)
 
 
 @dataclass

@@ -104,7 +104,7 @@ def install() -> bool:
     if not any(version.startswith(prefix) for prefix in TESTED_VERSIONS):
         log.warning("local-mode sparse scoring left as is", extra={"qdrant_client": version})
         return False
-    local_collection.calculate_distance_sparse = InvertedSparseScorer(current)  # type: ignore[assignment]
+    local_collection.calculate_distance_sparse = InvertedSparseScorer(current)
     return True
 
 

@@ -17,7 +17,7 @@ _BODY_DOC = {"requestBody": {"content": {"application/json": {"schema": OpenAIRe
 
 
 def _proxy(request: Request) -> ProxyService:
-    return request.app.state.proxy  # type: ignore[no-any-return]
+    return request.app.state.proxy
 
 
 async def _forward(request: Request, kind: Kind) -> Response:

@@ -119,7 +119,7 @@ class OpenAIUpstreamEngine:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise _upstream_error(resp.status, raw)
-                return orjson.loads(raw)  # type: ignore[no-any-return]
+                return orjson.loads(raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise EngineUnavailable(f"upstream unreachable: {exc}") from exc
 
