@@ -4,30 +4,30 @@ meter what was used, and emit one trace event. No HTTP framework code here."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import math
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import orjson
 
 from llmops_common.errors import APIError, error_body
-from llmops_common.request_id import current_request_id
 from llmops_common.sse import DONE
-from llmops_common.telemetry import current_trace_id, set_span_attributes
+from services.gateway.auth import bearer_token
+from services.gateway.call import Call, span_usage, trace_event, usage_tokens
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.events import EventEmitter
 from services.gateway.guardrails import GuardrailsClient, Verdict, blocked_error, message_text
 from services.gateway.keys import KeyRecord, KeyStore
-from services.gateway.limits import LIMIT_LABELS, Limiter, LimitExceeded, Reservation
+from services.gateway.limits import Limiter, LimitExceeded
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.pricing import nano_to_usd
+from services.gateway.replies import as_envelope, error_frame, limit_error, replace_answer
 from services.gateway.requests import PATHS, ClientRequest, Kind, parse_request
-from services.gateway.routing import ModelRoute, RouteTable
-from services.gateway.upstream import NoDeploymentAvailable, UpstreamClient, UpstreamResponse
+from services.gateway.routing import RouteTable
+from services.gateway.upstream import NoDeploymentAvailable, UpstreamClient
 
 
 @dataclass
@@ -45,32 +45,6 @@ class Streaming:
 
     chunks: AsyncIterator[bytes]
     headers: dict[str, str]
-
-
-@dataclass
-class _Call:
-    """Everything known about one request while it is in flight."""
-
-    record: KeyRecord
-    req: ClientRequest
-    route: ModelRoute
-    reservation: Reservation
-    started: float
-    up: UpstreamResponse | None = None
-    ttft_s: float | None = None
-    response_text: list[str] = field(default_factory=list)
-    verdicts: list[Verdict] = field(default_factory=list)
-
-    def guardrails_header(self) -> str:
-        """`input=redact,output=allow` for the x-llmops-guardrails header."""
-        return ",".join(f"{v.stage}={v.decision}" for v in self.verdicts)
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer ...` header."""
-    if authorization and authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip() or None
-    return None
 
 
 class ProxyService:
@@ -160,7 +134,7 @@ class ProxyService:
             self.metrics.limit_rejections.labels(record.team, exc.limit).inc()
             self.metrics.requests.labels(record.team, req.model, "402" if exc.is_budget else "429").inc()
             raise limit_error(exc) from None
-        call = _Call(record, req, route, reservation, started)
+        call = Call(record, req, route, reservation, started)
         if self.guard is not None:
             try:
                 call.verdicts.append(await self._check_input(call))
@@ -204,7 +178,7 @@ class ProxyService:
     def _version(self, model: str) -> str | None:
         return self.catalogue.versions.get(model) if self.catalogue else None
 
-    async def _check_input(self, call: _Call) -> Verdict:
+    async def _check_input(self, call: Call) -> Verdict:
         """Input guardrails on the messages (or prompt); redactions are applied to the payload in place."""
         assert self.guard is not None
         team, project, payload = call.record.team, call.record.project, call.req.payload
@@ -220,7 +194,7 @@ class ProxyService:
         )
         return verdict
 
-    async def _check_output(self, call: _Call, text: str) -> Verdict:
+    async def _check_output(self, call: Call, text: str) -> Verdict:
         assert self.guard is not None
         prompt = None
         if call.req.kind == "chat":
@@ -235,7 +209,7 @@ class ProxyService:
             body["stream_options"] = {"include_usage": True}  # metering needs the final usage chunk
         return orjson.dumps(body)
 
-    async def _complete(self, call: _Call, headers: dict[str, str]) -> Completed:
+    async def _complete(self, call: Call, headers: dict[str, str]) -> Completed:
         assert call.up is not None
         resp = call.up.response
         try:
@@ -245,7 +219,7 @@ class ProxyService:
         upstream_s = time.perf_counter() - call.up.started
         if resp.status != 200:
             await self._finish(call, resp.status, None, error_code="upstream_client_error")
-            return Completed(resp.status, _as_envelope(resp.status, body), headers)
+            return Completed(resp.status, as_envelope(resp.status, body), headers)
         data = orjson.loads(body)
         usage = data.get("usage") or {}
         for choice in data.get("choices") or ():
@@ -264,13 +238,13 @@ class ProxyService:
                 err = blocked_error("output", verdict.findings)
                 return Completed(400, orjson.dumps(error_body(400, err.code, err.message, **err.extra)), headers)
             if verdict.decision == "redact" and verdict.text is not None:
-                _replace_answer(data, verdict.text)
+                replace_answer(data, verdict.text)
                 call.response_text = [verdict.text]
                 body = orjson.dumps(data)
         # Settlement and metering run after the answer is sent: they only move counters in Redis (a crash in
         # between leaves the reservation counted, which errs on the safe side), and the caller need not wait.
-        cost = call.route.price.cost_nano(*_tokens(usage))
-        _span_usage(call, usage)  # now: the request's span ends before the background work runs
+        cost = call.route.price.cost_nano(*usage_tokens(usage))
+        span_usage(call, usage)  # now: the request's span ends before the background work runs
         self._in_background(self._finish(call, 200, usage))
         overhead_s = (time.perf_counter() - call.started) - upstream_s
         self.metrics.overhead.observe(overhead_s)
@@ -278,7 +252,7 @@ class ProxyService:
         headers["x-llmops-overhead-ms"] = f"{overhead_s * 1000:.3f}"
         return Completed(200, body, headers)
 
-    async def _relay(self, call: _Call) -> AsyncIterator[bytes]:
+    async def _relay(self, call: Call) -> AsyncIterator[bytes]:
         """Forward SSE chunks; add the cost to the usage chunk; settle even if the client goes away."""
         assert call.up is not None
         resp = call.up.response
@@ -306,7 +280,7 @@ class ProxyService:
                         chunks += 1
                 if event.get("usage"):
                     usage = event["usage"]
-                    usage["cost_usd"] = nano_to_usd(call.route.price.cost_nano(*_tokens(usage)))
+                    usage["cost_usd"] = nano_to_usd(call.route.price.cost_nano(*usage_tokens(usage)))
                     if not event.get("choices") and not call.req.wants_usage:
                         continue  # the caller did not ask for the usage chunk
                     data = orjson.dumps(event)
@@ -328,7 +302,7 @@ class ProxyService:
             resp.release()
             if usage is None:  # client left or upstream cut: meter what we saw
                 usage = {"prompt_tokens": math.ceil(call.req.body_bytes / 4), "completion_tokens": chunks}
-            _span_usage(call, usage)
+            span_usage(call, usage)
             with anyio.CancelScope(shield=True):
                 await self._finish(call, status, usage)
 
@@ -342,26 +316,26 @@ class ProxyService:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
-    def _window_due(self, call: _Call, checked: int, final: bool = False) -> bool:
+    def _window_due(self, call: Call, checked: int, final: bool = False) -> bool:
         produced = sum(map(len, call.response_text))
         return produced > checked and (final or produced - checked >= self.window)
 
-    async def _check_stream_window(self, call: _Call) -> tuple[int, bytes | None]:
+    async def _check_stream_window(self, call: Call) -> tuple[int, bytes | None]:
         """Check the last window of the streamed answer; a block ends the stream with an error event."""
         text = "".join(call.response_text)
         try:
             verdict = await self._check_output(call, text[-2 * self.window :])
         except APIError as exc:
-            return len(text), _error_frame(exc)
+            return len(text), error_frame(exc)
         if verdict.decision == "block":
-            return len(text), _error_frame(blocked_error("output", verdict.findings))
+            return len(text), error_frame(blocked_error("output", verdict.findings))
         return len(text), None
 
     async def _finish(
-        self, call: _Call, status: int, usage: dict[str, Any] | None, error_code: str | None = None
+        self, call: Call, status: int, usage: dict[str, Any] | None, error_code: str | None = None
     ) -> int:
         """Settle the reservation, record metrics and emit the trace event; returns the cost in nano-USD."""
-        prompt_tokens, completion_tokens = _tokens(usage or {})
+        prompt_tokens, completion_tokens = usage_tokens(usage or {})
         cost = call.route.price.cost_nano(prompt_tokens, completion_tokens)
         await self.limiter.settle(call.reservation, prompt_tokens + completion_tokens, cost)
         team, model = call.record.team, call.req.model
@@ -373,114 +347,9 @@ class ProxyService:
             self.metrics.tokens.labels(team, model, "completion").inc(completion_tokens)
             self.metrics.cost.labels(team, model).inc(nano_to_usd(cost))
         if self.events is not None:
-            self.events.emit(self._event(call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code))
+            self.events.emit(
+                trace_event(
+                    call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code, self._version(model)
+                )
+            )
         return cost
-
-    def _event(
-        self,
-        call: _Call,
-        status: int,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost: int,
-        elapsed: float,
-        error_code: str | None,
-    ) -> dict[str, Any]:
-        payload = call.req.payload
-        return {
-            "schema": 1,
-            "request_id": current_request_id(),
-            "trace_id": current_trace_id(),
-            "ts": time.time(),
-            "team": call.record.team,
-            "project": call.record.project,
-            "key_id": call.record.key_id,
-            "model": call.req.model,
-            "model_version": self._version(call.req.model),
-            "deployment": call.up.deployment.name if call.up else None,
-            "prompt_version": None,
-            "endpoint": "chat" if call.req.kind == "chat" else "completions",
-            "status": status,
-            "error_code": error_code,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cost_usd": nano_to_usd(cost),
-            "latency_ms": round(elapsed * 1000, 3),
-            "ttft_ms": round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
-            "stream": call.req.stream,
-            "guardrails": [v.as_event() for v in call.verdicts],
-            "retrieval": [],
-            "prompt": payload.get("messages") if call.req.kind == "chat" else payload.get("prompt"),
-            "response": "".join(call.response_text) or None,
-            "mean_logprob": None,
-        }
-
-
-def _span_usage(call: _Call, usage: dict[str, Any]) -> None:
-    """GenAI semantic-convention attributes on the request's span."""
-    prompt_tokens, completion_tokens = _tokens(usage)
-    set_span_attributes(
-        {
-            "gen_ai.operation.name": "chat" if call.req.kind == "chat" else "text_completion",
-            "gen_ai.request.model": call.req.model,
-            "gen_ai.request.max_tokens": call.req.max_tokens,
-            "gen_ai.usage.input_tokens": prompt_tokens,
-            "gen_ai.usage.output_tokens": completion_tokens,
-            "llmops.team": call.record.team,
-            "llmops.project": call.record.project,
-            "llmops.deployment": call.up.deployment.name if call.up else None,
-        }
-    )
-
-
-def _replace_answer(data: dict[str, Any], text: str) -> None:
-    for choice in data.get("choices") or ():
-        if isinstance(choice.get("message"), dict):
-            choice["message"]["content"] = text
-        elif "text" in choice:
-            choice["text"] = text
-
-
-def _error_frame(err: APIError) -> bytes:
-    return b"data: " + orjson.dumps(error_body(err.status, err.code, err.message, **err.extra)) + b"\n\n" + DONE
-
-
-def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-
-
-def _as_envelope(status: int, body: bytes) -> bytes:
-    """Pass an upstream error through, wrapping non-envelope bodies so callers always get one shape."""
-    try:
-        parsed = orjson.loads(body)
-        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-            return body
-    except orjson.JSONDecodeError:
-        pass
-    text = body[:500].decode("utf-8", "replace")
-    return orjson.dumps(error_body(status, "upstream_error", f"the deployment answered {status}: {text}"))
-
-
-def limit_error(exc: LimitExceeded) -> APIError:
-    """A 429 (rate) or 402 (budget) naming the limit and the numbers."""
-    label = LIMIT_LABELS[exc.limit][0]
-    if exc.is_budget:
-        return APIError(
-            402,
-            f"{exc.limit}_exceeded",
-            f"{label} exhausted: spent ${nano_to_usd(exc.used):.6f} of ${nano_to_usd(exc.maximum):.6f}; "
-            f"this request may cost up to ${nano_to_usd(exc.requested):.6f}",
-        )
-    unit = "requests" if exc.limit.endswith("rpm") else "tokens"
-    return APIError(
-        429,
-        f"{exc.limit}_exceeded",
-        f"rate limit reached for the {label}: {exc.used} of {exc.maximum} {unit} used this minute, this request "
-        f"needs {exc.requested}; retry in {exc.retry_after_s}s",
-        headers={"retry-after": str(exc.retry_after_s)},
-    )
-
-
-def admin_matches(presented: str | None, admin_key: str) -> bool:
-    """Constant-time comparison of the admin bearer token."""
-    return presented is not None and hmac.compare_digest(presented.encode(), admin_key.encode())

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from llmops_common.errors import APIError
 from services.gateway.admin import AdminService
-from services.gateway.proxy import admin_matches, bearer_token
+from services.gateway.auth import admin_matches, bearer_token
 from services.gateway.schemas import KeyCreated, KeyIn, KeyOut, KeyPatch, TeamIn, TeamOut
 
 

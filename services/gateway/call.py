@@ -1,0 +1,99 @@
+"""One request in flight through the gateway, and what it leaves behind: span attributes and a trace event."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmops_common.request_id import current_request_id
+from llmops_common.telemetry import current_trace_id, set_span_attributes
+from services.gateway.guardrails import Verdict
+from services.gateway.keys import KeyRecord
+from services.gateway.limits import Reservation
+from services.gateway.pricing import nano_to_usd
+from services.gateway.requests import ClientRequest
+from services.gateway.routing import ModelRoute
+from services.gateway.upstream import UpstreamResponse
+
+
+@dataclass
+class Call:
+    """Everything known about one request while it is in flight."""
+
+    record: KeyRecord
+    req: ClientRequest
+    route: ModelRoute
+    reservation: Reservation
+    started: float
+    up: UpstreamResponse | None = None
+    ttft_s: float | None = None
+    response_text: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def guardrails_header(self) -> str:
+        """`input=redact,output=allow` for the x-llmops-guardrails header."""
+        return ",".join(f"{v.stage}={v.decision}" for v in self.verdicts)
+
+
+def usage_tokens(usage: dict[str, Any]) -> tuple[int, int]:
+    """(prompt, completion) tokens of an OpenAI usage object (missing counts are 0)."""
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def span_usage(call: Call, usage: dict[str, Any]) -> None:
+    """GenAI semantic-convention attributes on the request's span."""
+    prompt_tokens, completion_tokens = usage_tokens(usage)
+    set_span_attributes(
+        {
+            "gen_ai.operation.name": "chat" if call.req.kind == "chat" else "text_completion",
+            "gen_ai.request.model": call.req.model,
+            "gen_ai.request.max_tokens": call.req.max_tokens,
+            "gen_ai.usage.input_tokens": prompt_tokens,
+            "gen_ai.usage.output_tokens": completion_tokens,
+            "llmops.team": call.record.team,
+            "llmops.project": call.record.project,
+            "llmops.deployment": call.up.deployment.name if call.up else None,
+        }
+    )
+
+
+def trace_event(
+    call: Call,
+    status: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost: int,
+    elapsed: float,
+    error_code: str | None,
+    model_version: str | None,
+) -> dict[str, Any]:
+    """The request's trace event (schema 1 of the design card), read by the feedback service."""
+    payload = call.req.payload
+    return {
+        "schema": 1,
+        "request_id": current_request_id(),
+        "trace_id": current_trace_id(),
+        "ts": time.time(),
+        "team": call.record.team,
+        "project": call.record.project,
+        "key_id": call.record.key_id,
+        "model": call.req.model,
+        "model_version": model_version,
+        "deployment": call.up.deployment.name if call.up else None,
+        "prompt_version": None,
+        "endpoint": "chat" if call.req.kind == "chat" else "completions",
+        "status": status,
+        "error_code": error_code,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "cost_usd": nano_to_usd(cost),
+        "latency_ms": round(elapsed * 1000, 3),
+        "ttft_ms": round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
+        "stream": call.req.stream,
+        "guardrails": [v.as_event() for v in call.verdicts],
+        "retrieval": [],
+        "prompt": payload.get("messages") if call.req.kind == "chat" else payload.get("prompt"),
+        "response": "".join(call.response_text) or None,
+        "mean_logprob": None,
+    }
