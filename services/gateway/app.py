@@ -13,11 +13,11 @@ from redis.exceptions import RedisError
 
 from llmops_common.app import build_service_app
 from llmops_common.errors import APIError, error_response
+from llmops_common.trace_events import EventEmitter
 from services.gateway.admin import AdminService
 from services.gateway.batch import BatchWorker, PathBodyLimitMiddleware
 from services.gateway.batch.setup import build_batch
 from services.gateway.catalogue import RegistryCatalogue
-from services.gateway.events import EventEmitter
 from services.gateway.guardrails import GuardrailsClient
 from services.gateway.keycache import KeyCache, KeyChangeListener
 from services.gateway.keys import KeyStore
@@ -62,7 +62,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         limiter = Limiter(redis, settings.redis_prefix)
         upstream = UpstreamClient(metrics)
         await upstream.start()
-        events = EventEmitter(redis, settings.events_stream, settings.events_maxlen, metrics)
+        events = EventEmitter(
+            redis,
+            settings.events_stream,
+            settings.events_maxlen,
+            emitted=metrics.events_emitted,
+            dropped=metrics.events_dropped,
+        )
         if settings.events_enabled:
             await events.start()
         catalogue = None

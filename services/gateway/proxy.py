@@ -15,10 +15,10 @@ import orjson
 
 from llmops_common.errors import APIError, error_body
 from llmops_common.sse import DONE
+from llmops_common.trace_events import EventEmitter
 from services.gateway.auth import bearer_token
 from services.gateway.call import Call, span_usage, trace_event, usage_tokens
 from services.gateway.catalogue import RegistryCatalogue
-from services.gateway.events import EventEmitter
 from services.gateway.guardrails import GuardrailsClient, Verdict, blocked_error, message_text
 from services.gateway.keys import KeyRecord, KeyStore
 from services.gateway.limits import Limiter, LimitExceeded

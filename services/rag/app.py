@@ -147,9 +147,15 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
             build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment),
             build_recorder(settings, catalog),
         )
-        app.state.events = (
-            RagEvents(settings.events_redis_url, settings.events_stream) if settings.events_redis_url else None
-        )
+        app.state.events = None
+        if settings.events_redis_url:
+            app.state.events = RagEvents(
+                settings.events_redis_url,
+                settings.events_stream,
+                emitted=metrics.events_emitted,
+                dropped=metrics.events_dropped,
+            )
+            await app.state.events.start()
         try:
             yield
         finally:

@@ -1,35 +1,42 @@
 """RAG's own trace events: one per answer request, on the same Redis stream as the gateway's, so the feedback
 service sees what was retrieved (chunk ids and scores) next to the LLM call the gateway metered.
 
-Emission never blocks or fails a request: each event is written by a background task; errors are logged.
+Emission never blocks or fails a request: events go through the platform's buffered writer
+(llmops_common.trace_events), which batches, retries while Redis is down, and drops (counted) when full.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from typing import Any
 
-import orjson
+from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from llmops_common.request_id import current_request_id
 from llmops_common.telemetry import current_trace_id
+from llmops_common.trace_events import EventEmitter
 from services.rag.gateway import Caller
-
-log = logging.getLogger("rag.events")
 
 
 class RagEvents:
-    """XADDs trace events (schema 1, endpoint `rag`) in the background."""
+    """Builds the trace event (schema 1, endpoint `rag`) of each answer request and queues it for writing."""
 
-    def __init__(self, redis_url: str, stream: str, maxlen: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        stream: str,
+        maxlen: int = 1_000_000,
+        emitted: Counter | None = None,
+        dropped: Counter | None = None,
+    ) -> None:
         self.redis = Redis.from_url(redis_url)
         self.stream = stream
-        self.maxlen = maxlen
-        self._pending: set[asyncio.Task[None]] = set()
+        self._writer = EventEmitter(self.redis, stream, maxlen, emitted=emitted, dropped=dropped)
+
+    async def start(self) -> None:
+        """Start the background writer."""
+        await self._writer.start()
 
     def record(
         self, caller: Caller, question: str, out: dict[str, Any], status: int, started: float, stream: bool = False
@@ -66,18 +73,9 @@ class RagEvents:
             "response": out.get("answer"),
             "mean_logprob": None,
         }
-        task = asyncio.create_task(self._write(event))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _write(self, event: dict[str, Any]) -> None:
-        try:
-            await self.redis.xadd(self.stream, {"event": orjson.dumps(event)}, maxlen=self.maxlen, approximate=True)
-        except RedisError as exc:
-            log.warning("rag trace event not written", extra={"error": str(exc)})
+        self._writer.emit(event)
 
     async def aclose(self) -> None:
-        """Finish pending writes, then close."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        """Flush what is buffered (bounded), then close."""
+        await self._writer.stop()
         await self.redis.aclose()

@@ -37,3 +37,11 @@ class RagMetrics:
         self.store_errors = Counter(
             "llmops_rag_store_unavailable_total", "Requests answered 503 because Qdrant failed.", registry=registry
         )
+        self.events_emitted = Counter(
+            "llmops_rag_trace_events_emitted_total", "Trace events written to the stream.", registry=registry
+        )
+        self.events_dropped = Counter(
+            "llmops_rag_trace_events_dropped_total",
+            "Trace events dropped because Redis was unreachable until the buffer filled.",
+            registry=registry,
+        )

@@ -1,7 +1,9 @@
-"""Trace events: one per request, written to a Redis stream by a background task.
+"""Trace events: one per request, written to a Redis stream (`llmops:events`) by a background task.
 
+The gateway writes one per LLM call, RAG one per answer request; the feedback service reads them all.
 `emit` only appends to an in-memory buffer, so a slow or absent Redis never blocks or fails a request.
-If Redis stays down until the buffer is full, further events are dropped and counted.
+The writer XADDs in batches (one pipeline per burst) and retries with backoff while Redis is down; if it
+stays down until the buffer is full, further events are dropped and counted.
 """
 
 from __future__ import annotations
@@ -12,24 +14,31 @@ import logging
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.gateway.metrics import GatewayMetrics
-
-log = logging.getLogger("gateway.events")
+log = logging.getLogger("llmops.trace_events")
 
 
 class EventEmitter:
-    """Buffers events and XADDs them in batches."""
+    """Buffers events and XADDs them in batches. `emitted`/`dropped` are the service's Prometheus counters."""
 
     def __init__(
-        self, redis: Redis, stream: str, maxlen: int, metrics: GatewayMetrics, buffer_size: int = 50_000
+        self,
+        redis: Redis,
+        stream: str,
+        maxlen: int = 1_000_000,
+        *,
+        emitted: Counter | None = None,
+        dropped: Counter | None = None,
+        buffer_size: int = 50_000,
     ) -> None:
         self.redis = redis
         self.stream = stream
         self.maxlen = maxlen
-        self.metrics = metrics
+        self._emitted = emitted
+        self._dropped = dropped
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=buffer_size)
         self._task: asyncio.Task[None] | None = None
 
@@ -38,7 +47,8 @@ class EventEmitter:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.metrics.events_dropped.inc()
+            if self._dropped is not None:
+                self._dropped.inc()
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -65,7 +75,8 @@ class EventEmitter:
                         for event in batch:
                             pipe.xadd(self.stream, {"event": orjson.dumps(event)}, maxlen=self.maxlen, approximate=True)
                         await pipe.execute()
-                    self.metrics.events_emitted.inc(len(batch))
+                    if self._emitted is not None:
+                        self._emitted.inc(len(batch))
                     backoff = 0.1
                     break
                 except RedisError as exc:
