@@ -18,11 +18,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,24 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "libs")]
 
 from services.registry.mlflow_server import MlflowServerSettings, server_command  # noqa: E402
-from tests.support.servers import free_port, wait_ready  # noqa: E402
+from tests.support.servers import free_port, server_process, wait_ready  # noqa: E402
 
 ADMIN = "bench-admin-token-0123456789"
-
-
-@contextlib.contextmanager
-def process(cmd: list[str], log: Path, env: dict[str, str]) -> Iterator[None]:
-    """A server process that is terminated on exit."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def registry(port: int, mlflow_url: str, db: str, ttl: float, folder: Path) -> contextlib.AbstractContextManager:
@@ -75,7 +58,7 @@ def registry(port: int, mlflow_url: str, db: str, ttl: float, folder: Path) -> c
         "warning",
         "--no-access-log",
     ]
-    return process(cmd, folder / f"registry-{port}.log", env)
+    return server_process(cmd, folder / f"registry-{port}.log", env=env)
 
 
 def measure(client: httpx.Client, url: str, n: int, params: dict | None = None) -> dict[str, float]:
@@ -114,7 +97,7 @@ def main() -> None:
         workers=1,
     )
     db = f"sqlite:///{folder / 'registry.db'}"
-    with process(server_command(settings), folder / "mlflow.log", dict(os.environ)):
+    with server_process(server_command(settings), folder / "mlflow.log", env=dict(os.environ)):
         wait_ready(mlflow_url + "/health", timeout_s=300)
         with registry(cached_port, mlflow_url, db, 5.0, folder), registry(uncached_port, mlflow_url, db, 0, folder):
             cached, uncached = f"http://127.0.0.1:{cached_port}", f"http://127.0.0.1:{uncached_port}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from tests.observability.promql import (
 )
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.fixtures import MODEL, REDIS_URL, Gateway, closed_port_url
-from tests.support.servers import free_port, uvicorn_service, wait_ready
+from tests.support.servers import free_port, server_process, uvicorn_service, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 FEEDBACK_ADMIN = "test-observability-feedback-admin"
@@ -170,18 +169,9 @@ def prometheus(binary: str, targets: dict[str, list[str]], folder: Path) -> Iter
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
     ]
-    with open(folder / "prometheus.log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/-/ready", timeout_s=30, proc=proc)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with server_process(cmd, folder / "prometheus.log") as proc:
+        wait_ready(f"http://127.0.0.1:{port}/-/ready", timeout_s=30, proc=proc)
+        yield f"http://127.0.0.1:{port}"
 
 
 def _wait_targets_up(prom: str, expected: int, timeout_s: float = 30) -> None:

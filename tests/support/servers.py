@@ -42,26 +42,37 @@ def wait_ready(url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] 
 
 
 @contextlib.contextmanager
+def server_process(
+    cmd: list[str], log_path: Path | None = None, *, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process (output to `log_path`, or discarded); terminate it on exit, kill it if it lingers."""
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    finally:
+        if log_path:
+            log.close()  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
 def uvicorn_service(
     app: str, env: dict[str, str], port: int | None = None, log_path: Path | None = None, workers: int = 1
 ) -> Iterator[str]:
     """Run `uvicorn <app> --factory` in a subprocess; yields its base URL once /readyz is 200."""
     port = port or free_port()
     full_env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'libs'}", **env}
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--log-level", "warning", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
+    with server_process(cmd, log_path, env=full_env) as proc:
         wait_ready(base + "/readyz", proc=proc)
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if log_path:
-            log.close()  # type: ignore[union-attr]

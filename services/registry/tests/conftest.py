@@ -6,10 +6,8 @@ running registry instead; then nothing is started here.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ import httpx
 import pytest
 
 from services.registry.mlflow_server import MlflowServerSettings, server_command
-from tests.support.servers import REPO, free_port, wait_ready
+from tests.support.servers import REPO, free_port, server_process, wait_ready
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -43,26 +41,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         port=port,
         workers=1,
     )
-    with _process(server_command(settings), folder / "server.log", env=dict(os.environ), cwd=folder) as proc:
+    with server_process(server_command(settings), folder / "server.log", env=dict(os.environ), cwd=folder) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url + "/health", timeout_s=240, proc=proc)
         yield MlflowServer(url, folder)
-
-
-@contextlib.contextmanager
-def _process(cmd: list[str], log_path: Path, *, env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server process with its output in a log file; terminate it (then kill) on exit."""
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @dataclass
@@ -92,7 +74,7 @@ def registry_server(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPa
     full_env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'libs'}", **env}
     # Own start-up (not tests.support's uvicorn_service) for a longer deadline: importing MLflow's client
     # takes a while on a loaded 2-core machine.
-    with _process(cmd, folder / "registry.log", env=full_env, cwd=REPO) as proc:
+    with server_process(cmd, folder / "registry.log", env=full_env, cwd=REPO) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url + "/readyz", timeout_s=180, proc=proc)
         yield RegistryServer(url, mlflow_server.url, database_url)
