@@ -107,6 +107,9 @@ def compose_gpu_config() -> dict:
     return json.loads(run(compose_cmd("config", "--format", "json", gpu=True)).stdout)
 
 
+OTLP_ENDPOINT_IN_CLUSTER = "http://otel-collector.observability:4318"
+
+
 def helm_template(helm_env: dict[str, str], values_file: str | None, *sets: str) -> list[dict]:
     """Render the chart with the real Helm binary and return its manifests."""
     cmd = [tool("helm"), "template", "llmops", str(CHART_DIR), "--namespace", "llmops", "--include-crds"]
@@ -121,8 +124,10 @@ def helm_template(helm_env: dict[str, str], values_file: str | None, *sets: str)
 
 @pytest.fixture(scope="session")
 def rendered(helm_env: dict[str, str]) -> dict[str, list[dict]]:
-    """Manifests per values file (values-cpu.yaml, values-gpu.yaml)."""
-    return {name: helm_template(helm_env, name) for name in VALUES_FILES}
+    """Manifests per values file (values-cpu.yaml, values-gpu.yaml), with tracing on as compose has it."""
+    return {
+        name: helm_template(helm_env, name, f"tracing.otlpEndpoint={OTLP_ENDPOINT_IN_CLUSTER}") for name in VALUES_FILES
+    }
 
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
