@@ -28,9 +28,13 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 
 T = TypeVar("T")
+
+# The PostgreSQL advisory lock that serialises governance writes across processes (any fixed 64-bit number).
+_WRITE_LOCK_KEY = 0x6C6C6D6F70735247  # "llmopsRG"
 
 metadata = MetaData()
 
@@ -126,12 +130,17 @@ class Store:
             self.engine = create_engine(url, pool_pre_ping=True)
         # One writer at a time inside a process: SQLite allows no more, and the audit chain wants order.
         self._write_lock = threading.Lock()
-        metadata.create_all(self.engine)
+        with self.transaction() as conn:  # replicas starting together must not race to create the tables
+            metadata.create_all(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A serialised write transaction: committed on success, rolled back on any error."""
         with self._write_lock, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several replicas (or uvicorn workers) share one PostgreSQL database: without a lock they read
+                # the same last audit seq and all but one fail on its primary key. The lock ends with the transaction.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
             yield conn
 
     @contextmanager
