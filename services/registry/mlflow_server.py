@@ -1,7 +1,7 @@
 """Start the real `mlflow server` the registry writes to: `python -m services.registry.mlflow_server`.
 
 Embedded default: SQLite at .llmops/data/mlflow/mlflow.db and artifacts under .llmops/data/mlflow/artifacts
-(relative to the repository root). Compose/Helm: set MLFLOW_BACKEND_STORE_URI=postgresql://... (and an
+(relative to the repository root). Compose/Helm: set MLFLOW_BACKEND_STORE_URI=postgresql+psycopg://... (and an
 object store in MLFLOW_ARTIFACTS_DESTINATION). Readiness: GET http://<host>:<port>/health answers `OK`.
 """
 
@@ -25,7 +25,7 @@ class MlflowServerSettings(BaseSettings):
 
     backend_store_uri: str = Field(
         f"sqlite:///{DEFAULT_DATA_DIR / 'mlflow' / 'mlflow.db'}",
-        description="Runs, models and prompts: SQLite by default, postgresql://user:pw@host/db in compose/Helm.",
+        description="Runs, models and prompts: SQLite by default, postgresql+psycopg://user:pw@host/db (compose/Helm).",
     )
     artifacts_destination: str = Field(
         str(DEFAULT_DATA_DIR / "mlflow" / "artifacts"),

@@ -1,25 +1,31 @@
 """Fixtures: one real `mlflow server` and one registry service per test session (ephemeral ports, temp dirs).
 
 Set REGISTRY_CONTRACT_URL (and REGISTRY_CONTRACT_ADMIN_TOKEN) to run the contract tests against a
-running registry instead; then nothing is started here.
+running registry instead; then nothing is started here. The context managers below (`run_mlflow`,
+`run_registry`, `postgres_database`, `principals`) let a test module start its own stack on other backends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from services.registry.mlflow_server import MlflowServerSettings, server_command
 from tests.support.servers import REPO, free_port, server_process, wait_ready
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+# The server that hands out throwaway databases (scripts/ensure_services.sh starts it in CI).
+PG_ADMIN_URL = os.environ.get("REGISTRY_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @dataclass
@@ -30,13 +36,12 @@ class MlflowServer:
     folder: Path
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """A real MLflow server (SQLite + local artifacts) started once; its startup (~10-40 s) is paid once."""
-    folder = tmp_path_factory.mktemp("mlflow")
+@contextlib.contextmanager
+def run_mlflow(folder: Path, backend_store_uri: str | None = None) -> Iterator[MlflowServer]:
+    """A real MLflow server started by the command `make up` uses; SQLite in `folder` unless told otherwise."""
     port = free_port()
     settings = MlflowServerSettings(
-        backend_store_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        backend_store_uri=backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
         artifacts_destination=str(folder / "artifacts"),
         port=port,
         workers=1,
@@ -45,6 +50,36 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         url = f"http://127.0.0.1:{port}"
         wait_ready(url + "/health", timeout_s=240, proc=proc)
         yield MlflowServer(url, folder)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real MLflow server (SQLite + local artifacts) started once; its startup (~10-40 s) is paid once."""
+    with run_mlflow(tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A throwaway PostgreSQL database: yields its postgresql+psycopg:// URL, drops it (and its sessions) after.
+
+    PostgreSQL must answer at PG_ADMIN_URL; REGISTRY_TEST_SKIP_POSTGRES=1 skips the tests that need it."""
+    if os.environ.get("REGISTRY_TEST_SKIP_POSTGRES"):
+        pytest.skip("REGISTRY_TEST_SKIP_POSTGRES is set")
+    import psycopg  # the PostgreSQL driver is only needed by these tests (and PostgreSQL deployments)
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is needed at {PG_ADMIN_URL} (or set REGISTRY_TEST_SKIP_POSTGRES=1): {exc}")
+    try:
+        url = make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @dataclass
@@ -56,13 +91,12 @@ class RegistryServer:
     database_url: str
 
 
-@pytest.fixture(scope="session")
-def registry_server(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """The registry service in a subprocess, talking to the session's MLflow server."""
-    folder = tmp_path_factory.mktemp("registry")
-    database_url = f"sqlite:///{folder / 'registry.db'}"
+@contextlib.contextmanager
+def run_registry(folder: Path, mlflow_url: str, database_url: str | None = None) -> Iterator[RegistryServer]:
+    """The registry service in a subprocess over `mlflow_url`; its governance store is SQLite in `folder` by default."""
+    database_url = database_url or f"sqlite:///{folder / 'registry.db'}"
     env = {
-        "REGISTRY_MLFLOW_TRACKING_URI": mlflow_server.url,
+        "REGISTRY_MLFLOW_TRACKING_URI": mlflow_url,
         "REGISTRY_DATABASE_URL": database_url,
         "REGISTRY_ADMIN_TOKEN": ADMIN_TOKEN,
         "REGISTRY_DEV_MODE": "false",
@@ -77,7 +111,14 @@ def registry_server(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPa
     with server_process(cmd, folder / "registry.log", env=full_env, cwd=REPO) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url + "/readyz", timeout_s=180, proc=proc)
-        yield RegistryServer(url, mlflow_server.url, database_url)
+        yield RegistryServer(url, mlflow_url, database_url)
+
+
+@pytest.fixture(scope="session")
+def registry_server(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """The registry service in a subprocess, talking to the session's MLflow server."""
+    with run_registry(tmp_path_factory.mktemp("registry"), mlflow_server.url) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -98,32 +139,40 @@ class Caller:
     http: httpx.Client
 
 
-@pytest.fixture(scope="session")
-def people(base_url: str) -> Iterator[dict[str, Caller]]:
+@contextlib.contextmanager
+def principals(base_url: str, admin_token: str = ADMIN_TOKEN) -> Iterator[dict[str, Caller]]:
     """admin, two reviewers, a member, a read-only viewer and an anonymous caller, with unique names."""
-    admin_token = os.environ.get("REGISTRY_CONTRACT_ADMIN_TOKEN", ADMIN_TOKEN)
     admin = httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {admin_token}"}, timeout=60)
     suffix = secrets.token_hex(3)
     callers = {
         "admin": Caller("admin", "admin", admin),
         "anon": Caller("anon", "", httpx.Client(base_url=base_url, timeout=60)),
     }
-    for key, role in [
-        ("reviewer", "reviewer"),
-        ("reviewer2", "reviewer"),
-        ("member", "member"),
-        ("viewer", "read-only"),
-    ]:
-        name = f"t-{key}-{suffix}"
-        created = admin.post("/v1/principals", json={"name": name, "role": role, "team": "tests"})
-        assert created.status_code == 201, created.text
-        token = created.json()["token"]
-        callers[key] = Caller(
-            name, role, httpx.Client(base_url=base_url, timeout=60, headers={"authorization": f"Bearer {token}"})
-        )
-    yield callers
-    for caller in callers.values():
-        caller.http.close()
+    try:
+        for key, role in [
+            ("reviewer", "reviewer"),
+            ("reviewer2", "reviewer"),
+            ("member", "member"),
+            ("viewer", "read-only"),
+        ]:
+            name = f"t-{key}-{suffix}"
+            created = admin.post("/v1/principals", json={"name": name, "role": role, "team": "tests"})
+            assert created.status_code == 201, created.text
+            token = created.json()["token"]
+            callers[key] = Caller(
+                name, role, httpx.Client(base_url=base_url, timeout=60, headers={"authorization": f"Bearer {token}"})
+            )
+        yield callers
+    finally:
+        for caller in callers.values():
+            caller.http.close()
+
+
+@pytest.fixture(scope="session")
+def people(base_url: str) -> Iterator[dict[str, Caller]]:
+    """The principals of `principals()` on the registry under test."""
+    with principals(base_url, os.environ.get("REGISTRY_CONTRACT_ADMIN_TOKEN", ADMIN_TOKEN)) as callers:
+        yield callers
 
 
 def unique(prefix: str) -> str:
