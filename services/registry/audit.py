@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from services.registry.store import Store, audit_log
 
@@ -84,8 +84,12 @@ class AuditLog:
         if object_type:
             q = q.where(audit_log.c.object_type == object_type)
         if object_id:
-            # "model/smollm2" matches the model and all its versions ("model/smollm2/3").
-            q = q.where((audit_log.c.object_id == object_id) | audit_log.c.object_id.startswith(object_id + "/"))
+            # "model/smollm2" matches the model and all its versions ("model/smollm2/3"). A substring comparison,
+            # not LIKE: names may hold `_` or `%`, and SQLite's LIKE ignores case.
+            prefix = object_id + "/"
+            q = q.where(
+                (audit_log.c.object_id == object_id) | (func.substr(audit_log.c.object_id, 1, len(prefix)) == prefix)
+            )
         if actor:
             q = q.where(audit_log.c.actor == actor)
         if since is not None:

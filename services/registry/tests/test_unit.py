@@ -115,3 +115,12 @@ def test_schemas_refuse_malformed_metadata() -> None:
             ModelVersionCreate(**(good | bad))
     with pytest.raises(ValidationError):
         DatasetVersionCreate(digest="sha256:xyz", schema={"a": "int"}, row_count=1, source="s3://b/k")
+
+
+def test_query_by_object_matches_its_children_exactly(audit: AuditLog) -> None:
+    for object_id in ("model/my_model", "model/my_model/1", "model/myXmodel/1", "model/MY_MODEL/2", "model/my_model2"):
+        with audit.store.transaction() as conn:
+            audit.append(conn, actor="a", action="x.y", object_type="model", object_id=object_id)
+    found = [e["object_id"] for e in audit.query(object_id="model/my_model")]
+    # `_` is not a wildcard, case matters, and a longer name is another object.
+    assert found == ["model/my_model", "model/my_model/1"]
