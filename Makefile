@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag clean
+.PHONY: demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -87,7 +87,7 @@ check-exercise: install ## check your solution of an exercise: make check-exerci
 openapi: install ## regenerate every services/<name>/openapi.json from the code
 	$(PY) scripts/export_openapi.py
 
-bench: bench-gateway bench-inference bench-guardrails bench-rag ## run the benchmarks (results in bench/results/)
+bench: bench-gateway bench-inference bench-guardrails bench-rag bench-swap ## run the benchmarks (results in bench/results/)
 
 bench-gateway: install ## gateway overhead vs. a fast fake upstream, 1/10/100 connections
 	@scripts/ensure_services.sh
@@ -95,6 +95,9 @@ bench-gateway: install ## gateway overhead vs. a fast fake upstream, 1/10/100 co
 
 bench-inference: install ## tokens/s and TTFT through the inference service vs. raw llama.cpp
 	$(PY) bench/inference_overhead.py
+
+bench-swap: install ## requests/s, errors and p99 while a new model version is promoted (MLflow + registry + inference)
+	$(PY) bench/swap_under_load.py
 
 bench-guardrails: install ## guardrails detection quality and latency (uses `hey` when installed)
 	$(PY) bench/guardrails_bench.py

