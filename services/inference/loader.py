@@ -8,6 +8,7 @@ from pathlib import Path
 from services.inference.deployments import ModelDeployment
 from services.inference.engines.base import Engine
 from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path
+from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
 from services.inference.engines.openai_upstream import OpenAIUpstreamEngine
 from services.inference.registry_source import VersionSpec, resolve_artifact
 from services.inference.settings import InferenceSettings
@@ -33,12 +34,26 @@ def build_engine(settings: InferenceSettings, spec: VersionSpec | None = None) -
         model_path = resolve_artifact(spec.artifact_uri)
     else:
         model_path = Path(settings.model_path) if settings.model_path else packaged_smollm2_path()
-    return LlamaCppEngine(
+    context_length = int(args.get("n_ctx") or (spec.context_length if spec else settings.context_length))
+    parallel_slots = int(args.get("parallel_slots") or settings.parallel_slots)
+    # A fixed port only for the one model from the settings: versions loaded side by side in a swap need two.
+    http_port = settings.engine_http_port if spec is None or settings.registry_url is None else 0
+    if settings.engine_isolation == "in_process":
+        return LlamaCppEngine(
+            model_path,
+            context_length=context_length,
+            parallel_slots=parallel_slots,
+            threads=settings.threads,
+            http_port=http_port,
+        )
+    return LlamaCppProcessEngine(
         model_path,
-        context_length=int(args.get("n_ctx") or (spec.context_length if spec else settings.context_length)),
-        parallel_slots=int(args.get("parallel_slots") or settings.parallel_slots),
+        context_length=context_length,
+        parallel_slots=parallel_slots,
         threads=settings.threads,
-        http_port=settings.engine_http_port if spec is None or settings.registry_url is None else 0,
+        http_port=http_port,
+        start_timeout_s=settings.engine_start_timeout_s,
+        request_timeout_s=settings.upstream_timeout_s,
     )
 
 

@@ -23,9 +23,17 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 def get_serving(request: Request) -> ServingService:
     """The app's serving service (set up in the lifespan)."""
     serving: ServingService | None = getattr(request.app.state, "serving", None)
-    if serving is None or not serving.is_ready():
+    if serving is None:
         raise APIError(
             503, "model_not_ready", "the model is still loading; retry shortly", headers={"retry-after": "2"}
+        )
+    if not serving.is_ready():  # loaded once, gone now: a dead llama.cpp process, an unreachable upstream
+        raise APIError(
+            503,
+            "engine_unavailable",
+            f"the engine of model version {serving.manager.production.version} is not available (its process "
+            "exited, or its upstream is unreachable); see the service log",
+            headers={"retry-after": "2"},
         )
     return serving
 

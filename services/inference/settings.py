@@ -18,7 +18,19 @@ class InferenceSettings(ServiceSettings):
     port: int = Field(8001, description="TCP port to listen on.")
     engine: Literal["llamacpp", "openai"] = Field(
         "llamacpp",
-        description="llamacpp: in-process llama.cpp (CPU). openai: any OpenAI-compatible upstream such as vLLM.",
+        description="llamacpp: llama.cpp on CPU (see engine_isolation). openai: any OpenAI-compatible upstream (vLLM).",
+    )
+    engine_isolation: Literal["process", "in_process"] = Field(
+        "process",
+        description=(
+            "Where llama.cpp runs. process: each model version in its own child process, reached over loopback "
+            "HTTP; a version loading during a hot swap cannot stall this process (xllamacpp holds the GIL for "
+            "the whole load, 0.1-0.3 s for SmolLM2, so in_process freezes every request for that long), at the "
+            "cost of one loopback HTTP hop per request. in_process: llama.cpp inside this process."
+        ),
+    )
+    engine_start_timeout_s: float = Field(
+        120.0, gt=0, description="Longest wait for a llama.cpp child process to load its model and listen."
     )
     served_model_name: str = Field(
         "smollm2-135m-instruct", description="Model id clients use in `model` and see in /v1/models."
@@ -37,14 +49,17 @@ class InferenceSettings(ServiceSettings):
     threads: int = Field(2, ge=1, description="CPU threads for llama.cpp decoding.")
     engine_http_port: int = Field(
         0,
-        description="Port of llama.cpp's own OpenAI server inside the process (0 = any free port); used by benchmarks.",
+        description="Port of llama.cpp's own OpenAI server (in the child process, or in this one with in_process) "
+        "when the model comes from the settings (0 = any free port); used by benchmarks.",
     )
     upstream_url: str | None = Field(
         None, description="Base URL (ending in /v1) of the OpenAI-compatible upstream for engine=openai."
     )
     upstream_api_key: str | None = Field(None, description="Bearer token for the upstream, if it needs one.")
     upstream_model: str | None = Field(None, description="Model name to send upstream; defaults to served_model_name.")
-    upstream_timeout_s: float = Field(120.0, gt=0, description="Total timeout of one upstream call.")
+    upstream_timeout_s: float = Field(
+        120.0, gt=0, description="Total timeout of one upstream call (engine=openai, or the llama.cpp child process)."
+    )
     max_running: int = Field(4, ge=1, description="Generations running at once; more wait in the queue.")
     max_queued: int = Field(
         16, ge=0, description="Requests allowed to wait for a slot; beyond it the service answers 429."

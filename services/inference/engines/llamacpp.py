@@ -1,4 +1,5 @@
-"""llama.cpp in-process through xllamacpp: the CPU engine, real tokens from a GGUF file."""
+"""llama.cpp through xllamacpp: the CPU engine, real tokens from a GGUF file. This module runs it in the
+service's own process (INFERENCE_ENGINE_ISOLATION=in_process); llamacpp_process.py runs it in a child."""
 
 from __future__ import annotations
 
@@ -48,6 +49,30 @@ def map_engine_error(error: dict[str, Any]) -> Exception:
     return EngineUnavailable(message)
 
 
+def server_params(model_path: Path, *, context_length: int, parallel_slots: int, threads: int, http_port: int) -> Any:
+    """xllamacpp's parameters for one model version (shared by the in-process engine and the child process)."""
+    import xllamacpp  # imported here so the openai engine never needs it
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model_path)
+    # llama.cpp splits n_ctx across slots; we want `context_length` per request.
+    params.n_ctx = context_length * parallel_slots
+    params.n_parallel = parallel_slots
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.port = http_port  # 0: any free port (listening_address tells which)
+    params.endpoint_metrics = True
+    params.verbosity = 0
+    # xllamacpp builds its server while holding the GIL, so in-process the whole service (a version still
+    # serving during a hot swap included) freezes for the duration; that is why the default runs each version
+    # in a child process (llamacpp_process.py). Either way, skip the two steps we do not need: fitting params
+    # to device memory (a dry-run load; nothing to fit on CPU) and llama.cpp's own warm-up decode
+    # (load_deployment warms with a real generation). About 0.33 s -> 0.2 s per load on a quiet 2-core machine.
+    params.fit_params = False
+    params.warmup = False
+    return params
+
+
 class LlamaCppEngine:
     """Runs the model inside this process; each request runs on a worker thread (the GIL is released)."""
 
@@ -77,23 +102,13 @@ class LlamaCppEngine:
     def _load(self) -> None:
         import xllamacpp  # imported here so the openai engine never needs it
 
-        params = xllamacpp.CommonParams()
-        params.model.path = str(self.model_path)
-        # llama.cpp splits n_ctx across slots; we want `context_length` per request.
-        params.n_ctx = self.context_length * self.parallel_slots
-        params.n_parallel = self.parallel_slots
-        params.cpuparams.n_threads = self.threads
-        params.cpuparams_batch.n_threads = self.threads
-        params.port = self.http_port
-        params.endpoint_metrics = True
-        params.verbosity = 0
-        # xllamacpp builds its server while holding the GIL, so the whole service (a version still serving
-        # during a hot swap included) freezes for the duration. Skip the two steps we do not need: fitting
-        # params to device memory (a dry-run load; nothing to fit on CPU) and llama.cpp's own warm-up decode
-        # (load_deployment warms with a real generation, which runs with the GIL released). About 0.33 s ->
-        # 0.2 s per load on a quiet 2-core machine; more under contention.
-        params.fit_params = False
-        params.warmup = False
+        params = server_params(
+            self.model_path,
+            context_length=self.context_length,
+            parallel_slots=self.parallel_slots,
+            threads=self.threads,
+            http_port=self.http_port,
+        )
         self._server = xllamacpp.Server(params)
         log.info(
             "model loaded",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -15,9 +15,11 @@ from services.inference.engines.base import EngineError, EngineUnavailable, Kind
 log = logging.getLogger("inference.openai_upstream")
 
 _PATHS = {"chat": "/chat/completions", "completion": "/completions"}
+# (HTTP status, error body) -> the exception to raise; the llama.cpp child maps its own error objects.
+ErrorMapper = Callable[[int, bytes], Exception]
 
 
-def _upstream_error(status: int, body: bytes) -> Exception:
+def upstream_error(status: int, body: bytes) -> Exception:
     """Keep the upstream's 4xx as a client error (with its message); anything else is unavailability."""
     try:
         err = orjson.loads(body).get("error", {})
@@ -46,8 +48,10 @@ class OpenAIUpstreamEngine:
         api_key: str | None,
         context_length: int,
         timeout_s: float,
+        map_error: ErrorMapper = upstream_error,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._map_error = map_error
         self.upstream_model = upstream_model
         self.api_key = api_key
         self.context_length = context_length
@@ -118,7 +122,7 @@ class OpenAIUpstreamEngine:
             async with await self._post(kind, self._body(payload, False)) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
-                    raise _upstream_error(resp.status, raw)
+                    raise self._map_error(resp.status, raw)
                 return orjson.loads(raw)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise EngineUnavailable(f"upstream unreachable: {exc}") from exc
@@ -128,7 +132,7 @@ class OpenAIUpstreamEngine:
         try:
             async with await self._post(kind, self._body(payload, True)) as resp:
                 if resp.status != 200:
-                    raise _upstream_error(resp.status, await resp.read())
+                    raise self._map_error(resp.status, await resp.read())
                 async for line in resp.content:
                     if not line.startswith(b"data:"):
                         continue
@@ -138,7 +142,7 @@ class OpenAIUpstreamEngine:
                     event = orjson.loads(data)
                     if "error" in event:
                         err = event["error"]
-                        raise _upstream_error(int(err.get("code", 500) or 500), data)
+                        raise self._map_error(int(err.get("code", 500) or 500), data)
                     yield event
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise EngineUnavailable(f"upstream unreachable: {exc}") from exc

@@ -1,0 +1,209 @@
+"""llama.cpp in a child process per model version, spoken to over loopback HTTP (the default CPU engine).
+
+Why a child: xllamacpp builds its server holding the GIL for the whole model load (0.1-0.3 s for SmolLM2, far
+longer for bigger models), so a load in the service's process stops every request it is serving, the old
+version's included, during a hot swap. In a child the load stops nothing here. The cost is one loopback HTTP hop
+per request; the child speaks llama.cpp's own OpenAI-compatible API, so the hop is the same adapter the GPU path
+uses for vLLM (openai_upstream.py), with llama.cpp's error objects mapped exactly as in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from services.inference.engines.base import EngineUnavailable, Kind
+from services.inference.engines.llamacpp import map_engine_error
+from services.inference.engines.llamacpp_child import READY
+from services.inference.engines.openai_upstream import OpenAIUpstreamEngine, upstream_error
+
+log = logging.getLogger("inference.llamacpp.process")
+
+_REPO = Path(__file__).resolve().parents[3]  # so `python -m services...` resolves wherever the service runs
+_STOP_GRACE_S = 5.0
+_OUTPUT_TAIL_LINES = 20
+
+
+def llamacpp_error(status: int, body: bytes) -> Exception:
+    """llama.cpp's structured error object -> the same errors (codes, messages) as the in-process engine."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        error = None
+    if isinstance(error, dict) and error.get("type"):
+        return map_engine_error(error)
+    return upstream_error(status, body)
+
+
+class LlamaCppProcessEngine:
+    """Starts `llamacpp_child` for one model version and forwards requests to it; stop() ends the child."""
+
+    name = "llama.cpp"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        context_length: int,
+        parallel_slots: int,
+        threads: int,
+        http_port: int = 0,
+        start_timeout_s: float = 120.0,
+        request_timeout_s: float = 120.0,
+    ) -> None:
+        self.model_path = model_path
+        self.context_length = context_length
+        self.parallel_slots = parallel_slots
+        self.threads = threads
+        self.http_port = http_port
+        self.start_timeout_s = start_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._output: collections.deque[str] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
+        self._address: str | None = None
+        self._upstream: OpenAIUpstreamEngine | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before start)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def engine_http_address(self) -> str | None:
+        """llama.cpp's own OpenAI-compatible HTTP server in the child (used to benchmark the raw engine)."""
+        return self._address
+
+    async def start(self) -> None:
+        """Spawn the child off the event loop and wait (bounded) for its READY line."""
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"model file {self.model_path} does not exist")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[str | None] = loop.create_future()
+        self._proc = await loop.run_in_executor(None, self._spawn)
+        self._reader = threading.Thread(
+            target=self._read_output, args=(self._proc, loop, ready), name=f"llamacpp-{self._proc.pid}", daemon=True
+        )
+        self._reader.start()
+        try:
+            address = await asyncio.wait_for(ready, self.start_timeout_s)
+        except TimeoutError:
+            await self.stop()
+            raise RuntimeError(
+                f"llama.cpp child (pid {self.pid}) did not load {self.model_path} within {self.start_timeout_s} s; "
+                f"its last output: {self._tail()}"
+            ) from None
+        if address is None:  # the child closed its output: it is exiting
+            code = await loop.run_in_executor(None, self._proc.wait)
+            await self.stop()
+            raise RuntimeError(
+                f"llama.cpp child exited with status {code} before loading {self.model_path}; "
+                f"its last output: {self._tail()}"
+            )
+        self._address = address
+        self._upstream = OpenAIUpstreamEngine(
+            address + "/v1",
+            upstream_model=self.model_path.name,
+            api_key=None,
+            context_length=self.context_length,
+            timeout_s=self.request_timeout_s,
+            map_error=llamacpp_error,
+        )
+        await self._upstream.start()
+        log.info("model loaded", extra={"model_path": str(self.model_path), "engine_http": address, "pid": self.pid})
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "services.inference.engines.llamacpp_child", "--model", str(self.model_path)]
+        cmd += ["--context-length", str(self.context_length), "--parallel-slots", str(self.parallel_slots)]
+        cmd += ["--threads", str(self.threads), "--port", str(self.http_port)]
+        path = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
+        # stdin stays open for the child's life: its EOF tells the child that we are gone.
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+
+    def _read_output(
+        self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, ready: asyncio.Future[str | None]
+    ) -> None:
+        """Reader thread: resolve `ready` with the child's address (None if it exits first); log the rest."""
+
+        def resolve(address: str | None) -> None:
+            if not ready.done():
+                ready.set_result(address)
+
+        assert proc.stdout is not None
+        with proc.stdout:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line.startswith(READY + " ") and not ready.done():
+                    loop.call_soon_threadsafe(resolve, line.split(" ", 1)[1])
+                elif line:
+                    self._output.append(line)
+                    log.info("llama.cpp child output", extra={"pid": proc.pid, "line": line})
+        with contextlib.suppress(RuntimeError):  # the loop is gone (service shut down): nobody waits any more
+            loop.call_soon_threadsafe(resolve, None)
+
+    def _tail(self) -> str:
+        return " | ".join(self._output) or "(nothing)"
+
+    async def stop(self) -> None:
+        """Close the connection pool, then end the child: SIGTERM, SIGKILL if it lingers."""
+        if self._upstream is not None:
+            await self._upstream.stop()
+            self._upstream = None
+        if self._proc is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._end_child)
+
+    def _end_child(self) -> None:
+        proc = self._proc
+        assert proc is not None
+        if proc.stdin is not None:
+            proc.stdin.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                log.warning("llama.cpp child ignored SIGTERM; killing it", extra={"pid": proc.pid})
+                proc.kill()
+                proc.wait()
+        if self._reader is not None:
+            self._reader.join(_STOP_GRACE_S)
+
+    def is_ready(self) -> bool:
+        """Ready while the child that loaded the model is alive."""
+        return self._upstream is not None and self._proc is not None and self._proc.poll() is None
+
+    def _client(self) -> OpenAIUpstreamEngine:
+        if self._upstream is None or not self.is_ready():
+            code = self._proc.poll() if self._proc is not None else None
+            state = f"exited with status {code}" if code is not None else "is not running"
+            raise EngineUnavailable(f"the llama.cpp process of this model version {state}")
+        return self._upstream
+
+    async def generate(self, kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
+        """One non-streaming generation in the child."""
+        result = await self._client().generate(kind, payload)
+        result.pop("timings", None)  # llama.cpp's own profiling, not part of the OpenAI shape
+        return result
+
+    async def stream(self, kind: Kind, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Chunks from the child's SSE stream, the last one carrying usage."""
+        async for chunk in self._client().stream(kind, payload):
+            chunk.pop("timings", None)
+            yield chunk

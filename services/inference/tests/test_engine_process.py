@@ -1,0 +1,121 @@
+"""The llama.cpp child process per model version (the default engine isolation), with the real SmolLM2 model:
+its lifecycle, what a dead child means for requests, and the in_process setting that keeps llama.cpp inside."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.inference.app import create_app
+from services.inference.engines.base import EngineUnavailable
+from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path
+from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
+from services.inference.loader import build_engine
+from services.inference.settings import InferenceSettings
+
+pytestmark = pytest.mark.integration
+MODEL = "smollm2-135m-instruct"
+HI = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+# Long enough to be still generating when the child is killed a moment after it started.
+LONG = {"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 400, "ignore_eos": True}
+
+
+def process_engine() -> LlamaCppProcessEngine:
+    return LlamaCppProcessEngine(packaged_smollm2_path(), context_length=512, parallel_slots=1, threads=1)
+
+
+def gone(pid: int) -> bool:
+    """True when no process has this id any more (exited and reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_two_versions_side_by_side_then_stop_leaves_no_process() -> None:
+    old, new = process_engine(), process_engine()
+    await asyncio.gather(old.start(), new.start())  # as in a swap: both loaded at once, each on its own port
+    pids = [old.pid, new.pid]
+    try:
+        assert old.engine_http_address != new.engine_http_address
+        for engine in (old, new):
+            assert engine.is_ready()
+            result = await engine.generate("chat", HI)
+            assert result["usage"]["completion_tokens"] <= 2 and "timings" not in result
+    finally:
+        await old.stop()
+        await new.stop()
+    assert all(pid is not None and gone(pid) for pid in pids)
+    assert not old.is_ready() and not new.is_ready()
+
+
+async def test_a_child_killed_mid_request_fails_that_request_fast() -> None:
+    engine = process_engine()
+    await engine.start()
+    try:
+        assert engine.pid is not None
+        running = asyncio.create_task(engine.generate("chat", LONG))
+        await asyncio.sleep(0.3)
+        os.kill(engine.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(EngineUnavailable):
+            await asyncio.wait_for(running, 10)
+        assert time.monotonic() - started < 5
+        assert not engine.is_ready()
+        with pytest.raises(EngineUnavailable, match="exited"):
+            await engine.generate("chat", HI)
+    finally:
+        await engine.stop()
+
+
+async def test_a_model_that_cannot_load_fails_start_with_the_childs_words(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a gguf file")
+    engine = LlamaCppProcessEngine(broken, context_length=512, parallel_slots=1, threads=1)
+    with pytest.raises(RuntimeError, match="exited with status") as err:
+        await engine.start()
+    assert "Failed to init server" in str(err.value)  # the tail of the child's own output
+    assert engine.pid is not None and gone(engine.pid)
+
+
+@pytest.fixture
+def service() -> Iterator[TestClient]:
+    """The real app (default settings: llama.cpp in a child process), small context for a quick load."""
+    settings = InferenceSettings(context_length=512, parallel_slots=1, threads=1)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_a_dead_engine_process_makes_the_service_not_ready_with_a_clear_503(service: TestClient) -> None:
+    body = {"model": MODEL, **HI}
+    assert service.post("/v1/chat/completions", json=body).status_code == 200
+    engine = service.app.state.serving.manager.production.engine  # type: ignore[attr-defined]
+    assert isinstance(engine, LlamaCppProcessEngine) and engine.pid is not None
+    os.kill(engine.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while engine.is_ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.get("/readyz").status_code == 503
+    for stream in (False, True):
+        response = service.post("/v1/chat/completions", json=body | {"stream": stream})
+        assert response.status_code == 503 and response.headers["retry-after"]
+        error = response.json()["error"]
+        assert error["code"] == "engine_unavailable" and "not available" in error["message"]
+
+
+def test_in_process_isolation_still_serves() -> None:
+    settings = InferenceSettings(engine_isolation="in_process", context_length=512, parallel_slots=1, threads=1)
+    assert isinstance(build_engine(settings), LlamaCppEngine)
+    assert isinstance(build_engine(InferenceSettings()), LlamaCppProcessEngine)  # the default
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/chat/completions", json={"model": MODEL, **HI})
+        assert response.status_code == 200 and response.json()["usage"]["completion_tokens"] <= 2
+        assert isinstance(client.app.state.serving.manager.production.engine, LlamaCppEngine)  # type: ignore[attr-defined]
