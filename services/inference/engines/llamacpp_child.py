@@ -5,8 +5,10 @@ Started by LlamaCppProcessEngine (llamacpp_process.py); runnable alone for debug
     python -m services.inference.engines.llamacpp_child --model model.gguf --context-length 2048 --port 0
 
 Prints one line, `READY http://127.0.0.1:<port>`, once the model is loaded and the server listens (port 0 picks a
-free port, so two versions loaded side by side during a swap never collide). Exits on SIGTERM, SIGINT, or when its
-stdin closes: the parent holds the other end, so a parent that dies, even by SIGKILL, takes the child with it.
+free port, so two versions loaded side by side during a swap never collide). Exits on SIGTERM or when its stdin
+closes (Ctrl-D when run alone): the parent holds the other end, so a parent that dies, even by SIGKILL, takes the
+child with it. SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and the service must keep
+its engines while it drains, then stops them itself.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_now)
-    signal.signal(signal.SIGINT, _exit_now)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     import xllamacpp  # after the handlers: a stop asked for during the load ends the process right after it
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2
 from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
 from services.inference.loader import build_engine
 from services.inference.settings import InferenceSettings
+from tests.support.servers import REPO
 
 pytestmark = pytest.mark.integration
 MODEL = "smollm2-135m-instruct"
@@ -32,12 +35,18 @@ def process_engine() -> LlamaCppProcessEngine:
 
 
 def gone(pid: int) -> bool:
-    """True when no process has this id any more (exited and reaped)."""
+    """True when the process has exited (reaped, or a zombie waiting for a parent that is gone itself)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
         return True
-    return False
+
+
+def wait_gone(pid: int, timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return gone(pid)
 
 
 async def test_two_versions_side_by_side_then_stop_leaves_no_process() -> None:
@@ -55,6 +64,33 @@ async def test_two_versions_side_by_side_then_stop_leaves_no_process() -> None:
         await new.stop()
     assert all(pid is not None and gone(pid) for pid in pids)
     assert not old.is_ready() and not new.is_ready()
+
+
+PARENT = """
+import asyncio
+from services.inference.engines.llamacpp import packaged_smollm2_path
+from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
+
+async def main():
+    engine = LlamaCppProcessEngine(packaged_smollm2_path(), context_length=512, parallel_slots=1, threads=1)
+    await engine.start()
+    print(engine.pid, flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+def test_a_service_killed_with_sigkill_takes_its_engine_process_with_it() -> None:
+    # SIGKILL runs no cleanup in the parent: only the child's stdin reaching EOF can tell it to go.
+    with subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, cwd=REPO) as parent:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert not gone(child)
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+    assert wait_gone(child)
 
 
 async def test_a_child_killed_mid_request_fails_that_request_fast() -> None:
