@@ -32,6 +32,13 @@ log = logging.getLogger("inference.llamacpp.process")
 
 _REPO = Path(__file__).resolve().parents[3]  # so `python -m services...` resolves wherever the service runs
 _STOP_GRACE_S = 5.0
+# llama.cpp's CPU threads meet at OpenMP barriers thousands of times per token. libgomp spins 300,000 times
+# before it sleeps, unless it sees more of its threads than CPUs; then it spins 1,000 times, so threads that
+# cannot all run at once hand over the core instead of burning it. It only sees its own process's threads: two
+# children (old and new version during a swap) with 2 threads each on 2 cores would spin against each other,
+# and the serving version's requests slowed from ~0.1 s to 1-3 s while the new one loaded. 1,000 is what
+# libgomp itself picks when oversubscribed (and what in-process loading got for free).
+_GOMP_SPINCOUNT = "1000"
 _OUTPUT_TAIL_LINES = 20
 
 
@@ -127,15 +134,11 @@ class LlamaCppProcessEngine:
         cmd = [sys.executable, "-m", "services.inference.engines.llamacpp_child", "--model", str(self.model_path)]
         cmd += ["--context-length", str(self.context_length), "--parallel-slots", str(self.parallel_slots)]
         cmd += ["--threads", str(self.threads), "--port", str(self.http_port)]
-        path = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
+        env = {"GOMP_SPINCOUNT": _GOMP_SPINCOUNT, **os.environ}  # an operator's own setting wins
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
+        log.info("starting a llama.cpp child", extra={"model_path": str(self.model_path), "cmd": cmd})
         # stdin stays open for the child's life: its EOF tells the child that we are gone.
-        return subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": path},
-        )
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
     def _read_output(
         self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, ready: asyncio.Future[str | None]
@@ -162,12 +165,14 @@ class LlamaCppProcessEngine:
         return " | ".join(self._output) or "(nothing)"
 
     async def stop(self) -> None:
-        """Close the connection pool, then end the child: SIGTERM, SIGKILL if it lingers."""
-        if self._upstream is not None:
-            await self._upstream.stop()
-            self._upstream = None
+        """End the child (SIGTERM, SIGKILL if it lingers), then close the connection pool."""
+        upstream, self._upstream = self._upstream, None  # not ready from here on: new requests get a 503
         if self._proc is not None:
+            # Child first: a request still running (a drain that timed out) then fails as unavailable, instead
+            # of meeting a closed connection pool.
             await asyncio.get_running_loop().run_in_executor(None, self._end_child)
+        if upstream is not None:
+            await upstream.stop()
 
     def _end_child(self) -> None:
         proc = self._proc
