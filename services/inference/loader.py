@@ -54,6 +54,7 @@ def build_engine(settings: InferenceSettings, spec: VersionSpec | None = None) -
         http_port=http_port,
         start_timeout_s=settings.engine_start_timeout_s,
         request_timeout_s=settings.upstream_timeout_s,
+        load_nice=settings.engine_load_nice,
     )
 
 
@@ -63,6 +64,11 @@ async def load_deployment(settings: InferenceSettings, spec: VersionSpec | None,
     await engine.start()
     if engine.is_ready():
         await engine.generate("chat", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    # A llama.cpp child loads and warms at low CPU priority (the serving version keeps the cores during a swap);
+    # it gets normal priority back before it takes traffic. Other engines have nothing to restore.
+    restore_priority = getattr(engine, "restore_priority", None)
+    if restore_priority is not None:
+        restore_priority()
     version = spec.version if spec else settings.model_version
     log.info("version loaded and warm", extra={"version": version, "alias": alias, "engine": engine.name})
     return ModelDeployment(engine, version, alias, artifact_uri=spec.artifact_uri if spec else None)

@@ -32,6 +32,14 @@ class InferenceSettings(ServiceSettings):
     engine_start_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait for a llama.cpp child process to load its model and listen."
     )
+    engine_load_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Nice value a new version's llama.cpp child loads and warms at, so the version serving "
+        "during a swap keeps the CPU; it gets normal priority back before it takes traffic. Needs CAP_SYS_NICE "
+        "(root outside containers) to give it back: without it versions load at normal priority. 0: off.",
+    )
     served_model_name: str = Field(
         "smollm2-135m-instruct", description="Model id clients use in `model` and see in /v1/models."
     )

@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel-slots", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--nice", type=int, default=0, help="load at this nice value (the parent restores it)")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)  # before any thread exists: llama.cpp's threads inherit it, and the parent resets them all
     signal.signal(signal.SIGTERM, _exit_now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

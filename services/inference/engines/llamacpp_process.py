@@ -42,6 +42,18 @@ _GOMP_SPINCOUNT = "1000"
 _OUTPUT_TAIL_LINES = 20
 
 
+def can_raise_priority() -> bool:
+    """Whether this process may lower a nice value again (CAP_SYS_NICE), which loading niced relies on."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 23))  # bit 23: CAP_SYS_NICE
+    except OSError:
+        pass
+    return False
+
+
 def llamacpp_error(status: int, body: bytes) -> Exception:
     """llama.cpp's structured error object -> the same errors (codes, messages) as the in-process engine."""
     try:
@@ -68,6 +80,7 @@ class LlamaCppProcessEngine:
         http_port: int = 0,
         start_timeout_s: float = 120.0,
         request_timeout_s: float = 120.0,
+        load_nice: int = 0,
     ) -> None:
         self.model_path = model_path
         self.context_length = context_length
@@ -76,6 +89,9 @@ class LlamaCppProcessEngine:
         self.http_port = http_port
         self.start_timeout_s = start_timeout_s
         self.request_timeout_s = request_timeout_s
+        # Loading at low priority only helps if normal priority can be given back; otherwise the version would
+        # serve niced for its whole life.
+        self.load_nice = load_nice if load_nice and can_raise_priority() else 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._output: collections.deque[str] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
@@ -133,7 +149,7 @@ class LlamaCppProcessEngine:
     def _spawn(self) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "services.inference.engines.llamacpp_child", "--model", str(self.model_path)]
         cmd += ["--context-length", str(self.context_length), "--parallel-slots", str(self.parallel_slots)]
-        cmd += ["--threads", str(self.threads), "--port", str(self.http_port)]
+        cmd += ["--threads", str(self.threads), "--port", str(self.http_port), "--nice", str(self.load_nice)]
         env = {"GOMP_SPINCOUNT": _GOMP_SPINCOUNT, **os.environ}  # an operator's own setting wins
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
         log.info("starting a llama.cpp child", extra={"model_path": str(self.model_path), "cmd": cmd})
@@ -189,6 +205,16 @@ class LlamaCppProcessEngine:
                 proc.wait()
         if self._reader is not None:
             self._reader.join(_STOP_GRACE_S)
+
+    def restore_priority(self) -> None:
+        """Give every thread of a child that loaded niced its normal priority back (called once it is warm)."""
+        if not self.load_nice or self._proc is None:
+            return
+        try:
+            for tid in os.listdir(f"/proc/{self._proc.pid}/task"):  # nice is per thread on Linux
+                os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+        except (OSError, ValueError) as exc:
+            log.warning("llama.cpp child keeps its load priority", extra={"pid": self.pid, "error": str(exc)})
 
     def is_ready(self) -> bool:
         """Ready while the child that loaded the model is alive."""

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from services.inference.app import create_app
 from services.inference.engines.base import EngineUnavailable
 from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path
-from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
+from services.inference.engines.llamacpp_process import LlamaCppProcessEngine, can_raise_priority
 from services.inference.loader import build_engine
 from services.inference.settings import InferenceSettings
 from tests.support.servers import REPO
@@ -69,7 +69,7 @@ async def test_two_versions_side_by_side_then_stop_leaves_no_process() -> None:
 PARENT = """
 import asyncio
 from services.inference.engines.llamacpp import packaged_smollm2_path
-from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
+from services.inference.engines.llamacpp_process import LlamaCppProcessEngine, can_raise_priority
 
 async def main():
     engine = LlamaCppProcessEngine(packaged_smollm2_path(), context_length=512, parallel_slots=1, threads=1)
@@ -155,3 +155,32 @@ def test_in_process_isolation_still_serves() -> None:
         response = client.post("/v1/chat/completions", json={"model": MODEL, **HI})
         assert response.status_code == 200 and response.json()["usage"]["completion_tokens"] <= 2
         assert isinstance(client.app.state.serving.manager.production.engine, LlamaCppEngine)  # type: ignore[attr-defined]
+
+
+def _thread_nices(pid: int) -> set[int]:
+    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(not can_raise_priority(), reason="needs CAP_SYS_NICE to give a loading child its priority back")
+async def test_a_new_version_loads_niced_and_serves_at_normal_priority() -> None:
+    engine = LlamaCppProcessEngine(
+        packaged_smollm2_path(), context_length=512, parallel_slots=1, threads=1, load_nice=10
+    )
+    await engine.start()
+    try:
+        assert engine.pid is not None
+        await engine.generate("chat", HI)  # the warm-up: llama.cpp's compute threads now exist, all niced
+        assert _thread_nices(engine.pid) == {10}
+        engine.restore_priority()
+        assert _thread_nices(engine.pid) == {0}
+        assert (await engine.generate("chat", HI))["choices"]
+    finally:
+        await engine.stop()
+
+
+def test_loading_niced_is_off_when_priority_could_not_be_given_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.inference.engines.llamacpp_process.can_raise_priority", lambda: False)
+    engine = LlamaCppProcessEngine(
+        packaged_smollm2_path(), context_length=512, parallel_slots=1, threads=1, load_nice=10
+    )
+    assert engine.load_nice == 0  # a version must never serve niced for its whole life
