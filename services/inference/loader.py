@@ -55,6 +55,7 @@ def build_engine(settings: InferenceSettings, spec: VersionSpec | None = None) -
         start_timeout_s=settings.engine_start_timeout_s,
         request_timeout_s=settings.upstream_timeout_s,
         load_nice=settings.engine_load_nice,
+        restart_after_s=settings.engine_restart_s,
     )
 
 

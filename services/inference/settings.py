@@ -32,6 +32,12 @@ class InferenceSettings(ServiceSettings):
     engine_start_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait for a llama.cpp child process to load its model and listen."
     )
+    engine_restart_s: float = Field(
+        1.0,
+        ge=0,
+        description="A llama.cpp child process that dies is started again after this many seconds (doubling, up to "
+        "30 s, while it keeps failing); requests meanwhile get 503 engine_unavailable. 0: never restart.",
+    )
     engine_load_nice: int = Field(
         10,
         ge=0,

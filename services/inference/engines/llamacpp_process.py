@@ -81,6 +81,7 @@ class LlamaCppProcessEngine:
         start_timeout_s: float = 120.0,
         request_timeout_s: float = 120.0,
         load_nice: int = 0,
+        restart_after_s: float = 0.0,
     ) -> None:
         self.model_path = model_path
         self.context_length = context_length
@@ -92,6 +93,10 @@ class LlamaCppProcessEngine:
         # Loading at low priority only helps if normal priority can be given back; otherwise the version would
         # serve niced for its whole life.
         self.load_nice = load_nice if load_nice and can_raise_priority() else 0
+        self.restart_after_s = restart_after_s  # 0: a child that dies stays dead (the service is then not ready)
+        self.restarts = 0
+        self._stopping = False
+        self._restarting: asyncio.Task[None] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._output: collections.deque[str] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
@@ -112,9 +117,13 @@ class LlamaCppProcessEngine:
         """Spawn the child off the event loop and wait (bounded) for its READY line."""
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model file {self.model_path} does not exist")
+        self._stopping = False
+        await self._launch(self.load_nice)
+
+    async def _launch(self, nice: int) -> None:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[str | None] = loop.create_future()
-        self._proc = await loop.run_in_executor(None, self._spawn)
+        self._proc = await loop.run_in_executor(None, self._spawn, nice)
         self._reader = threading.Thread(
             target=self._read_output, args=(self._proc, loop, ready), name=f"llamacpp-{self._proc.pid}", daemon=True
         )
@@ -122,14 +131,14 @@ class LlamaCppProcessEngine:
         try:
             address = await asyncio.wait_for(ready, self.start_timeout_s)
         except TimeoutError:
-            await self.stop()
+            await self._shutdown()
             raise RuntimeError(
                 f"llama.cpp child (pid {self.pid}) did not load {self.model_path} within {self.start_timeout_s} s; "
                 f"its last output: {self._tail()}"
             ) from None
         if address is None:  # the child closed its output: it is exiting
             code = await loop.run_in_executor(None, self._proc.wait)
-            await self.stop()
+            await self._shutdown()
             raise RuntimeError(
                 f"llama.cpp child exited with status {code} before loading {self.model_path}; "
                 f"its last output: {self._tail()}"
@@ -146,10 +155,10 @@ class LlamaCppProcessEngine:
         await self._upstream.start()
         log.info("model loaded", extra={"model_path": str(self.model_path), "engine_http": address, "pid": self.pid})
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self, nice: int) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "services.inference.engines.llamacpp_child", "--model", str(self.model_path)]
         cmd += ["--context-length", str(self.context_length), "--parallel-slots", str(self.parallel_slots)]
-        cmd += ["--threads", str(self.threads), "--port", str(self.http_port), "--nice", str(self.load_nice)]
+        cmd += ["--threads", str(self.threads), "--port", str(self.http_port), "--nice", str(nice)]
         env = {"GOMP_SPINCOUNT": _GOMP_SPINCOUNT, **os.environ}  # an operator's own setting wins
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
         log.info("starting a llama.cpp child", extra={"model_path": str(self.model_path), "cmd": cmd})
@@ -176,12 +185,52 @@ class LlamaCppProcessEngine:
                     log.info("llama.cpp child output", extra={"pid": proc.pid, "line": line})
         with contextlib.suppress(RuntimeError):  # the loop is gone (service shut down): nobody waits any more
             loop.call_soon_threadsafe(resolve, None)
+            loop.call_soon_threadsafe(self._child_exited, proc)
+
+    def _child_exited(self, proc: subprocess.Popen[bytes]) -> None:
+        """On the loop: a child's output ended. Unless we stopped it, start a new one after a pause."""
+        if self._stopping or proc is not self._proc or self.restart_after_s <= 0 or self._upstream is None:
+            return  # stopped on purpose, an older child, restarts off, or it never finished loading
+        if self._restarting is None or self._restarting.done():
+            self._restarting = asyncio.create_task(self._restart(), name=f"llamacpp-restart-{proc.pid}")
+
+    async def _restart(self) -> None:
+        """Bring a dead child back (requests meanwhile get 503 engine_unavailable); back off while it keeps failing."""
+        delay = self.restart_after_s
+        while not self._stopping:
+            code = self._proc.poll() if self._proc is not None else None
+            log.error(
+                "llama.cpp child died; restarting it",
+                extra={"pid": self.pid, "status": code, "in_s": delay, "last_output": self._tail()},
+            )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            await self._shutdown()
+            try:
+                await self._launch(0)  # nothing else loads now: no reason to load niced
+            except (RuntimeError, OSError) as exc:
+                log.error("llama.cpp child restart failed", extra={"error": str(exc)})
+                delay = min(delay * 2, 30.0)
+                continue
+            self.restarts += 1
+            log.warning("llama.cpp child restarted", extra={"pid": self.pid, "restarts": self.restarts})
+            return
 
     def _tail(self) -> str:
         return " | ".join(self._output) or "(nothing)"
 
     async def stop(self) -> None:
-        """End the child (SIGTERM, SIGKILL if it lingers), then close the connection pool."""
+        """End the child (SIGTERM, SIGKILL if it lingers), then close the connection pool; no restart after this."""
+        self._stopping = True
+        restarting = self._restarting
+        if restarting is not None and restarting is not asyncio.current_task():
+            restarting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await restarting
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
         upstream, self._upstream = self._upstream, None  # not ready from here on: new requests get a 503
         if self._proc is not None:
             # Child first: a request still running (a drain that timed out) then fails as unavailable, instead

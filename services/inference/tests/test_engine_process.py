@@ -105,6 +105,7 @@ async def test_a_child_killed_mid_request_fails_that_request_fast() -> None:
         with pytest.raises(EngineUnavailable):
             await asyncio.wait_for(running, 10)
         assert time.monotonic() - started < 5
+        assert wait_gone(engine.pid)  # the request can fail (connection reset) a moment before the exit is visible
         assert not engine.is_ready()
         with pytest.raises(EngineUnavailable, match="exited"):
             await engine.generate("chat", HI)
@@ -124,8 +125,9 @@ async def test_a_model_that_cannot_load_fails_start_with_the_childs_words(tmp_pa
 
 @pytest.fixture
 def service() -> Iterator[TestClient]:
-    """The real app (default settings: llama.cpp in a child process), small context for a quick load."""
-    settings = InferenceSettings(context_length=512, parallel_slots=1, threads=1)
+    """The real app (default settings: llama.cpp in a child process), small context for a quick load; a dead
+    child is restarted only after 30 s, so the test sees the gap."""
+    settings = InferenceSettings(context_length=512, parallel_slots=1, threads=1, engine_restart_s=30)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -145,6 +147,25 @@ def test_a_dead_engine_process_makes_the_service_not_ready_with_a_clear_503(serv
         assert response.status_code == 503 and response.headers["retry-after"]
         error = response.json()["error"]
         assert error["code"] == "engine_unavailable" and "not available" in error["message"]
+
+
+def test_a_dead_engine_process_is_restarted_and_the_service_recovers() -> None:
+    settings = InferenceSettings(context_length=512, parallel_slots=1, threads=1, engine_restart_s=0.2)
+    body = {"model": MODEL, **HI}
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        engine = client.app.state.serving.manager.production.engine  # type: ignore[attr-defined]
+        assert isinstance(engine, LlamaCppProcessEngine) and engine.pid is not None
+        first = engine.pid
+        os.kill(first, signal.SIGKILL)
+        assert wait_gone(first)
+        deadline = time.monotonic() + 30
+        while not (engine.is_ready() and engine.pid != first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.restarts == 1 and engine.pid != first
+        assert client.get("/readyz").status_code == 200
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+        second = engine.pid
+    assert second is not None and wait_gone(second)  # shutdown stops the restarted child too, and restarts nothing
 
 
 def test_in_process_isolation_still_serves() -> None:
