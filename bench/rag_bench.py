@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "libs")]
 
 from bench.common import write_result  # noqa: E402
+from services.rag.app import build_embedder, build_pipeline  # noqa: E402
 from services.rag.catalog import Catalog  # noqa: E402
 from services.rag.embedder import Embedder  # noqa: E402
-from services.rag.ingest import IngestionPipeline, Progress, RawDocument  # noqa: E402
+from services.rag.ingest import Progress, RawDocument  # noqa: E402
 from services.rag.retrieval import Retriever  # noqa: E402
 from services.rag.settings import RagSettings  # noqa: E402
 from services.rag.sparse import BM25Encoder  # noqa: E402
@@ -90,12 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = RagSettings()
     texts, questions = corpus(args.chunks)
-    embedder = Embedder(
-        settings.embedding_batch_size,
-        settings.torch_threads,
-        settings.embedding_backend,
-        settings.resolved_data_dir() / "models",
-    )
+    embedder = build_embedder(settings)
     embedder.embed(texts[:64])  # warm-up
     results: dict = {}
     sample = texts[: args.throughput_chunks]
@@ -108,15 +104,7 @@ def main() -> None:
         store.ensure_catalog()
         catalog = Catalog(store, settings.public_team)
         record = catalog.create_collection("bench", "bench", "", embedder.dimension)
-        pipeline = IngestionPipeline(
-            embedder,
-            BM25Encoder(),
-            catalog,
-            chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap,
-            min_chars=settings.min_doc_chars,
-            max_chars=settings.max_doc_chars,
-        )
+        pipeline = build_pipeline(settings, embedder, catalog)
         docs = [RawDocument(t, f"d{i}", f"Doc {i}") for i, t in enumerate(texts)]
         t0 = time.perf_counter()
         run = pipeline.run(record, docs[: args.throughput_chunks], Progress())

@@ -21,10 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "libs")]
 
+from services.rag.app import build_embedder, build_pipeline  # noqa: E402
 from services.rag.catalog import Catalog  # noqa: E402
-from services.rag.embedder import Embedder  # noqa: E402
 from services.rag.evaluation import Evaluator  # noqa: E402
-from services.rag.ingest import IngestionPipeline, Progress, RawDocument  # noqa: E402
+from services.rag.ingest import Progress, RawDocument  # noqa: E402
 from services.rag.retrieval import Retriever  # noqa: E402
 from services.rag.settings import RagSettings  # noqa: E402
 from services.rag.sparse import BM25Encoder  # noqa: E402
@@ -63,26 +63,13 @@ def main() -> None:
     args = parser.parse_args()
     settings = RagSettings()
     docs, questions, unanswerable = load_squad(args.dataset)
-    embedder = Embedder(
-        settings.embedding_batch_size,
-        settings.torch_threads,
-        settings.embedding_backend,
-        settings.resolved_data_dir() / "models",
-    )
+    embedder = build_embedder(settings)
     with tempfile.TemporaryDirectory() as tmp:
         store = VectorStore(None, Path(tmp) / "qdrant")
         store.ensure_catalog()
         catalog = Catalog(store, settings.public_team)
         record = catalog.create_collection("eval", "squad-small", "SQuAD sample", embedder.dimension)
-        pipeline = IngestionPipeline(
-            embedder,
-            BM25Encoder(),
-            catalog,
-            chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap,
-            min_chars=settings.min_doc_chars,
-            max_chars=settings.max_doc_chars,
-        )
+        pipeline = build_pipeline(settings, embedder, catalog)
         run = pipeline.run(record, docs, Progress())
         evaluator = Evaluator(Retriever(embedder, BM25Encoder(), store), None, None, None, "")  # type: ignore[arg-type]
         ks = [1, 3, 5, 10]

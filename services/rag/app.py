@@ -46,6 +46,16 @@ def open_store(settings: RagSettings) -> VectorStore:
     )
 
 
+def build_embedder(settings: RagSettings) -> Embedder:
+    """The embedding model with the settings' batch size, threads and backend (ONNX exports under data_dir/models)."""
+    return Embedder(
+        settings.embedding_batch_size,
+        settings.torch_threads,
+        settings.embedding_backend,
+        settings.resolved_data_dir() / "models",
+    )
+
+
 def build_pipeline(settings: RagSettings, embedder: Embedder, catalog: Catalog) -> IngestionPipeline:
     """The ingestion pipeline with the settings' chunking and validation limits."""
     return IngestionPipeline(
@@ -102,17 +112,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = (
-            embedder
-            if embedder is not None
-            else await asyncio.to_thread(
-                Embedder,
-                settings.embedding_batch_size,
-                settings.torch_threads,
-                settings.embedding_backend,
-                settings.resolved_data_dir() / "models",
-            )
-        )
+        model = embedder if embedder is not None else await asyncio.to_thread(build_embedder, settings)
         store = open_store(settings)
         try:
             await asyncio.to_thread(store.ensure_catalog)

@@ -31,9 +31,8 @@ def find_files(folder: Path, pattern: str | None) -> list[Path]:
 
 def _ingest_local(files: list[Path], root: Path, collection: str, team: str, description: str) -> dict[str, Any]:
     """Run the pipeline in this process against the configured Qdrant (the service must not hold local mode)."""
-    from services.rag.app import build_pipeline, build_recorder, open_store
+    from services.rag.app import build_embedder, build_pipeline, build_recorder, open_store
     from services.rag.catalog import Catalog
-    from services.rag.embedder import Embedder
     from services.rag.ingest import Progress, RawDocument
     from services.rag.settings import RagSettings
 
@@ -42,12 +41,7 @@ def _ingest_local(files: list[Path], root: Path, collection: str, team: str, des
     try:
         store.ensure_catalog()
         catalog = Catalog(store, settings.public_team)
-        embedder = Embedder(
-            settings.embedding_batch_size,
-            settings.torch_threads,
-            settings.embedding_backend,
-            settings.resolved_data_dir() / "models",
-        )
+        embedder = build_embedder(settings)
         record = catalog.get_collection(team, collection) or catalog.create_collection(
             team, collection, description, embedder.dimension
         )
