@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -108,3 +109,24 @@ def http(method: str, url: str, token: str | None = None, body: Any = None, time
 def reachable(url: str) -> bool:
     """Does something answer 200 on this URL (a /readyz)?"""
     return http("GET", url, timeout=3)[0] == 200
+
+
+def run_exercise_tests(report: Report, module: Path, test_file: Path, hint: str) -> None:
+    """Run an exercise's pytest file against the learner's module (EXERCISE_MODULE); report the outcome."""
+    here = test_file.parent
+    env = {**os.environ, "EXERCISE_MODULE": str(module), "PYTHONPATH": f"{REPO}:{REPO / 'libs'}"}
+    cmd = [sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider", "--no-header"]
+    cmd += ["-o", "addopts=", "--rootdir", str(here)]
+    result = subprocess.run(cmd, env=env, cwd=here, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    failed = [ln for ln in lines if ln.startswith("FAILED")]
+    summary = lines[-1] if lines else result.stderr.strip()[-300:]
+    if result.returncode == 0:
+        report.ok(f"{test_file.name}: {summary}")
+        return
+    shown = "\n".join(failed[:6]) or summary
+    report.fail(
+        f"{test_file.name}: {summary}",
+        f"failing tests (run them yourself: EXERCISE_MODULE={module} .venv/bin/python -m pytest "
+        f"{test_file.relative_to(REPO)} -q):\n{shown}\n{hint}",
+    )

@@ -28,7 +28,12 @@ ACCEPTED = {
         "services/guardrails/detectors/injection_rules.py",
         "services/guardrails/detectors/normalize.py",
     ],
-    "trace_events": ["libs/llmops_common/trace_events.py", "services/gateway/proxy.py", "services/feedback/events.py", "services/feedback/consumer.py"],
+    "trace_events": [
+        "libs/llmops_common/trace_events.py",
+        "services/gateway/proxy.py",
+        "services/feedback/events.py",
+        "services/feedback/consumer.py",
+    ],
     "drift_detection": ["services/feedback/drift.py", "services/feedback/drift_monitor.py"],
 }
 HINTS = {
