@@ -12,6 +12,7 @@ from llmops_common.errors import install_error_handlers
 from llmops_common.health import ReadinessCheck, health_router
 from llmops_common.log_setup import configure_logging
 from llmops_common.request_id import RequestIdMiddleware
+from llmops_common.service_auth import SecurityHeadersMiddleware
 from llmops_common.settings import ServiceSettings
 from llmops_common.telemetry import install_tracing
 
@@ -37,6 +38,7 @@ def build_service_app(
         lifespan=lifespan,
     )
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     install_tracing(app, name)  # outermost: the span covers the whole request
     install_error_handlers(app)
     app.include_router(health_router(registry, readiness))
