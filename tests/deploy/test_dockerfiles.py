@@ -75,7 +75,10 @@ def test_service_image_rules(service: str) -> None:
     base_arg = next(args for name, args in ins if name == "ARG" and args.startswith("PYTHON_IMAGE="))
     assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-\w+", base_arg), base_arg
     runs = " ".join(args for name, args in ins if name == "RUN")
-    assert "-r /tmp/lock.txt" in runs and "COPY requirements/lock.txt /tmp/lock.txt" in path.read_text()
+    # Only this service's requirement set (its own lock from `make lock`), not the whole platform's lock.
+    text = path.read_text()
+    assert "-r /tmp/requirements.txt" in runs and f"COPY requirements/{service}.txt /tmp/requirements.txt" in text
+    assert "requirements/lock.txt" not in text
     final = final_stage(path)
     users = [args for name, args in final if name == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}, "final stage must run as a non-root user"
