@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: lock lock-check lock-pypi-check demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,7 @@ install: $(VENV)/.installed ## create the virtual environment and install pinned
 # The requirement sets (requirements/*.in: common, one per service, test, dev, training) and their locks.
 # After editing an .in file (or merging a branch that did): `make lock`, then commit the .in and .txt files.
 UV ?= $(VENV)/bin/uv
+.PHONY: lock lock-check lock-pypi-check
 lock: $(VENV)/.installed ## regenerate requirements/*.txt from requirements/*.in (uv, PyPI only)
 	UV=$(UV) requirements/lock.sh write
 
