@@ -69,11 +69,11 @@ lint: install ## ruff and mypy
 	$(VENV)/bin/ruff format --check libs services scripts tests bench examples
 	$(VENV)/bin/mypy libs/llmops_common services examples
 
-contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005 [KEY=.. TOKEN=..]
-	@test -n "$(SERVICE)" -a -n "$(URL)" || { echo "usage: make contract SERVICE=<name> URL=<base url> [TOKEN=<admin token>]"; exit 2; }
+contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005 [KEY=.. TOKEN=.. SERVICE_TOKEN=..]
+	@test -n "$(SERVICE)" -a -n "$(URL)" || { echo "usage: make contract SERVICE=<name> URL=<base url> [TOKEN=<admin token>] [SERVICE_TOKEN=<service token>]"; exit 2; }
 	@test -f services/$(SERVICE)/tests/test_contract.py || { echo "services/$(SERVICE) has no contract suite yet"; exit 2; }
 	$(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_URL=$(URL) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_ADMIN_TOKEN=$(TOKEN) \
-	  $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_KEY=$(KEY) \
+	  $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_KEY=$(KEY) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_TOKEN=$(SERVICE_TOKEN) \
 	  $(PY) -m pytest services/$(SERVICE)/tests/test_contract.py -q -p no:cacheprovider
 
 DURATION ?= 120
