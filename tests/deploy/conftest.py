@@ -153,10 +153,10 @@ def helm_template(helm_env: dict[str, str], values_file: str | None, *sets: str)
 
 @pytest.fixture(scope="session")
 def rendered(helm_env: dict[str, str]) -> dict[str, list[dict]]:
-    """Manifests per values file (values-cpu.yaml, values-gpu.yaml), with tracing on as compose has it."""
-    return {
-        name: helm_template(helm_env, name, f"tracing.otlpEndpoint={OTLP_ENDPOINT_IN_CLUSTER}") for name in VALUES_FILES
-    }
+    """Manifests per values file (values-cpu.yaml, values-gpu.yaml), with tracing on as compose has it, in dev mode
+    (the chart creates its Secret, so the tests can read every value a pod gets)."""
+    sets = ("dev=true", f"tracing.otlpEndpoint={OTLP_ENDPOINT_IN_CLUSTER}")  # dev: the chart makes its Secret
+    return {name: helm_template(helm_env, name, *sets) for name in VALUES_FILES}
 
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
