@@ -144,7 +144,9 @@ compose-config: $(VENV)/.deploy-tools ## validate deploy/compose (cpu and gpu) w
 	$(COMPOSE_BIN) $(COMPOSE_FILES) -f deploy/compose/compose.swap-guardrails.yaml config --quiet
 
 helm-lint: $(VENV)/.deploy-tools ## helm lint --strict and template the chart with the cpu and gpu values
+	@# dev=true: the chart makes its own Secret; production names one (secrets.existingSecret), checked too.
 	@set -e; for v in values-cpu.yaml values-gpu.yaml; do \
-	  $(VENV)/bin/helm lint --strict $(CHART) -f $(CHART)/$$v; \
-	  $(VENV)/bin/helm template llmops $(CHART) -f $(CHART)/$$v >/dev/null; \
+	  $(VENV)/bin/helm lint --strict $(CHART) -f $(CHART)/$$v --set dev=true; \
+	  $(VENV)/bin/helm template llmops $(CHART) -f $(CHART)/$$v --set dev=true >/dev/null; \
+	  $(VENV)/bin/helm template llmops $(CHART) -f $(CHART)/$$v --set secrets.existingSecret=llmops-secrets >/dev/null; \
 	done
