@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: compose-secrets demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -136,6 +136,9 @@ images: ## build one image per service (+ MLflow), tagged <version> and <version
 	    -t $(IMAGE_PREFIX)/$$s:$(VERSION) -t $(IMAGE_PREFIX)/$$s:$(VERSION)-$(GIT_REV) . ; \
 	done
 	docker build deploy/images/mlflow -t $(IMAGE_PREFIX)/mlflow:$(VERSION) -t $(IMAGE_PREFIX)/mlflow:$(VERSION)-$(GIT_REV)
+
+compose-secrets: install ## write deploy/compose/secrets.env: random passwords and tokens (mode 0600; existing values kept)
+	$(PY) scripts/platformctl.py compose-secrets
 
 compose-config: $(VENV)/.deploy-tools ## validate deploy/compose (cpu and gpu) with the real Docker Compose
 	@$(PY) scripts/platformctl.py compose-secrets

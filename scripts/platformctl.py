@@ -13,6 +13,7 @@ Secrets (admin keys, the service tokens internal services demand of their caller
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -265,12 +266,19 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> int:
         cmd, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     (RUN / f"{name}.pid").write_text(str(proc.pid))
-    (RUN / f"{name}.cmd").write_text(json.dumps(cmd))  # lets `up` see that a service was swapped since
+    # Lets `up` see that a service was swapped, or its settings (a new token) changed, since it started.
+    (RUN / f"{name}.cmd").write_text(json.dumps(launch_fingerprint(cmd, env)))
     return proc.pid
 
 
-def _started_with(name: str) -> list[str] | None:
-    """The command line a running process was started with (None when unknown)."""
+def launch_fingerprint(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
+    """What a process was started with: its command line and a digest of its environment (no secret in clear)."""
+    digest = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
+    return {"cmd": cmd, "env_sha256": digest}
+
+
+def _started_with(name: str) -> object | None:
+    """The fingerprint a running process was started with (None when unknown)."""
     path = RUN / f"{name}.cmd"
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -420,11 +428,11 @@ def up() -> None:
     for proc in processes(data):
         env = {**proc.env, "GATEWAY_REDIS_URL": redis_url}
         if _pid(proc.name) and _ready(proc.ready_url):
-            if _started_with(proc.name) in (None, proc.cmd):
+            if _started_with(proc.name) in (None, launch_fingerprint(proc.cmd, env)):
                 print(f"  {proc.name:<10} already running")
                 continue
-            _stop(proc.name)  # started with another command: a service was swapped in (or back out)
-            print(f"  {proc.name:<10} stopped, to start it with its new command")
+            _stop(proc.name)  # a service was swapped in (or back out), or its settings changed (a new token)
+            print(f"  {proc.name:<10} stopped, to start it with its new command or settings")
         port = int(proc.ready_url.split(":")[2].split("/")[0])
         if _port_open(port) and not _pid(proc.name):
             sys.exit(f"error: port {port} is taken by another program; stop it or run `make down` first")

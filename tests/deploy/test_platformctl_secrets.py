@@ -91,3 +91,14 @@ def test_env_file_lists_the_urls_and_the_tokens_a_learner_needs(ctl: ModuleType)
     assert lines["LLMOPS_INFERENCE_TOKEN"] == data["inference_service_token"]
     assert lines["LLMOPS_METRICS_TOKEN"] == data["gateway_metrics_token"]
     assert set(ctl.ENV_FILE_SECRETS) <= set(lines)
+
+
+def test_a_running_service_is_restarted_when_its_settings_change(ctl: ModuleType) -> None:
+    """A platform started before the service tokens existed is not left running open: the fingerprint differs."""
+    data = ctl._load_secrets()
+    inference = next(p for p in ctl.processes(data) if p.name == "inference")
+    now = ctl.launch_fingerprint(inference.cmd, inference.env)
+    before = {k: v for k, v in inference.env.items() if k != "INFERENCE_SERVICE_TOKEN"}
+    assert ctl.launch_fingerprint(inference.cmd, before) != now
+    assert ctl.launch_fingerprint(inference.cmd, dict(inference.env)) == now
+    assert data["inference_service_token"] not in json.dumps(now), "no secret in clear under .llmops/run"
