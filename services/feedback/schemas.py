@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # the gateway's team names (they also name export folders)
+
 
 class FeedbackIn(BaseModel):
     """Feedback on one served request: thumbs or a 1-5 rating, plus optional detail."""
@@ -14,7 +16,9 @@ class FeedbackIn(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=200, description="The x-request-id the gateway returned.")
     team: str | None = Field(
-        None, max_length=64, description="Admin only: the team whose request it is (a team key always means its own)."
+        None,
+        pattern=TEAM_PATTERN,
+        description="Admin only: the team whose request it is (a team key always means its own).",
     )
     thumbs: Literal["up", "down"] | None = Field(None, description="Thumbs up or down (give this or rating).")
     rating: int | None = Field(None, ge=1, le=5, description="1 (bad) to 5 (excellent) (give this or thumbs).")
@@ -89,7 +93,9 @@ class ExportIn(BaseModel):
         description="Dataset name, without '--'; versions count up per team and name. In the registry a team's "
         "dataset is '<team>--<name>', so two teams' datasets of one name never mix.",
     )
-    team: str | None = Field(None, description="Admin only: restrict to one team (a team key is always restricted).")
+    team: str | None = Field(
+        None, pattern=TEAM_PATTERN, description="Admin only: restrict to one team (a team key is always restricted)."
+    )
     model: str | None = Field(None, description="Only requests served by this model.")
     endpoint: Literal["chat", "completions", "rag"] | None = Field(None, description="Only this endpoint.")
     since: float | None = Field(None, description="Unix seconds; requests at or after.")
