@@ -13,7 +13,7 @@ from typing import Protocol
 
 from fastapi import Request
 
-from llmops_common.identity import Identity
+from llmops_common.identity import Identity, bearer_token
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,8 @@ async def get_principal(request: Request) -> Principal:
     """FastAPI dependency: the admin token, else the gateway key's team (401 unknown or revoked, 503 no gateway)."""
     header = request.headers.get("authorization")
     admin = request.app.state.settings.admin_token
-    scheme, _, token = (header or "").partition(" ")
-    token = token.strip()
-    if admin and scheme.lower() == "bearer" and token and secrets.compare_digest(token.encode(), admin.encode()):
+    token = bearer_token(header)
+    if admin and token and secrets.compare_digest(token.encode(), admin.encode()):
         return Principal(key_id="admin", team=None)
     identity: Identity = await request.app.state.identity.authenticate(header)
     return Principal(key_id=identity.key_id, team=identity.team, project=identity.project)
