@@ -8,16 +8,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from services.guardrails.detectors.base import ACTION_RANK, CheckInput, DetectorError, Finding
 from services.guardrails.metrics import GuardrailsMetrics
-from services.guardrails.policies import DetectorPolicy, Policy
+from services.guardrails.policies import DetectorPolicy, Mode, Policy
 
 log = logging.getLogger("llmops.guardrails")
 
 # Placeholder names for redaction; anything else uses its entity or category upper-cased.
-PLACEHOLDER = {"US_SSN": "SSN", "IP_ADDRESS": "IP", "CREDIT_CARD": "CARD"}
+PLACEHOLDER = {"US_SSN": "SSN", "IP_ADDRESS": "IP", "CREDIT_CARD": "CARD", "ORGANIZATION": "ORG"}
 
 
 class Detector(Protocol):
@@ -42,7 +42,7 @@ class CheckResult:
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """Response body of /v1/check/*."""
+        """Response body of /v1/check/* for one text."""
         return {
             "decision": self.decision,
             "text": self.text,
@@ -55,32 +55,100 @@ class CheckResult:
         }
 
 
+@dataclass
+class ItemResult:
+    """The verdict on one text of a multi-text check (a chat message, a document)."""
+
+    index: int
+    decision: str
+    text: str | None
+    findings: list[Finding]
+
+    def findings_dicts(self) -> list[dict[str, Any]]:
+        """Findings in wire shape, each naming the text it belongs to."""
+        return [{**f.as_dict(), "message": self.index} for f in self.findings]
+
+
+@dataclass
+class BatchResult:
+    """One call's verdict over many texts: the strongest decision, and each text's own."""
+
+    decision: str
+    items: list[ItemResult]
+    policy: Policy
+    latency_ms: float
+    errors: list[str] = field(default_factory=list)
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "policy": self.policy.name,
+            "fail_mode": self.policy.fail_mode,
+            "timeout_ms": self.policy.timeout_ms,
+            "errors": self.errors,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+    def as_messages_dict(self) -> dict[str, Any]:
+        """Response of /v1/check/input with `messages`."""
+        return {
+            **self._common(),
+            "text": None,
+            "findings": [f for item in self.items for f in item.findings_dicts()],
+            "messages": [{"index": i.index, "decision": i.decision, "text": i.text} for i in self.items],
+        }
+
+    def as_content_dict(self) -> dict[str, Any]:
+        """Response of /v1/check/content."""
+        return {
+            **self._common(),
+            "results": [
+                {"index": i.index, "decision": i.decision, "findings": i.findings_dicts(), "text": i.text}
+                for i in self.items
+            ],
+        }
+
+
+class Redactor:
+    """Typed placeholders numbered per call: the same value gets the same number in every message."""
+
+    def __init__(self) -> None:
+        self.numbering: dict[tuple[str, str], str] = {}
+        self.counters: dict[str, int] = {}
+
+    def __call__(self, text: str, findings: list[Finding]) -> str:
+        """Replace redact-action spans with placeholders such as <EMAIL_1>."""
+        pieces: list[str] = []
+        pos = 0
+        for f in sorted((f for f in findings if f.action == "redact"), key=lambda f: (f.start, -f.end)):
+            if f.start < pos:  # overlaps an earlier redaction: already hidden
+                continue
+            kind = PLACEHOLDER.get(f.entity or "", f.entity or f.category).upper()
+            value = text[f.start : f.end]
+            if (kind, value) not in self.numbering:
+                self.counters[kind] = self.counters.get(kind, 0) + 1
+                self.numbering[(kind, value)] = f"<{kind}_{self.counters[kind]}>"
+            pieces.append(text[pos : f.start])
+            pieces.append(self.numbering[(kind, value)])
+            pos = f.end
+        pieces.append(text[pos:])
+        return "".join(pieces)
+
+
 def redact(text: str, findings: list[Finding]) -> str:
     """Replace redact-action spans with typed placeholders, the same value getting the same number."""
-    numbering: dict[tuple[str, str], str] = {}
-    counters: dict[str, int] = {}
-    pieces: list[str] = []
-    pos = 0
-    for f in sorted((f for f in findings if f.action == "redact"), key=lambda f: (f.start, -f.end)):
-        if f.start < pos:  # overlaps an earlier redaction: already hidden
-            continue
-        kind = PLACEHOLDER.get(f.entity or "", f.entity or f.category).upper()
-        value = text[f.start : f.end]
-        if (kind, value) not in numbering:
-            counters[kind] = counters.get(kind, 0) + 1
-            numbering[(kind, value)] = f"<{kind}_{counters[kind]}>"
-        pieces.append(text[pos : f.start])
-        pieces.append(numbering[(kind, value)])
-        pos = f.end
-    pieces.append(text[pos:])
-    return "".join(pieces)
+    return Redactor()(text, findings)
+
+
+def _strongest(findings: list[Finding]) -> str:
+    return max((f.action for f in findings), key=ACTION_RANK.__getitem__, default="allow")
 
 
 class Checker:
     """Holds the detectors (loaded once) and runs them under a policy."""
 
     def __init__(self, detectors: dict[str, dict[str, Detector]], metrics: GuardrailsMetrics) -> None:
-        self.detectors = detectors  # direction -> name -> detector
+        self.detectors = detectors  # "input" | "output" -> name -> detector (content runs the input ones)
         self.metrics = metrics
 
     def _apply_policy(self, findings: list[Finding], cfg: DetectorPolicy) -> list[Finding]:
@@ -99,37 +167,86 @@ class Checker:
         )
         return Finding(name, "detector_error", 0, len(text), 1.0, reason, action="block" if closed else "allow")
 
-    def check(self, direction: Literal["input", "output"], inp: CheckInput, policy: Policy) -> CheckResult:
-        """Run every enabled detector of the policy for this direction and decide."""
-        started = time.perf_counter()
-        deadline = started + policy.timeout_ms / 1000
+    def _run(self, mode: Mode, inp: CheckInput, policy: Policy, deadline: float, errors: list[str]) -> list[Finding]:
+        """Every enabled detector of the mode over one text, within the call's deadline."""
+        inp.mode = mode
         findings: list[Finding] = []
-        errors: list[str] = []
-        available = self.detectors[direction]
-        for name, cfg in getattr(policy, direction).items():
+        available = self.detectors["output" if mode == "output" else "input"]
+        for name, cfg, config in policy.plan(mode):
             detector = available.get(name)
-            if not cfg.enabled or detector is None:
+            if detector is None:
                 continue
             if policy.stop_on_block and any(f.action == "block" for f in findings):
                 break
             if time.perf_counter() > deadline:
+                self._timed_out(name, mode)
                 errors.append(f"{name}: check exceeded timeout_ms={policy.timeout_ms} before this detector ran")
                 findings.append(self._failure(name, policy, inp.text, "timeout"))
                 continue
             t0 = time.perf_counter()
             try:
-                found = self._apply_policy(detector.run(inp, cfg.model_dump()), cfg)
+                found = self._apply_policy(detector.run(inp, config), cfg)
             except Exception as exc:  # the fail mode is the policy's answer to *any* detector fault
                 log.warning("detector %s failed", name, exc_info=not isinstance(exc, DetectorError))
                 self.metrics.detector_errors.labels(name).inc()
                 errors.append(f"{name}: {exc}")
                 found = [self._failure(name, policy, inp.text, str(exc) or type(exc).__name__)]
-            self.metrics.detector_latency.labels(direction, name).observe(time.perf_counter() - t0)
+            finished = time.perf_counter()
+            self.metrics.detector_latency.labels(mode, name).observe(finished - t0)
+            if finished > deadline:  # too late for a caller that waits timeout_ms: never silently accepted
+                self._timed_out(name, mode)
+                spent = (finished - t0) * 1000
+                errors.append(f"{name}: took {spent:.0f} ms, past the check's timeout_ms={policy.timeout_ms}")
+                found.append(self._failure(name, policy, inp.text, "timeout"))
             findings.extend(found)
-        decision = max((f.action for f in findings), key=ACTION_RANK.__getitem__, default="allow")
+        return findings
+
+    def _timed_out(self, name: str, mode: str) -> None:
+        self.metrics.detector_errors.labels(name).inc()
+        self.metrics.detector_timeouts.labels(mode, name).inc()
+
+    def check(self, mode: Mode, inp: CheckInput, policy: Policy) -> CheckResult:
+        """Run every enabled detector of the policy for this mode over one text and decide."""
+        started = time.perf_counter()
+        errors: list[str] = []
+        findings = self._run(mode, inp, policy, started + policy.timeout_ms / 1000, errors)
+        decision = _strongest(findings)
         text = redact(inp.text, findings) if decision == "redact" else None
         latency = time.perf_counter() - started
-        self.metrics.observe(direction, policy.name, decision, findings, latency)
+        self.metrics.observe(mode, policy.name, decision, findings, latency)
         return CheckResult(
             decision, text, sorted(findings, key=lambda f: (f.start, f.end)), policy, latency * 1000, errors
         )
+
+    def check_many(self, items: list[tuple[Mode, CheckInput]], policy: Policy, kind: str) -> BatchResult:
+        """One bounded check over many texts (a chat request's messages, a batch of documents).
+
+        One deadline (the policy's timeout_ms) covers the whole call: a text reached after it is not
+        read and gets the fail mode, so thousands of messages cost at most one check's budget.
+        """
+        started = time.perf_counter()
+        deadline = started + policy.timeout_ms / 1000
+        errors: list[str] = []
+        redactor = Redactor()
+        results: list[ItemResult] = []
+        late: list[int] = []
+        for index, (mode, inp) in enumerate(items):
+            if time.perf_counter() > deadline and inp.text:
+                late.append(index)
+                found = [self._failure("checker", policy, inp.text, "timeout: not read")]
+            else:
+                found = self._run(mode, inp, policy, deadline, errors) if inp.text else []
+            decision = _strongest(found)
+            text = redactor(inp.text, found) if decision == "redact" else None
+            results.append(ItemResult(index, decision, text, sorted(found, key=lambda f: (f.start, f.end))))
+        if late:
+            self._timed_out("checker", kind)
+            errors.append(
+                f"checker: timeout_ms={policy.timeout_ms} spent before {len(late)} of {len(items)} texts were read "
+                f"(first: {late[0]})"
+            )
+        all_findings = [f for r in results for f in r.findings]
+        decision = max((r.decision for r in results), key=ACTION_RANK.__getitem__, default="allow")
+        latency = time.perf_counter() - started
+        self.metrics.observe(kind, policy.name, decision, all_findings, latency)
+        return BatchResult(decision, results, policy, latency * 1000, errors)

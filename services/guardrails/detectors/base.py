@@ -41,6 +41,9 @@ class CheckInput:
 
     text: str
     direction: Literal["input", "output"]
+    # input: what a user (or system/developer) says; content: what the model reads (documents, retrieved chunks,
+    # tool results: indirect injection); output: what the model answered. Detectors may judge each differently.
+    mode: Literal["input", "content", "output"] = "input"
     prompt: str | None = None
     context: list[str] | None = None
     json_schema: dict[str, Any] | None = None
