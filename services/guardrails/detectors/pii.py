@@ -132,7 +132,10 @@ _STREET_AFTER = re.compile(
     r"court|ct|way|place|pl|square|sq|terrace|parkway|highway|hwy)\b"
     r"|^\s+[A-ZÄÖÜ][\w'-]*(?:straße|strasse|gasse|weg|platz|straat|laan|gracht|allee)\b"
 )
-_UNIT_BEFORE = re.compile(r"(?i)(?:\b(?:apt|apartment|suite|ste|unit|flat|no|nr|box)\.?|#)\s*$")
+_UNIT_BEFORE = re.compile(
+    r"(?i)(?:\b(?:apt|apartment|suite|ste|unit|flat|no|nr|box)\.?|#|"
+    r"\w(?:straße|strasse|gasse|weg|platz|straat|laan|gracht|allee|gatan|vej|veien))\s*$"
+)
 
 
 def phone_ok(raw: str, before: str = "", after: str = "") -> bool:
