@@ -43,6 +43,7 @@ def luhn_ok(digits: str) -> bool:
 # length fit a scheme, or when the words just before it say "card" (then any 12-19 digits). 12-digit numbers
 # exist only for Maestro; without context they must carry a Maestro prefix, so order and invoice numbers
 # (10 % of random digit strings pass Luhn) are not taken for cards.
+_MAESTRO = tuple(range(12, 20))
 _CARD_SCHEMES: tuple[tuple[int, int, tuple[int, ...]], ...] = (
     (4, 4, (13, 16, 19)),  # Visa
     (51, 55, (16,)), (2221, 2720, (16,)),  # Mastercard
@@ -52,7 +53,10 @@ _CARD_SCHEMES: tuple[tuple[int, int, tuple[int, ...]], ...] = (
     (3528, 3589, (16, 17, 18, 19)),  # JCB
     (62, 62, (16, 17, 18, 19)),  # UnionPay
     (2200, 2204, (16, 17, 18, 19)),  # Mir
-    (50, 50, tuple(range(12, 20))), (56, 69, tuple(range(12, 20))),  # Maestro (12-19 digits)
+    # Maestro: 12-19 digits only on its own IINs (a broad 5x/6x prefix would take 12-digit phone numbers).
+    (5018, 5018, _MAESTRO), (5020, 5020, _MAESTRO), (5038, 5038, _MAESTRO), (5893, 5893, _MAESTRO),
+    (6304, 6304, _MAESTRO), (6759, 6759, _MAESTRO), (6761, 6763, _MAESTRO),
+    (50, 50, tuple(range(13, 20))), (56, 58, tuple(range(13, 20))),
 )  # fmt: skip
 _CARD_CONTEXT = re.compile(
     r"(?i)(?:card|credit|debit|visa|master\s?card|amex|american express|maestro|discover|diners|jcb|unionpay|"
