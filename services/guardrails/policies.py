@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, 
 
 from services.guardrails.detector_config import (
     INPUT_DETECTORS,
+    NER_PII,
     OUTPUT_DETECTORS,
     SECTION_DETECTORS,
     DetectorPolicy,
@@ -66,6 +67,10 @@ class Policy(BaseModel):
     def plan(self, mode: Mode) -> list[tuple[str, DetectorPolicy, dict[str, Any]]]:
         """Enabled detectors of a mode in run order, with their settings."""
         return self._plan[mode]
+
+    def reads_names(self, mode: Mode) -> bool:
+        """Whether the mode runs the NER model (pii entities PERSON/LOCATION/ORGANIZATION): tens of ms, not one."""
+        return any(set(config.get("entities") or ()) & set(NER_PII) for name, _, config in self._plan[mode])
 
     def public(self) -> dict[str, Any]:
         """The effective policy as the API shows it."""

@@ -32,8 +32,13 @@ service_token = HTTPBearer(
 router = APIRouter(prefix="/v1", tags=["guardrails"], dependencies=[Security(service_token)])
 
 # Checks over fewer characters than this run inline: about a millisecond, cheaper than a thread hop.
-# Longer ones go to a worker thread so the event loop keeps answering probes and short checks.
+# Longer ones, and any that runs the NER model (~25 ms per 1,000 characters), go to a worker thread so
+# the event loop keeps answering probes and short checks.
 _INLINE_CHARS = 20_000
+
+
+def _inline(chars: int, policy: Policy, *modes: Mode) -> bool:
+    return chars <= _INLINE_CHARS and not any(policy.reads_names(m) for m in modes)
 
 
 def _checker(request: Request) -> Checker:
@@ -80,7 +85,7 @@ async def check_input(body: InputCheckRequest, request: Request) -> dict:
         _bound(settings, [text], "text", "too_many_messages")
         policy = _policy(request, body)
         inp = CheckInput(text=text, direction="input")
-        if len(text) <= _INLINE_CHARS:
+        if _inline(len(text), policy, "input"):
             return checker.check("input", inp, policy).as_dict()
         return (await run_in_threadpool(checker.check, "input", inp, policy)).as_dict()
     total = _bound(settings, [m.content for m in body.messages], "messages", "too_many_messages")
@@ -90,7 +95,7 @@ async def check_input(body: InputCheckRequest, request: Request) -> dict:
         ("content" if m.role == "tool" else "input", CheckInput(text=m.content, direction="input"))
         for m in body.messages
     ]
-    if total <= _INLINE_CHARS:
+    if _inline(total, policy, *{mode for mode, _ in items}):
         return checker.check_many(items, policy, "input").as_messages_dict()
     return (await run_in_threadpool(checker.check_many, items, policy, "input")).as_messages_dict()
 
@@ -102,7 +107,7 @@ async def check_content(body: ContentCheckRequest, request: Request) -> dict:
     total = _bound(request.app.state.settings, body.texts, "texts", "too_many_texts")
     policy = _policy(request, body)
     items: list[tuple[Mode, CheckInput]] = [("content", CheckInput(text=t, direction="input")) for t in body.texts]
-    if total <= _INLINE_CHARS:
+    if _inline(total, policy, "content"):
         return checker.check_many(items, policy, "content").as_content_dict()
     return (await run_in_threadpool(checker.check_many, items, policy, "content")).as_content_dict()
 
@@ -123,7 +128,7 @@ async def check_output(body: OutputCheckRequest, request: Request) -> dict:
         json_schema=body.json_schema, canaries=body.canaries,
     )  # fmt: skip
     size = len(body.text) + sum(len(c) for c in body.context or [])
-    if size <= _INLINE_CHARS:
+    if _inline(size, policy, "output"):
         return checker.check("output", inp, policy).as_dict()
     return (await run_in_threadpool(checker.check, "output", inp, policy)).as_dict()
 
