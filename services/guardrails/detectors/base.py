@@ -41,14 +41,14 @@ class CheckInput:
 
     text: str
     direction: Literal["input", "output"]
-    # input: what a user (or system/developer) says; content: what the model reads (documents, retrieved chunks,
-    # tool results: indirect injection); output: what the model answered. Detectors may judge each differently.
-    mode: Literal["input", "content", "output"] = "input"
     prompt: str | None = None
     context: list[str] | None = None
     json_schema: dict[str, Any] | None = None
     canaries: list[str] | None = None
     cache: dict[str, Any] = field(default_factory=dict)  # shared per-check memo (e.g. normalised views)
+    # input: what a user says (direct injection); content: what the model reads (documents, e-mails, tool
+    # results: indirect injection); output: the model's answer. Detectors that care score each differently.
+    mode: Literal["input", "content", "output"] = "input"
 
 
 class DetectorError(Exception):
