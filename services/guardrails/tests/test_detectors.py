@@ -315,3 +315,15 @@ def test_groundedness_is_fast_at_1k_answer_and_4k_context(light_detectors: dict)
         groundedness.run(inp, {})
         times.append(time.perf_counter() - started)
     assert sorted(times)[-2] < 0.05  # generous on a shared 2-core machine; the bench measures it properly
+
+
+@pytest.mark.parametrize("text", ["1 a " * 25_000, "12 ab.cd " * 20_000, "rue a " * 20_000, "Aastraat 1 " * 10_000])
+def test_address_patterns_stay_linear(text: str) -> None:
+    import time
+
+    from services.guardrails.detectors.ner import _ADDRESS, _COMPOUND_ADDRESS
+
+    started = time.perf_counter()
+    list(_ADDRESS.finditer(text))
+    list(_COMPOUND_ADDRESS.finditer(text))
+    assert time.perf_counter() - started < 3.0

@@ -184,3 +184,32 @@ def test_per_entity_actions_and_min_score(fresh_checker: Checker) -> None:
     )
     inp = CheckInput(text="call (415) 555-0132", direction="input")  # phones score 0.75
     assert fresh_checker.check("input", inp, lenient.resolve(None, None)).decision == "allow"
+
+
+class Counting:
+    """Counts its runs."""
+
+    name = "injection"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self, inp: CheckInput, config: dict[str, Any]) -> list[Finding]:
+        self.runs += 1
+        return []
+
+
+def test_repeated_messages_are_judged_once_per_call(fresh_checker: Checker) -> None:
+    """Issue 12 row 11: 30,000 copies of one message cost 30,000 checks."""
+    counting = Counting()
+    checker = Checker({"input": {"injection": counting}, "output": {}}, fresh_checker.metrics)
+    policy = _policies("closed").resolve(None, None)
+    items: list[tuple[Any, CheckInput]] = [("input", CheckInput(text="hello there", direction="input"))] * 500
+    items += [
+        ("content", CheckInput(text="hello there", direction="input")),
+        ("input", CheckInput(text="", direction="input")),
+    ]
+    result = checker.check_many(items, policy, "input")
+    assert counting.runs == 2 and len(result.items) == 502  # once as input, once as content; empty: not at all
+    latency = fresh_checker.metrics.detector_latency.labels("input", "injection")
+    assert latency._sum.get() > 0  # observed once per call, not per message
