@@ -17,6 +17,7 @@ from services.guardrails.metrics import GuardrailsMetrics
 from services.guardrails.policies import PolicySet
 from services.guardrails.routes import router
 from services.guardrails.settings import GuardrailsSettings
+from services.guardrails.verdict_cache import VerdictCache
 
 VERSION = "0.1.0"
 
@@ -34,7 +35,8 @@ def create_app(settings: GuardrailsSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.checker = Checker(load_detectors(settings), metrics)
+        cache = VerdictCache(settings.verdict_cache_size, settings.verdict_cache_ttl_s)
+        app.state.checker = Checker(load_detectors(settings), metrics, cache)
         metrics.models_loaded.set(1)
         yield
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from services.guardrails.detectors.base import ACTION_RANK, CheckInput, DetectorError, Finding
 from services.guardrails.metrics import GuardrailsMetrics
 from services.guardrails.policies import DetectorPolicy, Mode, Policy
+from services.guardrails.verdict_cache import VerdictCache
 
 log = logging.getLogger("llmops.guardrails")
 
@@ -147,9 +148,12 @@ def _strongest(findings: list[Finding]) -> str:
 class Checker:
     """Holds the detectors (loaded once) and runs them under a policy."""
 
-    def __init__(self, detectors: dict[str, dict[str, Detector]], metrics: GuardrailsMetrics) -> None:
+    def __init__(
+        self, detectors: dict[str, dict[str, Detector]], metrics: GuardrailsMetrics, cache: VerdictCache | None = None
+    ) -> None:
         self.detectors = detectors  # "input" | "output" -> name -> detector (content runs the input ones)
         self.metrics = metrics
+        self.cache = cache  # input and content verdicts by text digest (output depends on context too)
 
     def _apply_policy(self, findings: list[Finding], cfg: DetectorPolicy) -> list[Finding]:
         kept = []
@@ -203,6 +207,23 @@ class Checker:
             findings.extend(found)
         return findings
 
+    def _judge(
+        self, mode: Mode, inp: CheckInput, policy: Policy, deadline: float, errors: list[str], spent: dict[str, float]
+    ) -> list[Finding]:
+        """`_run`, or the findings of the same text under the same policy from the verdict cache."""
+        if self.cache is None or mode == "output":
+            return self._run(mode, inp, policy, deadline, errors, spent)
+        key = self.cache.key(policy.fingerprint, mode, inp.text)
+        found = self.cache.get(key)
+        if found is not None:
+            self.metrics.cache_hits.labels(mode).inc()
+            return found
+        before = len(errors)
+        found = self._run(mode, inp, policy, deadline, errors, spent)
+        if len(errors) == before:  # a failure or a timeout is not a verdict: the next call tries again
+            self.cache.put(key, found)
+        return found
+
     def _observe_detectors(self, mode: str, spent: dict[str, float]) -> None:
         # One observation per detector per call (all its messages): per message, a 1,000-message call
         # would spend more time in the metrics client than in the cheap detectors.
@@ -218,7 +239,7 @@ class Checker:
         started = time.perf_counter()
         errors: list[str] = []
         spent: dict[str, float] = {}
-        findings = self._run(mode, inp, policy, started + policy.timeout_ms / 1000, errors, spent)
+        findings = self._judge(mode, inp, policy, started + policy.timeout_ms / 1000, errors, spent)
         self._observe_detectors(mode, spent)
         decision = _strongest(findings)
         text = redact(inp.text, findings) if decision == "redact" else None
@@ -250,7 +271,7 @@ class Checker:
                 late.append(index)
                 found = [self._failure("checker", policy, inp.text, "timeout: not read")]
             elif found is None:
-                found = self._run(mode, inp, policy, deadline, errors, spent.setdefault(mode, {}))
+                found = self._judge(mode, inp, policy, deadline, errors, spent.setdefault(mode, {}))
                 seen[(mode, inp.text)] = found
             decision = _strongest(found)
             text = redactor(inp.text, found) if decision == "redact" else None

@@ -47,6 +47,12 @@ class GuardrailsMetrics:
             ["direction", "detector"],
             registry=registry,
         )
+        self.cache_hits = Counter(
+            "llmops_guardrails_verdict_cache_hits_total",
+            "Texts (messages, chunks) judged before under the same policy, answered from the verdict cache.",
+            ["direction"],
+            registry=registry,
+        )
         self.check_latency = Histogram(
             "llmops_guardrails_check_duration_seconds",
             "Time to run one check (all detectors), without HTTP.",

@@ -6,6 +6,7 @@ the service start, not a request. A policy may `extends` another; detector secti
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,9 +52,11 @@ class Policy(BaseModel):
     )
     # (name, settings, settings as the dict detectors read), per mode, in run order: built once, read per check.
     _plan: dict[str, list[tuple[str, DetectorPolicy, dict[str, Any]]]] = PrivateAttr(default_factory=dict)
+    _fingerprint: str = PrivateAttr("")
 
     def model_post_init(self, context: Any) -> None:
         """Precompute the run plan so a check with many messages does not re-serialise settings."""
+        self._fingerprint = hashlib.blake2b(self.model_dump_json().encode(), digest_size=16).hexdigest()
         for mode in ("input", "content", "output"):
             section = self.section(mode)
             self._plan[mode] = [(name, cfg, cfg.model_dump()) for name, cfg in section.items() if cfg.enabled]
@@ -63,6 +66,11 @@ class Policy(BaseModel):
         if mode == "content":
             return self.input if self.content is None else self.content
         return self.input if mode == "input" else self.output
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of every setting: equal policies judge a text the same way (the verdict cache's key)."""
+        return self._fingerprint
 
     def plan(self, mode: Mode) -> list[tuple[str, DetectorPolicy, dict[str, Any]]]:
         """Enabled detectors of a mode in run order, with their settings."""

@@ -39,6 +39,12 @@ class GuardrailsSettings(ServiceSettings):
     max_messages: int = Field(
         1000, ge=1, description="Most messages (input checks) or texts (content checks) in one call (413 beyond)."
     )
+    verdict_cache_size: int = Field(
+        50_000, ge=0, description="Input/content verdicts remembered by text digest (0: off); a resent history is free."
+    )
+    verdict_cache_ttl_s: float = Field(
+        60.0, gt=0, description="Seconds a remembered verdict is reused (a promoted model applies within this)."
+    )
     max_context_chars: int = Field(
         200_000, ge=1, description="Total characters of RAG context an output check accepts."
     )

@@ -213,3 +213,37 @@ def test_repeated_messages_are_judged_once_per_call(fresh_checker: Checker) -> N
     assert counting.runs == 2 and len(result.items) == 502  # once as input, once as content; empty: not at all
     latency = fresh_checker.metrics.detector_latency.labels("input", "injection")
     assert latency._sum.get() > 0  # observed once per call, not per message
+
+
+def test_a_resent_history_is_read_once_and_failures_are_not_remembered(fresh_checker: Checker) -> None:
+    from services.guardrails.verdict_cache import VerdictCache
+
+    counting = Counting()
+    checker = Checker({"input": {"injection": counting}, "output": {}}, fresh_checker.metrics, VerdictCache(100, 60))
+    policy = _policies("closed").resolve(None, None)
+    history = [("input", CheckInput(text=f"turn {i}", direction="input")) for i in range(3)]
+    checker.check_many(history, policy, "input")
+    checker.check_many([*history, ("input", CheckInput(text="turn 3", direction="input"))], policy, "input")
+    assert counting.runs == 4  # turns 0-2 once, then only the new turn
+    other = _policies("open").resolve(None, None)  # different settings: judged again
+    checker.check_many(history[:1], other, "input")
+    assert counting.runs == 5
+
+    failing = Checker({"input": {"pii": Exploding()}, "output": {}}, fresh_checker.metrics, VerdictCache(100, 60))
+    for _ in range(2):
+        result = failing.check("input", CheckInput(text="hello", direction="input"), policy)
+        assert result.decision == "block" and result.errors  # reported again: the failure was not cached
+
+
+def test_verdict_cache_is_bounded_and_expires() -> None:
+    import time
+
+    from services.guardrails.verdict_cache import VerdictCache
+
+    cache = VerdictCache(size=2, ttl_s=0.05)
+    keys = [cache.key("p", "input", t) for t in ("a", "b", "c")]
+    for key in keys:
+        cache.put(key, [])
+    assert cache.get(keys[0]) is None and cache.get(keys[2]) == []
+    time.sleep(0.06)
+    assert cache.get(keys[2]) is None
