@@ -1,6 +1,7 @@
-"""The check itself: run a policy's detectors over a text, apply actions, decide, redact.
+"""The check itself: run a policy's detectors over a text (or every message of a request), apply actions,
+decide, redact.
 
-Plain class with explicit inputs; the routes only translate HTTP to `Checker.check` and back.
+Plain class with explicit inputs; the routes only translate HTTP to `Checker.check`/`check_many` and back.
 """
 
 from __future__ import annotations

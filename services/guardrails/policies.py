@@ -1,7 +1,8 @@
-"""Policies: which detectors run on input and output, their thresholds and actions, and the fail mode.
+"""Policies: which detectors run on input, content and output, their settings and actions, the fail mode.
 
-The YAML file (see policies.yaml and the README) is validated in full at load time, so a typo fails
-the service start, not a request. A policy may `extends` another; detector sections are merged key by key.
+The YAML file (see policies.yaml and the README) is validated in full at load time, with typed settings per
+detector (detector_config.py), so a typo fails the service start, naming the file, the key and the closest
+valid name. A policy may `extends` another; detector sections are merged key by key.
 """
 
 from __future__ import annotations
