@@ -49,6 +49,20 @@ _COMPOUND_ADDRESS = re.compile(
     r"\b[A-ZÄÖÜÅ][\w'-]*(?:straße|strasse|gasse|weg|platz|straat|laan|gracht|allee|gatan|vej|veien)\s+\d{1,5}[a-z]?\b"
 )
 _HOUSE_NUMBER = re.compile(r"\b\d{1,5}[a-zA-Z]?,?\s+$")
+# A title or a self-introduction right before a name: "ms. wijtze", "Dr. Nielsen", "my name is Patricia
+# Jeknić", "call me Roland". The model misses names it has not seen, lower-case ones above all.
+_NAME_CUE = re.compile(
+    r"(?i:\b(?P<title>mr|mrs|ms|miss|mx|dr|prof|sir|madam|herr|frau|mme|mlle)\.?"
+    r"|\b(?P<intro>my name is|my name's|name is|i am called|i'm called)"
+    r"|\b(?P<call>call me|calls me|called me))"
+    r"\s+(?P<names>[^\W\d_][\w'\u2019-]*(?:[ \t]+[^\W\d_][\w'\u2019-]*){0,2})"
+)
+_NOT_A_NAME = frozenset({
+    "a", "an", "the", "and", "or", "but", "so", "not", "no", "yes", "on", "at", "in", "to", "for", "of", "by",
+    "from", "with", "as", "back", "now", "later", "please", "here", "there", "is", "was", "am", "are", "be", "i",
+    "im", "it", "this", "that", "your", "my", "his", "her", "our", "their", "very", "just", "also", "still",
+    "always", "never", "only", "what", "who", "how", "when", "where", "why",
+})  # fmt: skip
 
 
 def _without_torch_import(module: str) -> Any:
@@ -93,6 +107,8 @@ class SpacyNER:
                     number = _HOUSE_NUMBER.search(head, max(0, start - 8), start)
                     start = number.start() if number else start
                 found.append(Match(kind, start, end, 0.85, f"{ent.label_} named entity ({self.version})"))
+        if "PERSON" in wanted:
+            found = _with_cued_names(head, found)
         if "LOCATION" in wanted:
             for m in [*_ADDRESS.finditer(head), *_COMPOUND_ADDRESS.finditer(head)]:
                 # An address is more specific than what the model saw inside it ("1755 Nelson Mandela Drive"
@@ -136,6 +152,41 @@ def load_ner() -> SpacyNER | None:
     except ImportError as exc:
         log.warning("NER model unavailable; policies listing PERSON/LOCATION/ORGANIZATION will fail: %s", exc)
         return None
+
+
+def _cued_name(m: re.Match[str]) -> tuple[int, int] | None:
+    """Span of the name after a title or an introduction, or None when the words do not look like one."""
+    words = list(re.finditer(r"[^\W\d_][\w'\u2019-]*", m.group("names")))
+    first = words[0].group(0)
+    if first.lower() in _NOT_A_NAME or (m.group("call") and not first[0].isupper()):
+        return None
+    end = words[0].end()
+    # Further words only when capitalised ("Dr. Nielsen said" stops at "said"), or, after "my name is",
+    # one lower-case surname ("my name is kristin crnić").
+    lower_ok = 1 if m.group("intro") and not first[0].isupper() else 0
+    for w in words[1:]:
+        word = w.group(0)
+        if word.lower() in _NOT_A_NAME or not (word[0].isupper() or lower_ok):
+            break
+        lower_ok -= 0 if word[0].isupper() else 1
+        end = w.end()
+    base = m.start("names")
+    return base + words[0].start(), base + end
+
+
+def _with_cued_names(text: str, found: list[Match]) -> list[Match]:
+    """Add names after titles and introductions; they override a different type the model gave the span."""
+    for m in _NAME_CUE.finditer(text):
+        span = _cued_name(m)
+        if span is None:
+            continue
+        cue = (m.group("title") or m.group("intro") or m.group("call")).lower()
+        cand = Match("PERSON", span[0], span[1], 0.8, f"name after {cue!r}")
+        for f in [f for f in found if _overlaps(cand, f)]:
+            found.remove(f)
+            cand = _union(cand, f) if f.entity == "PERSON" else cand
+        found.append(cand)
+    return found
 
 
 def _others(model: Any, keep: set[str]) -> list[str]:

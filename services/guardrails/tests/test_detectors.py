@@ -327,3 +327,20 @@ def test_address_patterns_stay_linear(text: str) -> None:
     list(_ADDRESS.finditer(text))
     list(_COMPOUND_ADDRESS.finditer(text))
     assert time.perf_counter() - started < 3.0
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("I'd like to join accounts with ms. wijtze", ["wijtze"]),
+        ("my name is kristin crnić and I live here", ["kristin crnić"]),
+        ("Sometimes people call me Roland", ["Roland"]),
+        ("Dr. Nielsen said no", ["Nielsen"]),
+        ("Please call me back tomorrow", []),
+        ("My name is not important", []),
+    ],
+)
+def test_names_after_titles_and_introductions(light_detectors: dict, text: str, names: list[str]) -> None:
+    pii = light_detectors["input"]["pii"]
+    found = pii.run(CheckInput(text=text, direction="input"), {"entities": ["PERSON"], "ner_max_chars": 5000})
+    assert [text[f.start : f.end] for f in found] == names
