@@ -11,9 +11,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ONLY = {"torch", "transformers", "sentence_transformers"}
-# Guardrails' transformer (groundedness) and its static-table distillation still use the reference stack; the
-# guardrails change that moves them onto llmops_common.minilm_onnx removes these entries.
-PENDING = {"services/guardrails/detectors/embeddings.py", "services/guardrails/detectors/loader.py"}
+# Guardrails' embeddings module still carries the PyTorch transformer (ContextualEncoder, no longer loaded by the
+# service) and the static-table distillation (a training step); moving them to services/guardrails/training or onto
+# llmops_common.minilm_onnx removes this entry.
+PENDING = {"services/guardrails/detectors/embeddings.py"}
 
 
 def _runtime_modules() -> list[Path]:
