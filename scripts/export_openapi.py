@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main(names: list[str]) -> None:
     """Export the named services (default: every service with an app.py)."""
     os.environ.setdefault("GATEWAY_DEV_MODE", "true")
+    os.environ.setdefault("RAG_DEV_MODE", "true")  # the document, not a running service: no service token needed
     names = names or sorted(p.parent.name for p in (REPO / "services").glob("*/app.py"))
     for name in names:
         module = importlib.import_module(f"services.{name}.app")
