@@ -210,7 +210,7 @@ class IngestionPipeline:
     def check_collection(self, collection: dict[str, Any]) -> None:
         """Raise CollectionDeleted when the collection is gone (or was deleted and created again)."""
         current = self.catalog.get_collection(collection["team"], collection["name"])
-        if current is None or current.get("qdrant_collection") != collection["qdrant_collection"]:
+        if current is None or current.get("created_at") != collection.get("created_at"):  # (deleted, maybe re-created)
             raise CollectionDeleted(f"collection '{collection['name']}' was deleted while the job ran")
 
     def run(

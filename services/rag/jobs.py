@@ -205,7 +205,10 @@ class JobManager:
     def _end(self, job: Job) -> None:
         job.finished_at = time.time()
         job.done.set()
-        self._on_finish(job)
+        try:
+            self._on_finish(job)
+        except Exception:  # metrics and clean-up must not take the worker thread down with them
+            log.exception("after-job hook failed", extra={"job_id": job.id})
 
     def cancel(self, job: Job) -> None:
         """Stop a job: a queued one ends now, a running one after its current step (what it wrote stays)."""

@@ -149,6 +149,11 @@ class RagService:
         return job, finished
 
     def _job_finished(self, job: Job) -> None:
+        if job.error_code == "collection_deleted" and self.catalog.get_collection(job.team, job.collection) is None:
+            # A write that raced the delete may have left document records behind: they belong to nothing now.
+            for result in job.progress.results:
+                if result["status"] == "indexed":
+                    self.catalog.delete_document(job.team, job.collection, result["doc_id"])
         for result in job.progress.results:
             self.metrics.documents.labels(result["status"]).inc()
         self.metrics.chunks.inc(job.progress.chunks_done)
