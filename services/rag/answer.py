@@ -29,7 +29,7 @@ def build_context(passages: list[Passage], max_chars: int) -> tuple[str, list[Pa
     for passage in passages:
         head = f"[{len(used) + 1}] {passage.title}" + (f" — {passage.section}" if passage.section else "")
         text = passage.text if len(passage.text) <= budget else passage.text[: max(0, budget)]
-        if used and len(text) < 80:
+        if used and len(text) < min(80, len(passage.text)):  # a cut-off stub is not worth a number; a short passage is
             break
         body = f"{FENCE_OPEN}\n{text}\n{FENCE_CLOSE}" if passage.fenced else text
         parts.append(f"{head}\n{body}")

@@ -55,7 +55,8 @@ def build_fake_content_guardrails(state: FakeContentGuardrails) -> FastAPI:
         for index, text in enumerate(body["texts"]):
             decision, redacted, findings = _decide(text)
             results.append({"index": index, "decision": decision, "findings": findings, "text": redacted})
-        worst = max((r["decision"] for r in results), key=_RANK.__getitem__, default="allow")
+        decisions: list[str] = [r["decision"] for r in results]
+        worst = max(decisions, key=lambda d: _RANK[d], default="allow")
         return {
             "decision": worst,
             "results": results,

@@ -12,6 +12,7 @@ import pytest
 
 from services.rag.app import create_app
 from services.rag.embedder import Embedder
+from services.rag.extract import DocumentError, ParseLimits, extract
 from services.rag.ingest import CollectionDeleted, Progress, RawDocument
 from services.rag.jobs import Job, JobManager, TooManyJobs
 from services.rag.store import StoreUnavailable, physical_name
@@ -263,3 +264,16 @@ def test_cancel_of_a_finished_job_is_harmless(a: httpx.Client) -> None:
     again = a.post(f"/v1/jobs/{job['id']}/cancel")
     assert again.status_code == 200 and again.json()["status"] == "succeeded"
     assert a.post("/v1/jobs/nope/cancel").status_code == 404
+
+
+def test_parser_limits_are_per_document_errors() -> None:
+    with pytest.raises(DocumentError) as err:
+        extract(many_pages_pdf(300), "pdf", ParseLimits(max_cpu_s=0.001))
+    assert err.value.code == "parse_time_limit" and "CPU seconds" in err.value.message
+    with pytest.raises(DocumentError) as err:
+        extract(bomb_pdf(5_000_000), "pdf", ParseLimits(max_decompressed_bytes=100_000))
+    assert err.value.code == "decompression_limit"
+    with pytest.raises(DocumentError) as err:
+        extract(many_pages_pdf(30), "pdf", ParseLimits(max_chars=100))
+    assert err.value.code == "document_too_long"
+    assert "Page 2 about otters" in extract(many_pages_pdf(3), "pdf")[0]
