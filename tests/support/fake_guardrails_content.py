@@ -51,11 +51,12 @@ def build_fake_content_guardrails(state: FakeContentGuardrails) -> FastAPI:
         if state.mode != "ok":
             status = 500 if state.mode == "down" else 404
             return JSONResponse({"error": {"code": "boom", "message": "down"}}, status_code=status)
-        results = []
+        results: list[dict[str, Any]] = []
+        decisions: list[str] = []
         for index, text in enumerate(body["texts"]):
             decision, redacted, findings = _decide(text)
+            decisions.append(decision)
             results.append({"index": index, "decision": decision, "findings": findings, "text": redacted})
-        decisions: list[str] = [r["decision"] for r in results]
         worst = max(decisions, key=lambda d: _RANK[d], default="allow")
         return {
             "decision": worst,
