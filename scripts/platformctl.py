@@ -108,6 +108,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         "RAG_EVENTS_REDIS_URL": "redis://127.0.0.1:6379/0",  # its own trace events, beside the gateway's
         "RAG_GUARDRAILS_URL": "http://127.0.0.1:8005",
         "RAG_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "RAG_SERVICE_TOKEN": secrets_["rag_service_token"],  # RAG's internal routes (/v1/prompts/...)
     }
     if (REPO / "services/registry/app.py").exists():
         gateway_env["GATEWAY_REGISTRY_URL"] = "http://127.0.0.1:8003"
@@ -278,6 +279,8 @@ def _load_secrets() -> dict[str, str]:
         data["feedback_admin_token"] = "fb-admin-" + secrets.token_urlsafe(24)
     if "registry_admin_token" not in data:
         data["registry_admin_token"] = "reg-admin-" + secrets.token_urlsafe(24)
+    if "rag_service_token" not in data:
+        data["rag_service_token"] = "rag-svc-" + secrets.token_urlsafe(24)
     SECRETS.write_text(json.dumps(data, indent=2))
     SECRETS.chmod(0o600)
     return data

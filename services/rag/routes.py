@@ -281,7 +281,8 @@ async def evaluate(name: str, body: EvalRequest, caller: CallerDep, rag: Service
 
 @router.get("/prompts/answer")
 async def prompt_template(rag: ServiceDep) -> dict:
-    """The prompt template answers use now: its version id, whether it came from the registry, its messages."""
+    """Internal (RAG_SERVICE_TOKEN, not a gateway key): the prompt template answers use now, its version id,
+    whether it came from the registry (and the registry's URL and last error), its messages."""
     prompts = rag.answers.prompts
     registry = prompts.status() if isinstance(prompts, RegistryPrompts) else None
     return rag.answers.template.view() | {"registry": registry}
