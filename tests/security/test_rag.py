@@ -47,7 +47,8 @@ def test_rag_answers_obey_the_keys_rpm_budget_and_models(
         first = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
         assert first.status_code == 200 and first.json()["not_found"] is False, first.text
         second = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
-        assert second.status_code == 429 and second.json()["error"]["code"] == "rate_limited", second.text
+        assert second.status_code == 429 and second.json()["error"]["code"] == "key_rpm_exceeded", second.text
+        assert second.headers.get("retry-after")  # the gateway's, passed on
     with rag_as(platform, admin, team, budget_usd=1e-9) as rag:
         broke = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
         assert broke.status_code == 402, broke.text
