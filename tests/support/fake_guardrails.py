@@ -69,8 +69,8 @@ class FakeGuardrails:
         body = await request.json()
         self.calls.append({"path": request.path, "body": body, "authorization": request.headers.get("authorization")})
         if "messages" not in body:  # the single-text form (outputs, and old callers)
-            decision, text, findings = self._check(0, body["text"])
-            return web.json_response(self._reply(decision, text, findings))
+            verdict = self._check(0, body["text"])
+            return web.json_response(self._reply(*verdict))
         messages = body["messages"]
         if len(messages) > self.max_messages:
             return web.json_response(
