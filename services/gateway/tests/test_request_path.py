@@ -310,3 +310,36 @@ def test_row13_metrics_need_the_metrics_token(gw: Harness) -> None:
     ok = gw.client.get("/metrics", headers={"authorization": "Bearer harness-metrics"})
     assert ok.status_code == 200 and "llmops_gateway_requests_total" in ok.text
     assert gw.client.get("/healthz").status_code == 200
+
+
+def test_row11_the_guardrails_size_refusal_is_relayed_and_nothing_is_stored(gw: Harness) -> None:
+    """Row 11 + row 7: a guardrails 413 (too many messages or too much text) reaches the caller with its code, and
+    the unchecked text is not stored."""
+    key, key_id = gw.key()
+    gw.guard.max_messages = 3
+    response = gw.chat(key, messages=[{"role": "user", "content": f"{EMAIL} {i}"} for i in range(5)])
+    assert response.status_code == 413 and _error(response)["code"] == "too_many_messages"
+    event = gw.event(response.headers["x-request-id"])
+    assert event["prompt"] is None and EMAIL not in orjson.dumps(event).decode()
+    assert gw.spend(key_id) == 0 and gw.engine.requests == []
+
+
+def test_row4_completion_prompts_are_checked_and_redacted(gw: Harness) -> None:
+    """Row 4: /v1/completions prompts go through the same one check; redactions reach the engine."""
+    key, _ = gw.key()
+    headers = {"authorization": f"Bearer {key}"}
+    ok = gw.client.post("/v1/completions", json={"model": MODEL, "prompt": [f"Mail {EMAIL}"]}, headers=headers)
+    assert ok.status_code == 200 and gw.engine.requests[0]["body"]["prompt"] == ["Mail <EMAIL_1>"]
+    blocked = gw.client.post("/v1/completions", json={"model": MODEL, "prompt": INJECTION}, headers=headers)
+    assert blocked.status_code == 400 and len(gw.engine.requests) == 1
+
+
+def test_row7_spans_carry_no_request_text(gw: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row 7: span attributes are metadata only (model, tokens, team), never the prompt or the answer."""
+    import services.gateway.call as call_module
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(call_module, "set_span_attributes", seen.append)
+    key, _ = gw.key()
+    assert gw.chat(key, messages=[{"role": "user", "content": f"I am {EMAIL}"}]).status_code == 200
+    assert seen and all(EMAIL not in str(v) and "pong" not in str(v) for attrs in seen for v in attrs.values())
