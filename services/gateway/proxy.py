@@ -117,6 +117,14 @@ class ProxyService:
         ]
         return {"object": "list", "data": data}
 
+    def check_body(self, kind: Kind, raw: bytes) -> None:
+        """Hold a body to the allow-list and bounds of its model's route without sending it (batch uploads).
+        A model not routed now is left to run time, where it gets its 404."""
+        req = parse_request(kind, raw, self.default_max_tokens, self.max_output_tokens)
+        route = self.routes.get(req.model)
+        if route is not None:
+            check_request(req, route, self.max_messages)
+
     def count_refusal(self, team: str, model: str, exc: BaseException) -> None:
         """Count a request that ended before it held a reservation (bad body, unknown model, state store down)."""
         self.metrics.requests.labels(team, model, str(status_of(exc)[0])).inc()
