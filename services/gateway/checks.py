@@ -61,7 +61,8 @@ class GuardrailChecks:
         text = "".join(call.response_text)
         try:
             verdict = await self.check_output(call, text[-2 * self.window :])
-        except APIError as exc:
+        except APIError as exc:  # guardrails down, fail-closed: the unchecked rest is withheld, and not stored
+            call.output_blocked = True
             return len(text), error_frame(exc)
         if verdict.decision == "block":
             call.output_blocked = True
