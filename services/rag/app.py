@@ -118,7 +118,14 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
             await asyncio.to_thread(store.ensure_catalog)
         except StoreUnavailable as exc:  # start anyway: /readyz says not ready, requests get a clear 503
             log.warning("Qdrant unavailable at start", extra={"error": str(exc)})
-        gateway = GatewayClient(settings.gateway_url, settings.llm_timeout_s, settings.me_cache_ttl_s)
+        gateway = GatewayClient(
+            settings.gateway_url,
+            settings.llm_timeout_s,
+            settings.me_cache_ttl_s,
+            keys_redis_url=settings.gateway_redis_url or settings.events_redis_url,
+            keys_prefix=settings.gateway_redis_prefix,
+        )
+        await gateway.start()
         catalog = Catalog(store, settings.public_team)
         encoder = BM25Encoder()
         retriever = Retriever(model, encoder, store)

@@ -34,7 +34,23 @@ class RagSettings(ServiceSettings):
     llm_timeout_s: float = Field(60.0, gt=0, description="Total timeout of one LLM call through the gateway.")
     llm_max_tokens: int = Field(256, ge=1, description="max_tokens of an answer.")
     judge_model: str | None = Field(None, description="Model of the LLM judge in evals; default: llm_model.")
-    me_cache_ttl_s: float = Field(5.0, ge=0, description="How long a key's /v1/me answer is cached.")
+    me_cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long a key's /v1/me answer is cached at most; kept only while subscribed to the gateway's "
+        "key-change feed, which drops an answer the moment its key changes (revocation takes effect in ms).",
+    )
+    gateway_redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RAG_GATEWAY_REDIS_URL", "GATEWAY_REDIS_URL", "gateway_redis_url"),
+        description="The gateway's Redis, for its key-change feed (RAG_GATEWAY_REDIS_URL, else GATEWAY_REDIS_URL, "
+        "else events_redis_url); none: no /v1/me caching.",
+    )
+    gateway_redis_prefix: str = Field(
+        "llmops:gw",
+        validation_alias=AliasChoices("RAG_GATEWAY_REDIS_PREFIX", "GATEWAY_REDIS_PREFIX", "gateway_redis_prefix"),
+        description="The gateway's Redis key prefix (its GATEWAY_REDIS_PREFIX): the feed is <prefix>:keys:changed.",
+    )
     public_team: str = Field(
         "public",
         description="Team whose collections every team may read (the demo corpus); writable only via the CLI.",
