@@ -52,6 +52,10 @@ class HttpRegistryClient:
         data: dict[str, Any] = resp.json()
         return data
 
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self.http.close()
+
     def fetch(self, uri: str) -> bytes:
         """Read a file:// path or download an http(s):// URL (the registry stores URIs, not bytes)."""
         parsed = urlparse(uri)
@@ -119,10 +123,13 @@ class ModelWatcher:
         return self
 
     def stop(self) -> None:
-        """Stop polling (waits for the thread)."""
+        """Stop polling (waits for the thread) and close the client's connections."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
 
     def poll_once(self) -> bool:
         """One check; True when a new version was loaded and applied."""

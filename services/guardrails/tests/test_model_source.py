@@ -155,7 +155,7 @@ def test_unknown_artifact_schemes_are_refused(uri: str) -> None:
 def test_safetensors_round_trip(tmp_path: Path) -> None:
     from services.guardrails.detectors.injection_model import read_safetensors, write_safetensors
 
-    arrays = {"a.hashed": np.arange(5, dtype=np.float16), "b": np.ones((2, 3), dtype=np.float32)}
+    arrays: dict[str, np.ndarray] = {"a.hashed": np.arange(5, dtype=np.float16), "b": np.ones((2, 3), dtype=np.float32)}
     write_safetensors(tmp_path / "x.safetensors", arrays)
     back = read_safetensors((tmp_path / "x.safetensors").read_bytes())
     assert np.array_equal(back["a.hashed"], arrays["a.hashed"].astype(np.float32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ EMAIL_WITH_INSTRUCTION = (
 )
 
 
-def _flags(detectors: dict, text: str, mode: str = "input") -> bool:
+def _flags(detectors: dict, text: str, mode: Literal["input", "content"] = "input") -> bool:
     return bool(detectors["input"]["injection"].run(CheckInput(text=text, direction="input", mode=mode), {}))
 
 
@@ -88,7 +89,7 @@ def test_content_mode_flags_an_instruction_planted_in_an_email(detectors: dict) 
 
 @pytest.mark.parametrize("text", [INVOICE_EMAIL, RECEIPT_EMAIL, PARAGRAPH])
 @pytest.mark.parametrize("mode", ["input", "content"])
-def test_ordinary_documents_pass_in_both_modes(detectors: dict, text: str, mode: str) -> None:
+def test_ordinary_documents_pass_in_both_modes(detectors: dict, text: str, mode: Literal["input", "content"]) -> None:
     assert not _flags(detectors, text, mode)
 
 

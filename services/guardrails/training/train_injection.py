@@ -63,13 +63,25 @@ def prepare(root: Path, cache_dir: Path | None) -> tuple[list[Example], Matrix, 
 
 
 def headline(report: dict[str, Any]) -> dict[str, float]:
-    """Flat metrics for the registry (number values only): recall or share flagged per source and mode."""
+    """Flat metrics for the registry (numbers only): recall or share flagged per held-out source and mode,
+    and `eval_pass_rate`: over every held-out (source, class), the share of texts decided right (attacks
+    caught, benign passed), averaged with equal weight per (source, class); content-only sources in content
+    mode, the others in input mode. The registry's production gate reads it."""
     out: dict[str, float] = {}
+    rates = []
     for source, modes in report.items():
         for mode, rows in modes.items():
             for key in ("recall_all", "flagged_all"):
                 if key in rows:
                     out[f"loso.{mode}.{source}.{key.split('_')[0]}"] = rows[key]["rules_or_model"]
+        mode = "content" if source in F.CONTENT_ONLY_ATTACK_SOURCES else "input"
+        rows = modes.get(mode, {})
+        if "recall_all" in rows:
+            rates.append(rows["recall_all"]["rules_or_model"])
+        if "flagged_all" in rows:
+            rates.append(1.0 - rows["flagged_all"]["rules_or_model"])
+    if rates:
+        out["eval_pass_rate"] = round(float(np.mean(rates)), 4)
     return out
 
 
