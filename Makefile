@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: compose-secrets demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -119,6 +119,9 @@ bench-swap: install ## requests/s, errors and p99 while a new model version is p
 
 bench-guardrails: install ## guardrails detection quality and latency (uses `hey` when installed)
 	$(PY) bench/guardrails_bench.py
+
+train-guardrails: install ## retrain the injection detector; registers a version when REGISTRY_URL (+ REGISTRY_TOKEN) is set
+	$(PY) -m services.guardrails.training.train_injection
 
 bench-rag: install ## RAG retrieval latency (10,000 chunks, every strategy) and ingestion vs. the raw embedder
 	$(PY) bench/rag_bench.py

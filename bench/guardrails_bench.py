@@ -1,15 +1,16 @@
 """Guardrails benchmark: detection quality (injection, PII) and latency/throughput of the input check.
 
-    .venv/bin/python bench/guardrails_bench.py [--skip-http]
+    make bench-guardrails    # = .venv/bin/python bench/guardrails_bench.py [--skip-http] [--skip-peer]
 
-Writes bench/results/guardrails_results.json and bench/results/guardrails_results.md. Run it once on a quiet
-machine: the latency part is CPU-bound and these machines are shared.
+Writes bench/results/guardrails_results.json and bench/results/guardrails_results.md. Injection quality is
+leave-one-source-out over ../shared/datasets (bench/guardrails_detection.py), with `jailguard` beside it when
+its venv exists (bench/guardrails_peer.py). Run it once on a quiet machine: the latency part is CPU-bound
+and these machines are shared.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import platform
@@ -31,17 +32,20 @@ sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
+from bench.guardrails_detection import deployed_shares, detection_markdown, evasion, loso_quality  # noqa: E402
 from services.guardrails.checker import Checker  # noqa: E402
 from services.guardrails.detectors.base import CheckInput  # noqa: E402
+from services.guardrails.detectors.injection import InjectionDetector  # noqa: E402
 from services.guardrails.detectors.loader import load_detectors  # noqa: E402
 from services.guardrails.metrics import GuardrailsMetrics  # noqa: E402
 from services.guardrails.policies import PolicySet  # noqa: E402
 from services.guardrails.settings import GuardrailsSettings  # noqa: E402
-from services.guardrails.training.data import default_data_dir, load_split, sha256_file  # noqa: E402
-from services.guardrails.training.train_injection import binary_metrics  # noqa: E402
+from services.guardrails.training.data import load_examples, sha256_file, shared_datasets_dir  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-PII_FILE = ROOT.parent / "shared" / "datasets" / "pii" / "generated_small.json"
+PII_FILE = shared_datasets_dir() / "pii" / "generated_small.json"
+PARTIAL = RESULTS / "guardrails_results.partial.json"
+STAGES = ("injection", "injection_latency", "pii", "pii_synthetic", "latency_in_process", "http_one_worker_1000_chars")
 MULTILINGUAL = ROOT / "services" / "guardrails" / "data" / "multilingual_eval.jsonl"
 TYPE_MAP = {
     "EMAIL_ADDRESS": "EMAIL",
@@ -51,78 +55,8 @@ TYPE_MAP = {
     "US_SSN": "US_SSN",
     "IP_ADDRESS": "IP_ADDRESS",
 }
-HOMOGLYPHS = str.maketrans({"a": "\u0430", "e": "\u0435", "o": "\u043e", "i": "\u0456", "c": "\u0441"})
-
-
-def injection_layers(checker: Checker, policies: PolicySet, text: str) -> tuple[bool, bool]:
-    """(rules fired, model fired) for one text under the default policy's injection settings."""
-    detector = checker.detectors["input"]["injection"]
-    cfg = policies.policies[policies.default].input["injection"].model_dump()
-    findings = detector.run(CheckInput(text=text, direction="input"), cfg)
-    model = any(f.reason.startswith("learned") for f in findings)
-    rules = any(f.reason.startswith("rule") for f in findings)
-    return rules, model
-
-
-def evaluate(checker: Checker, policies: PolicySet, texts: list[str], labels: list[int]) -> dict[str, Any]:
-    """Metrics of rules only, model only and the deployed combination (either layer)."""
-    layers = [injection_layers(checker, policies, t) for t in texts]
-    y = np.array(labels)
-    out = {}
-    for name, pick in (("rules", lambda r, m: r), ("model", lambda r, m: m), ("combined", lambda r, m: r or m)):
-        pred = np.array([int(pick(r, m)) for r, m in layers])
-        out[name] = (
-            binary_metrics(y, pred) if (y == 0).any() else {"recall": float(pred[y == 1].mean()), "n": int(y.size)}
-        )
-    return out
-
-
-def obfuscate(text: str, how: str) -> str:
-    """Apply one evasion trick an attacker would use ("none": the baseline)."""
-    if how == "none":
-        return text
-    if how == "zero_width":
-        return "\u200b".join(text[i : i + 3] for i in range(0, len(text), 3))
-    if how == "homoglyphs":
-        return text.translate(HOMOGLYPHS)
-    if how == "base64":
-        return "Here is my message, base64-encoded: " + base64.b64encode(text.encode()).decode()
-    if how == "spaced":
-        words = text.split()
-        return " ".join(" ".join(w) if i < 12 and w.isalpha() else w for i, w in enumerate(words))
-    raise ValueError(how)
-
-
-def injection_quality(checker: Checker, policies: PolicySet) -> dict[str, Any]:
-    """Held-out split, Giskard, multilingual hand-written set, and evasion variants."""
-    _, heldout = load_split(default_data_dir())
-    warden = [e for e in heldout if e.source == "llm-warden"]
-    giskard = [e for e in heldout if e.source == "giskard"]
-    res: dict[str, Any] = {
-        "llm_warden_heldout": evaluate(checker, policies, [e.text for e in warden], [e.label for e in warden]),
-        "giskard_all_attacks": evaluate(checker, policies, [e.text for e in giskard], [1] * len(giskard)),
-        "heldout_combined": evaluate(checker, policies, [e.text for e in heldout], [e.label for e in heldout]),
-    }
-    rows = [json.loads(line) for line in MULTILINGUAL.read_text(encoding="utf-8").splitlines() if line.strip()]
-    res["multilingual_handwritten"] = {
-        lang: evaluate(
-            checker,
-            policies,
-            [r["text"] for r in rows if r["lang"] == lang],
-            [r["label"] for r in rows if r["lang"] == lang],
-        )
-        for lang in sorted({r["lang"] for r in rows})
-    }
-    # Short attacks only for evasion: long role-play prompts stay detectable after any trick.
-    attacks = [e.text for e in heldout if e.label == 1 and len(e.text) < 1500][:60]
-    benign = [e.text for e in heldout if e.label == 0 and len(e.text) < 1500][:60]
-    res["evasion_variants"] = {
-        how: evaluate(
-            checker, policies, [obfuscate(t, how) for t in attacks + benign], [1] * len(attacks) + [0] * len(benign)
-        )
-        for how in ("none", "zero_width", "homoglyphs", "base64", "spaced")
-    }
-    return res
+JAILGUARD_VENV = Path(os.environ.get("JAILGUARD_VENV", ROOT.parent / "jg-venv"))
+JAILGUARD_MODEL_DIR = Path(os.environ.get("JAILGUARD_MODEL_DIR", Path.home() / ".cache" / "llmops-bench" / "jailguard"))
 
 
 def pii_quality(checker: Checker) -> dict[str, Any]:
@@ -242,6 +176,33 @@ def synthetic_pii(checker: Checker) -> dict[str, Any]:
     return out
 
 
+def benign_pool() -> list[str]:
+    """Ordinary prose for the latency texts: the e-mails and English paragraphs of the benign sets."""
+    return [
+        re.sub(r"\s+", " ", e.text)
+        for e in load_examples(synthetic=False)
+        if e.label == 0 and e.source in ("llmail-emails", "xquad") and e.mode == "content" and e.lang == "en"
+    ]
+
+
+def injection_latency(checker: Checker, n: int = 2000) -> dict[str, Any]:
+    """In-process p50/p99 of the injection detector alone, 1,000 characters, input and content mode."""
+    detector = checker.detectors["input"]["injection"]
+    rng = random.Random(5)
+    texts = [sample_text(1000, benign_pool(), rng) for _ in range(50)]
+    out = {}
+    for mode in ("input", "content"):
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            detector.run(CheckInput(text=texts[i % len(texts)], direction="input", mode=mode), {})
+            times.append((time.perf_counter() - t0) * 1000)
+        times.sort()
+        out[mode] = {"n": n, "p50_ms": round(statistics.median(times), 3), "p99_ms": round(times[int(0.99 * n) - 1], 3),
+                     "checks_per_s": round(1000 / statistics.mean(times), 1)}  # fmt: skip
+    return out
+
+
 def sample_text(chars: int, pool: list[str], rng: random.Random) -> str:
     """Benign prose of exactly `chars` characters, from held-out benign prompts."""
     out = ""
@@ -252,8 +213,7 @@ def sample_text(chars: int, pool: list[str], rng: random.Random) -> str:
 
 def latency(checker: Checker, policies: PolicySet) -> dict[str, Any]:
     """In-process p50/p99 of a full input check (default policy) by text size."""
-    _, heldout = load_split(default_data_dir())
-    pool = [re.sub(r"\s+", " ", e.text) for e in heldout if e.label == 0]
+    pool = benign_pool()
     rng = random.Random(7)
     policy = policies.policies[policies.default]
     res = {}
@@ -345,19 +305,18 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Date {r['date']}; machine {r['machine']}; command `{r['command']}`; versions {r['versions']}.",
         "",
-        "## Injection and jailbreak (input check, default policy)",
+        f"Injection model: version {r['injection_model']['version']}, trained {r['injection_model']['trained_at']}.",
         "",
-        "| set | layer | precision | recall | F1 | FPR |",
-        "|---|---|---|---|---|---|",
+        *detection_markdown(r["injection"]),
+        "## Injection detector alone, in process, 1,000 characters",
+        "",
+        "| mode | n | p50 ms | p99 ms | checks/s (one thread) |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {mode} | {m['n']} | {m['p50_ms']} | {m['p99_ms']} | {m['checks_per_s']} |"
+            for mode, m in r["injection_latency"].items()
+        ],
     ]
-    inj = r["injection"]
-    rows = [(k, v) for k, v in inj.items() if k not in ("multilingual_handwritten", "evasion_variants")]
-    rows += [(f"multilingual {k}", v) for k, v in inj["multilingual_handwritten"].items()]
-    rows += [(f"evasion: {k}", v) for k, v in inj["evasion_variants"].items()]
-    for name, layers in rows:
-        for layer, m in layers.items():
-            cells = [_fmt(m.get(key)) for key in ("precision", "recall", "f1", "fpr")]
-            lines.append(f"| {name} | {layer} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## PII (shared presidio-research sample, overlap match)",
@@ -396,6 +355,9 @@ def main() -> None:
     """Run everything once and write the results files."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true", help="do not run jailguard")
+    parser.add_argument("--resume", action="store_true", help="reuse the stages a failed run left behind")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="memoise features (faster reruns)")
     args = parser.parse_args()
     settings = GuardrailsSettings(load_contextual_encoder=False)
     policies = PolicySet.load(settings.policy_file)
@@ -417,20 +379,41 @@ def main() -> None:
             "tokenizers": tokenizers.__version__,
             "scikit-learn": sklearn.__version__,
         },
-        "command": "python bench/guardrails_bench.py" + (" --skip-http" if args.skip_http else ""),
-        "injection_model": getattr(checker.detectors["input"]["injection"], "model").metadata["data"],  # noqa: B009
-        "injection": injection_quality(checker, policies),
-        "pii": pii_quality(checker),
-        "pii_synthetic": synthetic_pii(checker),
-        "latency_in_process": latency(checker, policies),
+        "command": " ".join(["python bench/guardrails_bench.py", *sys.argv[1:]]),
     }
-    _, heldout = load_split(default_data_dir())
-    text_1k = sample_text(1000, [e.text for e in heldout if e.label == 0], random.Random(3))
-    results["http_one_worker_1000_chars"] = {"skipped": "--skip-http"} if args.skip_http else http_throughput(text_1k)
+    detector: InjectionDetector = checker.detectors["input"]["injection"]  # type: ignore[assignment]
+    meta = detector.model.metadata
+    results["injection_model"] = {"version": detector.model.version, "trained_at": meta.get("trained_at"),
+                                  "lineage": meta["data"]["lineage"]}  # fmt: skip
+    peer_venv = Path("/nonexistent") if args.skip_peer else JAILGUARD_VENV
+    # Each stage's result is kept on disk as soon as it exists: a failure late in a long run keeps the rest.
+    if args.resume and PARTIAL.exists():
+        results |= {k: v for k, v in json.loads(PARTIAL.read_text()).items() if k in STAGES}
+    text_1k = sample_text(1000, benign_pool(), random.Random(3))
+    stages = {
+        "injection": lambda: {
+            "loso": loso_quality(shared_datasets_dir(), args.cache_dir, peer_venv, JAILGUARD_MODEL_DIR),
+            "deployed_benign": deployed_shares(detector),
+            "evasion": evasion(detector),
+        },
+        "injection_latency": lambda: injection_latency(checker),
+        "pii": lambda: pii_quality(checker),
+        "pii_synthetic": lambda: synthetic_pii(checker),
+        "latency_in_process": lambda: latency(checker, policies),
+        "http_one_worker_1000_chars": lambda: (
+            {"skipped": "--skip-http"} if args.skip_http else http_throughput(text_1k)
+        ),
+    }
+    for name, run in stages.items():
+        if name not in results:
+            results[name] = run()
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            PARTIAL.write_text(json.dumps(results, indent=2) + "\n")
     results["wall_s"] = round(time.time() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "guardrails_results.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "guardrails_results.md").write_text(markdown(results))
+    PARTIAL.unlink(missing_ok=True)
     print(json.dumps(results, indent=2))
 
 

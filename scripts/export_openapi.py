@@ -17,6 +17,7 @@ def main(names: list[str]) -> None:
     # Internal services refuse to start without their service token; the document is the same either way.
     os.environ.setdefault("INFERENCE_DEV_MODE", "true")
     os.environ.setdefault("GUARDRAILS_DEV_MODE", "true")
+    os.environ.setdefault("RAG_DEV_MODE", "true")
     names = names or sorted(p.parent.name for p in (REPO / "services").glob("*/app.py"))
     for name in names:
         module = importlib.import_module(f"services.{name}.app")

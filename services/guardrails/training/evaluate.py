@@ -1,0 +1,110 @@
+"""Thresholds from out-of-source scores, and the leave-one-source-out report (training and bench share it).
+
+Method: every example gets the score of the model trained without its source (`fit.loso`). A mode's
+threshold is the lowest score at which every benign training source (documents only, in content mode)
+has at most `MAX_SHARE` of its texts flagged by the model (`MAX_FPR` for the benign rows of attack sets),
+with at most `MAX_FPR` over all of them. For
+the report on a held-out source, the threshold is chosen the same way *without* that source's scores, so
+no figure comes from a threshold that saw the data it is measured on. The Enron e-mails (non-commercial
+licence) are never trained on and never used to choose a threshold: they are only measured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from services.guardrails.detectors.injection_rules import RULES, match_rules
+from services.guardrails.detectors.normalize import decode_payloads, views
+from services.guardrails.training.data import Example
+from services.guardrails.training.fit import CONTENT_EVAL_SOURCES, MODES
+
+MAX_SHARE = 0.01  # benign share flagged per source
+MAX_FPR = 0.02  # over all benign sources together, and on the benign rows of an attack data set
+# Benign rows of attack data sets (role-play prompts, advice questions) are hard negatives: the target for
+# them is the FPR of the attack set (2 %); the plain benign sets (e-mails, intents, paragraphs) get 1 %.
+ATTACK_SET_SOURCES = frozenset({"llm-warden", "forbidden-questions", "injecagent", "spikee"})
+
+
+def rule_hit(text: str) -> bool:
+    """Whether any rule fires on any normalised view or decoded payload (what the detector's rules do)."""
+    for view in views(text):
+        if match_rules(view.text, RULES):
+            return True
+    return any(match_rules(v.text, RULES) for p in decode_payloads(text) for v in views(p.text))
+
+
+def _benign_for_threshold(ex: Example, mode: str) -> bool:
+    if ex.label != 0 or not ex.trainable:
+        return False
+    return mode == "input" or ex.mode == "content"
+
+
+def choose_threshold(examples: list[Example], scores: np.ndarray, mode: str, exclude: str | None = None) -> float:
+    """Lowest threshold meeting MAX_SHARE per benign source and MAX_FPR overall (on out-of-source scores)."""
+    by_source: dict[str, list[float]] = {}
+    for ex, s in zip(examples, scores, strict=True):
+        if ex.source != exclude and _benign_for_threshold(ex, mode) and not np.isnan(s):
+            by_source.setdefault(ex.source, []).append(float(s))
+    candidates = [
+        float(np.quantile(v, 1 - (MAX_FPR if name in ATTACK_SET_SOURCES else MAX_SHARE), method="higher"))
+        for name, v in by_source.items()
+    ]
+    pooled = np.concatenate([np.asarray(v) for v in by_source.values()])
+    candidates.append(float(np.quantile(pooled, 1 - MAX_FPR, method="higher")))
+    return min(max(candidates) + 1e-6, 0.999)
+
+
+def _group(ex: Example) -> str:
+    return "en" if ex.lang == "en" else "non-en"
+
+
+def loso_report(
+    examples: list[Example], oof: dict[str, np.ndarray], rules: np.ndarray, extra: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """Per held-out source, mode and language group: recall (attacks) or share flagged (benign), with the
+    model alone and with rules OR model (what the service does). `extra`: a peer's scores (0..1, 0.5 cut)."""
+    report: dict[str, Any] = {}
+    src = np.array([ex.source for ex in examples])
+    for name in dict.fromkeys(src.tolist()):
+        held = src == name
+        entry: dict[str, Any] = {}
+        for mode in MODES:
+            if mode == "content" and name not in CONTENT_EVAL_SOURCES:
+                continue
+            scores = oof[mode]
+            threshold = choose_threshold(examples, scores, mode, exclude=name)
+            rows: dict[str, Any] = {"threshold": round(threshold, 4)}
+            for label in (1, 0):
+                for group in ("en", "non-en", "all"):
+                    mask = held & np.array([ex.label == label and group in ("all", _group(ex)) for ex in examples])
+                    if not mask.any():
+                        continue
+                    model = scores[mask] >= threshold
+                    key = ("recall" if label else "flagged") + f"_{group}"
+                    rows[key] = {
+                        "n": int(mask.sum()),
+                        "model": round(float(model.mean()), 4),
+                        "rules_or_model": round(float((model | rules[mask]).mean()), 4),
+                        "rules": round(float(rules[mask].mean()), 4),
+                    }
+                    for peer, peer_scores in (extra or {}).items():
+                        rows[key][peer] = round(float((peer_scores[mask] >= 0.5).mean()), 4)
+            entry[mode] = rows
+        report[name] = entry
+    return report
+
+
+def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat rows (source, mode, measure, group, n, figures) for tables."""
+    out = []
+    for source, modes in report.items():
+        for mode, rows in modes.items():
+            for key, value in rows.items():
+                if key == "threshold":
+                    continue
+                measure, group = key.split("_", 1)
+                out.append({"source": source, "mode": mode, "measure": measure, "group": group,
+                            "threshold": rows["threshold"], **value})  # fmt: skip
+    return out

@@ -1,0 +1,86 @@
+"""Register a trained injection artifact in the registry: data files as dataset versions, then a model version.
+
+Through the registry's REST API only (it is the one writer of MLflow). Each data file becomes (or is found
+as) a dataset version with its sha256, so the model version's `datasets` list is its lineage; the Enron
+file is referenced with context `eval` (it is measured, never trained on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.guardrails.detectors.model_source import REGISTERED_MODEL
+
+LICENSE = "model: Apache-2.0; data: MIT, Apache-2.0, CC-BY-3.0/4.0, CC-BY-SA-4.0 (see lineage)"
+
+
+def _dataset_name(file: str) -> str:
+    return "guardrails-" + file.replace("/", "-").rsplit(".", 1)[0].replace("_", "-")[:100]
+
+
+def _dataset_version(http: httpx.Client, base: str, file: str, info: dict[str, Any]) -> dict[str, Any]:
+    """The registry's dataset version with this file's digest, created when missing."""
+    name = _dataset_name(file)
+    digest = f"sha256:{info['sha256']}"
+    found = http.get(f"{base}/v1/datasets/{name}/versions")
+    if found.status_code == 200:
+        for version in found.json():
+            if version.get("digest") == digest:
+                return {"name": name, "version": int(version["version"])}
+    body = {
+        "digest": digest,
+        "schema": {"text": "string", "label": "int"},
+        "row_count": int(info.get("rows", 0)),
+        "source": f"file://shared/datasets/{file}",
+        "source_type": "local",
+        "description": f"{file} ({info['use']}); source {info['source']}",
+    }
+    resp = http.post(f"{base}/v1/datasets/{name}/versions", json=body)
+    resp.raise_for_status()
+    return {"name": name, "version": int(resp.json()["version"])}
+
+
+def register(
+    base_url: str,
+    token: str | None,
+    artifact_uri: str,
+    model_json_sha256: str,
+    meta: dict[str, Any],
+    eval_results: dict[str, float],
+) -> str:
+    """Create the model version; returns its version string. Raises httpx.HTTPStatusError on refusal."""
+    base = base_url.rstrip("/")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(timeout=30, headers=headers) as http:
+        datasets = []
+        for file, info in meta["data"]["lineage"].items():
+            ref = _dataset_version(http, base, file, info)
+            datasets.append({**ref, "context": "training" if info["use"].startswith("training") else "eval"})
+        body = {
+            # The registry's formats and engines describe LLMs; the weights file *is* safetensors, and no
+            # inference engine serves it ("openai" + not_served); the tags say what it really is.
+            "format": "safetensors",
+            "artifact_uri": artifact_uri,
+            "engine": "openai",
+            "engine_args": {"not_served": True, "consumer": "guardrails", "format": meta["format"]},
+            "context_length": int(meta["features"]["window_chars"]),
+            "license": LICENSE,
+            "price_per_1m_input": 0.0,
+            "price_per_1m_output": 0.0,
+            "eval_results": eval_results,
+            "datasets": datasets,
+            "description": meta["kind"],
+            "tags": {
+                "kind": "guardrails-injection-detector",
+                "model_json_sha256": model_json_sha256,
+                "weights_sha256": meta["weights_sha256"],
+                "threshold_input": f"{meta['modes']['input']['threshold']:.6f}",
+                "threshold_content": f"{meta['modes']['content']['threshold']:.6f}",
+                "trained_at": meta["trained_at"],
+            },
+        }
+        resp = http.post(f"{base}/v1/models/{REGISTERED_MODEL}/versions", json=body)
+        resp.raise_for_status()
+        return str(resp.json()["version"])
