@@ -72,6 +72,12 @@ class MlflowServerSettings(BaseSettings):
         description="Users and permissions of the auth app; default: basic_auth.db beside a SQLite backend store "
         "(else under .llmops/data/mlflow). A postgresql+psycopg:// URL in compose/Helm.",
     )
+    auth_cache_ttl_s: int = Field(
+        60,
+        ge=0,
+        description="How long a checked user/password pair is trusted per worker. Each check is a PBKDF2 hash "
+        "(tenths of a second on a busy CPU, on every API call); a changed password takes up to this long to apply.",
+    )
     flask_server_secret_key: SecretStr | None = Field(
         None,
         description="CSRF key of the auth app's forms (MLflow's own variable); generated once into a mode-0600 "
@@ -103,22 +109,8 @@ class MlflowServerSettings(BaseSettings):
         return out
 
 
-def prepare_auth(settings: MlflowServerSettings) -> Path:
-    """Write the auth app's config and put the users it must know in place; returns the config's path."""
-    password = settings.auth_admin_password.get_secret_value() if settings.auth_admin_password else ""
-    if len(password) < 12:
-        raise ValueError(
-            "MLFLOW_AUTH_ADMIN_PASSWORD (at least 12 characters) is required: MLflow runs with authentication "
-            "(set MLFLOW_AUTH_ENABLED=false only for a throwaway server)"
-        )
-    db = settings.auth_db()
-    if db.startswith("sqlite:///"):
-        Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # Imported here: only the process that starts the server needs MLflow's server-side auth store (whose
-    # package import warns about MLflow's own use of a deprecated Starlette module).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+def _provision_users(settings: MlflowServerSettings, db: str, password: str) -> None:
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore()
     store.init_db(db)
@@ -138,15 +130,34 @@ def prepare_auth(settings: MlflowServerSettings) -> Path:
             store.update_user(user.username, password=secrets.token_urlsafe(32), is_admin=False)
             log.warning("demoted MLflow admin %r and replaced its password", user.username)
     store.engine.dispose()
+
+
+def prepare_auth(settings: MlflowServerSettings) -> Path:
+    """Write the auth app's config and put the users it must know in place; returns the config's path."""
+    password = settings.auth_admin_password.get_secret_value() if settings.auth_admin_password else ""
+    if len(password) < 12:
+        raise ValueError(
+            "MLFLOW_AUTH_ADMIN_PASSWORD (at least 12 characters) is required: MLflow runs with authentication "
+            "(set MLFLOW_AUTH_ENABLED=false only for a throwaway server)"
+        )
+    db = settings.auth_db()
+    if db.startswith("sqlite:///"):
+        Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # MLflow's server-side auth store, imported here (only the process that starts the server needs it). Its
+    # import and migrations warn about MLflow's own use of deprecated Starlette/Alembic APIs: not ours to fix.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _provision_users(settings, db, password)
     config = Path(settings.auth_config_path or settings.state_dir() / "basic_auth.ini")
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(
         "[mlflow]\n"
         "default_permission = READ\n"
         f"database_uri = {db}\n"
-        f"admin_username = {admin}\n"
+        f"admin_username = {settings.auth_admin_username}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"
+        f"auth_cache_ttl_seconds = {settings.auth_cache_ttl_s}\n"
     )
     config.chmod(0o600)  # holds the auth database URL, which may carry a password
     return config

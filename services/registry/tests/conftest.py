@@ -132,8 +132,9 @@ def run_registry(folder: Path, mlflow_url: str, database_url: str | None = None)
         yield RegistryServer(url, mlflow_url, database_url)
 
 
-def add_admin(database_url: str, name: str, token: str) -> None:
-    """An extra admin written straight into the governance store, as `python -m services.registry.admin` does."""
+def add_admin(database_url: str, name: str, token: str, role: str = "admin") -> None:
+    """An extra admin (or another role) written straight into the governance store, as
+    `python -m services.registry.admin` does."""
     from services.registry.audit import AuditLog
     from services.registry.auth import Principal, PrincipalStore, Role
     from services.registry.store import Store
@@ -142,7 +143,7 @@ def add_admin(database_url: str, name: str, token: str) -> None:
     try:
         principals = PrincipalStore(store, AuditLog(store))
         if not principals.exists(name):
-            principals.create(Principal("system:cli", Role.admin), name, "admin", None, token, direct=True)
+            principals.create(Principal("system:cli", Role.admin), name, role, None, token, direct=True)
     finally:
         store.close()
 

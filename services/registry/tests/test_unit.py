@@ -47,7 +47,23 @@ def test_chain_links_each_entry_to_the_previous(audit: AuditLog) -> None:
         "first_bad_seq": None,
         "problem": None,
         "head_hash": entries[2]["hash"],
+        "anchor": {"seq": 3, "hash": entries[2]["hash"]},
     }
+
+
+def test_verify_finds_a_truncated_tail_and_a_forged_anchor(tmp_path: Path) -> None:
+    """Issue 12, row 12: deleting the newest entries is caught by the head anchored in the store; with a key,
+    rewriting the anchor too is caught by its signature."""
+    audit = AuditLog(Store(f"sqlite:///{tmp_path / 'anchored.db'}"), key="k" * 32)
+    entries = _write(audit, 4)
+    with audit.store.transaction() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 4"))
+    truncated = audit.verify()
+    assert truncated["ok"] is False and "truncated" in truncated["problem"] and truncated["first_bad_seq"] == 4
+    with audit.store.transaction() as conn:  # the thorough forger moves the anchor back as well
+        conn.execute(text("UPDATE audit_head SET seq = 3, hash = :h"), {"h": entries[2]["hash"]})
+    forged = audit.verify()
+    assert forged["ok"] is False and forged["problem"] == "anchor signature mismatch"
 
 
 def test_verify_finds_edits_and_deletions(audit: AuditLog) -> None:
