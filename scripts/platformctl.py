@@ -95,6 +95,9 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         "REGISTRY_DEV_MODE": "true",
         "REGISTRY_ADMIN_TOKEN": secrets_["registry_admin_token"],
         "REGISTRY_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        # MLflow's only admin (its basic-auth app, started by services.registry.mlflow_server); issue 12 row 1.
+        "REGISTRY_MLFLOW_USERNAME": "llmops-registry",
+        "REGISTRY_MLFLOW_PASSWORD": secrets_.get("mlflow_admin_password", ""),
     }
     gateway_env = {
         **common,
@@ -123,7 +126,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             "mlflow",
             [PY, "-m", "services.registry.mlflow_server"],
             "http://127.0.0.1:5000/health",
-            common,
+            {**common, "MLFLOW_AUTH_ADMIN_PASSWORD": secrets_.get("mlflow_admin_password", "")},
             needs="services/registry/mlflow_server.py",
             timeout_s=240,
             seed=[PY, "-m", "services.registry.seed"],
@@ -276,6 +279,8 @@ def _load_secrets() -> dict[str, str]:
         data["admin_key"] = "sk-llmops-admin-" + secrets.token_urlsafe(24)
     if "feedback_admin_token" not in data:
         data["feedback_admin_token"] = "fb-admin-" + secrets.token_urlsafe(24)
+    if "mlflow_admin_password" not in data:
+        data["mlflow_admin_password"] = "mlf-" + secrets.token_urlsafe(24)
     if "registry_admin_token" not in data:
         data["registry_admin_token"] = "reg-admin-" + secrets.token_urlsafe(24)
     SECRETS.write_text(json.dumps(data, indent=2))
