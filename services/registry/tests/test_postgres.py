@@ -24,6 +24,7 @@ from services.registry.store import Store
 from services.registry.tests.conftest import (
     Caller,
     RegistryServer,
+    eval_run,
     postgres_database,
     principals,
     run_mlflow,
@@ -92,6 +93,9 @@ def written(stack: Stack) -> Written:
     )
     registered = member.post(f"/v1/models/{model}/versions", json=body)
     assert registered.status_code == 201, registered.text
+    # The gate opens on evidence from a platform evaluation run, not on the reported 0.9 (issue 12, row 12).
+    run_id = eval_run(stack.registry.mlflow_url, model, {"eval_pass_rate": 0.9})
+    assert member.post(f"/v1/models/{model}/versions/1/evals", json={"run_id": run_id}).status_code == 200
 
     created = member.post(f"/v1/prompts/{prompt}/versions", json={"template": "Answer {{question}} briefly."})
     assert created.status_code == 201, created.text
