@@ -133,7 +133,12 @@ def test_registry_answers_from_postgresql(stack: Stack, written: Written) -> Non
     dataset = viewer.get(f"/v1/datasets/{written.dataset['name']}/versions/1").json()
     assert dataset["digest"] == written.dataset["digest"] and dataset["schema"] == {"question": "string"}
     entries = viewer.get("/v1/audit", params={"object_id": f"model/{written.model}"}).json()
-    assert [e["action"] for e in entries] == ["model_version.register", "promotion.request", "promotion.approve"]
+    assert [e["action"] for e in entries] == [
+        "model_version.register",
+        "model_version.evals",
+        "promotion.request",
+        "promotion.approve",
+    ]
     # The policy check is kept in the approval's audit entry (a JSON column read back from PostgreSQL).
     check = entries[-1]["after"]["policy_check"]
     assert check["passed"] is True and check["policies"] == [written.policy]
