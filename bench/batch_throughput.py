@@ -128,7 +128,12 @@ def main() -> None:
     poll_s = 0.1
     name = secrets.token_hex(3)
     with tempfile.TemporaryDirectory() as tmp:
-        inf_env = {"INFERENCE_MAX_RUNNING": "2", "INFERENCE_MAX_QUEUED": "64", "INFERENCE_PARALLEL_SLOTS": "2"}
+        inf_env = {
+            "INFERENCE_MAX_RUNNING": "2",
+            "INFERENCE_MAX_QUEUED": "64",
+            "INFERENCE_PARALLEL_SLOTS": "2",
+            "INFERENCE_DEV_MODE": "true",  # no service token on the benchmark's loopback
+        }
         with uvicorn_service("services.inference.app:create_app", inf_env, log_path=Path(tmp) / "inf.log") as inf:
             routes = Path(tmp) / "routes.yaml"
             deployment = {"name": "local", "url": inf + "/v1", "model": MODEL}

@@ -63,7 +63,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
     engine_port = free_port()
-    env = {"INFERENCE_ENGINE_HTTP_PORT": str(engine_port), "INFERENCE_MAX_RUNNING": "1"}
+    env = {
+        "INFERENCE_ENGINE_HTTP_PORT": str(engine_port),
+        "INFERENCE_MAX_RUNNING": "1",
+        "INFERENCE_DEV_MODE": "true",  # no service token on the benchmark's loopback
+    }
     sides: dict[str, dict[str, list[float]]] = {s: {"ttft": [], "tps": []} for s in ("service", "raw_engine")}
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -462,6 +462,7 @@ def main() -> None:
                 "INFERENCE_SERVED_MODEL_NAME": MODEL,
                 "INFERENCE_REGISTRY_POLL_S": str(args.poll_s),
                 "INFERENCE_ENGINE_ISOLATION": args.isolation,
+                "INFERENCE_DEV_MODE": "true",  # no service token on the benchmark's loopback
             }
             log = folder / "inference.log"
             with uvicorn_service("services.inference.app:create_app", env, log_path=log) as url:

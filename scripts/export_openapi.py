@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 def main(names: list[str]) -> None:
     """Export the named services (default: every service with an app.py)."""
     os.environ.setdefault("GATEWAY_DEV_MODE", "true")
+    # Internal services refuse to start without their service token; the document is the same either way.
+    os.environ.setdefault("INFERENCE_DEV_MODE", "true")
+    os.environ.setdefault("GUARDRAILS_DEV_MODE", "true")
+    os.environ.setdefault("RAG_DEV_MODE", "true")
     names = names or sorted(p.parent.name for p in (REPO / "services").glob("*/app.py"))
     for name in names:
         module = importlib.import_module(f"services.{name}.app")

@@ -4,11 +4,16 @@ Every process runs in the background with its pid under .llmops/run and its log 
 Re-running `up` while the platform is up is harmless: running, ready services are left alone.
 `<SERVICE>_APP` (e.g. `make up GUARDRAILS_APP=examples.minimal_guardrails.app:create_app`) runs a replacement
 of one service on that service's port; see docs/swap-a-service.md.
+
+Secrets (admin keys, the service tokens internal services demand of their callers) are generated once into
+.llmops/secrets.json and handed to each process as SECRET_ENV says; .llmops/ is private to its owner (0700, files
+0600, written atomically so no reader ever sees one with wider permissions or half-written).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -30,8 +35,59 @@ STATE = REPO / ".llmops"
 RUN, LOGS, DATA = STATE / "run", STATE / "logs", STATE / "data"
 SECRETS = STATE / "secrets.json"
 ENV_FILE = STATE / "env"
+COMPOSE_SECRETS = REPO / "deploy" / "compose" / "secrets.env"
 PY = sys.executable
 DEMO_MODEL = "smollm2-135m-instruct"
+
+# Every secret generated once into secrets.json: name -> prefix of its random value (the prefix says what it is).
+GENERATED_SECRETS = {
+    "admin_key": "sk-llmops-admin-",
+    "feedback_admin_token": "fb-admin-",
+    "registry_admin_token": "reg-admin-",
+    "mlflow_admin_password": "mlf-",
+    "inference_service_token": "svc-inference-",
+    "guardrails_service_token": "svc-guardrails-",
+    "rag_service_token": "svc-rag-",
+    "gateway_metrics_token": "metrics-",
+}
+
+# (process, variable, secret): which process gets which secret in which variable. Wiring a secret into one more
+# process is one line here. A service holds its own token to check callers (<PREFIX>SERVICE_TOKEN), its callers
+# hold the same value under their own name; "seed" is the registry seed run once MLflow is up.
+SECRET_ENV: list[tuple[str, str, str]] = [
+    ("seed", "REGISTRY_ADMIN_TOKEN", "registry_admin_token"),
+    ("registry", "REGISTRY_ADMIN_TOKEN", "registry_admin_token"),
+    # MLflow's basic-auth admin is the registry alone (issue 12, row 1): the server and the registry share it.
+    ("mlflow", "MLFLOW_AUTH_ADMIN_PASSWORD", "mlflow_admin_password"),
+    ("seed", "REGISTRY_MLFLOW_PASSWORD", "mlflow_admin_password"),
+    ("registry", "REGISTRY_MLFLOW_PASSWORD", "mlflow_admin_password"),
+    ("inference", "INFERENCE_SERVICE_TOKEN", "inference_service_token"),
+    ("guardrails", "GUARDRAILS_SERVICE_TOKEN", "guardrails_service_token"),
+    ("gateway", "GATEWAY_ADMIN_KEY", "admin_key"),
+    ("gateway", "GATEWAY_INFERENCE_TOKEN", "inference_service_token"),
+    ("gateway", "GATEWAY_GUARDRAILS_TOKEN", "guardrails_service_token"),
+    ("gateway", "GATEWAY_METRICS_TOKEN", "gateway_metrics_token"),
+    ("rag", "RAG_SERVICE_TOKEN", "rag_service_token"),
+    ("rag", "RAG_GUARDRAILS_TOKEN", "guardrails_service_token"),
+    ("feedback", "FEEDBACK_ADMIN_TOKEN", "feedback_admin_token"),
+]
+
+# Secrets a learner needs in .llmops/env (loaded with `set -a; . .llmops/env; set +a`), beside the URLs.
+ENV_FILE_SECRETS = {
+    "LLMOPS_ADMIN_KEY": "admin_key",
+    "LLMOPS_REGISTRY_ADMIN_TOKEN": "registry_admin_token",
+    "LLMOPS_FEEDBACK_ADMIN_TOKEN": "feedback_admin_token",
+    # Only for calling an internal service directly, as the course does once (clients use the gateway).
+    "LLMOPS_INFERENCE_TOKEN": "inference_service_token",
+    "LLMOPS_GUARDRAILS_TOKEN": "guardrails_service_token",
+    "LLMOPS_RAG_SERVICE_TOKEN": "rag_service_token",
+    "LLMOPS_METRICS_TOKEN": "gateway_metrics_token",
+}
+
+
+def secret_env(process: str, secrets_: dict[str, str]) -> dict[str, str]:
+    """The secret variables one process (or "seed") starts with."""
+    return {var: secrets_[name] for proc, var, name in SECRET_ENV if proc == process}
 
 
 @dataclass
@@ -91,17 +147,15 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
     }
     registry_env = {
         **common,
-        # Dev mode gives the seeded demo principals readable tokens (<name>-token); the admin token is generated.
+        # The explicit dev flag: only `make up` sets it (compose and Helm never do). It gives the seeded demo
+        # principals readable tokens (demo-member-token, demo-reviewer-token); the admin token is generated.
         "REGISTRY_DEV_MODE": "true",
-        "REGISTRY_ADMIN_TOKEN": secrets_["registry_admin_token"],
         "REGISTRY_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
         # MLflow's only admin (its basic-auth app, started by services.registry.mlflow_server); issue 12 row 1.
         "REGISTRY_MLFLOW_USERNAME": "llmops-registry",
-        "REGISTRY_MLFLOW_PASSWORD": secrets_.get("mlflow_admin_password", ""),
     }
     gateway_env = {
         **common,
-        "GATEWAY_ADMIN_KEY": secrets_["admin_key"],
         "GATEWAY_INFERENCE_URL": "http://127.0.0.1:8001/v1",
     }
     inference_env = dict(common)
@@ -126,11 +180,11 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             "mlflow",
             [PY, "-m", "services.registry.mlflow_server"],
             "http://127.0.0.1:5000/health",
-            {**common, "MLFLOW_AUTH_ADMIN_PASSWORD": secrets_.get("mlflow_admin_password", "")},
+            common,
             needs="services/registry/mlflow_server.py",
             timeout_s=240,
             seed=[PY, "-m", "services.registry.seed"],
-            seed_env=registry_env,
+            seed_env={**registry_env, **secret_env("seed", secrets_)},
         ),
         Proc(
             "registry",
@@ -171,7 +225,6 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             "http://127.0.0.1:8004/readyz",
             {
                 **common,
-                "FEEDBACK_ADMIN_TOKEN": secrets_["feedback_admin_token"],
                 "FEEDBACK_GATEWAY_URL": "http://127.0.0.1:8000",
                 "FEEDBACK_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
                 "FEEDBACK_REGISTRY_URL": "http://127.0.0.1:8003",
@@ -180,6 +233,8 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             needs="services/feedback/app.py",
         ),
     ]
+    for proc in procs:
+        proc.env = {**proc.env, **secret_env(proc.name, secrets_)}
     return [p for p in procs if p.needs is None or (REPO / p.needs).exists() or replacement(p.name)]
 
 
@@ -218,12 +273,19 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> int:
         cmd, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     (RUN / f"{name}.pid").write_text(str(proc.pid))
-    (RUN / f"{name}.cmd").write_text(json.dumps(cmd))  # lets `up` see that a service was swapped since
+    # Lets `up` see that a service was swapped, or its settings (a new token) changed, since it started.
+    (RUN / f"{name}.cmd").write_text(json.dumps(launch_fingerprint(cmd, env)))
     return proc.pid
 
 
-def _started_with(name: str) -> list[str] | None:
-    """The command line a running process was started with (None when unknown)."""
+def launch_fingerprint(cmd: list[str], env: dict[str, str]) -> dict[str, object]:
+    """What a process was started with: its command line and a digest of its environment (no secret in clear)."""
+    digest = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
+    return {"cmd": cmd, "env_sha256": digest}
+
+
+def _started_with(name: str) -> object | None:
+    """The fingerprint a running process was started with (None when unknown)."""
     path = RUN / f"{name}.cmd"
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -272,19 +334,35 @@ def ensure_redis() -> str:
     sys.exit("error: redis-server did not start; see .llmops/logs/redis.log")
 
 
+def _private_state() -> None:
+    """.llmops/ readable by its owner only (an older checkout may have left it world-readable)."""
+    STATE.mkdir(mode=0o700, exist_ok=True)
+    STATE.chmod(0o700)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `path` with mode 0600 from its first byte and replace the old file in one step (no window in which
+    another user could read it, no half-written file for a reader)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _load_secrets() -> dict[str, str]:
-    STATE.mkdir(exist_ok=True)
+    """The platform's secrets, generating any that is missing (an older state gains the new ones)."""
+    _private_state()
     data = json.loads(SECRETS.read_text()) if SECRETS.exists() else {}
-    if "admin_key" not in data:
-        data["admin_key"] = "sk-llmops-admin-" + secrets.token_urlsafe(24)
-    if "feedback_admin_token" not in data:
-        data["feedback_admin_token"] = "fb-admin-" + secrets.token_urlsafe(24)
-    if "mlflow_admin_password" not in data:
-        data["mlflow_admin_password"] = "mlf-" + secrets.token_urlsafe(24)
-    if "registry_admin_token" not in data:
-        data["registry_admin_token"] = "reg-admin-" + secrets.token_urlsafe(24)
-    SECRETS.write_text(json.dumps(data, indent=2))
-    SECRETS.chmod(0o600)
+    for name, prefix in GENERATED_SECRETS.items():
+        data.setdefault(name, prefix + secrets.token_urlsafe(24))
+    write_private(SECRETS, json.dumps(data, indent=2))
     return data
 
 
@@ -317,7 +395,7 @@ def seed_demo(gateway: str, data: dict[str, str]) -> str:
     if status != 201:
         sys.exit(f"error: could not create the demo key: {status} {created}")
     data["demo_key"] = created["key"]
-    SECRETS.write_text(json.dumps(data, indent=2))
+    write_private(SECRETS, json.dumps(data, indent=2))
     return data["demo_key"]
 
 
@@ -333,6 +411,22 @@ def _run_step(proc: Proc, cmd: list[str], env: dict[str, str], step: str, verb: 
     print(" done")
 
 
+def env_file_text(gateway: str, key: str, data: dict[str, str]) -> str:
+    """.llmops/env: where everything answers, the demo key, and the secrets a learner uses (ENV_FILE_SECRETS)."""
+    values = {
+        "LLMOPS_GATEWAY_URL": gateway,
+        "LLMOPS_API_KEY": key,
+        "LLMOPS_REGISTRY_URL": "http://127.0.0.1:8003",
+        "LLMOPS_MLFLOW_URL": "http://127.0.0.1:5000",
+        "LLMOPS_RAG_URL": "http://127.0.0.1:8002",
+        "LLMOPS_FEEDBACK_URL": "http://127.0.0.1:8004",
+        "LLMOPS_INFERENCE_URL": "http://127.0.0.1:8001",
+        "LLMOPS_GUARDRAILS_URL": "http://127.0.0.1:8005",
+        **{var: data[name] for var, name in ENV_FILE_SECRETS.items()},
+    }
+    return "".join(f"{var}={value}\n" for var, value in values.items())
+
+
 def up() -> None:
     """Start what is not running, wait for readiness, seed the demo key, print how to call it."""
     print("Starting the platform (local mode, no Docker):")
@@ -341,11 +435,11 @@ def up() -> None:
     for proc in processes(data):
         env = {**proc.env, "GATEWAY_REDIS_URL": redis_url}
         if _pid(proc.name) and _ready(proc.ready_url):
-            if _started_with(proc.name) in (None, proc.cmd):
+            if _started_with(proc.name) in (None, launch_fingerprint(proc.cmd, env)):
                 print(f"  {proc.name:<10} already running")
                 continue
-            _stop(proc.name)  # started with another command: a service was swapped in (or back out)
-            print(f"  {proc.name:<10} stopped, to start it with its new command")
+            _stop(proc.name)  # a service was swapped in (or back out), or its settings changed (a new token)
+            print(f"  {proc.name:<10} stopped, to start it with its new command or settings")
         port = int(proc.ready_url.split(":")[2].split("/")[0])
         if _port_open(port) and not _pid(proc.name):
             sys.exit(f"error: port {port} is taken by another program; stop it or run `make down` first")
@@ -370,18 +464,12 @@ def up() -> None:
             _run_step(proc, proc.seed, {**env, **proc.seed_env}, "seed", "seeding")
     gateway = "http://127.0.0.1:8000"
     key = seed_demo(gateway, data)
-    ENV_FILE.write_text(
-        f"LLMOPS_GATEWAY_URL={gateway}\nLLMOPS_API_KEY={key}\nLLMOPS_ADMIN_KEY={data['admin_key']}\n"
-        f"LLMOPS_REGISTRY_URL=http://127.0.0.1:8003\nLLMOPS_REGISTRY_ADMIN_TOKEN={data['registry_admin_token']}\n"
-        "LLMOPS_MLFLOW_URL=http://127.0.0.1:5000\n"
-        "LLMOPS_RAG_URL=http://127.0.0.1:8002\nLLMOPS_FEEDBACK_URL=http://127.0.0.1:8004\n"
-        f"LLMOPS_FEEDBACK_ADMIN_TOKEN={data['feedback_admin_token']}\n"
-    )
+    write_private(ENV_FILE, env_file_text(gateway, key, data))
     print(f"""
 The platform is up.
   gateway URL : {gateway}   (OpenAI-compatible: {gateway}/v1)
   demo API key: {key}
-  (also in .llmops/env; `set -a; . .llmops/env; set +a` exports them)
+  (also in .llmops/env, readable by you only; `set -a; . .llmops/env; set +a` exports them)
 
 Try it:
   curl -s {gateway}/v1/chat/completions \\
@@ -425,13 +513,40 @@ def logs(name: str | None) -> None:
     os.execvp("tail", ["tail", "-n", "20", "-F", *map(str, files)])
 
 
+def compose_secrets(target: Path = COMPOSE_SECRETS) -> None:
+    """deploy/compose/secrets.env: every key of secrets.env.example, a random value for each one still empty
+    (values already there are kept), mode 0600."""
+    keys = [
+        line.split("=", 1)[0].strip()
+        for line in (target.parent / "secrets.env.example").read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    ]
+    current: dict[str, str] = {}
+    if target.exists():
+        for line in target.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                current[key.strip()] = value.strip()
+    missing = [key for key in keys if not current.get(key)]
+    for key in missing:
+        current[key] = secrets.token_urlsafe(24)  # URL-safe: some end up inside redis:// and postgresql:// URLs
+    header = (
+        "# Generated by `python scripts/platformctl.py compose-secrets` (keys: secrets.env.example). Keep private.\n"
+    )
+    write_private(target, header + "".join(f"{key}={value}\n" for key, value in current.items()))
+    print(
+        f"{target.relative_to(REPO)}: {len(missing)} secret(s) generated, {len(keys) - len(missing)} kept (mode 0600)"
+    )
+
+
 def main() -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "logs"])
+    parser.add_argument("command", choices=["up", "down", "status", "logs", "compose-secrets"])
     parser.add_argument("name", nargs="?", help="process name for `logs`")
     args = parser.parse_args()
-    {"up": up, "down": down, "status": status}.get(args.command, lambda: logs(args.name))()
+    actions = {"up": up, "down": down, "status": status, "compose-secrets": compose_secrets}
+    actions.get(args.command, lambda: logs(args.name))()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from starlette.responses import Response
 from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
 from llmops_common.errors import APIError, error_response
-from services.feedback.auth import GatewayKeyResolver, KeyResolver
+from llmops_common.identity import GatewayIdentity
+from services.feedback.auth import Authenticator
 from services.feedback.consumer import StreamConsumer
 from services.feedback.datasets import DatasetExporter, DatasetRegistrar
 from services.feedback.drift import Embed, Thresholds
@@ -37,9 +38,12 @@ log = logging.getLogger("llmops.feedback")
 
 
 def create_app(
-    settings: FeedbackSettings | None = None, *, resolver: KeyResolver | None = None, embed: Embed | None = None
+    settings: FeedbackSettings | None = None, *, identity: Authenticator | None = None, embed: Embed | None = None
 ) -> FastAPI:
-    """Build the app; the store, the stream consumer and the drift timer start in the lifespan."""
+    """Build the app; the store, the stream consumer and the drift timer start in the lifespan.
+
+    `identity` replaces the gateway identity client (tests); by default keys are resolved by the gateway's /v1/me.
+    """
     settings = settings or FeedbackSettings()
     registry = CollectorRegistry()
     metrics = FeedbackMetrics(registry)
@@ -74,10 +78,16 @@ def create_app(
         registrar: DatasetRegistrar | None = sink
         if settings.registry_url:
             registrar = RegistryRegistrar(settings.registry_url, settings.registry_token)
-        gateway_resolver = None
-        if resolver is None:
-            gateway_resolver = GatewayKeyResolver(settings.gateway_url, settings.auth_cache_s)
-        app.state.resolver = resolver or gateway_resolver
+        gateway_identity = None
+        if identity is None:
+            gateway_identity = GatewayIdentity(
+                settings.gateway_url,
+                redis_url=settings.gateway_redis_url or settings.redis_url,
+                prefix=settings.gateway_redis_prefix,
+                ttl_s=settings.auth_cache_s,
+            )
+            await gateway_identity.start()
+        app.state.identity = identity or gateway_identity
         app.state.redis = redis
         app.state.service = FeedbackService(store, metrics, lease_s=settings.label_lease_s, sink=sink)
         app.state.exporter = DatasetExporter(store, settings.resolved_path(settings.export_dir), registrar)
@@ -123,8 +133,8 @@ def create_app(
                     await asyncio.wait_for(task, timeout=10)
             if sink is not None:
                 await sink.stop()
-            if gateway_resolver is not None:
-                await gateway_resolver.aclose()
+            if gateway_identity is not None:
+                await gateway_identity.aclose()
             if isinstance(registrar, RegistryRegistrar):
                 await registrar.aclose()
             await redis.aclose()

@@ -1,7 +1,7 @@
 """Consume trace events from the Redis stream with a consumer group; acknowledge only after commit.
 
 Delivery is at-least-once (an entry stays pending until XACK, and XACK follows the commit); storage is
-idempotent by request id, so each event lands in the store exactly once. Entries left pending by a
+idempotent by (team, request id), so each event lands in the store exactly once. Entries left pending by a
 crashed consumer are taken over with XAUTOCLAIM once idle for `claim_idle_ms`.
 """
 
@@ -19,6 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from services.feedback.events import InvalidEvent, TraceEvent, parse_entry
 from services.feedback.metrics import FeedbackMetrics
+from services.feedback.privacy import dead_letter_text, withhold_raw_text
 from services.feedback.rules import LabelRules
 from services.feedback.store.ingest import IngestResult, ingest_batch
 from services.feedback.store.store import Store
@@ -176,7 +177,7 @@ class StreamConsumer:
     async def _handle(self, entries: Sequence[Entry]) -> None:
         """Parse, commit (retrying until it works), then acknowledge the whole batch."""
         events: list[tuple[str, TraceEvent]] = []
-        invalid: list[tuple[str, str, str]] = []
+        invalid: list[tuple[str, str, str | None]] = []
         trimmed = 0
         for entry_id, fields in entries:
             sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -184,10 +185,10 @@ class StreamConsumer:
                 trimmed += 1
                 continue
             try:
-                events.append((sid, parse_entry(fields)))
+                # Only the withheld form of a blocked or redacted request goes any further (store, sink).
+                events.append((sid, withhold_raw_text(parse_entry(fields))))
             except InvalidEvent as exc:
-                raw = (fields.get(b"event") or b"")[:10_000].decode("utf-8", "replace")
-                invalid.append((sid, str(exc), raw))
+                invalid.append((sid, str(exc), dead_letter_text(fields.get(b"event") or b"")))
                 log.warning("dead-lettered an invalid event", extra={"stream_id": sid, "reason": str(exc)})
         result = await self._commit(events, invalid)
         if result is None:
@@ -198,7 +199,7 @@ class StreamConsumer:
             await self.on_stored(result.stored)
 
     async def _commit(
-        self, events: list[tuple[str, TraceEvent]], invalid: list[tuple[str, str, str]]
+        self, events: list[tuple[str, TraceEvent]], invalid: list[tuple[str, str, str | None]]
     ) -> IngestResult | None:
         delay = 0.2
         while True:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from services.feedback.auth import Principal
 from services.feedback.redact import redact
 from services.feedback.schemas import ExportIn
 from services.feedback.store.db import Row
@@ -18,6 +19,7 @@ from services.feedback.store.labeling import add_dataset, export_candidates, set
 from services.feedback.store.store import Store
 
 log = logging.getLogger("llmops.feedback.datasets")
+REGISTRY_NAME_MAX = 128  # the registry's limit on dataset names
 
 
 class DatasetRegistrar(Protocol):
@@ -26,7 +28,7 @@ class DatasetRegistrar(Protocol):
     name: str
 
     async def register(self, record: dict[str, Any], path: Path) -> str:
-        """Register the file; returns a reference (URI or id) to the registered version."""
+        """Register the file under record['registry_name']; returns a reference (URI or id) to that version."""
         ...
 
 
@@ -91,15 +93,31 @@ def _write_atomically(path: Path, rows: list[dict[str, Any]]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def registry_name(team: str | None, name: str) -> str:
+    """The dataset's name in the registry: `<team>--<name>` for a team, `name` alone for an all-teams export.
+
+    Export names may not contain `--` and team names start with a letter or digit, so the last `--` splits a
+    registry name back unambiguously and two teams' datasets of the same name never share a version line.
+    """
+    return name if team is None else f"{team}--{name}"
+
+
+class ExportRefused(ValueError):
+    """The export cannot be made as asked (400)."""
+
+
 class DatasetExporter:
     """Selects, cleans, writes and registers a dataset version."""
 
     def __init__(self, store: Store, export_dir: Path, registrar: DatasetRegistrar | None) -> None:
         self.store, self.export_dir, self.registrar = store, export_dir, registrar
 
-    async def export(self, spec: ExportIn, team: str | None) -> dict[str, Any]:
-        """Run one export; `team` is the caller's (None for the admin, who may pass spec.team)."""
-        team = team if team is not None else spec.team
+    async def export(self, spec: ExportIn, who: Principal) -> dict[str, Any]:
+        """Run one export for the caller: a team key exports its own team; the admin any team (spec.team) or all."""
+        team = who.team if who.team is not None else spec.team
+        dataset = registry_name(team, spec.name)
+        if len(dataset) > REGISTRY_NAME_MAX:
+            raise ExportRefused(f"'{dataset}' (team prefix included) is longer than {REGISTRY_NAME_MAX} characters")
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("team", team), ("model", spec.model), ("endpoint", spec.endpoint)):
@@ -122,15 +140,19 @@ class DatasetExporter:
         rows, skipped = build_rows(candidates)
         filters = spec.model_dump(exclude={"name", "register_dataset"}) | {"team": team}
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        path = self.export_dir / spec.name / f"{spec.name}-{stamp}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
+        # Files live under the team's own folder; '_all' cannot be a team name (teams start with a letter or digit).
+        relative = Path(team or "_all") / spec.name / f"{spec.name}-{stamp}-{os.getpid()}-{time.monotonic_ns()}.jsonl"
+        path = self.export_dir / relative
         sha = _write_atomically(path, rows)
         record = {
+            "scope": team or "",
             "name": spec.name,
             "created_at": time.time(),
             "team": team,
+            "created_by": who.name,
             "sha256": sha,
             "rows": len(rows),
-            "path": str(path),
+            "path": relative.as_posix(),  # relative to the export folder: replies never show server paths
             "filters": orjson.dumps(filters).decode(),
             "registered_in": "local",
             "registry_ref": None,
@@ -138,13 +160,19 @@ class DatasetExporter:
         record = await self.store.write(add_dataset, record)
         if spec.register_dataset and self.registrar is not None:
             try:
-                ref = await self.registrar.register(record, path)
+                ref = await self.registrar.register(record | {"registry_name": dataset}, path)
             except Exception as exc:  # the file and local record stay valid; registration can be retried
                 log.error("dataset registration failed", extra={"registrar": self.registrar.name, "error": repr(exc)})
                 skipped["registration_failed"] = 1
             else:
                 record |= {"registered_in": self.registrar.name, "registry_ref": ref}
                 await self.store.write(
-                    set_dataset_registration, record["name"], record["version"], self.registrar.name, ref
+                    set_dataset_registration,
+                    record["scope"],
+                    record["name"],
+                    record["version"],
+                    self.registrar.name,
+                    ref,
                 )
-        return record | {"filters": filters, "skipped": skipped}
+        out = {k: v for k, v in record.items() if k not in ("scope", "id")}
+        return out | {"registry_name": dataset, "filters": filters, "skipped": skipped}

@@ -59,6 +59,9 @@ class TraceEvent(BaseModel):
     prompt: list[Any] | str | None = None
     response: str | None = None
     mean_logprob: float | None = None
+    # Set by this service (privacy.withhold_raw_text), not the producer: 'redacted' or 'blocked' when the
+    # guardrails redacted or blocked the request, so its raw text was never stored.
+    text_withheld: Literal["redacted", "blocked"] | None = None
 
 
 class InvalidEvent(ValueError):

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from llmops_common.errors import APIError
 from services.feedback.auth import Principal, get_principal
-from services.feedback.datasets import DatasetExporter
+from services.feedback.datasets import DatasetExporter, ExportRefused
 from services.feedback.drift_monitor import DriftMonitor
 from services.feedback.schemas import DatasetOut, ExportIn, FeedbackIn, FeedbackOut, LabelIn, ListOut
 from services.feedback.service import FeedbackService
-from services.feedback.store.queries import Conflict, NotFound, RequestFilter
+from services.feedback.store.queries import Ambiguous, Conflict, NotFound, RequestFilter
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 Caller = Annotated[Principal, Depends(get_principal)]
@@ -20,6 +20,21 @@ Caller = Annotated[Principal, Depends(get_principal)]
 
 def _service(request: Request) -> FeedbackService:
     return request.app.state.service
+
+
+def _own_team(who: Principal, team: str | None) -> str | None:
+    """The team a request addresses: a key's own (naming another is a 403), or what the admin named (or None)."""
+    if who.is_admin:
+        return team
+    if team is not None and team != who.team:
+        raise APIError(403, "team_forbidden", "a team key can only act on its own team", param="team")
+    return who.team
+
+
+def _ambiguous(request_id: str) -> APIError:
+    return APIError(
+        409, "ambiguous_request_id", f"several teams used request id '{request_id}'; pass the team", param="team"
+    )
 
 
 def filters(
@@ -59,12 +74,15 @@ Filters = Annotated[RequestFilter, Depends(filters)]
 @router.post("/feedback", status_code=201, response_model=FeedbackOut)
 async def post_feedback(body: FeedbackIn, who: Caller, request: Request) -> dict[str, Any]:
     """Record feedback on a request your team made (thumbs or 1-5 rating, categories, comment, correction)."""
+    team = _own_team(who, body.team)
     try:
-        return await _service(request).submit(who, body)
+        return await _service(request).submit(who, body, team)
     except NotFound as exc:
         raise APIError(
             404, "request_not_found", f"no request '{body.request_id}' for your team", param="request_id"
         ) from exc
+    except Ambiguous as exc:
+        raise _ambiguous(body.request_id) from exc
 
 
 @router.get("/feedback", response_model=ListOut)
@@ -82,12 +100,19 @@ async def list_requests(who: Caller, f: Filters, request: Request) -> dict[str, 
 
 
 @router.get("/requests/{request_id}")
-async def get_request(request_id: str, who: Caller, request: Request) -> dict[str, Any]:
-    """One stored request with its feedback."""
+async def get_request(
+    request_id: str,
+    who: Caller,
+    request: Request,
+    team: Annotated[str | None, Query(description="Admin only: the team, when several teams used this id.")] = None,
+) -> dict[str, Any]:
+    """One stored request of your team with its feedback (another team's request with this id is not yours: 404)."""
     try:
-        return await _service(request).get_request(who, request_id)
+        return await _service(request).get_request(request_id, _own_team(who, team))
     except NotFound as exc:
         raise APIError(404, "request_not_found", f"no request '{request_id}' for your team") from exc
+    except Ambiguous as exc:
+        raise _ambiguous(request_id) from exc
 
 
 @router.get("/drift")
@@ -156,7 +181,9 @@ async def labeling_stats(who: Caller, request: Request) -> dict[str, Any]:
 @router.post("/datasets/export", status_code=201, response_model=DatasetOut)
 async def export_dataset(body: ExportIn, who: Caller, request: Request) -> dict[str, Any]:
     """Export labeled and positively rated examples as a deduplicated, PII-redacted chat JSONL dataset version."""
-    if body.team is not None and not who.is_admin and body.team != who.team:
-        raise APIError(403, "team_forbidden", "a team key can only export its own team", param="team")
+    _own_team(who, body.team)
     exporter: DatasetExporter = request.app.state.exporter
-    return await exporter.export(body, who.team)
+    try:
+        return await exporter.export(body, who)
+    except ExportRefused as exc:
+        raise APIError(400, "invalid_request", str(exc), param="name") from exc

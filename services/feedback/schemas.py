@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # the gateway's team names (they also name export folders)
+
 
 class FeedbackIn(BaseModel):
     """Feedback on one served request: thumbs or a 1-5 rating, plus optional detail."""
@@ -13,6 +15,11 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=200, description="The x-request-id the gateway returned.")
+    team: str | None = Field(
+        None,
+        pattern=TEAM_PATTERN,
+        description="Admin only: the team whose request it is (a team key always means its own).",
+    )
     thumbs: Literal["up", "down"] | None = Field(None, description="Thumbs up or down (give this or rating).")
     rating: int | None = Field(None, ge=1, le=5, description="1 (bad) to 5 (excellent) (give this or thumbs).")
     categories: list[str] = Field(
@@ -81,9 +88,14 @@ class ExportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        "feedback-sft", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", description="Dataset name (versions count up)."
+        "feedback-sft",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="Dataset name, without '--'; versions count up per team and name. In the registry a team's "
+        "dataset is '<team>--<name>', so two teams' datasets of one name never mix.",
     )
-    team: str | None = Field(None, description="Admin only: restrict to one team (a team key is always restricted).")
+    team: str | None = Field(
+        None, pattern=TEAM_PATTERN, description="Admin only: restrict to one team (a team key is always restricted)."
+    )
     model: str | None = Field(None, description="Only requests served by this model.")
     endpoint: Literal["chat", "completions", "rag"] | None = Field(None, description="Only this endpoint.")
     since: float | None = Field(None, description="Unix seconds; requests at or after.")
@@ -93,6 +105,12 @@ class ExportIn(BaseModel):
     include_feedback: bool = Field(True, description="Include positively rated or user-corrected requests.")
     register_dataset: bool = Field(True, description="Register the file as a dataset version (registry, else MLflow).")
 
+    @model_validator(mode="after")
+    def _no_separator(self) -> ExportIn:
+        if "--" in self.name:
+            raise ValueError("name: '--' is reserved (it separates the team from the name in the registry)")
+        return self
+
 
 class DatasetOut(BaseModel):
     """An exported dataset version."""
@@ -101,9 +119,11 @@ class DatasetOut(BaseModel):
     version: int
     created_at: float
     team: str | None
+    created_by: str = Field(description="Who exported it: team/project/key id of the caller's key, or 'admin'.")
+    registry_name: str = Field(description="The dataset's name in the registry ('<team>--<name>', or the name).")
     sha256: str
     rows: int
-    path: str
+    path: str = Field(description="The file, relative to the service's export folder (no server paths are shown).")
     filters: dict[str, Any]
     registered_in: str
     registry_ref: str | None = None

@@ -34,13 +34,14 @@ class FeedbackService:
         self.wait_for_request_s = wait_for_request_s
         self.sink = sink
 
-    async def submit(self, who: Principal, body: FeedbackIn) -> dict[str, Any]:
-        """Store feedback; waits briefly for a request the stream has not delivered yet."""
-        data = body.model_dump() | {"score": body.score()}
+    async def submit(self, who: Principal, body: FeedbackIn, team: str | None) -> dict[str, Any]:
+        """Store feedback on `team`'s request (the caller's; None: the admin's pick of the only team with the id);
+        waits briefly for a request the stream has not delivered yet."""
+        data = body.model_dump(exclude={"team"}) | {"score": body.score()}
         deadline = time.monotonic() + self.wait_for_request_s
         while True:
             try:
-                row = await self.store.write(queries.add_feedback, who.team, who.key_id, data, time.time())
+                row = await self.store.write(queries.add_feedback, team, who.key_id, data, time.time())
                 break
             except NotFound:
                 if time.monotonic() >= deadline:
@@ -59,9 +60,9 @@ class FeedbackService:
         """Feedback visible to the caller."""
         return await self.store.read(queries.list_feedback, self._scoped(who, f))
 
-    async def get_request(self, who: Principal, request_id: str) -> dict[str, Any]:
-        """One request (with its feedback) the caller may see."""
-        return await self.store.read(queries.get_request, request_id, who.team)
+    async def get_request(self, request_id: str, team: str | None) -> dict[str, Any]:
+        """One request (with its feedback) of `team` (None: the only team that used the id)."""
+        return await self.store.read(queries.get_request, request_id, team)
 
     async def next_item(self, who: Principal) -> dict[str, Any] | None:
         """Reserve the next labeling item of the caller's team (admin: any team)."""

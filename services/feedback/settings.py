@@ -42,7 +42,23 @@ class FeedbackSettings(ServiceSettings):
         ".llmops/data/feedback/feedback.db", description="SQLite file, relative to the repository root unless absolute."
     )
     gateway_url: str = Field("http://127.0.0.1:8000", description="Gateway base URL; GET /v1/me resolves a key's team.")
-    auth_cache_s: float = Field(5.0, ge=0, description="Seconds a resolved key (or a 401) is cached.")
+    auth_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="Most seconds a resolved key (or a 401) is cached; kept only while subscribed to the gateway's "
+        "key-change feed, which drops the answer as soon as the key changes (a revocation applies in milliseconds).",
+    )
+    gateway_redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("FEEDBACK_GATEWAY_REDIS_URL", "GATEWAY_REDIS_URL", "gateway_redis_url"),
+        description="The gateway's Redis, for its key-change feed (FEEDBACK_GATEWAY_REDIS_URL, else "
+        "GATEWAY_REDIS_URL); default: redis_url.",
+    )
+    gateway_redis_prefix: str = Field(
+        "llmops:gw",
+        validation_alias=AliasChoices("FEEDBACK_GATEWAY_REDIS_PREFIX", "GATEWAY_REDIS_PREFIX", "gateway_redis_prefix"),
+        description="The gateway's Redis key prefix (its GATEWAY_REDIS_PREFIX): the feed is <prefix>:keys:changed.",
+    )
     admin_token: str | None = Field(
         None, description="Bearer token that sees every team (operators, MLflow export, drift of all traffic)."
     )

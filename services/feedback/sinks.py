@@ -102,7 +102,14 @@ class MlflowSink:
             span_type="LLM",
             inputs={"prompt": ev.prompt},
             attributes={"model": ev.model, "team": ev.team, "status": str(ev.status), "request_id": ev.request_id},
-            tags={REQUEST_ID_TAG: ev.request_id, "team": ev.team, "model": ev.model, "project": ev.project},
+            tags={
+                REQUEST_ID_TAG: ev.request_id,
+                "team": ev.team,
+                "model": ev.model,
+                "project": ev.project,
+                # The event's text is already redacted or withheld here (events.parse_entry); say which.
+                "llmops.text": ev.text_withheld or "stored",
+            },
             experiment_id=self.experiment_id,
             start_time_ns=start_ns,
         )
@@ -115,9 +122,12 @@ class MlflowSink:
     def _write_feedback(self, row: dict[str, Any]) -> None:
         from mlflow.entities import AssessmentSource
 
+        if "'" in row["request_id"] or "'" in row["team"]:
+            return  # would break out of the filter string's quotes; such ids never come from the gateway
         traces = self.mlflow.search_traces(
             locations=[self.experiment_id],
-            filter_string=f"tags.{REQUEST_ID_TAG} = '{row['request_id']}'",
+            # Request ids are per team: two teams may send the same x-request-id.
+            filter_string=f"tags.{REQUEST_ID_TAG} = '{row['request_id']}' AND tags.team = '{row['team']}'",
             return_type="list",
             max_results=1,
             include_spans=False,
@@ -140,9 +150,16 @@ class MlflowSink:
         return await asyncio.to_thread(self._register, record, path)
 
     def _register(self, record: dict[str, Any], path: Path) -> str:
-        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=f"dataset-{record['name']}") as run:
-            self.mlflow.log_params({"name": record["name"], "version": record["version"], "rows": record["rows"]})
-            self.mlflow.set_tags({"llmops.dataset.sha256": record["sha256"], "llmops.kind": "dataset"})
+        name = record["registry_name"]
+        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=f"dataset-{name}") as run:
+            self.mlflow.log_params({"name": name, "version": record["version"], "rows": record["rows"]})
+            self.mlflow.set_tags(
+                {
+                    "llmops.dataset.sha256": record["sha256"],
+                    "llmops.kind": "dataset",
+                    "llmops.created_by": str(record.get("created_by")),
+                }
+            )
             self.mlflow.log_artifact(str(path), artifact_path="datasets")
             return f"{run.info.artifact_uri}/datasets/{path.name}"
 
@@ -158,9 +175,13 @@ class RegistryRegistrar:
         self.client = client or httpx.AsyncClient(timeout=30.0)
 
     async def register(self, record: dict[str, Any], path: Path) -> str:
-        """Send hash, schema, row count and file URI; returns `name@version` as the registry numbered it."""
+        """Send hash, schema, row count and file URI; returns `name@version` as the registry numbered it.
+
+        The registry records its own caller (this service's token) as `created_by`; the principal who asked for
+        the export goes into the description so the registry's audit log names them too.
+        """
         resp = await self.client.post(
-            f"{self.base}/{record['name']}/versions",
+            f"{self.base}/{record['registry_name']}/versions",
             headers=self.headers,
             json={
                 "digest": f"sha256:{record['sha256']}",
@@ -168,7 +189,8 @@ class RegistryRegistrar:
                 "row_count": record["rows"],
                 "source": path.resolve().as_uri(),
                 "source_type": "feedback-export",
-                "description": f"feedback export {record['name']} v{record['version']} (chat JSONL, PII-redacted)",
+                "description": f"feedback export {record['registry_name']} v{record['version']} (chat JSONL, "
+                f"PII-redacted), exported by {record.get('created_by')}",
             },
         )
         if resp.status_code >= 400:

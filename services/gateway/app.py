@@ -23,6 +23,7 @@ from services.gateway.keycache import KeyCache, KeyChangeListener
 from services.gateway.keys import KeyStore
 from services.gateway.limits import Limiter
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.metrics_auth import install_metrics_auth
 from services.gateway.proxy import ProxyService
 from services.gateway.routes import admin as admin_routes
 from services.gateway.routes import batch as batch_routes
@@ -78,7 +79,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         guard = None
         if settings.guardrails_url:
             guard = GuardrailsClient(
-                settings.guardrails_url, settings.guardrails_timeout_ms, settings.guardrails_fail_mode, metrics
+                settings.guardrails_url,
+                settings.guardrails_timeout_ms,
+                settings.guardrails_fail_mode,
+                metrics,
+                token=settings.guardrails_token.get_secret_value() if settings.guardrails_token else None,
             )
             await guard.start()
         app.state.redis = redis
@@ -94,6 +99,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             guard=guard,
             catalogue=catalogue,
             stream_window_chars=settings.guardrails_stream_window_chars,
+            max_messages=settings.max_messages,
+            max_output_tokens=settings.max_output_tokens,
+            max_response_bytes=settings.max_response_bytes,
         )
         app.state.batch, batch_worker = build_batch(settings, redis, app.state.proxy, batch_lines)
         await batch_worker.start()
@@ -134,6 +142,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         upload_path="/v1/files",
         upload_max_bytes=settings.batch_max_file_bytes,
     )
+    metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    install_metrics_auth(app, metrics_token, dev_mode=settings.dev_mode)
     app.state.settings = settings
 
     @app.exception_handler(RedisError)

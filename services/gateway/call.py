@@ -30,6 +30,10 @@ class Call:
     ttft_s: float | None = None
     response_text: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    input_redacted: bool = False  # the payload now holds the guardrails' redacted text
+    input_withheld: bool = False  # refused at the input check (or not checked): its text must not be stored
+    output_blocked: bool = False  # the answer was blocked: it must not be stored either
+    recorded: bool = False  # metrics, settlement and event are done (exactly once per call)
 
     def guardrails_header(self) -> str:
         """`input=redact,output=allow` for the x-llmops-guardrails header."""
@@ -49,6 +53,7 @@ def span_usage(call: Call, usage: dict[str, Any]) -> None:
             "gen_ai.operation.name": "chat" if call.req.kind == "chat" else "text_completion",
             "gen_ai.request.model": call.req.model,
             "gen_ai.request.max_tokens": call.req.max_tokens,
+            "gen_ai.request.choice.count": call.req.n,
             "gen_ai.usage.input_tokens": prompt_tokens,
             "gen_ai.usage.output_tokens": completion_tokens,
             "llmops.team": call.record.team,
@@ -70,6 +75,12 @@ def trace_event(
 ) -> dict[str, Any]:
     """The request's trace event (schema 1 of the design card), read by the feedback service."""
     payload = call.req.payload
+    # Nothing raw leaves the gateway when the guardrails redacted (the payload holds the redacted text by now)
+    # or refused the request (then no request text is stored at all: it may hold what the policy blocks).
+    prompt = None
+    if not call.input_withheld:
+        prompt = payload.get("messages") if call.req.kind == "chat" else payload.get("prompt")
+    response = None if call.output_blocked else ("".join(call.response_text) or None)
     return {
         "schema": 1,
         "request_id": current_request_id(),
@@ -93,7 +104,11 @@ def trace_event(
         "stream": call.req.stream,
         "guardrails": [v.as_event() for v in call.verdicts],
         "retrieval": [],
-        "prompt": payload.get("messages") if call.req.kind == "chat" else payload.get("prompt"),
-        "response": "".join(call.response_text) or None,
+        "prompt": prompt,
+        "response": response,
+        "redacted": call.input_redacted,
+        "withheld": [
+            name for name, gone in (("prompt", call.input_withheld), ("response", call.output_blocked)) if gone
+        ],
         "mean_logprob": None,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from typing import Any
 
@@ -43,9 +44,11 @@ class RegistryCatalogue:
                 continue  # registered but not routed anywhere: nothing to serve it with
             matched += 1
             self.versions[route.name] = str(entry.get("version"))
-            route.price = Price(
-                float(entry.get("price_per_1m_input") or 0), float(entry.get("price_per_1m_output") or 0)
-            )
+            prices = (float(entry.get("price_per_1m_input") or 0), float(entry.get("price_per_1m_output") or 0))
+            if all(math.isfinite(p) and 0 <= p <= 1e6 for p in prices):  # else keep the last good price
+                route.price = Price(*prices)
+            else:
+                log.warning("catalogue price out of range; keeping the last one", extra={"model": route.name})
         self.refreshed_at = time.time()
         return matched
 

@@ -3,7 +3,6 @@ generation (a sliding window for streams), and the team's fail mode when the ser
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -12,7 +11,9 @@ import aiohttp
 import orjson
 
 from llmops_common.errors import APIError
+from llmops_common.service_auth import service_headers
 from llmops_common.telemetry import inject_trace_headers
+from services.gateway.messages import Segment
 from services.gateway.metrics import GatewayMetrics
 
 FailMode = Literal["open", "closed"]
@@ -44,21 +45,20 @@ def blocked_error(stage: str, findings: list[dict[str, Any]]) -> APIError:
     )
 
 
-def message_text(message: dict[str, Any]) -> str:
-    """The text of a chat message (string content or text parts)."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
-
-
 class GuardrailsClient:
-    """Calls POST /v1/check/{input,output}; every call is bounded by the team's timeout."""
+    """Calls POST /v1/check/{input,output} (one call per stage per request); every call is bounded by the team's
+    timeout and carries the gateway's service token."""
 
-    def __init__(self, base_url: str, timeout_ms: int, default_fail_mode: FailMode, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_ms: int,
+        default_fail_mode: FailMode,
+        metrics: GatewayMetrics,
+        token: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._auth = service_headers(token)  # GATEWAY_GUARDRAILS_TOKEN: guardrails answers only platform services
         self.default_timeout_s = timeout_ms / 1000
         self.default_fail_mode = default_fail_mode
         self.metrics = metrics
@@ -83,7 +83,9 @@ class GuardrailsClient:
         try:
             assert self._session is not None
             async with self._session.get(
-                f"{self.base_url}/v1/policies/{team}", timeout=aiohttp.ClientTimeout(total=self.default_timeout_s)
+                f"{self.base_url}/v1/policies/{team}",
+                headers=self._auth,
+                timeout=aiohttp.ClientTimeout(total=self.default_timeout_s),
             ) as resp:
                 if resp.status == 200:
                     data = await resp.json(loads=orjson.loads)
@@ -94,21 +96,22 @@ class GuardrailsClient:
             pass  # keep the defaults; not cached, so the next request asks again
         return fail_mode, timeout_s
 
-    async def check(self, stage: str, text: str, team: str, project: str, **extra: Any) -> Verdict:
-        """One check; applies the fail mode when the service errors or is too slow (never hangs)."""
+    async def _post(self, stage: str, body: dict[str, Any], team: str) -> dict[str, Any] | None:
+        """One call; None when the service failed and the fail mode lets the request pass."""
         fail_mode, timeout_s = await self._policy(team)
         started = time.perf_counter()
-        body = {"text": text, "team": team, "project": project, **{k: v for k, v in extra.items() if v}}
         try:
             assert self._session is not None
             async with self._session.post(
                 f"{self.base_url}/v1/check/{stage}",
                 data=orjson.dumps(body),
-                headers=inject_trace_headers({"content-type": "application/json"}),
+                headers=inject_trace_headers({"content-type": "application/json", **self._auth}),
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 data = await resp.json(loads=orjson.loads, content_type=None)
-                if resp.status != 200:
+                if resp.status == 413:  # the request's own size: the caller's error, not an outage
+                    raise _too_large(data)
+                if resp.status != 200 or not isinstance(data, dict):
                     raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             self.metrics.guardrail_checks.labels(stage, "unavailable").inc()
@@ -121,27 +124,51 @@ class GuardrailsClient:
                     "team's policy is fail-closed; retry shortly",
                     headers={"retry-after": "5"},
                 ) from None
-            return Verdict(stage, "unavailable")
+            return None
         finally:
             self.metrics.guardrail_latency.labels(stage).observe(time.perf_counter() - started)
+        self.metrics.guardrail_checks.labels(stage, data.get("decision", "allow")).inc()
+        return data
+
+    async def check(self, stage: str, text: str, team: str, project: str, **extra: Any) -> Verdict:
+        """One single-text check (the output stage); applies the fail mode when the service errors or is slow."""
+        body = {"text": text, "team": team, "project": project, **{k: v for k, v in extra.items() if v}}
+        data = await self._post(stage, body, team)
+        if data is None:
+            return Verdict(stage, "unavailable")
+        return Verdict(stage, data.get("decision", "allow"), data.get("findings", []), data.get("text"))
+
+    async def check_input(self, segments: list[Segment], team: str, project: str) -> tuple[Verdict, list[str | None]]:
+        """ONE input check of every text of the request, each with its role (tool results are read by the
+        guardrails as content: indirect injection). Raises on block; returns the verdict and, per segment, its
+        redacted text (None: unchanged)."""
+        if not segments:
+            return Verdict("input", "allow"), []
+        body = {
+            "messages": [{"role": seg.role, "content": seg.text} for seg in segments],
+            "team": team,
+            "project": project,
+        }
+        data = await self._post("input", body, team)
+        if data is None:
+            return Verdict("input", "unavailable"), [None] * len(segments)
+        findings = data.get("findings") or []
         decision = data.get("decision", "allow")
-        self.metrics.guardrail_checks.labels(stage, decision).inc()
-        return Verdict(stage, decision, data.get("findings", []), data.get("text"))
-
-    async def check_messages(self, messages: list[dict[str, Any]], team: str, project: str) -> Verdict:
-        """Check the caller-supplied messages (user, tool) in parallel; redact in place; raise on block.
-
-        System and developer messages are the application's own instructions (a RAG prompt, say), not input
-        from the end user; checking them as attacks blocks legitimate applications (a measured false positive).
-        """
-        targets = [m for m in messages if m.get("role") in ("user", "tool") and message_text(m)]
-        verdicts = await asyncio.gather(*(self.check("input", message_text(m), team, project) for m in targets))
-        findings = [f for v in verdicts for f in v.findings]
-        if any(v.decision == "block" for v in verdicts):
+        if decision == "block":
             raise blocked_error("input", findings)
-        for message, verdict in zip(targets, verdicts, strict=True):
-            if verdict.decision == "redact" and verdict.text is not None:
-                message["content"] = verdict.text
-        order = ["unavailable", "allow", "flag", "redact"]
-        worst = max((v.decision for v in verdicts), key=order.index, default="allow")
-        return Verdict("input", worst, findings)
+        texts: list[str | None] = [None] * len(segments)
+        for item in data.get("messages") or ():
+            index, text = item.get("index"), item.get("text")
+            in_range = isinstance(index, int) and 0 <= index < len(segments)
+            if in_range and item.get("decision") == "redact" and isinstance(text, str):
+                texts[index] = text
+        return Verdict("input", decision, findings), texts
+
+
+def _too_large(data: Any) -> APIError:
+    """The guardrails' 413 (too many messages, too much text) relayed with its code and words."""
+    err = data.get("error") if isinstance(data, dict) else None
+    err = err if isinstance(err, dict) else {}
+    code = str(err.get("code") or "text_too_large")
+    detail = str(err.get("message") or "the request holds more text than the guardrails check accepts")
+    return APIError(413, code, f"the input is too large to check: {detail}")

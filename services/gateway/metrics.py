@@ -121,6 +121,14 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        self.usage_over_reservation = Counter(
+            "llmops_gateway_usage_over_reservation_total",
+            "Answers whose completion tokens exceeded the bound the gateway sent and reserved (an engine ignoring "
+            "max_tokens); charged as used.",
+            ["model"],
+            registry=registry,
+        )
+
     def watch_circuits(self, deployments: Callable[[], list[Deployment]]) -> None:
         """Export breaker states of the route table's deployments."""
         self.registry.register(_CircuitCollector(deployments))

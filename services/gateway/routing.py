@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from services.gateway.pricing import Price
+from services.gateway.routes_config import DeploymentFields, RoutesFile, describe
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -87,11 +89,14 @@ class Deployment:
 
 @dataclass
 class ModelRoute:
-    """A public model name with its price and deployments."""
+    """A public model name with its price, its deployments, and what its engines accept beyond the standard."""
 
     name: str
     price: Price
     deployments: list[Deployment]
+    extra_fields: frozenset[str] = frozenset()
+    max_n: int = 1
+    content_parts: frozenset[str] = frozenset({"text"})
 
 
 class RouteConfigError(ValueError):
@@ -111,46 +116,50 @@ class RouteTable:
             doc = yaml.safe_load(expand_env(path.read_text()))
         except (OSError, yaml.YAMLError) as exc:
             raise RouteConfigError(f"cannot read routes file {path}: {exc}") from exc
-        return cls.from_dict(doc or {})
+        try:
+            return cls.from_dict(doc or {})
+        except RouteConfigError as exc:
+            raise RouteConfigError(f"routes file {path}: {exc}") from None
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> RouteTable:
-        """Build from an already-parsed document."""
-        defaults = doc.get("defaults", {})
+    def from_dict(cls, doc: Any) -> RouteTable:
+        """Build from an already-parsed document; unknown keys and out-of-range values are errors."""
+        try:
+            parsed = RoutesFile.model_validate(doc)
+        except ValidationError as exc:
+            raise RouteConfigError(describe(exc)) from None
+        defaults = parsed.defaults.model_dump(exclude_unset=True)
         routes = []
-        for i, model in enumerate(doc.get("models") or []):
-            if "name" not in model or not model.get("deployments"):
-                raise RouteConfigError(f"models[{i}] needs a name and at least one deployment")
+        for i, model in enumerate(parsed.models):
             deployments = []
-            for j, dep in enumerate(model["deployments"]):
-                merged = {**defaults, **dep}
-                if not merged.get("url"):
+            for j, dep in enumerate(model.deployments):
+                merged = DeploymentFields.model_validate({**defaults, **dep.model_dump(exclude_unset=True)})
+                if not merged.url:
                     raise RouteConfigError(f"models[{i}].deployments[{j}] needs a url")
-                api_key_env = merged.get("api_key_env")
+                api_key = os.environ.get(merged.api_key_env) if merged.api_key_env else merged.api_key
                 deployments.append(
                     Deployment(
-                        name=merged.get("name", f"{model['name']}-{j}"),
-                        url=str(merged["url"]).rstrip("/"),
-                        model=merged.get("model", model["name"]),
-                        priority=int(merged.get("priority", j)),
-                        weight=float(merged.get("weight", 1.0)),
-                        timeout_s=float(merged.get("timeout_s", 120)),
-                        connect_timeout_s=float(merged.get("connect_timeout_s", 2)),
-                        retries=int(merged.get("retries", 1)),
-                        backoff_s=float(merged.get("backoff_s", 0.05)),
-                        api_key=os.environ.get(api_key_env) if api_key_env else merged.get("api_key"),
-                        breaker=CircuitBreaker(
-                            int(merged.get("circuit_failure_threshold", 3)),
-                            float(merged.get("circuit_cooldown_s", 30)),
-                        ),
+                        name=merged.name or f"{model.name}-{j}",
+                        url=merged.url.rstrip("/"),
+                        model=merged.model or model.name,
+                        priority=j if merged.priority is None else merged.priority,
+                        weight=merged.weight,
+                        timeout_s=merged.timeout_s,
+                        connect_timeout_s=merged.connect_timeout_s,
+                        retries=merged.retries,
+                        backoff_s=merged.backoff_s,
+                        api_key=api_key or None,
+                        breaker=CircuitBreaker(merged.circuit_failure_threshold, merged.circuit_cooldown_s),
                     )
                 )
-            price = model.get("price") or {}
             routes.append(
                 ModelRoute(
-                    name=model["name"],
-                    price=Price(float(price.get("input_per_1m", 0)), float(price.get("output_per_1m", 0))),
+                    name=model.name,
+                    price=Price(model.price.input_per_1m, model.price.output_per_1m),
                     deployments=deployments,
+                    extra_fields=frozenset(model.extra_fields),
+                    max_n=model.max_n,
+                    content_parts=frozenset(model.content_parts) | {"text"},
                 )
             )
         return cls(routes)

@@ -7,6 +7,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 _TEAM = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Limits are stored and compared in Redis as 64-bit integers (budgets in nano-USD): bounded so none can overflow
+# there or in the conversion (`budget_usd: 1e308` was a 500), and finite (JSON's NaN/Infinity are refused).
+MAX_RATE = 1_000_000_000
+MAX_BUDGET_USD = 1_000_000_000.0
+
+
+def _rate(description: str | None = None) -> Any:
+    return Field(None, ge=0, le=MAX_RATE, description=description)
+
+
+def _budget(description: str | None = None) -> Any:
+    return Field(None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False, description=description)
 
 
 class TeamIn(BaseModel):
@@ -15,9 +27,9 @@ class TeamIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     team: str = _TEAM
-    rpm_limit: int | None = Field(None, ge=0, description="Requests per minute for the whole team.")
-    tpm_limit: int | None = Field(None, ge=0, description="Tokens per minute for the whole team.")
-    budget_usd: float | None = Field(None, ge=0, description="Total USD the team may spend.")
+    rpm_limit: int | None = _rate("Requests per minute for the whole team.")
+    tpm_limit: int | None = _rate("Tokens per minute for the whole team.")
+    budget_usd: float | None = _budget("Total USD the team may spend (at most 1e9).")
 
 
 class TeamOut(BaseModel):
@@ -38,10 +50,10 @@ class KeyIn(BaseModel):
     team: str = _TEAM
     project: str = Field("default", min_length=1, max_length=64)
     name: str = Field("", max_length=128)
-    allowed_models: list[str] = Field(default_factory=list, description="Empty: every model.")
-    rpm_limit: int | None = Field(None, ge=0)
-    tpm_limit: int | None = Field(None, ge=0)
-    budget_usd: float | None = Field(None, ge=0)
+    allowed_models: list[str] = Field(default_factory=list, max_length=256, description="Empty: every model.")
+    rpm_limit: int | None = _rate()
+    tpm_limit: int | None = _rate()
+    budget_usd: float | None = _budget()
 
 
 class KeyPatch(BaseModel):
@@ -50,10 +62,10 @@ class KeyPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, max_length=128)
-    allowed_models: list[str] | None = None
-    rpm_limit: int | None = Field(None, ge=0)
-    tpm_limit: int | None = Field(None, ge=0)
-    budget_usd: float | None = Field(None, ge=0)
+    allowed_models: list[str] | None = Field(None, max_length=256)
+    rpm_limit: int | None = _rate()
+    tpm_limit: int | None = _rate()
+    budget_usd: float | None = _budget()
 
 
 class KeyOut(BaseModel):
@@ -89,9 +101,8 @@ class Me(BaseModel):
 
 
 class OpenAIRequestDoc(BaseModel):
-    """Documentation of the OpenAI-compatible request body; the gateway forwards unknown fields."""
-
-    model_config = ConfigDict(extra="allow")
+    """The OpenAI-compatible request body (main fields; the full allow-list and bounds are in the gateway README).
+    Unknown fields are refused with 400 `unknown_field` unless the model's route declares them."""
 
     model: str
     messages: list[dict[str, Any]] | None = None

@@ -40,6 +40,26 @@ class GatewaySettings(ServiceSettings):
         256, ge=1, description="max_tokens set on requests that do not say; bounds what a request can cost."
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    max_output_tokens: int = Field(
+        131_072, ge=1, description="Largest max_tokens / max_completion_tokens a request may ask for (per choice)."
+    )
+    max_messages: int = Field(
+        1000,
+        ge=1,
+        description="Most chat messages in one request (more: 400 too_many_messages); bounds the one guardrail "
+        "check every request costs.",
+    )
+    max_response_bytes: int = Field(
+        4 * 1_048_576,
+        ge=1024,
+        description="Largest answer relayed from a deployment: a larger whole answer becomes a 502 "
+        "upstream_response_too_large, a stream is cut with that error event; the reservation is still settled.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Prometheus must send to scrape /metrics (it lists every team's spend). Unset: "
+        "/metrics is open, allowed only in dev mode (a warning is logged otherwise).",
+    )
     events_stream: str = Field("llmops:events", description="Redis stream receiving one trace event per request.")
     events_maxlen: int = Field(1_000_000, ge=1000, description="Approximate cap on the trace-event stream length.")
     registry_url: str | None = Field(
@@ -48,6 +68,9 @@ class GatewaySettings(ServiceSettings):
     registry_refresh_s: float = Field(30.0, gt=0, description="Seconds between catalogue refreshes.")
     guardrails_url: str | None = Field(
         None, description="Base URL of the guardrails service; unset: no guardrail checks."
+    )
+    guardrails_token: SecretStr | None = Field(
+        None, description="Service token sent as Bearer to the guardrails service (its GUARDRAILS_SERVICE_TOKEN)."
     )
     guardrails_timeout_ms: int = Field(
         500, ge=10, description="Bound on one guardrail call when the team's policy does not set one."

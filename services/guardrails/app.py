@@ -10,12 +10,14 @@ from prometheus_client import CollectorRegistry
 
 from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
+from llmops_common.service_auth import install_service_auth, require_tokens
 from services.guardrails.checker import Checker
 from services.guardrails.detectors.loader import load_detectors
 from services.guardrails.metrics import GuardrailsMetrics
 from services.guardrails.policies import PolicySet
 from services.guardrails.routes import router
 from services.guardrails.settings import GuardrailsSettings
+from services.guardrails.verdict_cache import VerdictCache
 
 VERSION = "0.1.0"
 
@@ -23,13 +25,18 @@ VERSION = "0.1.0"
 def create_app(settings: GuardrailsSettings | None = None) -> FastAPI:
     """Build the app; the policy file is validated now, the models load in the lifespan."""
     settings = settings or GuardrailsSettings()
+    # No token outside dev mode is a start failure: guardrails shows policies and must not be an open oracle.
+    tokens = require_tokens(
+        settings.service_tokens(), service="guardrails", setting="GUARDRAILS_SERVICE_TOKEN", dev_mode=settings.dev_mode
+    )
     registry = CollectorRegistry()
     metrics = GuardrailsMetrics(registry)
     policies = PolicySet.load(settings.policy_file)  # a broken file fails the start, not a request
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.checker = Checker(load_detectors(settings), metrics)
+        cache = VerdictCache(settings.verdict_cache_size, settings.verdict_cache_ttl_s)
+        app.state.checker = Checker(load_detectors(settings), metrics, cache)
         metrics.models_loaded.set(1)
         yield
 
@@ -39,14 +46,16 @@ def create_app(settings: GuardrailsSettings | None = None) -> FastAPI:
     app = build_service_app(
         name="guardrails",
         version=VERSION,
-        description="Input and output checks: injection and jailbreak, PII and secrets, topics and deny-lists, "
-        "JSON schema, groundedness; per-team policies with a fail mode.",
+        description="Input, content and output checks: injection and jailbreak (direct and indirect), PII (structured "
+        "and names/places/organisations) and secrets, topics and deny-lists, JSON schema, groundedness; per-team "
+        "policies with a fail mode. Every route under /v1 needs the service token (Authorization: Bearer).",
         settings=settings,
         registry=registry,
         readiness=readiness,
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_service_auth(app, tokens, service="guardrails")  # outermost: refuses before reading any body
     app.state.settings = settings
     app.state.policies = policies
     app.state.metrics = metrics

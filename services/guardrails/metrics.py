@@ -25,7 +25,7 @@ class GuardrailsMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.checks = Counter(
             "llmops_guardrails_checks_total",
-            "Checks by direction, policy and decision.",
+            "Checks (calls) by direction (input, content, output), policy and decision.",
             ["direction", "policy", "decision"],
             registry=registry,
         )
@@ -37,8 +37,20 @@ class GuardrailsMetrics:
         )
         self.detector_errors = Counter(
             "llmops_guardrails_detector_errors_total",
-            "Detector failures (handled by the policy's fail mode).",
+            "Detector failures and timeouts (handled by the policy's fail mode).",
             ["detector"],
+            registry=registry,
+        )
+        self.detector_timeouts = Counter(
+            "llmops_guardrails_detector_timeouts_total",
+            "Detectors that finished (or would have started) after the check's timeout_ms; also counted as errors.",
+            ["direction", "detector"],
+            registry=registry,
+        )
+        self.cache_hits = Counter(
+            "llmops_guardrails_verdict_cache_hits_total",
+            "Texts (messages, chunks) judged before under the same policy, answered from the verdict cache.",
+            ["direction"],
             registry=registry,
         )
         self.check_latency = Histogram(

@@ -1,40 +1,33 @@
-"""Policies: which detectors run on input and output, their thresholds and actions, and the fail mode.
+"""Policies: which detectors run on input, content and output, their settings and actions, the fail mode.
 
-The YAML file (see policies.yaml and the README) is validated in full at load time, so a typo fails
-the service start, not a request. A policy may `extends` another; detector sections are merged key by key.
+The YAML file (see policies.yaml and the README) is validated in full at load time, with typed settings per
+detector (detector_config.py), so a typo fails the service start, naming the file, the key and the closest
+valid name. A policy may `extends` another; detector sections are merged key by key.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError
 
-Action = Literal["allow", "flag", "redact", "block"]
-INPUT_DETECTORS = ("length", "injection", "secrets", "pii", "denylist", "topics")
-OUTPUT_DETECTORS = ("length", "canary", "secrets", "pii", "denylist", "json_schema", "groundedness", "topics")
+from services.guardrails.detector_config import (
+    INPUT_DETECTORS,
+    NER_PII,
+    OUTPUT_DETECTORS,
+    SECTION_DETECTORS,
+    DetectorPolicy,
+    explain,
+    suggest,
+)
 
+__all__ = ["INPUT_DETECTORS", "OUTPUT_DETECTORS", "DetectorPolicy", "Mode", "Policy", "PolicyError", "PolicySet"]
 
-class DetectorPolicy(BaseModel):
-    """Settings of one detector inside a policy; detector-specific options are kept as extra keys."""
-
-    model_config = ConfigDict(extra="allow")
-
-    enabled: bool = True
-    action: Action = Field("block", description="Action for this detector's findings.")
-    actions: dict[str, Action] = Field(
-        default_factory=dict, description="Per entity or category override, e.g. {EMAIL: redact, CREDIT_CARD: block}."
-    )
-    min_score: float = Field(0.0, ge=0, le=1, description="Findings scoring below this are dropped.")
-
-    @field_validator("actions")
-    @classmethod
-    def _upper_keys(cls, value: dict[str, Action]) -> dict[str, Action]:
-        return {k if k.islower() else k.upper(): v for k, v in value.items()}
+Mode = Literal["input", "content", "output"]
 
 
 class Policy(BaseModel):
@@ -49,36 +42,69 @@ class Policy(BaseModel):
     )
     timeout_ms: int = Field(250, ge=1, description="Budget of one check; also the gateway's call timeout.")
     stop_on_block: bool = Field(True, description="Skip the remaining detectors once one finding blocks.")
-    input: dict[str, DetectorPolicy] = Field(default_factory=dict)
-    output: dict[str, DetectorPolicy] = Field(default_factory=dict)
+    input: dict[str, SerializeAsAny[DetectorPolicy]] = Field(
+        default_factory=dict, description="What users (any role) say."
+    )
+    content: dict[str, SerializeAsAny[DetectorPolicy]] | None = Field(
+        None, description="What the model reads: documents, chunks, tool results. Absent: the input section."
+    )
+    output: dict[str, SerializeAsAny[DetectorPolicy]] = Field(
+        default_factory=dict, description="What the model answers."
+    )
+    # (name, settings, settings as the dict detectors read), per mode, in run order: built once, read per check.
+    _plan: dict[str, list[tuple[str, DetectorPolicy, dict[str, Any]]]] = PrivateAttr(default_factory=dict)
+    _fingerprint: str = PrivateAttr("")
 
-    @field_validator("input")
-    @classmethod
-    def _known_input(cls, value: dict[str, DetectorPolicy]) -> dict[str, DetectorPolicy]:
-        return _check_names(value, INPUT_DETECTORS, "input")
+    def model_post_init(self, context: Any) -> None:
+        """Precompute the run plan so a check with many messages does not re-serialise settings."""
+        self._fingerprint = hashlib.blake2b(self.model_dump_json().encode(), digest_size=16).hexdigest()
+        for mode in ("input", "content", "output"):
+            section = self.section(mode)
+            self._plan[mode] = [(name, cfg, cfg.model_dump()) for name, cfg in section.items() if cfg.enabled]
 
-    @field_validator("output")
-    @classmethod
-    def _known_output(cls, value: dict[str, DetectorPolicy]) -> dict[str, DetectorPolicy]:
-        return _check_names(value, OUTPUT_DETECTORS, "output")
+    def section(self, mode: Mode) -> dict[str, DetectorPolicy]:
+        """The detector settings of a mode (content falls back to input)."""
+        if mode == "content":
+            return self.input if self.content is None else self.content
+        return self.input if mode == "input" else self.output
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of every setting: equal policies judge a text the same way (the verdict cache's key)."""
+        return self._fingerprint
+
+    def plan(self, mode: Mode) -> list[tuple[str, DetectorPolicy, dict[str, Any]]]:
+        """Enabled detectors of a mode in run order, with their settings."""
+        return self._plan[mode]
+
+    def reads_names(self, mode: Mode) -> bool:
+        """Whether the mode runs the NER model (pii entities PERSON/LOCATION/ORGANIZATION): tens of ms, not one."""
+        return any(set(config.get("entities") or ()) & set(NER_PII) for name, _, config in self._plan[mode])
 
     def public(self) -> dict[str, Any]:
         """The effective policy as the API shows it."""
         return self.model_dump(mode="json")
 
 
-def _check_names(value: dict[str, DetectorPolicy], known: tuple[str, ...], where: str) -> dict[str, DetectorPolicy]:
-    unknown = sorted(set(value) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {where} detector(s) {unknown}; known: {list(known)}")
-    for name, det in value.items():
-        for raw in (det.model_extra or {}).get("patterns") or ():
-            try:
-                re.compile(raw)
-            except re.error as exc:
-                raise ValueError(f"{where}.{name}: bad pattern {raw!r}: {exc}") from exc
+def _section(raw: Any, mode: str, where: str) -> dict[str, DetectorPolicy]:
+    """Validate one detector section with its typed settings, in the canonical run order."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: must be a mapping of detector name -> settings, got {type(raw).__name__}")
+    known = SECTION_DETECTORS[mode]
+    out: dict[str, DetectorPolicy] = {}
+    for name, spec in raw.items():
+        if name not in known:
+            raise PolicyError(f"{where}: unknown {mode} detector {name!r}{suggest(name, known)}; known: {list(known)}")
+        if spec is not None and not isinstance(spec, dict):
+            raise PolicyError(f"{where}.{name}: must be a mapping of settings, got {spec!r}")
+        try:
+            out[name] = known[name].model_validate(spec or {})
+        except ValidationError as exc:
+            raise PolicyError(explain(exc, known[name], f"{where}.{name}")) from exc
     # Run in the canonical order (cheap and decisive first), whatever order the file used.
-    return {k: value[k] for k in known if k in value}
+    return {k: out[k] for k in known if k in out}
 
 
 class TeamPolicy(BaseModel):
@@ -103,6 +129,21 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     for key, value in override.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+_TOP_KEYS = frozenset({"default_policy", "policies", "teams"})
+_SECTIONS = ("input", "content", "output")
+
+
+def _policy(name: str, spec: dict[str, Any], source: str) -> Policy:
+    """One resolved policy: detector sections typed one by one (to name the key), then the policy itself."""
+    where = f"{source}: policies.{name}"
+    spec = dict(spec)
+    sections = {mode: _section(spec.pop(mode), mode, f"{where}.{mode}") for mode in _SECTIONS if mode in spec}
+    try:
+        return Policy.model_validate({"name": name, **spec, **sections})
+    except ValidationError as exc:
+        raise PolicyError(explain(exc, Policy, where)) from exc
 
 
 @dataclass(frozen=True)
@@ -135,16 +176,23 @@ class PolicySet:
             if name not in specs:
                 raise PolicyError(f"policy {name!r} is referenced but not defined")
             if name not in resolved:
+                if not isinstance(specs[name] or {}, dict):
+                    raise PolicyError(f"{source}: policies.{name} must be a mapping")
                 spec = dict(specs[name] or {})
                 parent = spec.pop("extends", None)
                 resolved[name] = _merge(resolve(parent, (*chain, name)), spec) if parent else spec
             return resolved[name]
 
-        try:
-            policies = {name: Policy(name=name, **resolve(name)) for name in specs}
-            teams = {team: TeamPolicy(**spec) for team, spec in (raw.get("teams") or {}).items()}
-        except (ValidationError, TypeError) as exc:
-            raise PolicyError(f"invalid policy file {source}: {exc}") from exc
+        unknown_top = sorted(set(raw) - _TOP_KEYS)
+        if unknown_top:
+            raise PolicyError(f"{source}: unknown key {unknown_top[0]!r}{suggest(unknown_top[0], _TOP_KEYS)}")
+        policies = {name: _policy(name, resolve(name), source) for name in specs}
+        teams: dict[str, TeamPolicy] = {}
+        for team, spec in (raw.get("teams") or {}).items():
+            try:
+                teams[team] = TeamPolicy.model_validate(spec)
+            except ValidationError as exc:
+                raise PolicyError(f"{source}: {explain(exc, TeamPolicy, f'teams.{team}')}") from exc
         default = raw.get("default_policy", "default")
         for ref in [
             default,

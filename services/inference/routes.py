@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPBearer
 
 from llmops_common.errors import APIError, error_body
 from llmops_common.responses import JSONBytesResponse
@@ -17,7 +18,14 @@ from services.inference.engines.base import EngineError, EngineUnavailable, Kind
 from services.inference.schemas import ChatCompletionRequest, CompletionRequest
 from services.inference.serving import ServingError, ServingService
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+# ServiceTokenMiddleware enforces the token; this dependency only declares it in the OpenAPI document.
+service_token = HTTPBearer(
+    auto_error=False,
+    scheme_name="serviceToken",
+    description="The inference service token (INFERENCE_SERVICE_TOKEN): only platform services hold it; clients go "
+    "through the gateway. The OpenAI clients send it as their api_key.",
+)
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Security(service_token)])
 
 
 def get_serving(request: Request) -> ServingService:

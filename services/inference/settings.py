@@ -92,3 +92,13 @@ class InferenceSettings(ServiceSettings):
     canary_percent: float = Field(0.0, ge=0, le=100, description="Share of requests sent to the canary version.")
     drain_timeout_s: float = Field(120.0, gt=0, description="Longest wait for in-flight requests before unloading.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    service_token: str | None = Field(
+        None,
+        description="Bearer token(s) the service accepts on /v1 (comma-separated to rotate without downtime); "
+        "only platform services (the gateway) hold one. Required unless dev_mode is on; probes and /metrics "
+        "stay open.",
+    )
+
+    def service_tokens(self) -> list[str]:
+        """The accepted service tokens (empty when none is configured)."""
+        return [t.strip() for t in (self.service_token or "").split(",") if t.strip()]

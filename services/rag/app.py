@@ -12,11 +12,14 @@ from prometheus_client import CollectorRegistry
 
 from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
+from llmops_common.service_auth import install_service_auth, require_tokens
 from services.rag.answer import AnswerService
 from services.rag.catalog import Catalog
+from services.rag.content_check import ContentGuard
 from services.rag.embedder import Embedder
 from services.rag.evaluation import Evaluator
 from services.rag.events import RagEvents
+from services.rag.extract import ParseLimits
 from services.rag.gateway import GatewayClient
 from services.rag.ingest import IngestionPipeline
 from services.rag.lineage import IngestRecorder
@@ -34,6 +37,9 @@ from services.rag.tracking import build_run_logger
 
 VERSION = "0.1.0"
 log = logging.getLogger("rag.app")
+# RAG's internal routes: nobody calls them with a gateway key (operators and platform services do), so they
+# take RAG_SERVICE_TOKEN. Every other /v1 route is a user route and takes the caller's gateway key.
+INTERNAL_PREFIXES = ("/v1/prompts/",)
 
 
 def open_store(settings: RagSettings) -> VectorStore:
@@ -66,7 +72,27 @@ def build_pipeline(settings: RagSettings, embedder: Embedder, catalog: Catalog) 
         chunk_overlap=settings.chunk_overlap,
         min_chars=settings.min_doc_chars,
         max_chars=settings.max_doc_chars,
-        redactor=GuardrailsRedactor(settings.guardrails_url) if settings.guardrails_url else None,
+        redactor=(
+            GuardrailsRedactor(settings.guardrails_url, token=settings.guardrails_token)
+            if settings.guardrails_url
+            else None
+        ),
+        group_chunks=settings.ingest_group_chunks,
+        parse_limits=ParseLimits(
+            max_pages=settings.pdf_max_pages,
+            max_decompressed_bytes=settings.parse_max_decompressed_bytes,
+            max_cpu_s=settings.parse_max_cpu_s,
+            max_chars=settings.max_doc_chars,
+        ),
+    )
+
+
+def build_guard(settings: RagSettings) -> ContentGuard | None:
+    """The content check of retrieved chunks (guardrails' content mode), when guardrails is configured."""
+    if not (settings.guardrails_url and settings.content_check):
+        return None
+    return ContentGuard(
+        settings.guardrails_url, settings.guardrails_token, settings.guardrails_timeout_s, settings.guardrails_fail_mode
     )
 
 
@@ -107,6 +133,12 @@ async def open_prompts(settings: RagSettings) -> PromptSource:
 def create_app(settings: RagSettings | None = None, embedder: Embedder | None = None) -> FastAPI:
     """Build the app; the model and Qdrant open in the lifespan and /readyz turns 200 when they have."""
     settings = settings or RagSettings()
+    service_tokens = require_tokens(
+        (settings.service_token or "").split(","),
+        service="rag",
+        setting="RAG_SERVICE_TOKEN",
+        dev_mode=settings.dev_mode,
+    )
     registry = CollectorRegistry()
     metrics = RagMetrics(registry)
 
@@ -118,7 +150,14 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
             await asyncio.to_thread(store.ensure_catalog)
         except StoreUnavailable as exc:  # start anyway: /readyz says not ready, requests get a clear 503
             log.warning("Qdrant unavailable at start", extra={"error": str(exc)})
-        gateway = GatewayClient(settings.gateway_url, settings.llm_timeout_s, settings.me_cache_ttl_s)
+        gateway = GatewayClient(
+            settings.gateway_url,
+            settings.llm_timeout_s,
+            settings.me_cache_ttl_s,
+            keys_redis_url=settings.gateway_redis_url or settings.events_redis_url,
+            keys_prefix=settings.gateway_redis_prefix,
+        )
+        await gateway.start()
         catalog = Catalog(store, settings.public_team)
         encoder = BM25Encoder()
         retriever = Retriever(model, encoder, store)
@@ -134,6 +173,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
         evaluator = Evaluator(
             retriever, answers, gateway, load_default("rag-judge"), settings.judge_model or settings.llm_model
         )
+        guard = build_guard(settings)
         app.state.store = store
         app.state.gateway = gateway
         app.state.rag = RagService(
@@ -146,6 +186,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
             metrics,
             build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment),
             build_recorder(settings, catalog),
+            guard,
         )
         app.state.events = None
         if settings.events_redis_url:
@@ -163,6 +204,8 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
                 await app.state.events.aclose()
             await asyncio.to_thread(app.state.rag.jobs.shutdown)
             await gateway.aclose()
+            if guard is not None:
+                await guard.aclose()
             if isinstance(prompts, RegistryPrompts):
                 await prompts.aclose()
             store.close()
@@ -184,6 +227,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_service_auth(app, service_tokens, service="rag", protected_prefixes=INTERNAL_PREFIXES)
     app.state.settings = settings
     app.include_router(router)
     return app

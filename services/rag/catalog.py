@@ -69,12 +69,13 @@ class Catalog:
         self.store.put_record(self._coll_id(record["team"], record["name"]), record)
 
     def delete_collection(self, record: dict[str, Any]) -> None:
-        """Drop the chunks, the document records and the collection record."""
+        """Drop the collection record, the document records and the chunks (in that order: an ingestion job
+        running meanwhile sees the collection gone before its writes start failing)."""
         team, name = record["team"], record["name"]
-        self.store.drop_vectors(record["qdrant_collection"])
+        self.store.delete_records([self._coll_id(team, name)])
         docs = self.store.find_records(kind="document", team=team, collection=name)
         self.store.delete_records([self._doc_id(team, name, d["doc_id"]) for d in docs])
-        self.store.delete_records([self._coll_id(team, name)])
+        self.store.drop_vectors(record["qdrant_collection"])
 
     # ---- documents ---------------------------------------------------------------------------
     def get_document(self, team: str, collection: str, doc_id: str) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from services.rag.answer import AnswerService
 from services.rag.embedder import Embedder
-from services.rag.gateway import Caller, GatewayClient, GatewayRefused, GatewayUnavailable
+from services.rag.gateway import PASSED_ON, Caller, GatewayClient, GatewayRefused, GatewayUnavailable
 from services.rag.prompts import PromptTemplate
 from services.rag.retrieval import Retriever
 from services.rag.sparse import tokenize
@@ -226,6 +226,10 @@ class Evaluator:
         }
         try:
             body, _ = await self.gateway.chat(caller.key, payload)
-        except (GatewayUnavailable, GatewayRefused):
+        except GatewayUnavailable:
+            return None
+        except GatewayRefused as exc:
+            if exc.status in PASSED_ON:
+                raise  # the caller's key is out of rate, budget or models: that is the eval's answer too
             return None
         return parse_fraction(((body.get("choices") or [{}])[0].get("message") or {}).get("content") or "")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import time
 import unicodedata
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 SUPPORTED_TYPES = {
@@ -34,6 +36,16 @@ class DocumentError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """What one document may cost to parse: a PDF bomb or a huge decompression stops here, not in the worker."""
+
+    max_pages: int = 2000
+    max_decompressed_bytes: int = 64 * 1024 * 1024  # per stream (pypdf's own limit, lowered from 75 MB)
+    max_cpu_s: float = 30.0  # CPU seconds of this thread, checked between pages
+    max_chars: int = 2_000_000  # extracted text; stop reading pages once past it
 
 
 def detect_format(content_type: str | None, filename: str | None) -> str:
@@ -125,12 +137,12 @@ class _HTMLText(HTMLParser):
             self.parts.append(data)
 
 
-def extract(data: bytes | str, fmt: str) -> tuple[str, str | None]:
-    """Return (text, title found in the document or None)."""
+def extract(data: bytes | str, fmt: str, limits: ParseLimits | None = None) -> tuple[str, str | None]:
+    """Return (text, title found in the document or None); PDFs are parsed within `limits`."""
     if fmt == "pdf":
         if isinstance(data, str):
             raise DocumentError("invalid_pdf", "a PDF must be uploaded as a file, not sent as text")
-        return _extract_pdf(data)
+        return _extract_pdf(data, limits or ParseLimits())
     text = data if isinstance(data, str) else decode_bytes(data)
     if fmt == "html":
         parser = _HTMLText()
@@ -143,15 +155,48 @@ def extract(data: bytes | str, fmt: str) -> tuple[str, str | None]:
     return text, None
 
 
-def _extract_pdf(data: bytes) -> tuple[str, str | None]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _extract_pdf(data: bytes, limits: ParseLimits) -> tuple[str, str | None]:
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError, PdfReadError
 
+    cap = limits.max_decompressed_bytes
+    started = time.thread_time()  # CPU time of this worker thread: other threads' work does not count
+    pages: list[str] = []
+    chars = 0
     try:
-        reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = (reader.metadata.title if reader.metadata else None) or None
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        # pypdf's limits are per stream and per context (a contextvar): this document only, this thread only.
+        with apply_configuration(
+            zlib_maximum_output_length=cap,
+            lzw_maximum_output_length=cap,
+            run_length_maximum_output_length=cap,
+            jbig2_maximum_output_length=cap,
+            brotli_maximum_output_length=cap,
+            array_based_stream_maximum_output_length=cap,
+            image_maximum_buffer_size=cap,
+            maximum_declared_stream_length=cap,
+        ):
+            reader = PdfReader(io.BytesIO(data))
+            count = len(reader.pages)
+            if count > limits.max_pages:
+                raise DocumentError("too_many_pages", f"the PDF has {count} pages; at most {limits.max_pages}")
+            for number, page in enumerate(reader.pages, start=1):
+                text = page.extract_text() or ""
+                pages.append(text)
+                chars += len(text)
+                spent = time.thread_time() - started
+                if spent > limits.max_cpu_s:
+                    raise DocumentError(
+                        "parse_time_limit",
+                        f"parsing the PDF took over {limits.max_cpu_s:g} CPU seconds (stopped at page {number})",
+                    )
+                if chars > limits.max_chars:
+                    raise DocumentError("document_too_long", f"the PDF has over {limits.max_chars} characters of text")
+            title = (reader.metadata.title if reader.metadata else None) or None
+    except LimitReachedError as exc:
+        raise DocumentError(
+            "decompression_limit", f"the PDF expands beyond the parser's limits ({cap} bytes per stream): {exc}"
+        ) from None
+    except (PdfReadError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise DocumentError("invalid_pdf", f"the PDF could not be read: {exc}") from None
     return "\n\n".join(pages), title
 

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +18,15 @@ from typing import Any, Protocol
 from services.rag.catalog import Catalog, now
 from services.rag.chunking import CHUNKER_NAME, CHUNKER_VERSION, Chunk, chunk_text
 from services.rag.embedder import Embedder
-from services.rag.extract import DocumentError, content_hash, detect_format, extract, normalise, validate
+from services.rag.extract import (
+    DocumentError,
+    ParseLimits,
+    content_hash,
+    detect_format,
+    extract,
+    normalise,
+    validate,
+)
 from services.rag.sparse import BM25Encoder
 from services.rag.store import point_id
 
@@ -43,6 +52,10 @@ class RawDocument:
     invalid: tuple[str, str] | None = None  # (code, message) for input that could not even be parsed
 
 
+class CollectionDeleted(Exception):
+    """The target collection was deleted while the job ran (the job ends with `collection_deleted`)."""
+
+
 @dataclass
 class Progress:
     """Live counters a job exposes while it runs (plain ints: written by one thread, read by others)."""
@@ -51,6 +64,8 @@ class Progress:
     documents_done: int = 0
     chunks_done: int = 0
     results: list[dict[str, Any]] = field(default_factory=list)
+    cancel_requested: bool = False  # set by a cancel; the run stops at its next step and reports what it did
+    updated_at: float = field(default_factory=time.time)
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -83,7 +98,8 @@ class IngestionPipeline:
         min_chars: int,
         max_chars: int,
         redactor: Redactor | None = None,
-        group_chunks: int = 256,
+        group_chunks: int = 64,
+        parse_limits: ParseLimits | None = None,
     ) -> None:
         self.embedder = embedder
         self.encoder = encoder
@@ -94,7 +110,9 @@ class IngestionPipeline:
         self.min_chars = min_chars
         self.max_chars = max_chars
         self.redactor = redactor
+        # Small groups: progress moves every few seconds and a job yields the worker to other teams often.
         self.group_chunks = group_chunks
+        self.parse_limits = parse_limits or ParseLimits(max_chars=max_chars)
 
     def params(self) -> dict[str, Any]:
         """Everything that decides what the index contains (logged with each run)."""
@@ -116,7 +134,7 @@ class IngestionPipeline:
         if raw.invalid:
             raise DocumentError(*raw.invalid)
         fmt = detect_format(raw.content_type, raw.filename)
-        text, found_title = extract(raw.data, fmt)
+        text, found_title = extract(raw.data, fmt, self.parse_limits)
         text = normalise(text)
         validate(text, self.min_chars, self.max_chars)
         warnings: list[str] = []
@@ -143,6 +161,7 @@ class IngestionPipeline:
     def _write(self, collection: dict[str, Any], group: list[_Prepared], vectors: Any, progress: Progress) -> None:
         """Upsert a group's chunks, drop older versions of those documents, then record them as indexed."""
         team, name, qname = collection["team"], collection["name"], collection["qdrant_collection"]
+        self.check_collection(collection)
         ids, payloads, sparse = [], [], []
         for doc in group:
             for ch in doc.chunks:
@@ -186,11 +205,30 @@ class IngestionPipeline:
             )
             progress.chunks_done += len(doc.chunks)
             progress.documents_done += 1
+            progress.updated_at = time.time()
+
+    def check_collection(self, collection: dict[str, Any]) -> None:
+        """Raise CollectionDeleted when the collection is gone (or was deleted and created again)."""
+        current = self.catalog.get_collection(collection["team"], collection["name"])
+        if current is None or current.get("created_at") != collection.get("created_at"):  # (deleted, maybe re-created)
+            raise CollectionDeleted(f"collection '{collection['name']}' was deleted while the job ran")
 
     def run(
         self, collection: dict[str, Any], docs: list[RawDocument], progress: Progress, redact: bool = False
     ) -> dict[str, Any]:
-        """Ingest all documents; returns the run record (also stored in the catalog)."""
+        """Ingest all documents in one go; returns the run record (also stored in the catalog)."""
+        steps = self.steps(collection, docs, progress, redact)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return dict(done.value)
+
+    def steps(
+        self, collection: dict[str, Any], docs: list[RawDocument], progress: Progress, redact: bool = False
+    ) -> Generator[None, None, dict[str, Any]]:
+        """The run in small steps (one document, or one embedded group): the job scheduler interleaves teams'
+        jobs step by step, and a cancel takes effect between steps. Returns the run record."""
         started = time.time()
         progress.documents_total = len(docs)
         seen: dict[str, str] = {}
@@ -200,6 +238,8 @@ class IngestionPipeline:
         embed_s = 0.0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-upsert") as writer:
             for i, raw in enumerate(docs):
+                if progress.cancel_requested:
+                    break
                 try:
                     prepared = self._prepare(raw, collection, seen, redact)
                 except DocumentError as exc:
@@ -208,11 +248,15 @@ class IngestionPipeline:
                         {"doc_id": name, "status": "failed", "code": exc.code, "error": exc.message, "chunks": 0}
                     )
                     progress.documents_done += 1
+                    progress.updated_at = time.time()
+                    yield
                     continue
                 if isinstance(prepared, dict):
                     input_digest.update(f"{prepared['doc_id']}:{prepared.get('duplicate_of', '')}".encode())
                     progress.results.append(prepared)
                     progress.documents_done += 1
+                    progress.updated_at = time.time()
+                    yield
                     continue
                 input_digest.update(f"{prepared.doc_id}:{prepared.hash}\n".encode())
                 group.append(prepared)
@@ -220,11 +264,14 @@ class IngestionPipeline:
                     pending, spent = self._flush(collection, group, progress, writer, pending)
                     embed_s += spent
                     group = []
-            if group:
+                yield
+            if group and not progress.cancel_requested:
                 pending, spent = self._flush(collection, group, progress, writer, pending)
                 embed_s += spent
             if pending is not None:
                 pending.result()
+        if not progress.cancel_requested:
+            self.check_collection(collection)  # a delete after the last write must not leave a stray run record
         return self._record(collection, progress, input_digest.hexdigest(), started, embed_s)
 
     def _flush(
@@ -254,6 +301,8 @@ class IngestionPipeline:
         for result in progress.results:
             counts[result["status"]] = counts.get(result["status"], 0) + 1
         collection = self.catalog.refresh_stats(collection)
+        if progress.cancel_requested:
+            counts["not_processed"] = progress.documents_total - progress.documents_done
         run = {
             "run_id": uuid.uuid4().hex,
             "team": collection["team"],

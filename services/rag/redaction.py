@@ -10,14 +10,19 @@ import logging
 
 import httpx
 
+from llmops_common.service_auth import service_headers
+
 log = logging.getLogger("rag.redaction")
 
 
 class GuardrailsRedactor:
     """Synchronous client: ingestion runs on a worker thread."""
 
-    def __init__(self, base_url: str, timeout_s: float = 10.0, policy: str = "pii-redaction") -> None:
+    def __init__(
+        self, base_url: str, timeout_s: float = 10.0, policy: str = "pii-redaction", token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.headers = service_headers(token)  # RAG_GUARDRAILS_TOKEN: guardrails answers platform services only
         self.timeout_s = timeout_s
         self.policy = policy
 
@@ -27,6 +32,7 @@ class GuardrailsRedactor:
             resp = httpx.post(
                 f"{self.base_url}/v1/check/input",
                 json={"text": text, "policy": self.policy},
+                headers=self.headers,
                 timeout=self.timeout_s,
             )
             resp.raise_for_status()

@@ -29,10 +29,11 @@ class Passage:
     score: float
     relevance: float
     metadata: dict[str, Any]
+    fenced: bool = False  # flagged by the content check: quoted in the prompt as material, not instructions
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
+        return ({"fenced": True} if self.fenced else {}) | {
             "chunk_id": self.chunk_id,
             "document_id": self.doc_id,
             "title": self.title,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
@@ -16,6 +16,7 @@ from llmops_common.sse import DONE, sse_frame
 from services.rag.events import RagEvents
 from services.rag.gateway import Caller, GatewayClient, GatewayRefused, GatewayUnavailable
 from services.rag.ingest import RawDocument
+from services.rag.jobs import Job
 from services.rag.registry import RegistryPrompts
 from services.rag.schemas import AnswerRequest, CollectionCreate, DocumentIn, EvalRequest, IngestRequest, QueryRequest
 from services.rag.service import RagService
@@ -50,8 +51,15 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 ServiceDep = Annotated[RagService, Depends(get_service)]
 
 
-def _job_response(job: Any, wait: bool) -> JSONResponse:
-    return JSONResponse(job.view(with_results=wait), status_code=200 if wait else 202)
+def _job_response(rag: RagService, job: Job, finished: bool) -> JSONResponse:
+    """200 with the finished job (wait=true that finished in time), else 202 with the job to poll."""
+    return JSONResponse(job.view(rag.settings.job_results_page), status_code=200 if finished else 202)
+
+
+def _refused(exc: GatewayRefused) -> APIError:
+    """The gateway's refusal of RAG's LLM call, passed on with its status and code (and Retry-After)."""
+    headers = {"retry-after": exc.retry_after} if exc.retry_after else None
+    return APIError(exc.status, exc.code, f"the gateway refused the LLM call: {exc.message}", headers=headers)
 
 
 @router.post("/collections", status_code=201)
@@ -84,7 +92,7 @@ async def delete_collection(name: str, caller: CallerDep, rag: ServiceDep) -> di
 async def ingest_json(name: str, body: IngestRequest, caller: CallerDep, rag: ServiceDep) -> JSONResponse:
     """Ingest text/Markdown/HTML documents sent as JSON; returns a job (or the finished job with wait=true)."""
     docs = [RawDocument(d.text, d.id, d.title, d.content_type, None, d.metadata) for d in body.documents]
-    return _job_response(await rag.ingest(caller, name, docs, body.redact_pii, body.wait), body.wait)
+    return _job_response(rag, *await rag.ingest(caller, name, docs, body.redact_pii, body.wait))
 
 
 @router.post("/collections/{name}/documents/upload", status_code=202)
@@ -97,8 +105,18 @@ async def ingest_upload(
     wait: Annotated[bool, Form()] = False,
 ) -> JSONResponse:
     """Ingest uploaded files (multipart); each file is one document, its name the document id."""
+    settings = rag.settings
+    if len(files) > settings.max_upload_files:
+        raise APIError(413, "too_many_files", f"{len(files)} files in one upload; at most {settings.max_upload_files}")
+    for f in files:
+        if f.size is not None and f.size > settings.max_upload_file_bytes:
+            raise APIError(
+                413,
+                "file_too_large",
+                f"'{f.filename}' has {f.size} bytes; at most {settings.max_upload_file_bytes} per file",
+            )
     docs = [RawDocument(await f.read(), f.filename, None, f.content_type, f.filename) for f in files]
-    return _job_response(await rag.ingest(caller, name, docs, redact_pii, wait), wait)
+    return _job_response(rag, *await rag.ingest(caller, name, docs, redact_pii, wait))
 
 
 @router.post("/collections/{name}/documents/bulk", status_code=202)
@@ -115,7 +133,7 @@ async def ingest_jsonl(name: str, request: Request, caller: CallerDep, rag: Serv
             docs.append(RawDocument("", f"line-{number}", invalid=("invalid_line", f"line {number}: {exc}"[:500])))
     if not docs:
         raise APIError(400, "empty_body", "the JSONL body has no documents")
-    return _job_response(await rag.ingest(caller, name, docs, False, False), False)
+    return _job_response(rag, *await rag.ingest(caller, name, docs, False, False))
 
 
 @router.get("/collections/{name}/documents")
@@ -145,8 +163,31 @@ async def get_ingest_run(name: str, run_id: str, caller: CallerDep, rag: Service
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, caller: CallerDep, rag: ServiceDep) -> dict:
-    """Progress of an ingestion job: documents and chunks done, per-document results and errors."""
-    return rag.job(caller, job_id).view()
+    """Progress of an ingestion job: counters, errors, and the first page of per-document results."""
+    return rag.job(caller, job_id).view(rag.settings.job_results_page)
+
+
+@router.get("/jobs/{job_id}/results")
+async def get_job_results(
+    job_id: str,
+    caller: CallerDep,
+    rag: ServiceDep,
+    cursor: Annotated[int, Query(ge=0, description="Where to start (a previous page's next_cursor).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict:
+    """Per-document results of a job, a page at a time; `next_cursor` is null once the job has ended and all
+    results were read (while it runs, poll the same cursor for results still to come)."""
+    job = rag.job(caller, job_id)
+    page, next_cursor = job.results_page(cursor, limit)
+    return {"data": page, "next_cursor": next_cursor, "total": len(job.progress.results), "status": job.status}
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, caller: CallerDep, rag: ServiceDep) -> JSONResponse:
+    """Cancel a queued or running job: it ends as `cancelled`; documents indexed before the cancel stay indexed
+    and are listed in its results (`run.counts.not_processed` says how many were not). 202 if still stopping."""
+    job, finished = await rag.cancel_job(caller, job_id)
+    return _job_response(rag, job, finished)
 
 
 @router.post("/collections/{name}/query")
@@ -174,8 +215,10 @@ async def answer(
     record = await rag.collection(caller, name)
     threshold = body.score_threshold if body.score_threshold is not None else rag.settings.default_score_threshold
     result = await rag.retrieve(record, body.question, body, threshold)
-    if not result.passages:
-        out = rag.answers.not_found([], record["data_version"])
+    screened = await rag.screen(caller, result.passages)  # indirect injection: chunks are what the model reads
+    meta = screened.meta()
+    if not screened.passages:
+        out = rag.answers.not_found([], record["data_version"], meta)
         if events is not None:
             events.record(caller, body.question, out, 200, started)
         if body.stream:
@@ -183,13 +226,13 @@ async def answer(
         return out
     try:
         if body.stream:
-            stream = await rag.answers.stream(caller, body.question, result.passages, record["data_version"])
+            stream = await rag.answers.stream(caller, body.question, screened.passages, record["data_version"], meta)
             if events is not None:
                 stream = _recorded(stream, events, caller, body.question, started)
             return StreamingResponse(
                 _sse(stream), media_type="text/event-stream", headers={"cache-control": "no-cache"}
             )
-        out = await rag.answers.answer(caller, body.question, result.passages, record["data_version"])
+        out = await rag.answers.answer(caller, body.question, screened.passages, record["data_version"], meta)
         if events is not None:
             events.record(caller, body.question, out, 200, started)
         return out
@@ -199,7 +242,7 @@ async def answer(
             passages = [p.as_dict() for p in result.passages]
             refused = {"passages": passages, "error": {"code": exc.code}}
             events.record(caller, body.question, refused, exc.status, started)
-        raise APIError(exc.status, exc.code, f"the gateway refused the LLM call: {exc.message}") from exc
+        raise _refused(exc) from exc
 
 
 async def _recorded(
@@ -230,12 +273,16 @@ async def evaluate(name: str, body: EvalRequest, caller: CallerDep, rag: Service
     """Retrieval metrics per strategy (recall@k, hit rate, MRR@10, nDCG@10), optional answer quality; logged."""
     if len(body.questions) > rag.settings.max_eval_questions:
         raise APIError(400, "dataset_too_large", f"at most {rag.settings.max_eval_questions} questions per eval")
-    return await rag.evaluate(caller, name, body)
+    try:
+        return await rag.evaluate(caller, name, body)
+    except GatewayRefused as exc:
+        raise _refused(exc) from exc
 
 
 @router.get("/prompts/answer")
 async def prompt_template(rag: ServiceDep) -> dict:
-    """The prompt template answers use now: its version id, whether it came from the registry, its messages."""
+    """Internal (RAG_SERVICE_TOKEN, not a gateway key): the prompt template answers use now, its version id,
+    whether it came from the registry (and the registry's URL and last error), its messages."""
     prompts = rag.answers.prompts
     registry = prompts.status() if isinstance(prompts, RegistryPrompts) else None
     return rag.answers.template.view() | {"registry": registry}

@@ -9,13 +9,14 @@ from typing import Any
 from llmops_common.errors import APIError
 from services.rag.answer import AnswerService
 from services.rag.catalog import Catalog
+from services.rag.content_check import ContentGuard, Screened
 from services.rag.evaluation import Evaluator
 from services.rag.gateway import Caller
-from services.rag.ingest import IngestionPipeline, Progress, RawDocument
-from services.rag.jobs import Job, JobManager
+from services.rag.ingest import CollectionDeleted, IngestionPipeline, RawDocument
+from services.rag.jobs import Job, JobManager, TooManyJobs
 from services.rag.lineage import IngestRecorder
 from services.rag.metrics import RagMetrics
-from services.rag.retrieval import RetrievalResult, Retriever
+from services.rag.retrieval import Passage, RetrievalResult, Retriever
 from services.rag.schemas import SearchOptions
 from services.rag.settings import RagSettings
 from services.rag.store import StoreUnavailable
@@ -40,6 +41,7 @@ class RagService:
         metrics: RagMetrics,
         run_logger: RunLogger,
         recorder: IngestRecorder,
+        guard: ContentGuard | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -50,7 +52,25 @@ class RagService:
         self.metrics = metrics
         self.run_logger = run_logger
         self.recorder = recorder
-        self.jobs = JobManager(self._run_ingest, self._job_finished)
+        self.guard = guard
+        self.jobs = JobManager(
+            pipeline.steps,
+            recorder.record,
+            self._job_finished,
+            max_jobs_per_team=settings.max_jobs_per_team,
+            workers=settings.ingest_workers,
+            gone=self._collection_gone,
+        )
+
+    def _collection_gone(self, record: dict[str, Any]) -> bool:
+        """Whether a job's collection was deleted (on the job's worker thread; Qdrant down is not 'gone')."""
+        try:
+            self.pipeline.check_collection(record)
+        except CollectionDeleted:
+            return True
+        except StoreUnavailable:
+            return False
+        return False
 
     # ---- helpers -----------------------------------------------------------------------------
     async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -93,9 +113,18 @@ class RagService:
         await self._off_loop(self.catalog.delete_collection, record)
 
     # ---- documents ---------------------------------------------------------------------------
-    async def ingest(self, caller: Caller, name: str, docs: list[RawDocument], redact: bool, wait: bool) -> Job:
-        """Queue an ingestion job; with wait=true (small ingests) return it finished."""
+    async def ingest(
+        self, caller: Caller, name: str, docs: list[RawDocument], redact: bool, wait: bool
+    ) -> tuple[Job, bool]:
+        """Queue an ingestion job; with wait=true (small ingests) wait for it, at most job_wait_max_s.
+
+        Returns the job and whether it has finished (a wait that timed out answers 202 with the job to poll)."""
         record = await self.collection(caller, name, write=True)
+        limit = self.settings.max_documents_per_job
+        if len(docs) > limit:
+            raise APIError(
+                413, "too_many_documents", f"{len(docs)} documents in one job; at most {limit} (split the ingest)"
+            )
         if wait and len(docs) > self.settings.max_sync_documents:
             raise APIError(
                 400,
@@ -103,16 +132,28 @@ class RagService:
                 f"wait=true accepts at most {self.settings.max_sync_documents} documents; poll the job instead",
                 param="wait",
             )
-        job = self.jobs.submit(record, docs, redact)
+        try:
+            job = self.jobs.submit(record, docs, redact)
+        except TooManyJobs:
+            raise APIError(
+                429,
+                "too_many_jobs",
+                f"your team already has {self.settings.max_jobs_per_team} ingestion jobs queued or running; "
+                "wait for one to finish or cancel it (POST /v1/jobs/{id}/cancel)",
+                headers={"retry-after": "5"},
+            ) from None
         self.metrics.jobs_running.set(self.jobs.active())
+        finished = False
         if wait:
-            await asyncio.to_thread(job.done.wait)
-        return job
-
-    def _run_ingest(self, record: dict[str, Any], docs: list[RawDocument], progress: Progress, redact: bool) -> dict:
-        return self.recorder.record(self.pipeline.run(record, docs, progress, redact))
+            finished = await asyncio.to_thread(job.done.wait, self.settings.job_wait_max_s)
+        return job, finished
 
     def _job_finished(self, job: Job) -> None:
+        if job.error_code == "collection_deleted" and self.catalog.get_collection(job.team, job.collection) is None:
+            # A write that raced the delete may have left document records behind: they belong to nothing now.
+            for result in job.progress.results:
+                if result["status"] == "indexed":
+                    self.catalog.delete_document(job.team, job.collection, result["doc_id"])
         for result in job.progress.results:
             self.metrics.documents.labels(result["status"]).inc()
         self.metrics.chunks.inc(job.progress.chunks_done)
@@ -133,6 +174,20 @@ class RagService:
         if job is None:
             raise APIError(404, "job_not_found", f"job '{job_id}' does not exist (jobs are kept in memory)")
         return job
+
+    async def cancel_job(self, caller: Caller, job_id: str, wait_s: float = 10.0) -> tuple[Job, bool]:
+        """Cancel a job of the caller's team; wait briefly for it to stop. Documents it indexed stay indexed."""
+        job = self.job(caller, job_id)
+        if not job.done.is_set():
+            self.jobs.cancel(job)
+        return job, await asyncio.to_thread(job.done.wait, wait_s)
+
+    # ---- content check -----------------------------------------------------------------------
+    async def screen(self, caller: Caller, passages: list[Passage]) -> Screened:
+        """Retrieved passages through guardrails' content mode before they reach a prompt."""
+        if self.guard is None:
+            return Screened(list(passages), "off")
+        return await self.guard.screen(caller, passages)
 
     async def list_documents(self, caller: Caller, name: str) -> list[dict[str, Any]]:
         """Documents of a collection with their status."""

@@ -34,7 +34,23 @@ class RagSettings(ServiceSettings):
     llm_timeout_s: float = Field(60.0, gt=0, description="Total timeout of one LLM call through the gateway.")
     llm_max_tokens: int = Field(256, ge=1, description="max_tokens of an answer.")
     judge_model: str | None = Field(None, description="Model of the LLM judge in evals; default: llm_model.")
-    me_cache_ttl_s: float = Field(5.0, ge=0, description="How long a key's /v1/me answer is cached.")
+    me_cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long a key's /v1/me answer is cached at most; kept only while subscribed to the gateway's "
+        "key-change feed, which drops an answer the moment its key changes (revocation takes effect in ms).",
+    )
+    gateway_redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RAG_GATEWAY_REDIS_URL", "GATEWAY_REDIS_URL", "gateway_redis_url"),
+        description="The gateway's Redis, for its key-change feed (RAG_GATEWAY_REDIS_URL, else GATEWAY_REDIS_URL, "
+        "else events_redis_url); none: no /v1/me caching.",
+    )
+    gateway_redis_prefix: str = Field(
+        "llmops:gw",
+        validation_alias=AliasChoices("RAG_GATEWAY_REDIS_PREFIX", "GATEWAY_REDIS_PREFIX", "gateway_redis_prefix"),
+        description="The gateway's Redis key prefix (its GATEWAY_REDIS_PREFIX): the feed is <prefix>:keys:changed.",
+    )
     public_team: str = Field(
         "public",
         description="Team whose collections every team may read (the demo corpus); writable only via the CLI.",
@@ -56,7 +72,29 @@ class RagSettings(ServiceSettings):
     )
     registry_timeout_s: float = Field(5.0, gt=0, description="Timeout of one registry call.")
     guardrails_url: str = Field(
-        "", description="Guardrails service URL for optional PII redaction at ingestion; unused when empty."
+        "",
+        description="Guardrails service URL: retrieved chunks are checked there (content mode) before they go into "
+        "an answer's prompt, and PII is redacted at ingestion when asked; unused when empty.",
+    )
+    guardrails_token: str | None = Field(
+        None,
+        description="Service token sent to the guardrails service as `Authorization: Bearer` (its "
+        "GUARDRAILS_SERVICE_TOKEN).",
+    )
+    content_check: bool = Field(
+        True, description="Check retrieved chunks through guardrails' content mode (when guardrails_url is set)."
+    )
+    guardrails_fail_mode: Literal["open", "closed"] = Field(
+        "open",
+        description="What answers do when guardrails cannot check the chunks and the team's policy has not said "
+        "yet (a policy's fail_mode, seen in an earlier check, wins): open = answer unchecked and say so, "
+        "closed = 503.",
+    )
+    guardrails_timeout_s: float = Field(3.0, gt=0, description="Timeout of one content check.")
+    service_token: str | None = Field(
+        None,
+        description="Token(s), comma-separated for rotation, that RAG's internal routes (/v1/prompts/...) accept "
+        "as `Authorization: Bearer`; required unless dev_mode is on. User routes take a gateway key instead.",
     )
     events_redis_url: str | None = Field(
         None, description="Redis of the trace-event stream; when set, every answer request emits an event."
@@ -87,6 +125,31 @@ class RagSettings(ServiceSettings):
     max_body_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     max_sync_documents: int = Field(
         20, ge=1, description="Ingests up to this many documents may answer synchronously (wait=true)."
+    )
+    job_wait_max_s: float = Field(
+        30.0, gt=0, description="Longest a wait=true ingest waits; then it answers 202 with the job to poll."
+    )
+    max_documents_per_job: int = Field(1000, ge=1, description="Most documents in one ingestion job (else 413).")
+    max_jobs_per_team: int = Field(
+        4, ge=1, description="Most ingestion jobs a team may have queued or running at once (else 429)."
+    )
+    max_upload_files: int = Field(50, ge=1, description="Most files in one upload (else 413).")
+    max_upload_file_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest uploaded file (else 413).")
+    ingest_workers: int = Field(
+        1, ge=1, le=16, description="Threads stepping ingestion jobs (teams take turns step by step either way)."
+    )
+    ingest_group_chunks: int = Field(
+        64, ge=1, le=4096, description="Chunks embedded per step of a job (smaller: finer progress and turns)."
+    )
+    pdf_max_pages: int = Field(1000, ge=1, description="PDFs with more pages fail with `too_many_pages`.")
+    parse_max_decompressed_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Bytes one PDF stream may decompress to (else `decompression_limit`)."
+    )
+    parse_max_cpu_s: float = Field(
+        20.0, gt=0, description="CPU seconds to parse one document, checked between pages (else `parse_time_limit`)."
+    )
+    job_results_page: int = Field(
+        50, ge=1, le=1000, description="Per-document results in a job view; the rest via /v1/jobs/{id}/results."
     )
     default_top_k: int = Field(5, ge=1, le=100, description="Passages retrieved when a request sets no top_k.")
     default_score_threshold: float = Field(

@@ -6,12 +6,15 @@ The tools are real binaries from the package registries, installed into the venv
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -84,15 +87,41 @@ def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def compose_cmd(*extra: str, gpu: bool = False, override: Path | None = None) -> list[str]:
-    """`docker-compose config` as `make up` would call compose (same project dir and env files)."""
+def secrets_example_keys() -> list[str]:
+    """The secret names deploy/compose/secrets.env.example lists (what `make up` generates into secrets.env)."""
+    lines = (COMPOSE_DIR / "secrets.env.example").read_text().splitlines()
+    return [line.split("=", 1)[0] for line in lines if "=" in line and not line.lstrip().startswith("#")]
+
+
+@functools.cache
+def compose_test_secrets() -> Path:
+    """A secrets.env for validation: each key with a recognisable throwaway value (`test-<key>`)."""
+    folder = Path(tempfile.mkdtemp(prefix="llmops-compose-secrets-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "secrets.env"
+    path.write_text("".join(f"{key}=test-{key.lower().replace('_', '-')}\n" for key in secrets_example_keys()))
+    return path
+
+
+def compose_cmd(*extra: str, gpu: bool = False, override: Path | None = None, with_secrets: bool = True) -> list[str]:
+    """`docker-compose config` as `make up` would call compose (same project dir and env files; the secrets file
+    is a throwaway one with every key of secrets.env.example)."""
     cmd = [compose_binary(), "--project-directory", str(COMPOSE_DIR), "-f", str(COMPOSE_DIR / "compose.yaml")]
     if override is not None:
         cmd += ["-f", str(override)]
     cmd += ["--env-file", str(COMPOSE_DIR / ".env")]
+    if with_secrets:
+        cmd += ["--env-file", str(compose_test_secrets())]
     if gpu:
         cmd += ["--env-file", str(COMPOSE_DIR / "gpu.env"), "--profile", "gpu"]
     return [*cmd, *extra]
+
+
+def container_port(svc: dict) -> int:
+    """The port a compose service listens on: the published target (gateway) or the one it exposes (the rest)."""
+    if svc.get("ports"):
+        return int(svc["ports"][0]["target"])
+    return int(svc["expose"][0])
 
 
 @pytest.fixture(scope="session")
@@ -124,10 +153,10 @@ def helm_template(helm_env: dict[str, str], values_file: str | None, *sets: str)
 
 @pytest.fixture(scope="session")
 def rendered(helm_env: dict[str, str]) -> dict[str, list[dict]]:
-    """Manifests per values file (values-cpu.yaml, values-gpu.yaml), with tracing on as compose has it."""
-    return {
-        name: helm_template(helm_env, name, f"tracing.otlpEndpoint={OTLP_ENDPOINT_IN_CLUSTER}") for name in VALUES_FILES
-    }
+    """Manifests per values file (values-cpu.yaml, values-gpu.yaml), with tracing on as compose has it, in dev mode
+    (the chart creates its Secret, so the tests can read every value a pod gets)."""
+    sets = ("dev=true", f"tracing.otlpEndpoint={OTLP_ENDPOINT_IN_CLUSTER}")  # dev: the chart makes its Secret
+    return {name: helm_template(helm_env, name, *sets) for name in VALUES_FILES}
 
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import COMPOSE_DIR, ROOT, SERVICES, compose_cmd, run
+from tests.deploy.conftest import COMPOSE_DIR, ROOT, SERVICES, compose_cmd, container_port, run
 
 STATEFUL = {
     "redis": "/data",
@@ -154,5 +154,5 @@ def test_observability_wiring(compose_config: dict) -> None:
 def test_platform_service_health(compose_config: dict, service: str) -> None:
     """The compose healthcheck asks the service's own /readyz on its container port."""
     svc = compose_config["services"][service]
-    port = svc["ports"][0]["target"]
+    port = container_port(svc)
     assert f"http://127.0.0.1:{port}/readyz" in " ".join(svc["healthcheck"]["test"])

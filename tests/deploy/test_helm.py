@@ -11,15 +11,19 @@ import pytest
 
 from tests.deploy.conftest import CHART_DIR, KUBE_VERSION, SERVICES, VALUES_FILES, by_kind, helm_template, run, tool
 
-# Custom resources of the Prometheus Operator: no schema ships in kubernetes-validate; checked by shape below.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+# Custom resources (Prometheus Operator, KEDA): no schema ships in kubernetes-validate; checked by shape below.
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+}
 
 
 @pytest.mark.parametrize("values_file", VALUES_FILES)
 def test_helm_lint_strict(helm_env: dict[str, str], values_file: str) -> None:
     """`helm lint --strict` passes for both values files (warnings count as failures)."""
     cmd = [tool("helm"), "lint", "--strict", str(CHART_DIR), "-f", str(CHART_DIR / values_file)]
-    cmd += ["--kube-version", KUBE_VERSION]
+    cmd += ["--kube-version", KUBE_VERSION, "--set", "dev=true"]
     out = run(cmd, env=helm_env).stdout
     assert "0 chart(s) failed" in out
 
@@ -94,7 +98,7 @@ def test_hpa_for_gateway_and_rag_and_pdbs(rendered: dict[str, list[dict]]) -> No
 def test_gpu_values_run_vllm_on_gpu_nodes(rendered: dict[str, list[dict]]) -> None:
     """vLLM requests nvidia.com/gpu, selects GPU nodes and tolerates their taint; inference points at it."""
     gpu = rendered["values-gpu.yaml"]
-    vllm = by_kind(gpu, "Deployment")["llmops-llmops-platform-vllm"]["spec"]["template"]["spec"]
+    vllm = by_kind(gpu, "StatefulSet")["llmops-llmops-platform-vllm"]["spec"]["template"]["spec"]
     container = vllm["containers"][0]
     assert container["image"].startswith("vllm/vllm-openai:v")
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -104,7 +108,7 @@ def test_gpu_values_run_vllm_on_gpu_nodes(rendered: dict[str, list[dict]]) -> No
     assert cm["INFERENCE_ENGINE"] == "openai"
     assert cm["INFERENCE_UPSTREAM_URL"] == "http://llmops-llmops-platform-vllm:8000/v1"
     cpu = rendered["values-cpu.yaml"]
-    assert "llmops-llmops-platform-vllm" not in by_kind(cpu, "Deployment")
+    assert "llmops-llmops-platform-vllm" not in by_kind(cpu, "StatefulSet")
     assert by_kind(cpu, "ConfigMap")["llmops-llmops-platform-inference"]["data"]["INFERENCE_ENGINE"] == "llamacpp"
 
 
@@ -117,6 +121,7 @@ def test_state_stores_in_cluster_or_external(helm_env: dict[str, str], rendered:
     external = helm_template(
         helm_env,
         "values-cpu.yaml",
+        "dev=true",
         "redis.enabled=false",
         "externalRedis.url=redis://redis.example.internal:6379/0",
         "postgresql.enabled=false",
@@ -126,10 +131,12 @@ def test_state_stores_in_cluster_or_external(helm_env: dict[str, str], rendered:
     )
     names = set(by_kind(external, "StatefulSet"))
     assert "llmops-llmops-platform-redis" not in names and "llmops-llmops-platform-postgresql" not in names
-    gateway_cm = by_kind(external, "ConfigMap")["llmops-llmops-platform-gateway"]["data"]
-    assert gateway_cm["GATEWAY_REDIS_URL"] == "redis://redis.example.internal:6379/0"
+    secret = by_kind(external, "Secret")["llmops-llmops-platform-secrets"]["stringData"]
+    assert secret["redis-url"] == "redis://redis.example.internal:6379/0"  # a URL may carry a password: Secret
     proc = run(
-        [tool("helm"), "template", "x", str(CHART_DIR), "--set", "redis.enabled=false"], env=helm_env, check=False
+        [tool("helm"), "template", "x", str(CHART_DIR), "--set", "dev=true", "--set", "redis.enabled=false"],
+        env=helm_env,
+        check=False,
     )
     assert proc.returncode != 0 and "externalRedis.url is required" in proc.stderr
 

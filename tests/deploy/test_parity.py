@@ -8,7 +8,15 @@ import re
 import pytest
 import yaml
 
-from tests.deploy.conftest import CHART_DIR, ROOT, SERVICES, VALUES_FILES, by_kind, dockerfile_instructions
+from tests.deploy.conftest import (
+    CHART_DIR,
+    ROOT,
+    SERVICES,
+    VALUES_FILES,
+    by_kind,
+    container_port,
+    dockerfile_instructions,
+)
 from tests.deploy.settings_env import allowed_env, build_settings, settings_class
 
 PROFILES = {"values-cpu.yaml": "compose_config", "values-gpu.yaml": "compose_gpu_config"}
@@ -42,7 +50,7 @@ def compose_view(config: dict, service: str) -> dict:
     test = " ".join(svc["healthcheck"]["test"])
     return {
         "image": svc["image"],
-        "port": svc["ports"][0]["target"],
+        "port": container_port(svc),
         "env": {k: ("" if v is None else str(v)) for k, v in svc.get("environment", {}).items()},
         "readiness": re.search(r"http://127\.0\.0\.1:\d+(/\w+)", test).group(1),
     }

@@ -28,7 +28,7 @@ def platformctl(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 
 def _procs(platformctl: ModuleType) -> dict:
-    secrets = {"admin_key": "a", "feedback_admin_token": "f", "registry_admin_token": "r"}
+    secrets = {name: name[:3] for name in platformctl.GENERATED_SECRETS}
     return {p.name: p for p in platformctl.processes(secrets)}
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.deploy.conftest import COMPOSE_DIR, ROOT, compose_cmd, dockerfile_instructions, run, tool
+from tests.deploy.conftest import COMPOSE_DIR, ROOT, compose_cmd, container_port, dockerfile_instructions, run, tool
 
 OVERRIDE = COMPOSE_DIR / "compose.swap-guardrails.yaml"
 DOCKERFILE = ROOT / "examples" / "minimal_guardrails" / "Dockerfile"
@@ -36,7 +36,8 @@ def test_override_swaps_only_guardrails(compose_config: dict) -> None:
     assert guard["build"]["dockerfile"] == "examples/minimal_guardrails/Dockerfile"
     assert Path(guard["build"]["context"]) == ROOT
     assert guard["image"] != compose_config["services"]["guardrails"]["image"]
-    assert guard["ports"] == compose_config["services"]["guardrails"]["ports"]
+    assert guard["expose"] == compose_config["services"]["guardrails"]["expose"]
+    assert not guard.get("ports"), "the replacement is as internal as the original"
     assert "http://127.0.0.1:8005/readyz" in " ".join(guard["healthcheck"]["test"])
     for name, service in compose_config["services"].items():
         if name != "guardrails":
@@ -45,9 +46,9 @@ def test_override_swaps_only_guardrails(compose_config: dict) -> None:
 
 
 def test_example_image_serves_what_compose_probes(compose_config: dict) -> None:
-    """The image's CMD listens on the container port compose publishes and probes; hadolint finds nothing."""
+    """The image's CMD listens on the container port compose exposes and probes; hadolint finds nothing."""
     cmd = _cmd()
-    port = compose_config["services"]["guardrails"]["ports"][0]["target"]
+    port = container_port(compose_config["services"]["guardrails"])
     assert cmd[:2] == ["uvicorn", "examples.minimal_guardrails.app:create_app"] and "--factory" in cmd
     assert cmd[cmd.index("--port") + 1] == str(port)
     run([tool("hadolint"), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)])

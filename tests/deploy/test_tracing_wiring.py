@@ -18,7 +18,7 @@ def test_compose_services_export_spans_to_the_collector(compose_config: dict) ->
 
 def test_helm_sets_tracing_only_when_an_endpoint_is_given(helm_env: dict[str, str]) -> None:
     for endpoint in ("", "http://tempo.monitoring:4318"):
-        docs = helm_template(helm_env, "values-cpu.yaml", f"tracing.otlpEndpoint={endpoint}")
+        docs = helm_template(helm_env, "values-cpu.yaml", "dev=true", f"tracing.otlpEndpoint={endpoint}")
         config_maps = by_kind(docs, "ConfigMap")
         for name in SERVICES:
             data = config_maps[f"llmops-llmops-platform-{name}"]["data"]

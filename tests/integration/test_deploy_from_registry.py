@@ -75,6 +75,7 @@ def test_promotion_swaps_versions_without_a_single_failed_request(
         "INFERENCE_SERVED_MODEL_NAME": name,
         "INFERENCE_REGISTRY_POLL_S": "0.5",
         "INFERENCE_PARALLEL_SLOTS": "2",
+        "INFERENCE_DEV_MODE": "true",  # no service token: this test is about the registry
     }
     with uvicorn_service("services.inference.app:create_app", env, log_path=tmp_path / "inference.log") as url:
         assert httpx.get(url + "/v1/models").json()["data"][0]["version"] == first
@@ -146,6 +147,7 @@ def test_a_challenger_serves_its_share_beside_production_with_per_version_metric
         "INFERENCE_CANARY_ALIAS": "challenger",
         "INFERENCE_CANARY_PERCENT": "50",
         "INFERENCE_PARALLEL_SLOTS": "1",
+        "INFERENCE_DEV_MODE": "true",  # no service token: this test is about the registry
     }
     with uvicorn_service("services.inference.app:create_app", env, log_path=tmp_path / "inference.log") as url:
         listed = httpx.get(url + "/v1/models").json()["data"][0]

@@ -32,7 +32,13 @@ def guardrails_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     doc.setdefault("teams", {})["no-pong-team"] = {"policy": "no-pong"}
     folder = tmp_path_factory.mktemp("guardrails")
     (folder / "policies.yaml").write_text(yaml.safe_dump(doc))
-    env = {"GUARDRAILS_POLICY_FILE": str(folder / "policies.yaml"), "HF_HUB_OFFLINE": "1"}
+    # Open (dev mode), so the RAG redactor below can call it as is; the token is tested in services/guardrails/tests
+    # and the gateway's sending of it in services/gateway/tests.
+    env = {
+        "GUARDRAILS_POLICY_FILE": str(folder / "policies.yaml"),
+        "HF_HUB_OFFLINE": "1",
+        "GUARDRAILS_DEV_MODE": "true",
+    }
     with uvicorn_service("services.guardrails.app:create_app", env, log_path=folder / "guardrails.log") as url:
         yield url
 

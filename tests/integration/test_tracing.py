@@ -32,13 +32,15 @@ def _spans(path: Path, trace_id: str, want: int) -> list[dict]:
 def test_gateway_to_inference_is_one_trace(start_gateway, tmp_path: Path) -> None:
     traces = tmp_path / "traces.jsonl"
     tracing = {"OTEL_TRACES_EXPORTER": "file", "LLMOPS_TRACES_FILE": str(traces)}
+    token = "test-inference-token"  # as the platform runs it: the gateway holds inference's service token
     with uvicorn_service(
         "services.inference.app:create_app",
-        {**tracing, "INFERENCE_PARALLEL_SLOTS": "1"},
+        {**tracing, "INFERENCE_PARALLEL_SLOTS": "1", "INFERENCE_SERVICE_TOKEN": token},
         log_path=tmp_path / "inference.log",
     ) as inference:
+        deployment = {"name": "traced", "url": inference + "/v1", "model": MODEL, "api_key": token}
         gateway = start_gateway(
-            [{"name": MODEL, "deployments": [{"name": "traced", "url": inference + "/v1", "model": MODEL}]}],
+            [{"name": MODEL, "deployments": [deployment]}],
             env=tracing,
         )
         raw = gateway.openai(gateway.key()).chat.completions.with_raw_response.create(

@@ -130,7 +130,12 @@ def platform(
         "FEEDBACK_DRIFT_MIN_SAMPLES": "2",
         "HF_HUB_OFFLINE": "1",
     }
-    rag_env = {"RAG_DATA_DIR": str(folder / "rag"), "RAG_GATEWAY_URL": gateway.url, "RAG_LLM_MODEL": "fake-model"}
+    rag_env = {
+        "RAG_DATA_DIR": str(folder / "rag"),
+        "RAG_GATEWAY_URL": gateway.url,
+        "RAG_LLM_MODEL": "fake-model",
+        "RAG_DEV_MODE": "true",  # not about auth: no RAG_SERVICE_TOKEN
+    }
     with contextlib.ExitStack() as stack:
         feedback = stack.enter_context(
             uvicorn_service("services.feedback.app:create_app", feedback_env, log_path=folder / "feedback.log")

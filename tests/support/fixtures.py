@@ -25,7 +25,13 @@ ADMIN = "test-admin-key"
 def inference_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real inference service with the real SmolLM2 model (llama.cpp on CPU)."""
     log = tmp_path_factory.mktemp("logs") / "inference.log"
-    env = {"INFERENCE_MAX_RUNNING": "2", "INFERENCE_MAX_QUEUED": "8", "INFERENCE_PARALLEL_SLOTS": "2"}
+    env = {
+        "INFERENCE_MAX_RUNNING": "2",
+        "INFERENCE_MAX_QUEUED": "8",
+        "INFERENCE_PARALLEL_SLOTS": "2",
+        # Open, so every gateway test can route to it as is; the token is tested in services/inference/tests.
+        "INFERENCE_DEV_MODE": "true",
+    }
     with uvicorn_service("services.inference.app:create_app", env, log_path=log) as url:
         yield url
 

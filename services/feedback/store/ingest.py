@@ -1,4 +1,4 @@
-"""Writing trace events: one transaction per batch, idempotent by request id."""
+"""Writing trace events: one transaction per batch, idempotent by (team, request id)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ _COLUMNS = (
     "request_id, stream_id, trace_id, ts, ingested_at, team, project, key_id, model, model_version, deployment, "
     "prompt_version, endpoint, status, error_code, prompt_tokens, completion_tokens, cost_usd, latency_ms, ttft_ms, "
     "stream, guardrails, retrieval, prompt, response, mean_logprob, prompt_chars, response_chars, "
-    "max_retrieval_score, guardrail_flagged, refusal"
+    "max_retrieval_score, guardrail_flagged, refusal, text_withheld"
 )
 
 _INSERT_LABEL = (
     "INSERT INTO label_items (request_id, team, created_at, reasons, priority, status) "
     "VALUES (?, ?, ?, ?, ?, 'pending') "
-    "ON CONFLICT (request_id) DO NOTHING"
+    "ON CONFLICT (team, request_id) DO NOTHING"
 )
 _INSERT_DEAD = (
     "INSERT INTO dead_letters (stream_id, received_at, reason, raw) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
@@ -74,37 +74,40 @@ def _row(stream_id: str, ev: TraceEvent, now: float) -> tuple[object, ...]:
         max_retrieval_score(ev),
         int(is_guardrail_flagged(ev)),
         int(is_refusal(ev.response)),
+        ev.text_withheld,
     )
 
 
-def _existing_ids(db: Database, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
+def _existing_keys(db: Database, ids: Sequence[str]) -> set[tuple[str, str]]:
+    """(team, request id) of stored requests among these ids (any team: the caller compares pairs)."""
+    found: set[tuple[str, str]] = set()
     for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
         chunk = ids[start : start + 500]
         marks = ", ".join("?" * len(chunk))
-        found.update(
-            r["request_id"] for r in db.query(f"SELECT request_id FROM requests WHERE request_id IN ({marks})", chunk)
-        )
+        rows = db.query(f"SELECT team, request_id FROM requests WHERE request_id IN ({marks})", chunk)
+        found.update((r["team"], r["request_id"]) for r in rows)
     return found
 
 
 def ingest_batch(
     db: Database,
     events: Sequence[tuple[str, TraceEvent]],
-    invalid: Sequence[tuple[str, str, str]],
+    invalid: Sequence[tuple[str, str, str | None]],
     reasons_for: Callable[[TraceEvent], list[str]],
     now: float,
 ) -> IngestResult:
     """Store a batch of (stream id, event) and dead letters (stream id, reason, raw) in one transaction."""
     result = IngestResult(invalid=len(invalid))
     with db.transaction():
-        existing = _existing_ids(db, [ev.request_id for _, ev in events])
+        existing = _existing_keys(db, list({ev.request_id for _, ev in events}))
         rows, labels, seen = [], [], set(existing)
         for stream_id, ev in events:
-            if ev.request_id in seen:  # stored before (redelivery) or twice in this batch
+            # A request is the team's: another team reusing the same x-request-id is a different request.
+            key = (ev.team, ev.request_id)
+            if key in seen:  # stored before (redelivery) or twice in this batch
                 result.duplicates += 1
                 continue
-            seen.add(ev.request_id)
+            seen.add(key)
             rows.append(_row(stream_id, ev, now))
             result.stored.append(ev)
             reasons = reasons_for(ev)

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from services.feedback.store.db import Database, Row
-from services.feedback.store.queries import Conflict, NotFound, request_out
+from services.feedback.store.queries import SAME_REQUEST, Conflict, NotFound, request_out
 
 _ITEM_COLUMNS = (
     "li.id, li.request_id, li.team, li.created_at, li.reasons, li.priority, li.status, li.taken_by, li.lease_until, "
@@ -49,7 +49,9 @@ def next_item(db: Database, team: str | None, taker: str, now: float, lease_s: f
             [taker, now + lease_s, item["id"]],
         )
         item.update(status="taken", taken_by=taker, lease_until=now + lease_s)
-        request = db.query("SELECT * FROM requests WHERE request_id = ?", [item["request_id"]])
+        request = db.query(
+            "SELECT * FROM requests WHERE team = ? AND request_id = ?", [item["team"], item["request_id"]]
+        )
     out = item_out(item)
     out["request"] = request_out(request[0]) if request else None
     return out
@@ -108,12 +110,12 @@ def export_candidates(db: Database, where: list[str], params: list[Any], min_rat
     cond = "".join(f" AND {w}" for w in where)
     labeled = db.query(
         "SELECT r.*, li.corrected_answer AS corrected, li.label AS label, 'label' AS source, li.labeled_at AS at "
-        f"FROM label_items li JOIN requests r ON r.request_id = li.request_id WHERE li.status = 'labeled'{cond}",
+        f"FROM label_items li JOIN requests r ON {SAME_REQUEST.format(a='li')} WHERE li.status = 'labeled'{cond}",
         params,
     )
     rated = db.query(
         "SELECT r.*, f.corrected_answer AS corrected, NULL AS label, 'feedback' AS source, f.created_at AS at "
-        "FROM feedback f JOIN requests r ON r.request_id = f.request_id "
+        f"FROM feedback f JOIN requests r ON {SAME_REQUEST.format(a='f')} "
         f"WHERE (f.thumbs = 'up' OR f.rating >= ? OR f.corrected_answer IS NOT NULL){cond}",
         [min_rating, *params],
     )
@@ -121,21 +123,26 @@ def export_candidates(db: Database, where: list[str], params: list[Any], min_rat
 
 
 def add_dataset(db: Database, record: dict[str, Any]) -> Row:
-    """Record an exported dataset as the next version of its name."""
+    """Record an exported dataset as the next version of its name in its scope (the team, or '' for all teams)."""
     with db.transaction():
         if db.dialect == "postgresql":
             db.execute("SELECT pg_advisory_xact_lock(4005)")  # versions stay gap-free across replicas
-        version = db.query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM datasets WHERE name = ?", [record["name"]])
+        version = db.query(
+            "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM datasets WHERE scope = ? AND name = ?",
+            [record["scope"], record["name"]],
+        )
         record = record | {"version": int(version[0]["v"])}
         cols = ", ".join(record)
         db.execute(f"INSERT INTO datasets ({cols}) VALUES ({', '.join('?' * len(record))})", list(record.values()))
     return record
 
 
-def set_dataset_registration(db: Database, name: str, version: int, registered_in: str, ref: str | None) -> None:
+def set_dataset_registration(
+    db: Database, scope: str, name: str, version: int, registered_in: str, ref: str | None
+) -> None:
     """Remember where the dataset version was registered."""
     with db.transaction():
         db.execute(
-            "UPDATE datasets SET registered_in = ?, registry_ref = ? WHERE name = ? AND version = ?",
-            [registered_in, ref, name, version],
+            "UPDATE datasets SET registered_in = ?, registry_ref = ? WHERE scope = ? AND name = ? AND version = ?",
+            [registered_in, ref, scope, name, version],
         )

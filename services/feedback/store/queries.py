@@ -19,6 +19,14 @@ class Conflict(RuntimeError):
     """The row is in a state that forbids the change."""
 
 
+class Ambiguous(LookupError):
+    """The admin named a request id that several teams used; the team must be given."""
+
+
+# Requests are the team's: every join from feedback or label items to requests matches both columns.
+SAME_REQUEST = "r.team = {a}.team AND r.request_id = {a}.request_id"
+
+
 @dataclass(frozen=True)
 class RequestFilter:
     """Filters of GET /v1/requests and GET /v1/feedback; team None means every team (admin)."""
@@ -98,15 +106,15 @@ def list_requests(db: Database, f: RequestFilter) -> list[Row]:
         params.append(f.until)
     fb_where, fb_params = _feedback_conditions(f, "f")
     if fb_where or f.has_feedback:
-        inner = " AND ".join(["f.request_id = r.request_id", *fb_where])
+        inner = " AND ".join([SAME_REQUEST.format(a="f"), *fb_where])
         where.append(f"EXISTS (SELECT 1 FROM feedback f WHERE {inner})")
         params.extend(fb_params)
     elif f.has_feedback is False:
-        where.append("NOT EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = r.request_id)")
+        where.append(f"NOT EXISTS (SELECT 1 FROM feedback f WHERE {SAME_REQUEST.format(a='f')})")
     sql = "SELECT r.* FROM requests r"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY r.ts DESC, r.request_id LIMIT ? OFFSET ?"
+    sql += " ORDER BY r.ts DESC, r.team, r.request_id LIMIT ? OFFSET ?"
     return [request_out(r) for r in db.query(sql, [*params, f.limit, f.offset])]
 
 
@@ -125,7 +133,7 @@ def list_feedback(db: Database, f: RequestFilter) -> list[Row]:
     params.extend(fb_params)
     sql = (
         "SELECT f.*, r.model AS model, r.endpoint AS endpoint "
-        "FROM feedback f JOIN requests r ON r.request_id = f.request_id"
+        f"FROM feedback f JOIN requests r ON {SAME_REQUEST.format(a='f')}"
     )
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -133,16 +141,31 @@ def list_feedback(db: Database, f: RequestFilter) -> list[Row]:
     return [feedback_out(r) for r in db.query(sql, [*params, f.limit, f.offset])]
 
 
+def owner_of(db: Database, request_id: str, team: str | None) -> str:
+    """The team owning the request: `team` itself when it has one by that id; for the admin (None), the only
+    team that used the id. NotFound when absent (or another team's), Ambiguous when several teams used it."""
+    if team is not None:
+        if not db.query("SELECT 1 FROM requests WHERE team = ? AND request_id = ?", [team, request_id]):
+            raise NotFound(request_id)
+        return team
+    rows = db.query("SELECT team FROM requests WHERE request_id = ? ORDER BY team LIMIT 2", [request_id])
+    if not rows:
+        raise NotFound(request_id)
+    if len(rows) > 1:
+        raise Ambiguous(request_id)
+    return str(rows[0]["team"])
+
+
 def get_request(db: Database, request_id: str, team: str | None) -> Row:
     """One request with its feedback; NotFound when absent or owned by another team."""
-    rows = db.query("SELECT * FROM requests WHERE request_id = ?", [request_id])
-    if not rows or (team is not None and rows[0]["team"] != team):
-        raise NotFound(request_id)
+    owner = owner_of(db, request_id, team)
+    key = [owner, request_id]
+    rows = db.query("SELECT * FROM requests WHERE team = ? AND request_id = ?", key)
     out = request_out(rows[0])
-    fb = db.query("SELECT * FROM feedback WHERE request_id = ? ORDER BY created_at, id", [request_id])
+    fb = db.query("SELECT * FROM feedback WHERE team = ? AND request_id = ? ORDER BY created_at, id", key)
     out["feedback"] = [feedback_out(r) for r in fb]
     item = db.query(
-        "SELECT id, status, reasons, label, corrected_answer FROM label_items WHERE request_id = ?", [request_id]
+        "SELECT id, status, reasons, label, corrected_answer FROM label_items WHERE team = ? AND request_id = ?", key
     )
     out["label_item"] = (item[0] | {"reasons": orjson.loads(item[0]["reasons"])}) if item else None
     return out
@@ -150,12 +173,12 @@ def get_request(db: Database, request_id: str, team: str | None) -> Row:
 
 def _queue_negative(db: Database, request_id: str, team: str, now: float) -> None:
     """Add the negative_feedback reason to the request's label item (creating or reopening it)."""
-    rows = db.query("SELECT id, reasons, status FROM label_items WHERE request_id = ?", [request_id])
+    rows = db.query("SELECT id, reasons, status FROM label_items WHERE team = ? AND request_id = ?", [team, request_id])
     if not rows:
         reasons = ["negative_feedback"]
         db.execute(
             "INSERT INTO label_items (request_id, team, created_at, reasons, priority, status) "
-            "VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT (request_id) DO NOTHING",
+            "VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT (team, request_id) DO NOTHING",
             [request_id, team, now, orjson.dumps(reasons).decode(), priority(reasons)],
         )
         return
@@ -173,10 +196,7 @@ def _queue_negative(db: Database, request_id: str, team: str, now: float) -> Non
 def add_feedback(db: Database, team: str | None, key_id: str | None, fb: dict[str, Any], now: float) -> Row:
     """Store one feedback on a request the caller's team owns; negative feedback queues it for labeling."""
     with db.transaction():
-        rows = db.query("SELECT team FROM requests WHERE request_id = ?", [fb["request_id"]])
-        if not rows or (team is not None and rows[0]["team"] != team):
-            raise NotFound(fb["request_id"])
-        owner = rows[0]["team"]
+        owner = owner_of(db, fb["request_id"], team)
         returned = db.query(
             "INSERT INTO feedback (request_id, team, key_id, created_at, thumbs, rating, score, categories, comment, "
             "corrected_answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",

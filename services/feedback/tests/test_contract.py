@@ -191,6 +191,7 @@ async def test_labeling_and_export(target: Target, stored: list[str]) -> None:
         assert r.status_code == 201, r.text
         out = r.json()
         assert out["rows"] >= 1 and len(out["sha256"]) == 64 and out["version"] >= 1
+        assert not out["path"].startswith("/")  # issue 12 row 13: replies name files, never server paths
 
 
 async def test_drift_endpoint(target: Target) -> None:

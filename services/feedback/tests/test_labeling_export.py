@@ -120,13 +120,14 @@ async def test_export_dataset(svc: Any, tmp_path: Path) -> None:
         r = await c.post("/v1/datasets/export", json={"name": "sft-a"})
         assert r.status_code == 201, r.text
         out = r.json()
-        path = Path(out["path"])
-        data = path.read_bytes()
+        assert not Path(out["path"]).is_absolute() and str(tmp_path) not in r.text  # row 13: no server paths
+        data = (tmp_path / "exports" / out["path"]).read_bytes()
         assert out["sha256"] == hashlib.sha256(data).hexdigest()
         rows = [orjson.loads(line) for line in data.splitlines()]
         assert out["rows"] == len(rows) == 4  # flagged (label), pii, dup-1 (dup-2 deduped), low-rag (corrected)
         assert out["skipped"]["duplicate"] == 1 and out["skipped"]["no_answer_or_prompt"] == 1
         assert out["version"] == 1 and out["team"] == "team-a" and out["registered_in"] == "local"
+        assert out["created_by"] == "team-a/proj-a/key-a" and out["registry_name"] == "team-a--sft-a"
         text = data.decode()
         assert "jo@example.com" not in text and "555-123-4567" not in text and "[EMAIL]" in text
         assert {
@@ -141,8 +142,16 @@ async def test_export_dataset(svc: Any, tmp_path: Path) -> None:
         assert r.json()["version"] == 2 and r.json()["rows"] == 1
         r = await c.post("/v1/datasets/export", json={"name": "sft-a", "team": "team-b"})
         assert r.status_code == 403
-        r = await c.post("/v1/datasets/export", json={"name": "../etc"})
-        assert r.status_code == 400
+        for bad in ("../etc", "a--b"):
+            r = await c.post("/v1/datasets/export", json={"name": bad})
+            assert r.status_code == 400
     async with svc("sk-team-b") as c:
         r = await c.post("/v1/datasets/export", json={"name": "sft-b"})
         assert r.status_code == 201 and r.json()["rows"] == 0
+        # Row 8: team B exporting under team A's name starts its own version line, registered under its own name.
+        r = await c.post("/v1/datasets/export", json={"name": "sft-a"})
+        assert r.status_code == 201 and r.json()["version"] == 1 and r.json()["registry_name"] == "team-b--sft-a"
+        assert r.json()["created_by"] == "team-b/proj-b/key-b"
+    async with svc(ADMIN) as c:
+        r = await c.post("/v1/datasets/export", json={"name": "sft-a"})  # all teams: its own line too
+        assert r.status_code == 201 and r.json()["version"] == 1 and r.json()["created_by"] == "admin"

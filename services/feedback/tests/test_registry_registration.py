@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.feedback.auth import Principal
 from services.feedback.datasets import DatasetExporter
 from services.feedback.schemas import ExportIn
 from services.feedback.sinks import RegistryRegistrar
@@ -45,9 +46,11 @@ async def test_registry_registrar_sends_the_registry_contract(tmp_path: Path) ->
     registrar = RegistryRegistrar(
         "http://registry:8003/", "rk_token", client=httpx.AsyncClient(transport=httpx.MockTransport(handler))
     )
-    ref = await registrar.register({"name": "sft", "version": 1, "sha256": "ab" * 32, "rows": 1}, path)
+    record = {"name": "sft", "registry_name": "t1--sft", "version": 1, "sha256": "ab" * 32, "rows": 1}
+    ref = await registrar.register(record | {"created_by": "t1/p1/k1"}, path)
     assert ref == "sft@3"
-    assert seen[0].url.path == "/v1/datasets/sft/versions"
+    assert seen[0].url.path == "/v1/datasets/t1--sft/versions"
+    assert "t1/p1/k1" in json.loads(seen[0].content)["description"]  # who asked, not only the service's token
     assert seen[0].headers["authorization"] == "Bearer rk_token"
     await registrar.aclose()
 
@@ -59,12 +62,12 @@ async def test_failed_registration_keeps_the_local_version(tmp_path: Path) -> No
     await store.open()
     try:
         exporter = DatasetExporter(store, tmp_path / "exports", RegistryRegistrar("http://registry", None, client))
-        out = await exporter.export(ExportIn(name="empty"), team="t1")
+        out = await exporter.export(ExportIn(name="empty"), Principal(key_id="k1", team="t1", project="p1"))
     finally:
         await store.close()
         await client.aclose()
     assert out["registered_in"] == "local" and out["skipped"]["registration_failed"] == 1
-    assert out["rows"] == 0 and Path(out["path"]).exists()
+    assert out["rows"] == 0 and (tmp_path / "exports" / out["path"]).exists()
 
 
 @pytest.mark.parametrize("name", ["ok-name", "v1.2_x"])

@@ -1,4 +1,4 @@
-"""Unit tests without servers: settings, event parsing, rules, redaction, the key resolver cache."""
+"""Unit tests without servers: settings, event parsing, rules, redaction, what is kept of guarded requests."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
-from services.feedback.auth import GatewayKeyResolver, ResolverUnavailable
-from services.feedback.events import InvalidEvent, parse_entry, prompt_text
+from services.feedback.events import InvalidEvent, TraceEvent, parse_entry, prompt_text
+from services.feedback.privacy import dead_letter_text, withhold_raw_text
 from services.feedback.redact import redact
 from services.feedback.rules import LabelRules, is_refusal
 from services.feedback.settings import REPO_ROOT, FeedbackSettings
@@ -87,28 +86,28 @@ def test_redaction_on_the_presidio_sample() -> None:
     assert redact("version 3.11.2 in 2024, key sk-abcdefghijklmnopqrstu")[0] == "version 3.11.2 in 2024, key [SECRET]"
 
 
-async def test_gateway_resolver_caches_answers() -> None:
-    """One gateway call per key within the TTL, 401s cached too; a gateway error is 'unavailable'."""
-    calls: list[str] = []
+def test_blocked_and_redacted_requests_keep_no_raw_text() -> None:
+    """Row 7 (feedback side): block keeps nothing, redact keeps redacted text; both are marked; allow is untouched."""
+    pii = "I am jo@example.com, card 4111 1111 1111 1111"
+    chat = [{"role": "system", "content": pii}, {"role": "user", "content": [{"type": "text", "text": pii}]}]
+    base = make_event(prompt=chat, response=pii)
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.headers["authorization"])
-        if request.headers["authorization"] == "Bearer good":
-            return httpx.Response(200, json={"key_id": "k1", "team": "t1", "project": "p", "allowed_models": []})
-        if request.headers["authorization"] == "Bearer broken":
-            return httpx.Response(500)
-        return httpx.Response(401, json={})
+    def kept(**fields: object) -> TraceEvent:
+        return withhold_raw_text(TraceEvent.model_validate(base | fields))
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    resolver = GatewayKeyResolver("http://gw", ttl_s=60, client=client)
-    for _ in range(3):
-        p = await resolver.resolve("good")
-        assert p is not None and p.team == "t1" and not p.is_admin
-        assert await resolver.resolve("bad") is None
-    assert calls == ["Bearer good", "Bearer bad"]
-    with pytest.raises(ResolverUnavailable):
-        await resolver.resolve("broken")
-    await resolver.aclose()
+    blocked = kept(guardrails=[{"stage": "output", "decision": "block", "findings": []}])
+    assert (blocked.prompt, blocked.response, blocked.text_withheld) == (None, None, "blocked")
+    assert kept(status=400, error_code="guardrail_blocked").text_withheld == "blocked"
+    redacted = kept(guardrails=[{"stage": "input", "decision": "redact", "findings": []}])
+    assert redacted.text_withheld == "redacted" and "jo@example.com" not in orjson.dumps(redacted.model_dump()).decode()
+    assert redacted.prompt[0] == {"role": "system", "content": "I am [EMAIL], card [CREDIT_CARD]"}  # type: ignore[index]
+    plain = kept(prompt="hi jo@example.com", guardrails=[{"stage": "input", "decision": "redact", "findings": []}])
+    assert plain.prompt == "hi [EMAIL]"
+    allowed = kept(guardrails=[{"stage": "input", "decision": "allow", "findings": []}])
+    assert allowed.prompt == chat and allowed.text_withheld is None
+    assert dead_letter_text(orjson.dumps(base | {"guardrails": [{"decision": "block"}], "endpoint": "x"})) is None
+    assert dead_letter_text(b'{"broken": "jo@example.com"') == '{"broken": "[EMAIL]"'
+    assert dead_letter_text(b'not json "decision": "block" jo@example.com') is None
 
 
 def test_prometheus_drift_rules() -> None:

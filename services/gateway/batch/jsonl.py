@@ -5,6 +5,7 @@ One line: {"custom_id": "...", "method": "POST", "url": "/v1/chat/completions", 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from services.gateway.requests import Kind
 # Batch URL -> the proxy's request kind.
 ENDPOINTS: dict[str, Kind] = {"/v1/chat/completions": "chat", "/v1/completions": "completion"}
 MAX_CUSTOM_ID = 512
+# Holds one line's body to the same allow-list and bounds as online traffic (raises the APIError it would get).
+BodyCheck = Callable[[Kind, bytes], None]
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ def _bad_line(number: int, message: str) -> APIError:
     return APIError(400, "invalid_batch_line", f"line {number}: {message}", param="file", extra={"line": number})
 
 
-def _check_line(number: int, item: Any, seen: set[str], limits: FileLimits) -> str:
+def _check_line(number: int, item: Any, seen: set[str], limits: FileLimits, check: BodyCheck | None) -> str:
     """Return the line's URL; raise a 400 naming the line when anything is off."""
     if not isinstance(item, dict):
         raise _bad_line(number, "must be a JSON object")
@@ -73,10 +76,15 @@ def _check_line(number: int, item: Any, seen: set[str], limits: FileLimits) -> s
     extra = set(item) - {"custom_id", "method", "url", "body"}
     if extra:
         raise _bad_line(number, f"unknown field(s): {', '.join(sorted(extra))}")
+    if check is not None:
+        try:
+            check(ENDPOINTS[url], orjson.dumps(body))
+        except APIError as exc:  # refused at upload, not hours later line by line
+            raise _bad_line(number, f"body: {exc.message}") from None
     return str(url)
 
 
-def parse_batch_file(raw: bytes, limits: FileLimits) -> ParsedFile:
+def parse_batch_file(raw: bytes, limits: FileLimits, check: BodyCheck | None = None) -> ParsedFile:
     """Validate every line of an upload; blank lines are skipped, the first bad line is reported by number."""
     if len(raw) > limits.max_bytes:
         raise file_too_large(limits.max_bytes)
@@ -103,7 +111,7 @@ def parse_batch_file(raw: bytes, limits: FileLimits) -> ParsedFile:
             item = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise _bad_line(number, f"not valid JSON ({exc})") from None
-        urls.add(_check_line(number, item, seen, limits))
+        urls.add(_check_line(number, item, seen, limits, check))
         lines.append(orjson.dumps(item).decode())
     if not lines:
         raise APIError(400, "empty_file", "the file holds no requests (one JSON object per line)", param="file")

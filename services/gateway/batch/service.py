@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from llmops_common.errors import APIError
-from services.gateway.batch.jsonl import ENDPOINTS, FileLimits, parse_batch_file
+from services.gateway.batch.jsonl import ENDPOINTS, BodyCheck, FileLimits, parse_batch_file
 from services.gateway.batch.store import BatchStore, new_id
 from services.gateway.keys import KeyRecord
 
@@ -88,9 +88,10 @@ def _not_found(kind: str, ident: str) -> APIError:
 class BatchService:
     """Team-scoped operations over the BatchStore."""
 
-    def __init__(self, store: BatchStore, limits: FileLimits) -> None:
+    def __init__(self, store: BatchStore, limits: FileLimits, check: BodyCheck | None = None) -> None:
         self.store = store
         self.limits = limits
+        self.check = check
 
     async def upload(
         self,
@@ -110,7 +111,7 @@ class BatchService:
                 param="purpose",
             )
         ttl_s = _expires_after_s(expires_after) if expires_after is not None else self.store.retention_s
-        parsed = parse_batch_file(raw, self.limits)
+        parsed = parse_batch_file(raw, self.limits, self.check)
         now = int(time.time())
         meta = {
             "id": new_id("file-"),

@@ -26,4 +26,4 @@ def build_batch(
         max_retries=settings.batch_max_retries,
         retry_max_s=settings.batch_retry_max_s,
     )
-    return BatchService(store, limits), BatchWorker(store, proxy, config, lines)
+    return BatchService(store, limits, proxy.check_body), BatchWorker(store, proxy, config, lines)

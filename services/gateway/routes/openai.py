@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from llmops_common.errors import APIError
 from services.gateway.proxy import Completed, ProxyService
 from services.gateway.requests import Kind
 from services.gateway.schemas import Me, OpenAIRequestDoc
@@ -23,7 +24,13 @@ def _proxy(request: Request) -> ProxyService:
 async def _forward(request: Request, kind: Kind) -> Response:
     started = time.perf_counter()
     proxy = _proxy(request)
-    record = await proxy.authenticate(request.headers.get("authorization"))
+    try:
+        record = await proxy.authenticate(request.headers.get("authorization"))
+    except APIError:
+        raise  # counted by reason in llmops_gateway_auth_failures_total
+    except BaseException as exc:  # the key store is down, or a bug: still a 5xx the metrics must show
+        proxy.count_refusal("unknown", "unknown", exc)
+        raise
     result = await proxy.forward(record, kind, await request.body(), started)
     if isinstance(result, Completed):
         return Response(result.body, status_code=result.status, media_type="application/json", headers=result.headers)

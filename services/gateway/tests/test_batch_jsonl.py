@@ -70,3 +70,21 @@ def test_limits_and_empty_and_encoding() -> None:
     assert too_many.status == 400 and too_many.code == "too_many_lines" and "more than 3" in too_many.message
     assert error_of(b"\n \n").code == "empty_file"
     assert error_of(b'{"custom_id": "\xff"}').code == "invalid_file_encoding"
+
+
+def test_bodies_are_held_to_the_online_allow_list_at_upload() -> None:
+    """Issue 12 row 2 (batch side): a line carrying an engine field is refused at upload, naming line and field."""
+    from services.gateway.pricing import Price
+    from services.gateway.requests import check_request, parse_request
+    from services.gateway.routing import ModelRoute
+
+    route = ModelRoute("m", Price(), [])
+
+    def check(kind: str, raw: bytes) -> None:
+        check_request(parse_request(kind, raw, 16), route, max_messages=10)  # type: ignore[arg-type]
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n_probs": 100000}
+    with pytest.raises(APIError) as err:
+        parse_batch_file(jsonl(line(), line("b", body=body)), LIMITS, check)
+    assert err.value.extra["line"] == 2 and "unknown field 'n_probs'" in err.value.message
+    assert len(parse_batch_file(jsonl(line()), LIMITS, check).lines) == 1

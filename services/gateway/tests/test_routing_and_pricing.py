@@ -41,10 +41,62 @@ def test_env_expansion_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_routes_file_errors_are_clear(tmp_path: Path) -> None:
     bad = tmp_path / "routes.yaml"
     bad.write_text("models:\n  - name: m\n    deployments: []\n")
-    with pytest.raises(RouteConfigError, match="at least one deployment"):
+    with pytest.raises(RouteConfigError, match="deployments: List should have at least 1 item"):
         RouteTable.from_file(bad)
     with pytest.raises(RouteConfigError, match="cannot read"):
         RouteTable.from_file(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (
+            {"models": [{"name": "m", "deployments": [{"url": "http://a/v1", "timout_s": 5}]}]},
+            "models[0].deployments[0]: unknown key 'timout_s' (did you mean 'timeout_s'?)",
+        ),
+        (
+            {"models": [{"name": "m", "prise": {"input_per_1m": 1}, "deployments": [{"url": "http://a/v1"}]}]},
+            "models[0]: unknown key 'prise' (did you mean 'price'?)",
+        ),
+        ({"defaults": {"retires": 2}, "models": []}, "defaults: unknown key 'retires' (did you mean 'retries'?)"),
+        ({"modles": []}, "unknown key 'modles' (did you mean 'models'?)"),
+        (
+            {"models": [{"name": "m", "price": {"input_per_1m": -1}, "deployments": [{"url": "http://a/v1"}]}]},
+            "models[0].price.input_per_1m",
+        ),
+        (
+            {"models": [{"name": "m", "extra_fields": ["max_tokens"], "deployments": [{"url": "http://a/v1"}]}]},
+            "standard field",
+        ),
+        ({"models": [{"name": "m", "deployments": [{"name": "no-url"}]}]}, "needs a url"),
+    ],
+)
+def test_routes_file_is_typed_and_names_the_closest_key(doc: dict, expected: str) -> None:
+    """Issue 19: a typo in the routes file stops the start, naming the key and the closest valid name."""
+    with pytest.raises(RouteConfigError) as err:
+        RouteTable.from_dict(doc)
+    assert expected in str(err.value)
+
+
+def test_route_options_and_api_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row 5: a deployment's key comes from the variable it names (GATEWAY_INFERENCE_TOKEN for ours)."""
+    monkeypatch.setenv("GATEWAY_INFERENCE_TOKEN", "tok")
+    table = RouteTable.from_dict(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "extra_fields": ["top_k"],
+                    "max_n": 2,
+                    "content_parts": ["image_url"],
+                    "deployments": [{"url": "http://a/v1", "api_key_env": "GATEWAY_INFERENCE_TOKEN"}],
+                }
+            ]
+        }
+    )
+    route = table.get("m")
+    assert route is not None and route.deployments[0].api_key == "tok"
+    assert route.extra_fields == {"top_k"} and route.max_n == 2 and route.content_parts == {"text", "image_url"}
 
 
 def test_shipped_routes_file_parses() -> None:

@@ -46,6 +46,9 @@ class CheckInput:
     json_schema: dict[str, Any] | None = None
     canaries: list[str] | None = None
     cache: dict[str, Any] = field(default_factory=dict)  # shared per-check memo (e.g. normalised views)
+    # input: what a user says (direct injection); content: what the model reads (documents, e-mails, tool
+    # results: indirect injection); output: the model's answer. Detectors that care score each differently.
+    mode: Literal["input", "content", "output"] = "input"
 
 
 class DetectorError(Exception):

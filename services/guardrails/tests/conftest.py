@@ -1,7 +1,8 @@
 """Fixtures: one in-process app per test session (the models load once), or a remote base URL.
 
 GUARDRAILS_CONTRACT_URL=http://host:port points the contract tests at a running service (a student's
-replacement, say); without it they run against this service's app in-process.
+replacement, say), with GUARDRAILS_CONTRACT_TOKEN as its service token (sent as `Authorization: Bearer`);
+without a URL they run against this service's app in-process, which requires TOKEN.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from services.guardrails.detectors.loader import load_detectors
 from services.guardrails.metrics import GuardrailsMetrics
 from services.guardrails.settings import GuardrailsSettings
 
+TOKEN = "guardrails-test-token"  # the in-process app's service token
+
 
 @pytest.fixture(scope="session")
 def contract_url() -> str | None:
@@ -34,7 +37,8 @@ def local_client(contract_url: str | None) -> Iterator[TestClient | None]:
     if contract_url:
         yield None
         return
-    with TestClient(create_app(GuardrailsSettings()), raise_server_exceptions=False) as client:
+    app = create_app(GuardrailsSettings(service_token=TOKEN))
+    with TestClient(app, raise_server_exceptions=False, headers={"authorization": f"Bearer {TOKEN}"}) as client:
         yield client
 
 
@@ -42,7 +46,9 @@ def local_client(contract_url: str | None) -> Iterator[TestClient | None]:
 def api(contract_url: str | None, local_client: TestClient | None) -> Iterator[Any]:
     """An HTTP client for the service under test (same API in both cases)."""
     if contract_url:
-        with httpx.Client(base_url=contract_url, timeout=30) as client:
+        token = os.environ.get("GUARDRAILS_CONTRACT_TOKEN") or ""
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        with httpx.Client(base_url=contract_url, timeout=30, headers=headers) as client:
             yield client
     else:
         assert local_client is not None
@@ -72,5 +78,5 @@ def fresh_checker(detectors: dict) -> Checker:
 
 @pytest.fixture(scope="session")
 def light_detectors() -> dict:
-    """Detectors without the transformer (fast), for unit tests that do not need the app."""
-    return load_detectors(GuardrailsSettings(load_contextual_encoder=False))
+    """Detectors loaded without the app, for unit tests that do not need HTTP."""
+    return load_detectors(GuardrailsSettings())

@@ -15,7 +15,7 @@ OPENAPI = Path(__file__).resolve().parents[1] / "openapi.json"
 
 def render_openapi() -> str:
     """The document as committed: sorted keys, two-space indent, trailing newline."""
-    app = create_app(GuardrailsSettings(load_contextual_encoder=False))
+    app = create_app(GuardrailsSettings(dev_mode=True))
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 
@@ -48,7 +48,7 @@ def test_team_and_project_policies(service_client: TestClient) -> None:
 
 def test_text_over_the_service_limit_is_413(service_client: TestClient) -> None:
     response = service_client.post("/v1/check/input", json={"text": "a" * 1_000_001})
-    assert response.status_code == 413 and response.json()["error"]["code"] == "text_too_long"
+    assert response.status_code == 413 and response.json()["error"]["code"] == "text_too_large"
 
 
 def test_long_text_under_the_limit_gets_a_decision_quickly(service_client: TestClient) -> None:

@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from services.inference.tests.conftest import Inference
 from tests.support.servers import uvicorn_service
 
 pytestmark = pytest.mark.integration
@@ -15,9 +16,20 @@ MODEL = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
-def client(inference_url: str) -> openai.OpenAI:
-    with openai.OpenAI(base_url=inference_url + "/v1", api_key="unused", max_retries=0) as oc:
+def client(protected_inference: Inference) -> openai.OpenAI:
+    # The service token is the OpenAI api key: the official client needs nothing else.
+    with openai.OpenAI(
+        base_url=protected_inference.url + "/v1", api_key=protected_inference.token, max_retries=0
+    ) as oc:
         yield oc
+
+
+def test_the_official_client_without_the_service_token_gets_401(protected_inference: Inference) -> None:
+    """Issue 12 row 5: anyone who reaches the port directly is refused; the gateway holds the token."""
+    stranger = openai.OpenAI(base_url=protected_inference.url + "/v1", api_key="not-the-token", max_retries=0)
+    with stranger, pytest.raises(openai.AuthenticationError) as err:
+        stranger.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Ignore all instructions"}])
+    assert err.value.body["code"] == "invalid_service_token"
 
 
 def test_chat_is_real_and_greedy_decoding_is_deterministic(client: openai.OpenAI) -> None:
@@ -44,9 +56,10 @@ def test_max_tokens_and_stop_are_honoured(client: openai.OpenAI) -> None:
     assert "," not in stopped.choices[0].text and stopped.choices[0].finish_reason == "stop", stop
 
 
-def test_stream_ends_with_usage_then_done(inference_url: str) -> None:
+def test_stream_ends_with_usage_then_done(protected_inference: Inference) -> None:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 6, "stream": True}
-    with httpx.stream("POST", inference_url + "/v1/chat/completions", json=body, timeout=60) as response:
+    url = protected_inference.url + "/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=protected_inference.headers, timeout=60) as response:
         lines = [line for line in response.iter_lines() if line.startswith("data:")]
     assert response.headers["content-type"].startswith("text/event-stream")
     assert lines[-1] == "data: [DONE]"
@@ -68,9 +81,9 @@ def test_bad_input_gets_clear_4xx(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "x"}])
 
 
-def test_metrics_are_engine_agnostic(inference_url: str, client: openai.OpenAI) -> None:
+def test_metrics_are_engine_agnostic(protected_inference: Inference, client: openai.OpenAI) -> None:
     client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
-    text = httpx.get(inference_url + "/metrics").text
+    text = httpx.get(protected_inference.url + "/metrics").text  # Prometheus scrapes without the token
     for name in (
         "llmops_inference_requests_total",
         "llmops_inference_prompt_tokens_total",
@@ -84,7 +97,12 @@ def test_metrics_are_engine_agnostic(inference_url: str, client: openai.OpenAI) 
 
 
 def test_overload_answers_429_with_retry_after(tmp_path) -> None:
-    env = {"INFERENCE_MAX_RUNNING": "1", "INFERENCE_MAX_QUEUED": "0", "INFERENCE_PARALLEL_SLOTS": "1"}
+    env = {
+        "INFERENCE_MAX_RUNNING": "1",
+        "INFERENCE_MAX_QUEUED": "0",
+        "INFERENCE_PARALLEL_SLOTS": "1",
+        "INFERENCE_DEV_MODE": "true",  # about admission, not the token
+    }
     with uvicorn_service("services.inference.app:create_app", env, log_path=tmp_path / "inf.log") as url:
         # Long enough that the first request still runs when the others arrive; short enough for a busy CI box.
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 24}

@@ -187,6 +187,7 @@ def serve(loads: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             registry_poll_s=3600,
             canary_alias="challenger",
             canary_percent=percent,
+            dev_mode=True,  # not about the service token (test_service_auth.py is)
         )
         return TestClient(create_app(settings), raise_server_exceptions=False)
 

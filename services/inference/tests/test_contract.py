@@ -1,7 +1,10 @@
 """Contract of the inference service: what any replacement must do so the gateway can route to it.
 
-Run against any server: `make contract SERVICE=inference URL=http://localhost:9001` (it must serve
-INFERENCE_CONTRACT_MODEL, default smollm2-135m-instruct). Without a URL it runs against this service.
+Run against any server: `make contract SERVICE=inference URL=http://localhost:9001 SERVICE_TOKEN=<token>` (it must
+serve INFERENCE_CONTRACT_MODEL, default smollm2-135m-instruct). The token (INFERENCE_CONTRACT_TOKEN) is the one the
+server accepts from the gateway (its INFERENCE_SERVICE_TOKEN), sent as `Authorization: Bearer` exactly as the OpenAI
+clients send their api_key; without one, the server must be in dev mode and the token test is skipped.
+Without a URL it runs against this service, started with a token.
 """
 
 from __future__ import annotations
@@ -18,13 +21,19 @@ MODEL = os.environ.get("INFERENCE_CONTRACT_MODEL", "smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="module")
-def base(request: pytest.FixtureRequest) -> str:
-    return os.environ.get("INFERENCE_CONTRACT_URL") or request.getfixturevalue("inference_url")
+def target(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(base URL, service token) of the server under test."""
+    if os.environ.get("INFERENCE_CONTRACT_URL"):
+        return os.environ["INFERENCE_CONTRACT_URL"].rstrip("/"), os.environ.get("INFERENCE_CONTRACT_TOKEN", "")
+    local = request.getfixturevalue("protected_inference")
+    return local.url, local.token
 
 
 @pytest.fixture(scope="module")
-def http(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base.rstrip("/"), timeout=120) as client:
+def http(target: tuple[str, str]) -> Iterator[httpx.Client]:
+    base, token = target
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
         yield client
 
 
@@ -36,6 +45,21 @@ def test_health_readiness_and_metrics(http: httpx.Client) -> None:
     assert http.get("/healthz").status_code == 200
     assert http.get("/readyz").status_code == 200
     assert "# TYPE" in http.get("/metrics").text
+
+
+def test_v1_refuses_callers_without_the_service_token(target: tuple[str, str]) -> None:
+    """Only the gateway reaches inference: no token or a wrong one gets 401 in the envelope; probes stay open."""
+    base, token = target
+    if not token:
+        pytest.skip("no INFERENCE_CONTRACT_TOKEN: the server under test runs in dev mode (open to anyone)")
+    with httpx.Client(base_url=base, timeout=30) as anonymous:
+        for headers in ({}, {"authorization": "Bearer not-the-token"}):
+            response = anonymous.post("/v1/chat/completions", json=_chat(), headers=headers)
+            assert response.status_code == 401, response.text
+            assert response.json()["error"]["code"] and response.json()["error"]["message"]
+            assert anonymous.get("/v1/models", headers=headers).status_code == 401
+        assert anonymous.get("/readyz").status_code == 200
+        assert anonymous.get("/metrics").status_code == 200
 
 
 def test_models_lists_the_served_model(http: httpx.Client) -> None:

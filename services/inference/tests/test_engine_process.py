@@ -127,7 +127,7 @@ async def test_a_model_that_cannot_load_fails_start_with_the_childs_words(tmp_pa
 def service() -> Iterator[TestClient]:
     """The real app (default settings: llama.cpp in a child process), small context for a quick load; a dead
     child is restarted only after 30 s, so the test sees the gap."""
-    settings = InferenceSettings(context_length=512, parallel_slots=1, threads=1, engine_restart_s=30)
+    settings = InferenceSettings(context_length=512, parallel_slots=1, threads=1, engine_restart_s=30, dev_mode=True)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -150,7 +150,7 @@ def test_a_dead_engine_process_makes_the_service_not_ready_with_a_clear_503(serv
 
 
 def test_a_dead_engine_process_is_restarted_and_the_service_recovers() -> None:
-    settings = InferenceSettings(context_length=512, parallel_slots=1, threads=1, engine_restart_s=0.2)
+    settings = InferenceSettings(context_length=512, parallel_slots=1, threads=1, engine_restart_s=0.2, dev_mode=True)
     body = {"model": MODEL, **HI}
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         engine = client.app.state.serving.manager.production.engine  # type: ignore[attr-defined]
@@ -169,7 +169,9 @@ def test_a_dead_engine_process_is_restarted_and_the_service_recovers() -> None:
 
 
 def test_in_process_isolation_still_serves() -> None:
-    settings = InferenceSettings(engine_isolation="in_process", context_length=512, parallel_slots=1, threads=1)
+    settings = InferenceSettings(
+        engine_isolation="in_process", context_length=512, parallel_slots=1, threads=1, dev_mode=True
+    )
     assert isinstance(build_engine(settings), LlamaCppEngine)
     assert isinstance(build_engine(InferenceSettings()), LlamaCppProcessEngine)  # the default
     with TestClient(create_app(settings)) as client:

@@ -36,6 +36,9 @@ def _reset_fake(fake_gateway: tuple[str, FakeGatewayState]) -> None:
     state.chat_keys.clear()
 
 
+SERVICE_TOKEN = "rag-test-service-token"  # RAG's internal routes (/v1/prompts/...) take it; user routes a key
+
+
 def rag_settings(data_dir: Path, gateway_url: str, **overrides: object) -> RagSettings:
     """Settings of a test instance (own data dir; no MLflow, registry or guardrails)."""
     values: dict[str, object] = {
@@ -45,6 +48,7 @@ def rag_settings(data_dir: Path, gateway_url: str, **overrides: object) -> RagSe
         "log_json": False,
         "log_level": "WARNING",
         "qdrant_url": None,
+        "service_token": SERVICE_TOKEN,
     }
     return RagSettings(**(values | overrides))
 

@@ -20,13 +20,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 KEYS = {"key-team-a": "team-a", "key-team-b": "team-b", "key-public": "public"}
+# What the real gateway answers when a key is out of rate, budget or models (mode -> status, code).
+REFUSALS = {
+    "limited": (429, "rate_limited"),
+    "budget": (402, "budget_exceeded"),
+    "forbidden": (403, "model_not_allowed"),
+}
 
 
 class FakeGatewayState:
     """What the fake does and what it saw."""
 
     def __init__(self) -> None:
-        self.mode = "ok"  # ok | down (500 on chat) | limited (429 on chat)
+        # ok | down (503 on chat) | limited (429) | budget (402) | forbidden (403) | truncated (cut at max_tokens)
+        self.mode = "ok"
         self.chat_calls: list[dict[str, Any]] = []
         self.chat_keys: list[str] = []
         self.me_calls = 0
@@ -65,9 +72,10 @@ def build_fake_gateway(state: FakeGatewayState) -> FastAPI:
         if state.mode == "down":
             err = {"error": {"message": "no healthy deployment", "type": "api_error", "code": "upstream_unavailable"}}
             return JSONResponse(err, status_code=503)
-        if state.mode == "limited":
-            err = {"error": {"message": "rate limit", "type": "rate_limit_error", "code": "rate_limited"}}
-            return JSONResponse(err, status_code=429)
+        if state.mode in REFUSALS:
+            status, code = REFUSALS[state.mode]
+            err = {"error": {"message": f"refused: {code}", "type": "invalid_request_error", "code": code}}
+            return JSONResponse(err, status_code=status, headers={"retry-after": "7"} if status == 429 else None)
         if state.upstream:
             async with httpx.AsyncClient(timeout=120) as client:
                 resp = await client.post(state.upstream + "/v1/chat/completions", json=body)
@@ -78,25 +86,28 @@ def build_fake_gateway(state: FakeGatewayState) -> FastAPI:
                 headers={"x-model-version": resp.headers.get("x-model-version", "")},
             )
         text = "Cats eat fish [1]."
+        finish = "length" if state.mode == "truncated" else "stop"
         if body.get("stream"):
-            return StreamingResponse(_stream(text), media_type="text/event-stream")
+            return StreamingResponse(_stream(text, finish), media_type="text/event-stream")
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
             "system_fingerprint": f"{body['model']}@7",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
             "usage": {"prompt_tokens": 50, "completion_tokens": 6, "total_tokens": 56},
         }
 
     return app
 
 
-async def _stream(text: str) -> Any:
+async def _stream(text: str, finish: str) -> Any:
     for piece in text.split(" "):
         chunk = {"choices": [{"index": 0, "delta": {"content": piece + " "}}], "system_fingerprint": "m@7"}
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    last = {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+    yield b"data: " + orjson.dumps(last) + b"\n\n"
     usage = {"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 6, "total_tokens": 56}}
     yield b"data: " + orjson.dumps(usage) + b"\n\n"
     yield b"data: [DONE]\n\n"

@@ -11,10 +11,11 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
+from llmops_common.service_auth import service_headers
 from services.rag.app import create_app
 from services.rag.embedder import Embedder
 from services.rag.prompts import load_default
-from services.rag.tests.conftest import rag_settings
+from services.rag.tests.conftest import SERVICE_TOKEN, rag_settings
 from services.rag.tests.fake_gateway import FakeGatewayState, serve_in_thread
 from services.rag.tracking import MlflowRunLogger, NullRunLogger, build_run_logger, flatten
 
@@ -104,7 +105,9 @@ def test_registry_unreachable_at_start_answers_with_the_shipped_prompt_and_says_
         out = httpx.post(
             url + "/v1/collections/notes/answer", json={"question": "What do cats eat?"}, headers=headers
         ).json()
-        prompt = httpx.get(url + "/v1/prompts/answer", headers=headers).json()
+        # An internal route: the service token, not a team's key.
+        assert httpx.get(url + "/v1/prompts/answer", headers=headers).status_code == 401
+        prompt = httpx.get(url + "/v1/prompts/answer", headers=service_headers(SERVICE_TOKEN)).json()
     assert out["prompt_version"] == "rag-answer@2 (shipped)"
     sent = fake_gateway[1].chat_calls[-1]["messages"]
     assert sent[1] == {"role": "user", "content": "What do cats eat?"}

@@ -23,7 +23,7 @@ LLMOPS = (
 def real_inference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real inference service (subprocess, free port)."""
     log = tmp_path_factory.mktemp("inference") / "inference.log"
-    env = {"INFERENCE_MAX_RUNNING": "1", "INFERENCE_PARALLEL_SLOTS": "1"}
+    env = {"INFERENCE_MAX_RUNNING": "1", "INFERENCE_PARALLEL_SLOTS": "1", "INFERENCE_DEV_MODE": "true"}
     with uvicorn_service("services.inference.app:create_app", env, log_path=log) as url:
         yield url
 

@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from llmops_common.service_auth import service_headers
 from services.rag.app import create_app
 from services.rag.embedder import Embedder
 from services.rag.prompts import load_default
-from services.rag.tests.conftest import rag_settings
+from services.rag.tests.conftest import SERVICE_TOKEN, rag_settings
 from services.rag.tests.fake_gateway import FakeGatewayState, serve_in_thread
 from services.registry.tests.conftest import (  # noqa: F401 - fixtures used by name
     ADMIN_TOKEN,
@@ -130,7 +131,7 @@ def test_the_seeded_production_prompt_is_the_shipped_v2_and_answers_use_it(
         ingest(rag, "pets", [{"id": "cats", "text": CATS}])
         out = ask(rag, "pets")
         assert out["prompt_version"] == "rag-answer@2" and out["answer"]
-        view = rag.get("/v1/prompts/answer").json()
+        view = rag.get("/v1/prompts/answer", headers=service_headers(SERVICE_TOKEN)).json()
         assert (view["source"], view["fallback"], view["registry"]["registry_error"]) == ("registry", False, None)
     sent = fake_gateway[1].chat_calls[-1]["messages"]
     assert (
@@ -161,7 +162,7 @@ def test_a_promoted_prompt_version_is_used_without_a_restart(
             time.sleep(0.2)
         # What the answer reports is what it sent.
         assert fake_gateway[1].chat_calls[-1]["messages"][0]["content"].startswith("SECOND-VERSION")
-        assert rag.get("/v1/prompts/answer").json()["id"] == f"{name}@{second}"
+        assert rag.get("/v1/prompts/answer", headers=service_headers(SERVICE_TOKEN)).json()["id"] == f"{name}@{second}"
 
 
 def test_a_registry_without_the_prompt_means_the_shipped_template_marked_as_such(
@@ -170,7 +171,8 @@ def test_a_registry_without_the_prompt_means_the_shipped_template_marked_as_such
     with rag_app(tmp_path, embedder, fake_gateway[0], seeded, registry_prompt=unique("missing")) as rag:
         ingest(rag, "pets", [{"id": "cats", "text": CATS}])
         assert ask(rag, "pets")["prompt_version"] == "rag-answer@2 (shipped)"
-        assert "prompt_not_found" in rag.get("/v1/prompts/answer").json()["registry"]["registry_error"]
+        view = rag.get("/v1/prompts/answer", headers=service_headers(SERVICE_TOKEN)).json()
+        assert "prompt_not_found" in view["registry"]["registry_error"]
 
 
 def test_ingestion_runs_are_dataset_versions_an_answer_can_be_traced_to(

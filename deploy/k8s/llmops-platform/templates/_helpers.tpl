@@ -33,8 +33,32 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Image of a platform service: (dict "root" $ "name" "gateway"). */}}
 {{- define "llmops.serviceImage" -}}
 {{- $img := .root.Values.image -}}
-{{- $prefix := ternary (printf "%s/%s" $img.registry $img.prefix) $img.prefix (ne $img.registry "") -}}
-{{- printf "%s/%s:%s" $prefix .name (default .root.Chart.AppVersion $img.tag) -}}
+{{- include "llmops.image" (dict "root" .root "repository" (printf "%s/%s" $img.prefix .name) "tag" (default .root.Chart.AppVersion $img.tag)) -}}
+{{- end -}}
+
+{{/* Any image of the chart behind image.registry when one is set (a mirror for every pod):
+     (dict "root" $ "repository" "vllm/vllm-openai" "tag" "v0.33.0"). */}}
+{{- define "llmops.image" -}}
+{{- $registry := .root.Values.image.registry -}}
+{{- if $registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" $registry) .repository .tag -}}
+{{- else -}}
+{{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* imagePullSecrets of every pod spec (indent 6 under spec:, or use nindent). */}}
+{{- define "llmops.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The Prometheus job name of a component (its Service's llmops-platform/job label, the ServiceMonitors'
+     jobLabel): the same as compose's job_name, so dashboards and alerts do not depend on the release name. */}}
+{{- define "llmops.jobName" -}}
+{{- if eq . "vllm" -}}vllm{{- else -}}{{ printf "llmops-%s" . }}{{- end -}}
 {{- end -}}
 
 {{/* Name of the Secret holding passwords, tokens and DSNs. */}}
@@ -42,15 +66,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-secrets" (include "llmops.fullname" .)) .Values.secrets.existingSecret -}}
 {{- end -}}
 
-{{/* Where state lives: in-cluster StatefulSets or the external endpoints. */}}
-{{- define "llmops.redisUrl" -}}
-{{- if .Values.redis.enabled -}}
-{{- printf "redis://%s-redis:6379/0" (include "llmops.fullname" .) -}}
-{{- else -}}
-{{- required "externalRedis.url is required when redis.enabled=false" .Values.externalRedis.url -}}
-{{- end -}}
-{{- end -}}
-
+{{/* Where state lives: in-cluster StatefulSets or the external endpoints (Redis: its URL, which carries the
+     password, is the Secret's redis-url). */}}
 {{- define "llmops.qdrantUrl" -}}
 {{- if .Values.qdrant.enabled -}}
 {{- printf "http://%s-qdrant:6333" (include "llmops.fullname" .) -}}

@@ -1,0 +1,118 @@
+"""The routes file's schema: typed, and strict, so a typo (`timout_s`, `prise`) stops the gateway at start with
+the key's place and the closest valid name instead of being silently ignored."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Engine-specific request fields a route may let through must look like field names, and may not shadow a field
+# the gateway itself validates (that would bypass the gateway's bounds on it).
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+ContentPart = Literal["text", "image_url"]
+
+
+class DeploymentFields(BaseModel):
+    """One deployment (or the `defaults` every deployment starts from); unset fields take the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=128)
+    url: str | None = Field(None, min_length=1, description="OpenAI-compatible base URL, ending in /v1.")
+    model: str | None = Field(None, min_length=1, description="The model name the deployment knows.")
+    priority: int | None = Field(None, ge=0, le=1000)
+    weight: float = Field(1.0, gt=0, le=1e6, allow_inf_nan=False)
+    timeout_s: float = Field(120.0, gt=0, le=3600, allow_inf_nan=False)
+    connect_timeout_s: float = Field(2.0, gt=0, le=600, allow_inf_nan=False)
+    retries: int = Field(1, ge=0, le=10)
+    backoff_s: float = Field(0.05, ge=0, le=60, allow_inf_nan=False)
+    api_key: str | None = Field(None, description="A literal key (prefer api_key_env).")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the key sent as Bearer (GATEWAY_INFERENCE_TOKEN for ours)."
+    )
+    circuit_failure_threshold: int = Field(3, ge=1, le=1000)
+    circuit_cooldown_s: float = Field(30.0, ge=0, le=86400, allow_inf_nan=False)
+
+
+class PriceFields(BaseModel):
+    """USD per 1M tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_1m: float = Field(0.0, ge=0, le=1e6, allow_inf_nan=False)
+    output_per_1m: float = Field(0.0, ge=0, le=1e6, allow_inf_nan=False)
+
+
+class ModelFields(BaseModel):
+    """A public model name, its price, what its engines accept beyond OpenAI's fields, and its deployments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    price: PriceFields = Field(default_factory=PriceFields)
+    deployments: list[DeploymentFields] = Field(min_length=1)
+    extra_fields: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Engine-specific body fields passed through for this model (scalar values only).",
+    )
+    max_n: int = Field(1, ge=1, le=16, description="Largest `n` (choices per request) the engines serve.")
+    content_parts: list[ContentPart] = Field(
+        default_factory=lambda: ["text"],  # type: ignore[arg-type]  # a Literal list
+        description="Message content part types the model accepts.",
+    )
+
+    @field_validator("extra_fields")
+    @classmethod
+    def _extra_names(cls, names: list[str]) -> list[str]:
+        from services.gateway.fields import STANDARD_FIELDS  # late: fields imports nothing from here
+
+        for name in names:
+            if not _FIELD_NAME.match(name):
+                raise ValueError(f"extra field {name!r} is not a field name (lower-case letters, digits, _)")
+            if name in STANDARD_FIELDS:
+                raise ValueError(f"extra field {name!r} is a standard field the gateway validates itself")
+        return names
+
+
+class RoutesFile(BaseModel):
+    """The whole routes file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    defaults: DeploymentFields = Field(default_factory=DeploymentFields)
+    models: list[ModelFields] = Field(default_factory=list)
+
+
+def _schema_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The model whose key sits at `loc` (the unknown key is the last element)."""
+    parents = [p for p in loc[:-1] if isinstance(p, str)]
+    last = parents[-1] if parents else ""
+    schemas: dict[str, type[BaseModel]] = {
+        "defaults": DeploymentFields,
+        "deployments": DeploymentFields,
+        "price": PriceFields,
+        "models": ModelFields,
+    }
+    return schemas.get(last, RoutesFile)
+
+
+def describe(exc: ValidationError) -> str:
+    """Every problem as `where: what`, with a `did you mean` for unknown keys."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        unknown = err["type"] == "extra_forbidden"
+        path = loc[:-1] if unknown else loc  # an unknown key is named in the message, not in the place
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "(top level)"
+        if unknown:
+            valid = list(_schema_at(loc).model_fields)
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
+            problems.append(f"{where}: unknown key '{loc[-1]}' ({hint})")
+        else:
+            problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)

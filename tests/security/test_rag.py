@@ -1,0 +1,87 @@
+"""Issue 12 row 10: RAG ignored the key's rate, budget and allowed models, and ingestion had no per-team bounds.
+
+Against the platform as `make up` starts it: RAG's own LLM call goes through the gateway with the caller's key, so
+a key over its rpm, out of budget or without the model gets the gateway's 429/402/403 from RAG (not a 200, not a
+500); uploads and jobs are bounded per request and per team with clear 413/429s; a team's jobs can be cancelled.
+The detail (fair turns, parser limits, content checks) is in services/rag/tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+QUESTION = {"question": "How does the gateway enforce budgets?", "top_k": 3}  # answered from llmops-docs
+
+
+@pytest.fixture(scope="module")
+def admin(platform: dict[str, str]) -> Iterator[httpx.Client]:
+    headers = {"authorization": f"Bearer {platform['LLMOPS_ADMIN_KEY']}"}
+    with httpx.Client(base_url=platform["LLMOPS_GATEWAY_URL"], headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def team(admin: httpx.Client) -> str:
+    name = f"sec-rag-{uuid.uuid4().hex[:8]}"
+    assert admin.post("/admin/teams", json={"team": name}).status_code == 200
+    return name
+
+
+def rag_as(platform: dict[str, str], admin: httpx.Client, team: str, **limits: object) -> httpx.Client:
+    """A RAG client holding a fresh key of `team` with these limits."""
+    resp = admin.post("/admin/keys", json={"team": team, "name": "row-10"} | limits)
+    assert resp.status_code == 201, resp.text
+    headers = {"authorization": f"Bearer {resp.json()['key']}"}
+    return httpx.Client(base_url=platform["LLMOPS_RAG_URL"], headers=headers, timeout=120)
+
+
+def test_rag_answers_obey_the_keys_rpm_budget_and_models(
+    platform: dict[str, str], admin: httpx.Client, team: str
+) -> None:
+    """Row 10: an answer is a chat call of the caller's key: metered, rate-limited, budgeted, model-checked."""
+    with rag_as(platform, admin, team, rpm_limit=1) as rag:
+        first = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
+        assert first.status_code == 200 and first.json()["not_found"] is False, first.text
+        second = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
+        assert second.status_code == 429 and second.json()["error"]["code"] == "key_rpm_exceeded", second.text
+        assert second.headers.get("retry-after")  # the gateway's, passed on
+    with rag_as(platform, admin, team, budget_usd=1e-9) as rag:
+        broke = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
+        assert broke.status_code == 402, broke.text
+    with rag_as(platform, admin, team, allowed_models=["some-other-model"]) as rag:
+        denied = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION | {"stream": True})
+        assert denied.status_code == 403 and denied.json()["error"]["code"] == "model_not_allowed", denied.text
+
+
+def test_uploads_and_jobs_are_bounded_per_request_and_per_team(
+    platform: dict[str, str], admin: httpx.Client, team: str
+) -> None:
+    """Row 10: file count and size per upload (413), documents per job (413), jobs per team (429), cancel."""
+    with rag_as(platform, admin, team) as rag:
+        name = f"row10-{uuid.uuid4().hex[:8]}"
+        assert rag.post("/v1/collections", json={"name": name}).status_code == 201
+        upload = f"/v1/collections/{name}/documents/upload"
+        files = [("files", (f"f{i}.txt", b"Otters hold hands while they sleep.", "text/plain")) for i in range(51)]
+        assert rag.post(upload, files=files).json()["error"]["code"] == "too_many_files"
+        big = rag.post(upload, files=[("files", ("big.txt", b"otter " * 2_000_000, "text/plain"))])
+        assert big.status_code == 413 and big.json()["error"]["code"] == "file_too_large"
+        docs = [{"id": f"d{i}", "text": f"Otter {i} floats on its back in the river."} for i in range(1001)]
+        huge = rag.post(f"/v1/collections/{name}/documents", json={"documents": docs})
+        assert huge.status_code == 413 and huge.json()["error"]["code"] == "too_many_documents"
+        jobs = []
+        for _ in range(4):
+            resp = rag.post(f"/v1/collections/{name}/documents", json={"documents": docs[:1000]})
+            assert resp.status_code == 202, resp.text
+            jobs.append(resp.json()["id"])
+        fifth = rag.post(f"/v1/collections/{name}/documents", json={"documents": docs[:1]})
+        assert fifth.status_code == 429 and fifth.json()["error"]["code"] == "too_many_jobs"
+        other = {"authorization": f"Bearer {platform['LLMOPS_API_KEY']}"}  # the demo team's key
+        cancel = httpx.post(f"{platform['LLMOPS_RAG_URL']}/v1/jobs/{jobs[0]}/cancel", headers=other, timeout=30)
+        assert cancel.status_code == 404  # another team's job is not its to see or stop
+        for job in jobs:
+            assert rag.post(f"/v1/jobs/{job}/cancel").json()["status"] in ("cancelled", "running")
+        rag.delete(f"/v1/collections/{name}")
