@@ -69,8 +69,10 @@ class RegistrySettings(ServiceSettings):
         "it, someone who can write the database but not read this setting cannot truncate the log unnoticed.",
     )
     file_artifact_roots: str = Field(
-        str(DEFAULT_DATA_DIR / "models"),
-        description="Comma-separated folders a file:// artifact URI may point into; anything else is refused.",
+        f"{DEFAULT_DATA_DIR / 'models'},{REPO_ROOT / 'services' / 'guardrails' / 'artifacts'}",
+        description="Comma-separated folders a file:// artifact URI may point into; anything else is refused "
+        "(default: .llmops/data/models and the guardrails' packaged artifacts, which `make train-guardrails` "
+        "registers).",
     )
     artifact_schemes: str = Field(
         "pypi,hf,s3,gs,https,runs,models,mlflow-artifacts,file",

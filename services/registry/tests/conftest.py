@@ -105,7 +105,9 @@ class RegistryServer:
 
 
 @contextlib.contextmanager
-def run_registry(folder: Path, mlflow_url: str, database_url: str | None = None) -> Iterator[RegistryServer]:
+def run_registry(
+    folder: Path, mlflow_url: str, database_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[RegistryServer]:
     """The registry service in a subprocess over `mlflow_url`; its governance store is SQLite in `folder` by default."""
     database_url = database_url or f"sqlite:///{folder / 'registry.db'}"
     add_admin(database_url, ADMIN2_NAME, ADMIN2_TOKEN)
@@ -119,6 +121,7 @@ def run_registry(folder: Path, mlflow_url: str, database_url: str | None = None)
         "REGISTRY_PROMOTION_TTL_S": "60",
         # The schedule compares all of MLflow every interval; tests call the scan themselves.
         "REGISTRY_DRIFT_SCAN_INTERVAL_S": "0",
+        **(extra_env or {}),  # e.g. REGISTRY_FILE_ARTIFACT_ROOTS for a test that registers files in tmp_path
     }
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "services.registry.app:create_app", "--factory", "--host", "127.0.0.1",
