@@ -291,6 +291,39 @@ class ModelService:
             raise RegistryError(400, "eval_run_empty", f"run {run_id} logged no metrics")
         return {k: {"value": v, "run_id": run_id, "evaluator": evaluator} for k, v in metrics.items()}
 
+    def record_evaluation(
+        self, evaluator: str, name: str, version: str | None, metrics: dict[str, float], params: dict[str, str]
+    ) -> dict[str, Any]:
+        """Write an evaluator's run into MLflow (experiment `<prefix>-evaluations`), tagged with the evaluator
+        the caller's token is bound to; audited."""
+        if version is not None:
+            self.get_version(name, version)
+        else:
+            self._model(name)
+        tags = {T + "evaluator": evaluator, T + "evaluated_model": name}
+        if version is not None:
+            tags[T + "evaluated_version"] = version
+        run = self.ml.call(
+            self.client.create_run, self.ml.experiment_id("evaluations"), run_name=f"eval-{name}", tags=tags
+        )
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        self.ml.call(
+            self.client.log_batch,
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+        )
+        self.ml.call(self.client.set_terminated, run_id)
+        self.ctx.record(
+            actor=f"evaluator:{evaluator}",
+            action="evaluation.record",
+            object_type="model",
+            object_id=f"model/{name}" + (f"/{version}" if version else ""),
+            after={"run_id": run_id, "metrics": metrics},
+        )
+        return {"run_id": run_id, "evaluator": evaluator, "model": name, "version": version, "metrics": metrics}
+
     def add_evals(
         self, actor: Principal, name: str, version: str, results: dict[str, float], run_id: str | None
     ) -> dict[str, Any]:

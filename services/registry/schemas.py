@@ -123,6 +123,30 @@ class EvalResults(Strict):
         return self
 
 
+class EvaluationCreate(Strict):
+    """An evaluation a platform evaluator ran: the registry writes it as an MLflow run (the evidence)."""
+
+    model: Name
+    version: str | None = Field(None, pattern=r"^[0-9]+$", description="The evaluated version, when known.")
+    metrics: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=200)
+    params: dict[str, Annotated[str, Field(max_length=500)]] = Field(default_factory=dict, max_length=100)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, results: dict[str, float]) -> dict[str, float]:
+        return _check_metric_names(results)
+
+
+class Evaluation(BaseModel):
+    """The recorded evaluation run; pass `run_id` to `POST /v1/models/{name}/versions/{v}/evals`."""
+
+    run_id: str
+    evaluator: str
+    model: str
+    version: str | None
+    metrics: dict[str, float]
+
+
 class RegisteredModel(BaseModel):
     """A model with its aliases (alias -> version)."""
 

@@ -83,6 +83,12 @@ class RegistrySettings(ServiceSettings):
         description="Values of the `llmops.evaluator` tag that mark an MLflow run as written by one of the "
         "platform's evaluators; only such runs count as evidence for an approval policy.",
     )
+    evaluator_tokens: SecretStr | None = Field(
+        None,
+        description="`name:token,name:token`: platform evaluators (names from REGISTRY_TRUSTED_EVALUATORS) that "
+        "record evaluation runs through `POST /v1/evaluations` instead of holding MLflow credentials; the run is "
+        "tagged with the name bound to the token, never one from the request.",
+    )
     experiment_prefix: str = Field(
         "llmops", description="Prefix of the MLflow experiments the registry writes runs into (models, datasets)."
     )
@@ -90,6 +96,12 @@ class RegistrySettings(ServiceSettings):
     def evaluators(self) -> set[str]:
         """The trusted evaluator names."""
         return {e.strip() for e in self.trusted_evaluators.split(",") if e.strip()}
+
+    def evaluator_by_token(self) -> dict[str, str]:
+        """token -> evaluator name."""
+        raw = self.evaluator_tokens.get_secret_value() if self.evaluator_tokens else ""
+        pairs = (item.strip().partition(":") for item in raw.split(",") if item.strip())
+        return {token: name for name, _, token in pairs if name and token}
 
     def bootstrap_admin_token(self) -> str:
         """The admin token to install, refusing a silent default outside dev mode."""

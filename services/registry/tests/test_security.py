@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, select, text
 
 from services.registry.store import audit_log
 from services.registry.tests.conftest import (
+    EVALUATOR_TOKEN,
     MLFLOW_READER,
     Caller,
     RegistryServer,
@@ -266,6 +267,22 @@ def test_row12_eval_results_must_come_from_a_platform_run(
         bad = member.post(f"/v1/models/{name}/versions/1/evals", json={"run_id": run_id})
         assert bad.status_code == 400 and error_code(bad) == code.strip(), (code, bad.text)
     assert member.get(f"/v1/models/{name}/versions/1").json()["eval_evidence"] == {}
+
+
+def test_row12_evaluators_record_runs_through_the_registry(people: dict[str, Caller], base_url: str) -> None:
+    """Row 12: an evaluator without MLflow credentials records its run through the registry; a member cannot."""
+    member = people["member"].http
+    name = unique("evr")
+    member.post(f"/v1/models/{name}/versions", json=model_body())
+    body = {"model": name, "version": "1", "metrics": {"eval_pass_rate": 0.93}, "params": {"dataset": "loso"}}
+    assert member.post("/v1/evaluations", json=body).status_code == 401  # a principal is not an evaluator
+    with httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {EVALUATOR_TOKEN}"}) as ev:
+        assert ev.post("/v1/evaluations", json=body | {"model": unique("nope")}).status_code == 404
+        recorded = ev.post("/v1/evaluations", json=body)
+    assert recorded.status_code == 201 and recorded.json()["evaluator"] == "guardrails", recorded.text
+    evidence = member.post(f"/v1/models/{name}/versions/1/evals", json={"run_id": recorded.json()["run_id"]})
+    assert evidence.status_code == 200
+    assert evidence.json()["eval_evidence"]["eval_pass_rate"]["evaluator"] == "guardrails"
 
 
 def test_row12_demo_tokens_are_dead_outside_dev_mode(
