@@ -205,7 +205,8 @@ def server_command(settings: MlflowServerSettings) -> list[str]:
 def main() -> None:
     """Replace this process with the MLflow server so signals from `make down` reach it directly."""
     cmd = server_command(MlflowServerSettings())
-    print("starting:", " ".join(cmd), file=sys.stderr, flush=True)
+    shown = [a.split("=", 1)[0] + "=***" if a.startswith("MLFLOW_FLASK_SERVER_SECRET_KEY=") else a for a in cmd]
+    print("starting:", " ".join(shown), file=sys.stderr, flush=True)  # the log must not carry the CSRF key
     os.execv(cmd[0], cmd)
 
 
