@@ -58,6 +58,10 @@ def run_mlflow(folder: Path, backend_store_uri: str | None = None) -> Iterator[M
         auth_admin_username=MLFLOW_ADMIN[0],
         auth_admin_password=MLFLOW_ADMIN[1],
         auth_users=":".join(MLFLOW_READER),
+        # Always in the test's folder: with a PostgreSQL backend the default would be the repository's
+        # .llmops/data/mlflow, i.e. the users of a developer's running `make up` platform.
+        auth_database_uri=f"sqlite:///{folder / 'basic_auth.db'}",
+        auth_config_path=str(folder / "basic_auth.ini"),
     )
     with server_process(server_command(settings), folder / "server.log", env=dict(os.environ), cwd=folder) as proc:
         url = f"http://127.0.0.1:{port}"
