@@ -7,7 +7,7 @@ object store in MLFLOW_ARTIFACTS_DESTINATION). Readiness: GET http://<host>:<por
 MLflow runs behind its own basic-auth app (issue 12, row 1): without credentials every API call is a 401, so
 nobody but the registry (its admin user) can move an alias or rewrite a tag. `server_command` prepares the
 auth store before the server starts: the admin user gets the configured password (created, or re-keyed when
-the setting changed), every other admin is demoted, and the extra users of MLFLOW_AUTH_USERS (read-only on
+the setting changed), users not configured are removed, and the extra users of MLFLOW_AUTH_USERS (read-only on
 everything they did not create themselves) get theirs. No default password is ever installed.
 """
 
@@ -123,12 +123,13 @@ def _provision_users(settings: MlflowServerSettings, db: str, password: str) -> 
             store.update_user(name, is_admin=is_admin)
         else:
             store.create_user(name, pw, is_admin=is_admin)
-    # Any other admin (e.g. the `admin` of an older install, possibly with a published default password) loses
-    # its rights and its password: the registry is the only writer of what the platform serves.
+    # The configuration is the whole list: any other user (e.g. the `admin` of an older install, possibly with a
+    # published default password, or one created by hand) is removed; the registry is the only writer of what the
+    # platform serves, and the services' users are exactly MLFLOW_AUTH_USERS.
     for user in store.list_users():
-        if user.is_admin and user.username != admin:
-            store.update_user(user.username, password=secrets.token_urlsafe(32), is_admin=False)
-            log.warning("demoted MLflow admin %r and replaced its password", user.username)
+        if user.username not in wanted:
+            store.delete_user(user.username)
+            log.warning("removed MLflow user %r (not in the configuration)", user.username)
     store.engine.dispose()
 
 

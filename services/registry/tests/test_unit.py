@@ -140,3 +140,38 @@ def test_query_by_object_matches_its_children_exactly(audit: AuditLog) -> None:
     found = [e["object_id"] for e in audit.query(object_id="model/my_model")]
     # `_` is not a wildcard, case matters, and a longer name is another object.
     assert found == ["model/my_model", "model/my_model/1"]
+
+
+def test_mlflow_auth_store_holds_exactly_the_configured_users(tmp_path: Path) -> None:
+    """Issue 12, row 1: the registry is MLflow's only admin; its password follows the setting; any other user
+    (an old `admin/password1234`, one created by hand) is removed at start."""
+    import warnings
+
+    from services.registry.mlflow_server import MlflowServerSettings, prepare_auth
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's auth store imports deprecated Starlette/Alembic APIs
+        from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    def settings(password: str) -> MlflowServerSettings:
+        return MlflowServerSettings(
+            backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            auth_admin_password=password,
+            auth_users="rag:rag-password-0123456",
+        )
+
+    with pytest.raises(ValueError, match="MLFLOW_AUTH_ADMIN_PASSWORD"):
+        prepare_auth(settings("short"))
+    config = prepare_auth(settings("first-password-0123"))
+    assert oct(config.stat().st_mode & 0o777) == "0o600" and "admin_username = llmops-registry" in config.read_text()
+    store = SqlAlchemyStore()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store.init_db(f"sqlite:///{tmp_path / 'basic_auth.db'}")
+    store.create_user("admin", "password1234-legacy", is_admin=True)
+    prepare_auth(settings("second-password-0123"))
+    users = {u.username: u.is_admin for u in store.list_users()}
+    assert users == {"llmops-registry": True, "rag": False}
+    assert store.authenticate_user("llmops-registry", "second-password-0123")
+    assert not store.authenticate_user("llmops-registry", "first-password-0123")
+    store.engine.dispose()
