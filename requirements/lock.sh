@@ -15,6 +15,8 @@ SETS="gateway inference rag registry feedback guardrails training"
 LOCKS="lock.txt $(for s in $SETS; do printf '%s.txt ' "$s"; done)"
 
 [ -x "$UV" ] || command -v "$UV" >/dev/null || { echo "uv not found at $UV (make install puts it in the venv; or UV=/path/to/uv)"; exit 2; }
+# The compile steps run in another folder: make a relative path (make passes .venv/bin/uv) absolute first.
+case "$UV" in /*) ;; */*) UV="$PWD/$UV" ;; esac
 
 compile() {
   # --universal: one lock for Linux, macOS and Windows (platform markers kept); 3.11 is the oldest Python supported.

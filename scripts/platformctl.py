@@ -44,6 +44,7 @@ GENERATED_SECRETS = {
     "admin_key": "sk-llmops-admin-",
     "feedback_admin_token": "fb-admin-",
     "registry_admin_token": "reg-admin-",
+    "mlflow_admin_password": "mlf-",
     "inference_service_token": "svc-inference-",
     "guardrails_service_token": "svc-guardrails-",
     "rag_service_token": "svc-rag-",
@@ -56,6 +57,10 @@ GENERATED_SECRETS = {
 SECRET_ENV: list[tuple[str, str, str]] = [
     ("seed", "REGISTRY_ADMIN_TOKEN", "registry_admin_token"),
     ("registry", "REGISTRY_ADMIN_TOKEN", "registry_admin_token"),
+    # MLflow's basic-auth admin is the registry alone (issue 12, row 1): the server and the registry share it.
+    ("mlflow", "MLFLOW_AUTH_ADMIN_PASSWORD", "mlflow_admin_password"),
+    ("seed", "REGISTRY_MLFLOW_PASSWORD", "mlflow_admin_password"),
+    ("registry", "REGISTRY_MLFLOW_PASSWORD", "mlflow_admin_password"),
     ("inference", "INFERENCE_SERVICE_TOKEN", "inference_service_token"),
     ("guardrails", "GUARDRAILS_SERVICE_TOKEN", "guardrails_service_token"),
     ("gateway", "GATEWAY_ADMIN_KEY", "admin_key"),
@@ -146,6 +151,8 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         # principals readable tokens (demo-member-token, demo-reviewer-token); the admin token is generated.
         "REGISTRY_DEV_MODE": "true",
         "REGISTRY_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        # MLflow's only admin (its basic-auth app, started by services.registry.mlflow_server); issue 12 row 1.
+        "REGISTRY_MLFLOW_USERNAME": "llmops-registry",
     }
     gateway_env = {
         **common,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +19,7 @@ from llmops_common.errors import APIError, error_response
 from services.registry.auth import PrincipalStore
 from services.registry.context import build_context
 from services.registry.datasets import DatasetService
+from services.registry.drift import DriftDetector
 from services.registry.errors import RegistryError
 from services.registry.metrics import RegistryMetrics
 from services.registry.models import ModelService
@@ -27,6 +31,7 @@ from services.registry.settings import RegistrySettings
 from services.registry.store import run_sync
 
 VERSION = "0.1.0"
+log = logging.getLogger("llmops.registry")
 
 # MLflow's own refusals that reach us mean the input was bad (we validate first, so this is rare).
 _MLFLOW_STATUS = {
@@ -39,12 +44,23 @@ _MLFLOW_STATUS = {
 def build_services(settings: RegistrySettings, metrics: RegistryMetrics) -> Services:
     """Wire the store, MLflow client and service classes together; installs the bootstrap admin."""
     ctx = build_context(settings, metrics)
-    principals = PrincipalStore(ctx.store, ctx.audit)
+    principals = PrincipalStore(ctx.store, ctx.audit, dev_mode=settings.dev_mode)
     principals.ensure_admin(settings.bootstrap_admin_token())
     ds = DatasetService(ctx)
-    model_svc = ModelService(ctx, ds)
-    prompt_svc = PromptService(ctx)
+    drift = DriftDetector(ctx)
+    model_svc = ModelService(ctx, ds, drift)
+    prompt_svc = PromptService(ctx, drift)
     return Services(ctx, principals, model_svc, prompt_svc, ds, PromotionService(ctx, model_svc, prompt_svc))
+
+
+async def _scan_forever(services: Services, interval_s: float) -> None:
+    """Compare all of MLflow with the audit log on a schedule (findings are counted and recorded by the scan)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await run_sync(services.models.drift.scan)
+        except Exception:  # MLflow down or slow: the next round tries again; resolves are still checked
+            log.warning("scheduled drift scan failed", exc_info=True)
 
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
@@ -57,9 +73,16 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await run_sync(build_services, settings, metrics)
+        scanner = None
+        if settings.drift_scan_interval_s > 0:
+            scanner = asyncio.create_task(_scan_forever(app.state.services, settings.drift_scan_interval_s))
         try:
             yield
         finally:
+            if scanner is not None:
+                scanner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scanner
             app.state.services.ctx.store.close()
 
     async def readiness() -> dict[str, bool]:

@@ -57,11 +57,13 @@ def build_context(settings: RegistrySettings, metrics: RegistryMetrics) -> Conte
     return Context(
         settings=settings,
         store=store,
-        audit=AuditLog(store),
+        audit=AuditLog(store, settings.audit_key.get_secret_value() if settings.audit_key else None),
         mlflow=Mlflow(
             settings.mlflow_tracking_uri,
             timeout_s=settings.mlflow_timeout_s,
             experiment_prefix=settings.experiment_prefix,
+            username=settings.mlflow_username,
+            password=settings.mlflow_password.get_secret_value() if settings.mlflow_password else None,
         ),
         cache=TTLCache(settings.cache_ttl_s),
         metrics=metrics,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -36,6 +36,18 @@ class RegistryMetrics:
         self.mirror_failures = Counter(
             "llmops_registry_mlflow_mirror_failures_total",
             "Audit entries that could not be copied onto MLflow objects.",
+            registry=registry,
+        )
+        self.tamper = Counter(
+            "llmops_registry_tamper_detected_total",
+            "Changes found in MLflow that the registry did not make (moved aliases, rewritten or forged tags), "
+            "counted once per finding. Alert on any increase.",
+            ["object_type", "kind"],
+            registry=registry,
+        )
+        self.tampered = Gauge(
+            "llmops_registry_tampered_objects",
+            "Models and prompts whose MLflow state disagreed with the audit log at the last check; not served.",
             registry=registry,
         )
         self.auth_failures = Counter(

@@ -28,10 +28,22 @@ _TAG_VALUE_MAX = 5000
 class Mlflow:
     """A thin holder of one MlflowClient plus the helpers every service class needs."""
 
-    def __init__(self, tracking_uri: str, *, timeout_s: float, experiment_prefix: str) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        timeout_s: float,
+        experiment_prefix: str,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         # The client reads these at call time; without them a down server means minutes of retries (a hang).
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(1, timeout_s))))
+        if username and password:
+            # MLflow's client takes basic-auth credentials only from these variables (read per request).
+            os.environ["MLFLOW_TRACKING_USERNAME"] = username
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = password
         self.uri = tracking_uri.rstrip("/")
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.experiment_prefix = experiment_prefix
@@ -94,14 +106,11 @@ class Mlflow:
 
     def mirror_audit(self, entry: dict[str, Any], *, run_id: str | None = None) -> bool:
         """Copy one audit entry onto the MLflow object it is about; failures are logged, never raised."""
-        key = f"llmops.audit.{entry['seq']:06d}"
-        fields = {k: entry[k] for k in ("action", "actor", "ts", "object_id", "reason") if entry.get(k)}
-        after = json.dumps(entry.get("after"), default=str)
-        # Large payloads (a whole version's metadata) stay in the store; MLflow shows their hash.
-        fields["after"] = entry.get("after") if len(after) <= 1500 else {"sha256_of_entry": entry["hash"]}
-        value = _clip(json.dumps(fields, default=str))
+        key, value = audit_tag(entry)
         kind, _, rest = entry["object_id"].partition("/")
         name = rest.split("/")[0]
+        if entry["action"].startswith("tamper."):
+            kind = "governance"  # never write into an object someone else changed (or created)
         try:
             if kind == "model":
                 self.call(self.client.set_registered_model_tag, name, key, value)
@@ -115,6 +124,15 @@ class Mlflow:
         except Exception:  # the DB entry is authoritative; a missed mirror must not undo a committed change
             log.warning("could not mirror audit entry %s to MLflow", entry["seq"], exc_info=True)
             return False
+
+
+def audit_tag(entry: dict[str, Any]) -> tuple[str, str]:
+    """The `llmops.audit.<seq>` tag an audit entry is mirrored as; drift checks compare MLflow's copy with it."""
+    fields = {k: entry[k] for k in ("action", "actor", "ts", "object_id", "reason") if entry.get(k)}
+    after = json.dumps(entry.get("after"), default=str)
+    # Large payloads (a whole version's metadata) stay in the store; MLflow shows their hash.
+    fields["after"] = entry.get("after") if len(after) <= 1500 else {"sha256_of_entry": entry["hash"]}
+    return f"llmops.audit.{entry['seq']:06d}", _clip(json.dumps(fields, default=str))
 
 
 def _is_transport(exc: MlflowException) -> bool:

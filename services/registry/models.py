@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
@@ -13,6 +16,7 @@ from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
 from services.registry.auth import Principal
 from services.registry.context import Context
 from services.registry.datasets import DatasetService, mlflow_digest
+from services.registry.drift import DriftDetector
 from services.registry.errors import RegistryError
 from services.registry.schemas import ModelVersionCreate
 
@@ -39,6 +43,7 @@ def version_to_dict(mv: MlflowModelVersion) -> dict[str, Any]:
         "price_per_1m_input": float(own.get(T + "price.input_per_1m", "0")),
         "price_per_1m_output": float(own.get(T + "price.output_per_1m", "0")),
         "eval_results": {k.removeprefix(T + "eval."): float(v) for k, v in own.items() if k.startswith(T + "eval.")},
+        "eval_evidence": json.loads(own.get(T + "eval_evidence", "{}")),
         "datasets": json.loads(own.get(T + "datasets", "[]")),
         "description": mv.description or None,
         "tags": {k: v for k, v in tags.items() if not k.startswith((T, "mlflow."))},
@@ -70,11 +75,28 @@ def _version_tags(body: ModelVersionCreate, actor: Principal) -> dict[str, str]:
 class ModelService:
     """Register, read, resolve and catalogue model versions."""
 
-    def __init__(self, ctx: Context, datasets: DatasetService) -> None:
+    def __init__(self, ctx: Context, datasets: DatasetService, drift: DriftDetector) -> None:
         self.ctx = ctx
         self.ml = ctx.mlflow
         self.client = ctx.mlflow.client
         self.datasets = datasets
+        self.drift = drift
+
+    def check_artifact_uri(self, uri: str) -> None:
+        """Refuse schemes the platform cannot load and local files outside the configured artifact roots
+        (a `file:///etc/passwd` version would otherwise be served, and read, by inference)."""
+        settings = self.ctx.settings
+        parsed = urlparse(uri)
+        schemes = {x.strip() for x in settings.artifact_schemes.split(",") if x.strip()}
+        if parsed.scheme not in schemes:
+            raise RegistryError(400, "invalid_artifact_uri", f"artifact scheme {parsed.scheme!r} is not one of "
+                                f"{sorted(schemes)}")  # fmt: skip
+        if parsed.scheme == "file":
+            path = Path(unquote(parsed.path)).resolve()
+            roots = [Path(r.strip()).resolve() for r in settings.file_artifact_roots.split(",") if r.strip()]
+            if parsed.netloc not in ("", "localhost") or not any(path.is_relative_to(r) for r in roots):
+                raise RegistryError(400, "invalid_artifact_uri", "file:// artifacts must lie under "
+                                    f"{', '.join(map(str, roots))} (REGISTRY_FILE_ARTIFACT_ROOTS)")  # fmt: skip
 
     def _model(self, name: str) -> Any:
         rm = self.ml.find(self.client.get_registered_model, name)
@@ -84,6 +106,7 @@ class ModelService:
 
     def register(self, actor: Principal, name: str, body: ModelVersionCreate) -> dict[str, Any]:
         """Register a new version; on any failure everything written so far is removed again."""
+        self.check_artifact_uri(body.artifact_uri)
         with self.ctx.object_lock(f"model/{name}"):
             refs = [self.datasets.get(d.name, d.version, missing_status=400) for d in body.datasets]
             rm = self.ml.find(self.client.get_registered_model, name)
@@ -234,21 +257,91 @@ class ModelService:
         return {k: str(v) for k, v in (self._model(name).aliases or {}).items()}
 
     def resolve_uncached(self, name: str, alias: str) -> dict[str, Any]:
-        """The version an alias points at, read from MLflow (one call on the happy path)."""
-        mv = self.ml.find(self.client.get_model_version_by_alias, name, alias)
+        """The version an alias points at, read from MLflow, after checking the model against the audit log
+        (409 `tamper_detected` when an alias or a governance tag was changed outside the registry)."""
+        rm = self._model(name)
+        self.drift.guard("model", name, rm)
+        version = (rm.aliases or {}).get(alias)  # the version the check above looked at
+        mv = self.ml.find(self.client.get_model_version, name, str(version)) if version is not None else None
         if mv is None:
-            self._model(name)
             raise RegistryError(404, "alias_not_found", f"model {name!r} has no alias {alias!r}")
-        return version_to_dict(mv)
+        return version_to_dict(mv) | {
+            "aliases": sorted(a for a, v in (rm.aliases or {}).items() if str(v) == str(version))
+        }
 
-    def add_evals(self, actor: Principal, name: str, version: str, results: dict[str, float], run_id: str | None):
-        """Attach eval results to an existing version (tags, and metrics on its registration run)."""
+    def evidence(self, name: str, version: str, run_id: str) -> dict[str, dict[str, Any]]:
+        """Metrics of a platform evaluation run, read from MLflow by the registry itself (issue 12, row 12):
+        the run must carry `llmops.evaluator` (a trusted evaluator) and `llmops.evaluated_model` (this model)."""
+        run = self.ml.find(self.client.get_run, run_id)
+        if run is None:
+            raise RegistryError(400, "unknown_run", f"MLflow has no run {run_id}")
+        tags = run.data.tags or {}
+        evaluator = tags.get(T + "evaluator")
+        trusted = self.ctx.settings.evaluators()
+        if evaluator not in trusted:
+            raise RegistryError(400, "untrusted_eval_run", f"run {run_id} was not written by a platform evaluator "
+                                f"(tag llmops.evaluator in {sorted(trusted)})")  # fmt: skip
+        if tags.get(T + "evaluated_model") != name or tags.get(T + "evaluated_version", version) != version:
+            raise RegistryError(400, "eval_run_mismatch", f"run {run_id} evaluated "
+                                f"{tags.get(T + 'evaluated_model')!r}, not {name!r} version {version}")  # fmt: skip
+        if run.info.status != "FINISHED":
+            raise RegistryError(400, "eval_run_unfinished", f"run {run_id} is {run.info.status}, not FINISHED")
+        metrics = {k: float(v) for k, v in (run.data.metrics or {}).items() if math.isfinite(float(v))}
+        if not metrics:
+            raise RegistryError(400, "eval_run_empty", f"run {run_id} logged no metrics")
+        return {k: {"value": v, "run_id": run_id, "evaluator": evaluator} for k, v in metrics.items()}
+
+    def record_evaluation(
+        self, evaluator: str, name: str, version: str | None, metrics: dict[str, float], params: dict[str, str]
+    ) -> dict[str, Any]:
+        """Write an evaluator's run into MLflow (experiment `<prefix>-evaluations`), tagged with the evaluator
+        the caller's token is bound to; audited."""
+        if version is not None:
+            self.get_version(name, version)
+        else:
+            self._model(name)
+        tags = {T + "evaluator": evaluator, T + "evaluated_model": name}
+        if version is not None:
+            tags[T + "evaluated_version"] = version
+        run = self.ml.call(
+            self.client.create_run, self.ml.experiment_id("evaluations"), run_name=f"eval-{name}", tags=tags
+        )
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        self.ml.call(
+            self.client.log_batch,
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+        )
+        self.ml.call(self.client.set_terminated, run_id)
+        self.ctx.record(
+            actor=f"evaluator:{evaluator}",
+            action="evaluation.record",
+            object_type="model",
+            object_id=f"model/{name}" + (f"/{version}" if version else ""),
+            after={"run_id": run_id, "metrics": metrics},
+        )
+        return {"run_id": run_id, "evaluator": evaluator, "model": name, "version": version, "metrics": metrics}
+
+    def add_evals(
+        self, actor: Principal, name: str, version: str, results: dict[str, float], run_id: str | None
+    ) -> dict[str, Any]:
+        """Attach eval results to an existing version. Numbers the caller posts are recorded as reported;
+        with `run_id` the registry reads the run's metrics itself and keeps them as evidence (policies gate
+        on evidence only)."""
         with self.ctx.object_lock(f"model/{name}"):
             before = self.get_version(name, version)
+            evidence = dict(before["eval_evidence"])
+            if run_id:
+                evidence |= self.evidence(name, version, run_id)
+                results = results | {k: e["value"] for k, e in evidence.items() if e["run_id"] == run_id}
             for key, value in results.items():
                 self.ml.call(self.client.set_model_version_tag, name, version, f"{T}eval.{key}", repr(value))
             if run_id:
                 self.ml.call(self.client.set_model_version_tag, name, version, f"{T}eval_run_id", run_id)
+                blob = json.dumps(evidence, sort_keys=True)
+                self.ml.call(self.client.set_model_version_tag, name, version, f"{T}eval_evidence", blob)
             if before["run_id"]:
                 now = int(time.time() * 1000)
                 self.ml.call(
@@ -260,19 +353,26 @@ class ModelService:
                 action="model_version.evals",
                 object_type="model",
                 object_id=f"model/{name}/{version}",
-                before=before["eval_results"],
-                after=after["eval_results"],
-                reason=f"eval run {run_id}" if run_id else None,
+                before={"eval_results": before["eval_results"], "eval_evidence": before["eval_evidence"]},
+                after={"eval_results": after["eval_results"], "eval_evidence": after["eval_evidence"]},
+                reason=f"eval run {run_id}" if run_id else "reported by the caller (no evaluation run)",
             )
         self.invalidate(name)
         return after
 
     def catalogue(self, alias: str) -> list[dict[str, Any]]:
-        """Every model that has `alias`, with the version it points at, engine and prices."""
+        """Every model that has `alias`, with the version it points at, engine and prices; a model changed in
+        MLflow outside the registry is left out (and reported)."""
         rows = []
         for model in self.list_models():
             version = model["aliases"].get(alias)
             if version is None:
+                continue
+            try:
+                self.drift.guard("model", model["name"])
+            except RegistryError as exc:
+                if exc.code != "tamper_detected":
+                    raise
                 continue
             v = self.get_version(model["name"], version)
             rows.append(

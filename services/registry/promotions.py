@@ -26,6 +26,7 @@ class PromotionService:
         self.ctx = ctx
         self.models = models
         self.prompts = prompts
+        self.drift = models.drift
 
     # -- policies -------------------------------------------------------------------------------------------
     def put_policy(self, actor: Principal, name: str, body: PolicyCreate) -> dict[str, Any]:
@@ -74,7 +75,10 @@ class PromotionService:
     def check(self, object_type: str, name: str, alias: str, target: dict[str, Any]) -> dict[str, Any]:
         """Evaluate every policy covering this object and alias against the target version's eval results."""
         applied, failures = [], []
-        evals = target.get("eval_results", {})
+        # Only evidence counts: metrics the registry read itself from a platform evaluation run. Numbers a
+        # requester posted are shown in eval_results but cannot open a gate (issue 12, row 12).
+        evals = {k: e["value"] for k, e in (target.get("eval_evidence") or {}).items()}
+        reported = target.get("eval_results", {})
         for p in self.list_policies():
             if p["object_type"] != object_type or alias not in p["aliases"]:
                 continue
@@ -83,7 +87,12 @@ class PromotionService:
             applied.append(p["name"])
             for metric, bounds in p["required_evals"].items():
                 value = evals.get(metric)
-                if value is None:
+                if value is None and metric in reported:
+                    failures.append(
+                        f"{p['name']}: {metric}={reported[metric]} is self-reported; the policy needs it from a "
+                        "platform evaluation run (POST .../evals with its run_id)"
+                    )
+                elif value is None:
                     failures.append(f"{p['name']}: eval result {metric!r} is missing")
                 elif bounds.get("min") is not None and value < bounds["min"]:
                     failures.append(f"{p['name']}: {metric}={value} is below the minimum {bounds['min']}")
@@ -250,9 +259,15 @@ class PromotionService:
                 raise RegistryError(409, code, f"request {request_id} is {row['status']}; it can no longer be decided")
             if approve and row["requested_by"] == actor.name:
                 raise RegistryError(403, "self_approval", "four-eyes rule: a different reviewer must approve this")
+            if approve and actor.created_at is not None and actor.created_at >= row["created_at"]:
+                # A reviewer minted after the request (e.g. by the requester) is not an independent second pair of eyes.
+                raise RegistryError(
+                    403, "approver_too_new", "the approver must be a principal that existed before the request"
+                )
             check = None
             moved_from = None
             if approve:
+                self.drift.guard(row["object_type"], row["name"], relock=False)  # never build on a tampered object
                 target, aliases = self._target(row["object_type"], row["name"], row["version"])
                 check = self.check(row["object_type"], row["name"], row["alias"], target)
                 if not check["passed"]:

@@ -8,6 +8,7 @@ from mlflow.entities.model_registry import PromptVersion as MlflowPromptVersion
 
 from services.registry.auth import Principal
 from services.registry.context import Context
+from services.registry.drift import DriftDetector
 from services.registry.errors import RegistryError
 from services.registry.schemas import PromptVersionCreate
 
@@ -34,10 +35,11 @@ def prompt_to_dict(pv: MlflowPromptVersion, aliases: list[str]) -> dict[str, Any
 class PromptService:
     """Register, read, resolve and render prompt versions."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, drift: DriftDetector | None = None) -> None:
         self.ctx = ctx
         self.ml = ctx.mlflow
         self.client = ctx.mlflow.client
+        self.drift = drift
 
     def _require(self, name: str) -> None:
         if self.ml.call(self.client.get_prompt, name) is None:
@@ -117,8 +119,10 @@ class PromptService:
         return prompt_to_dict(pv, list(pv.aliases or []))
 
     def resolve(self, name: str, alias: str) -> dict[str, Any]:
-        """The version an alias points at."""
+        """The version an alias points at (409 `tamper_detected` when MLflow disagrees with the audit log)."""
         self._require(name)
+        if self.drift is not None:
+            self.drift.guard("prompt", name)
         pv = self.ml.find(self.client.get_prompt_version_by_alias, name, alias)
         if pv is None:
             raise RegistryError(404, "alias_not_found", f"prompt {name!r} has no alias {alias!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
@@ -43,9 +43,17 @@ class ModelVersionCreate(Strict):
     context_length: int = Field(ge=1, le=10_000_000, description="Context window in tokens.")
     quantisation: str | None = Field(None, max_length=64, description="Quantisation such as Q4_1, AWQ, fp16.")
     license: str = Field(min_length=1, max_length=128, description="SPDX id or licence name.")
-    price_per_1m_input: float = Field(ge=0, description="USD per 1M input (prompt) tokens.")
-    price_per_1m_output: float = Field(ge=0, description="USD per 1M output (completion) tokens.")
-    eval_results: dict[str, float] = Field(default_factory=dict, description="Metric name -> value.")
+    price_per_1m_input: float = Field(
+        ge=0, le=1_000_000, allow_inf_nan=False, description="USD per 1M input (prompt) tokens; finite, >= 0."
+    )
+    price_per_1m_output: float = Field(
+        ge=0, le=1_000_000, allow_inf_nan=False, description="USD per 1M output (completion) tokens; finite, >= 0."
+    )
+    eval_results: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric name -> value as reported by the caller (shown, but never enough for a policy: "
+        "policies gate on evidence from a platform evaluation run, see POST .../evals).",
+    )
     datasets: list[DatasetRef] = Field(default_factory=list, description="Dataset versions this model saw.")
     description: str | None = Field(None, max_length=5000)
     tags: dict[str, str] = Field(default_factory=dict, description="Free tags (not starting with llmops. or mlflow.).")
@@ -80,6 +88,11 @@ class ModelVersion(BaseModel):
     price_per_1m_input: float
     price_per_1m_output: float
     eval_results: dict[str, float]
+    eval_evidence: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Metric -> {value, run_id, evaluator}: what the registry read itself from platform evaluation "
+        "runs; the only eval results approval policies accept.",
+    )
     datasets: list[DatasetRef]
     description: str | None
     tags: dict[str, str]
@@ -89,15 +102,49 @@ class ModelVersion(BaseModel):
 
 
 class EvalResults(Strict):
-    """Eval results added to an existing version (merged; existing metrics are overwritten)."""
+    """Eval results added to an existing version (merged; existing metrics are overwritten).
 
-    results: dict[str, float] = Field(min_length=1)
-    run_id: str | None = Field(None, max_length=64, description="The MLflow run of the evaluation, if any.")
+    `run_id` names an MLflow run written by one of the platform's evaluators (tags `llmops.evaluator` and
+    `llmops.evaluated_model`): the registry reads its metrics itself and keeps them as evidence. `results`
+    are numbers the caller reports; they are shown but never satisfy an approval policy."""
+
+    results: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict)
+    run_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$", description="The platform evaluation run.")
 
     @field_validator("results")
     @classmethod
     def _metric_names(cls, results: dict[str, float]) -> dict[str, float]:
         return _check_metric_names(results)
+
+    @model_validator(mode="after")
+    def _something(self) -> EvalResults:
+        if not self.results and not self.run_id:
+            raise ValueError("give `run_id` (a platform evaluation run) and/or `results`")
+        return self
+
+
+class EvaluationCreate(Strict):
+    """An evaluation a platform evaluator ran: the registry writes it as an MLflow run (the evidence)."""
+
+    model: Name
+    version: str | None = Field(None, pattern=r"^[0-9]+$", description="The evaluated version, when known.")
+    metrics: dict[str, Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=200)
+    params: dict[str, Annotated[str, Field(max_length=500)]] = Field(default_factory=dict, max_length=100)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, results: dict[str, float]) -> dict[str, float]:
+        return _check_metric_names(results)
+
+
+class Evaluation(BaseModel):
+    """The recorded evaluation run; pass `run_id` to `POST /v1/models/{name}/versions/{v}/evals`."""
+
+    run_id: str
+    evaluator: str
+    model: str
+    version: str | None
+    metrics: dict[str, float]
 
 
 class RegisteredModel(BaseModel):
@@ -323,13 +370,18 @@ class AuditEntry(BaseModel):
 
 
 class AuditVerify(BaseModel):
-    """The result of recomputing the chain."""
+    """The result of recomputing the chain, comparing its end with the anchored head, and comparing MLflow's
+    aliases and governance tags with the log."""
 
     ok: bool
     entries: int
     first_bad_seq: int | None
     problem: str | None
     head_hash: str | None = None
+    anchor: dict[str, Any] | None = Field(None, description="The head (seq, hash) kept in the governance store.")
+    drift: list[dict[str, str]] = Field(
+        default_factory=list, description="Objects changed in MLflow outside the registry (not served)."
+    )
 
 
 class PrincipalCreate(Strict):
@@ -339,6 +391,7 @@ class PrincipalCreate(Strict):
     role: Literal["admin", "reviewer", "member", "read-only"]
     team: str | None = Field(None, max_length=128)
     token: str | None = Field(None, min_length=16, max_length=256)
+    reason: str | None = Field(None, max_length=2000, description="Why: shown to the approving admin.")
 
 
 class PrincipalOut(BaseModel):
@@ -352,12 +405,48 @@ class PrincipalOut(BaseModel):
 
 
 class PrincipalCreated(BaseModel):
-    """The created principal and its token, shown this once."""
+    """The created principal and its token, shown this once. Outside dev mode it is `pending` (the token does
+    not work yet) until a second admin approves `request_id`."""
 
     name: str
     role: str
     team: str | None
     token: str
+    status: Literal["active", "pending"] = "active"
+    request_id: str | None = None
+
+
+class RoleChange(Strict):
+    """A new role; raising one is a request for a second admin outside dev mode."""
+
+    role: Literal["admin", "reviewer", "member", "read-only"]
+    reason: str | None = Field(None, max_length=2000)
+
+
+class PrincipalState(BaseModel):
+    """A principal after a role change (or the pending request for it)."""
+
+    name: str
+    role: str
+    team: str | None
+    status: Literal["active", "pending"]
+    request_id: str | None = None
+
+
+class PrincipalRequest(BaseModel):
+    """A request to create or elevate a principal, decided by a second admin."""
+
+    id: str
+    kind: Literal["create", "elevate"]
+    name: str
+    role: str
+    team: str | None
+    requested_by: str
+    reason: str | None
+    status: Literal["pending", "approved", "rejected"]
+    created_at: float
+    decided_by: str | None
+    decided_at: float | None
 
 
 class WhoAmI(BaseModel):

@@ -1,6 +1,7 @@
 """Idempotent demo seed for `make up`: `python -m services.registry.seed` (needs the MLflow server running).
 
-Creates, only when missing: the demo team's principals, the SmolLM2 model version with alias `production`,
+Creates, only when missing: the demo team's principals (only with REGISTRY_DEV_MODE=true), the SmolLM2 model
+version with alias `production`,
 the course's example prompt `rag-default` and the RAG service's answer prompt `rag-answer` (each with alias
 `production`), and an approval policy for production promotions.
 Running it twice changes nothing the second time.
@@ -15,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from services.registry.app import build_services
-from services.registry.auth import Principal, Role, new_token
+from services.registry.auth import Principal, Role
 from services.registry.errors import RegistryError
 from services.registry.metrics import RegistryMetrics
 from services.registry.routes.deps import Services
@@ -109,12 +110,14 @@ def seed(services: Services) -> dict[str, Any]:
         "aliases": [],
         "policy": None,
     }
-    dev = services.ctx.settings.dev_mode
-    for name, role in DEMO_TEAM:
-        if not services.principals.exists(name):
-            token = f"{name}-token" if dev else new_token()
-            services.principals.create(SEED, name, role, "demo", token)
-            created["principals"].append({"name": name, "role": role, "team": "demo", "token": token})
+    # The demo team and its published tokens exist only on an explicit dev flag (`make up` sets it; compose
+    # and Helm do not): outside dev mode nobody gets a principal they did not ask an admin for.
+    if services.ctx.settings.dev_mode:
+        for name, role in DEMO_TEAM:
+            if not services.principals.exists(name):
+                token = f"{name}-token"
+                services.principals.create(SEED, name, role, "demo", token, direct=True, reason="demo seed (dev mode)")
+                created["principals"].append({"name": name, "role": role, "team": "demo", "token": token})
 
     try:
         mv = services.models.register(SEED, MODEL_NAME, SMOLLM2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from llmops_common.settings import ServiceSettings
@@ -49,9 +49,59 @@ class RegistrySettings(ServiceSettings):
         "writes always need a token. Set false to require a token for reads too.",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    mlflow_username: str | None = Field(
+        None,
+        description="MLflow user of the registry: the admin of MLflow's basic-auth app (MLFLOW_AUTH_ADMIN_USERNAME "
+        "of the server, `llmops-registry` by default). Only the registry holds these credentials.",
+    )
+    mlflow_password: SecretStr | None = Field(
+        None, description="Its password (`make up` generates it into the mode-0600 state)."
+    )
+    drift_scan_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description="How often every model and prompt in MLflow is compared with the audit log (aliases, "
+        "governance tags, audit tags); 0 turns the schedule off (resolutions are still checked).",
+    )
+    audit_key: SecretStr | None = Field(
+        None,
+        description="Optional HMAC key signing the audit chain's head (seq + hash) in the governance store; with "
+        "it, someone who can write the database but not read this setting cannot truncate the log unnoticed.",
+    )
+    file_artifact_roots: str = Field(
+        f"{DEFAULT_DATA_DIR / 'models'},{REPO_ROOT / 'services' / 'guardrails' / 'artifacts'}",
+        description="Comma-separated folders a file:// artifact URI may point into; anything else is refused "
+        "(default: .llmops/data/models and the guardrails' packaged artifacts, which `make train-guardrails` "
+        "registers).",
+    )
+    artifact_schemes: str = Field(
+        "pypi,hf,s3,gs,https,runs,models,mlflow-artifacts,file",
+        description="Comma-separated URI schemes accepted as a model version's artifact_uri.",
+    )
+    trusted_evaluators: str = Field(
+        "rag,guardrails,finetune",
+        description="Values of the `llmops.evaluator` tag that mark an MLflow run as written by one of the "
+        "platform's evaluators; only such runs count as evidence for an approval policy.",
+    )
+    evaluator_tokens: SecretStr | None = Field(
+        None,
+        description="`name:token,name:token`: platform evaluators (names from REGISTRY_TRUSTED_EVALUATORS) that "
+        "record evaluation runs through `POST /v1/evaluations` instead of holding MLflow credentials; the run is "
+        "tagged with the name bound to the token, never one from the request.",
+    )
     experiment_prefix: str = Field(
         "llmops", description="Prefix of the MLflow experiments the registry writes runs into (models, datasets)."
     )
+
+    def evaluators(self) -> set[str]:
+        """The trusted evaluator names."""
+        return {e.strip() for e in self.trusted_evaluators.split(",") if e.strip()}
+
+    def evaluator_by_token(self) -> dict[str, str]:
+        """token -> evaluator name."""
+        raw = self.evaluator_tokens.get_secret_value() if self.evaluator_tokens else ""
+        pairs = (item.strip().partition(":") for item in raw.split(",") if item.strip())
+        return {token: name for name, _, token in pairs if name and token}
 
     def bootstrap_admin_token(self) -> str:
         """The admin token to install, refusing a silent default outside dev mode."""

@@ -66,6 +66,35 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# The audit chain's anchor: its head (seq + hash), rewritten in the same transaction as every append, so
+# deleting the newest entries (tail truncation) leaves a head that no longer matches; optionally HMAC-signed.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=True),
+)
+
+# Creating or elevating a principal outside dev mode: a request that a second admin decides (four-eyes).
+principal_requests = Table(
+    "principal_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),  # create | elevate
+    Column("name", String(128), nullable=False, index=True),
+    Column("role", String(32), nullable=False),
+    Column("team", String(128), nullable=True),
+    Column("token_sha256", String(64), nullable=True),
+    Column("requested_by", String(128), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", Float, nullable=True),
+)
+
 promotions = Table(
     "promotions",
     metadata,

@@ -18,14 +18,18 @@ from services.registry.schemas import (
     PrincipalCreate,
     PrincipalCreated,
     PrincipalOut,
+    PrincipalRequest,
+    PrincipalState,
     Promotion,
     PromotionCreate,
+    RoleChange,
     WhoAmI,
 )
 
 router = APIRouter(prefix="/v1")
 Svc = Annotated[Services, Depends(get_services)]
 RequestId = Annotated[str, Path(pattern=r"^pr_[0-9a-f]{16}$", description="Promotion request id.")]
+PrincipalRequestId = Annotated[str, Path(pattern=r"^prq_[0-9a-f]{16}$", description="Principal request id.")]
 
 
 @router.post("/promotions", response_model=Promotion, status_code=201, tags=["promotions"])
@@ -93,7 +97,7 @@ async def delete_policy(
 @router.get("/audit", response_model=list[AuditEntry], tags=["audit"])
 async def audit(
     svc: Svc,
-    _: Annotated[Principal, Depends(reader)],
+    who: Annotated[Principal, Depends(reader)],
     object_id: Annotated[
         str | None, Query(max_length=512, description="e.g. model/smollm2 (also matches its versions)")
     ] = None,
@@ -104,8 +108,9 @@ async def audit(
     after_seq: Annotated[int, Query(ge=0, description="Page on: entries after this sequence number.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
-    """Audit entries in chain order, filtered by object, actor and time."""
-    return await call(
+    """Audit entries in chain order, filtered by object, actor and time (who holds which role is shown to
+    callers with a token only)."""
+    entries = await call(
         lambda: svc.ctx.audit.query(
             object_type=object_type,
             object_id=object_id,
@@ -116,12 +121,21 @@ async def audit(
             limit=limit,
         )
     )
+    if who.name == "anonymous":
+        entries = [e for e in entries if e["object_type"] != "principal"]
+    return entries
 
 
 @router.get("/audit/verify", response_model=AuditVerify, tags=["audit"])
 async def verify(svc: Svc, _: Annotated[Principal, Depends(reader)]) -> Any:
-    """Recompute the hash chain from the first entry; `ok: false` names the first bad entry."""
-    return await call(svc.ctx.audit.verify)
+    """Recompute the hash chain from the first entry and compare its end with the anchored head (`ok: false`
+    names the first bad entry: a rewrite, a gap, a truncated tail), then compare MLflow with the log: an alias
+    or governance tag changed outside the registry, or a forged `llmops.audit.*` tag, is listed in `drift`."""
+    result = await call(svc.ctx.audit.verify)
+    drift = await call(svc.models.drift.scan)
+    if drift and result["ok"]:
+        result |= {"ok": False, "problem": f"{len(drift)} change(s) in MLflow that the audit log does not record"}
+    return result | {"drift": drift}
 
 
 @router.get("/principals", response_model=list[PrincipalOut], tags=["principals"])
@@ -130,10 +144,67 @@ async def list_principals(svc: Svc, _: Annotated[Principal, Depends(admin)]) -> 
     return await call(svc.principals.list)
 
 
-@router.post("/principals", response_model=PrincipalCreated, status_code=201, tags=["principals"])
-async def create_principal(body: PrincipalCreate, svc: Svc, who: Annotated[Principal, Depends(admin)]) -> Any:
-    """Create a principal; its token is returned once and stored only as a hash (admin)."""
-    return await call(svc.principals.create, who, body.name, body.role, body.team, body.token)
+@router.post(
+    "/principals",
+    response_model=PrincipalCreated,
+    status_code=201,
+    tags=["principals"],
+    responses={202: {"model": PrincipalCreated, "description": "Filed: a second admin must approve it."}},
+)
+async def create_principal(
+    body: PrincipalCreate, response: Response, svc: Svc, who: Annotated[Principal, Depends(admin)]
+) -> Any:
+    """Create a principal; its token is returned once and stored only as a hash (admin). Outside dev mode this
+    files a request (202, `status: pending`): the principal exists once a different admin, who existed before
+    the request, approves it at `POST /v1/principal-requests/{id}/approve`."""
+    created = await call(
+        lambda: svc.principals.create(who, body.name, body.role, body.team, body.token, reason=body.reason)
+    )
+    if created["status"] == "pending":
+        response.status_code = 202
+    return created
+
+
+@router.post("/principals/{name}/role", response_model=PrincipalState, tags=["principals"])
+async def change_role(
+    name: Annotated[str, Path(pattern=NAME_PATTERN)],
+    body: RoleChange,
+    response: Response,
+    svc: Svc,
+    who: Annotated[Principal, Depends(admin)],
+) -> Any:
+    """Change a principal's role (admin): lowering is immediate; raising is a request for a second admin (202)
+    outside dev mode."""
+    changed = await call(svc.principals.set_role, who, name, body.role, body.reason)
+    if changed["status"] == "pending":
+        response.status_code = 202
+    return changed
+
+
+@router.get("/principal-requests", response_model=list[PrincipalRequest], tags=["principals"])
+async def list_principal_requests(
+    svc: Svc,
+    _: Annotated[Principal, Depends(admin)],
+    status: Literal["pending", "approved", "rejected"] | None = None,
+) -> Any:
+    """Requests to create or elevate principals, newest first (admin)."""
+    return await call(svc.principals.list_requests, status)
+
+
+@router.post("/principal-requests/{request_id}/approve", response_model=PrincipalRequest, tags=["principals"])
+async def approve_principal(
+    request_id: PrincipalRequestId, body: Decision, svc: Svc, who: Annotated[Principal, Depends(admin)]
+) -> Any:
+    """Approve (a second admin: not the requester, not the principal, and created before the request)."""
+    return await call(lambda: svc.principals.decide_request(who, request_id, approve=True, reason=body.reason))
+
+
+@router.post("/principal-requests/{request_id}/reject", response_model=PrincipalRequest, tags=["principals"])
+async def reject_principal(
+    request_id: PrincipalRequestId, body: Decision, svc: Svc, who: Annotated[Principal, Depends(admin)]
+) -> Any:
+    """Reject: nothing is created or elevated."""
+    return await call(lambda: svc.principals.decide_request(who, request_id, approve=False, reason=body.reason))
 
 
 @router.get("/whoami", response_model=WhoAmI, tags=["principals"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from services.registry.auth import Principal
+from services.registry.errors import RegistryError
 from services.registry.routes.deps import Services, call, get_services, member, reader
 from services.registry.schemas import (
     ALIAS_PATTERN,
@@ -15,6 +17,8 @@ from services.registry.schemas import (
     Catalogue,
     CatalogueEntry,
     EvalResults,
+    Evaluation,
+    EvaluationCreate,
     ModelVersion,
     ModelVersionCreate,
     RegisteredModel,
@@ -59,6 +63,28 @@ async def add_evals(
 ) -> Any:
     """Attach eval results to a version (policies read them at approval time)."""
     return await call(svc.models.add_evals, who, name, version, body.results, body.run_id)
+
+
+def evaluator(request: Request) -> str:
+    """The platform evaluator named by the bearer token (REGISTRY_EVALUATOR_TOKENS); principals' tokens do not count."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    svc = get_services(request)
+    settings = svc.ctx.settings
+    if scheme.lower() == "bearer" and token.strip():
+        for known, name in settings.evaluator_by_token().items():
+            if hmac.compare_digest(known.encode(), token.strip().encode()) and name in settings.evaluators():
+                return name
+    svc.ctx.metrics.auth_failures.labels("not_an_evaluator").inc()
+    raise RegistryError(
+        401, "unauthenticated", "this call needs a platform evaluator's token (REGISTRY_EVALUATOR_TOKENS)"
+    )
+
+
+@router.post("/evaluations", response_model=Evaluation, status_code=201)
+async def record_evaluation(body: EvaluationCreate, svc: Svc, who: Annotated[str, Depends(evaluator)]) -> Any:
+    """A platform evaluator records an evaluation (evaluator token only); the registry writes it as an MLflow run
+    whose id is the evidence for `POST /v1/models/{name}/versions/{v}/evals`."""
+    return await call(lambda: svc.models.record_evaluation(who, body.model, body.version, body.metrics, body.params))
 
 
 @router.get("/models/{name}/aliases/{alias}", response_model=ModelVersion)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from typing import Any
 
 import pytest
 
-from services.registry.tests.conftest import Caller, unique
+from services.registry.tests.conftest import Caller, eval_run, unique
 
 
 def model_body(**overrides: Any) -> dict[str, Any]:
@@ -201,7 +202,8 @@ def test_rejected_request_changes_nothing(model: dict[str, Any], people: dict[st
     assert late.status_code == 409
 
 
-def test_policy_requires_eval_results(people: dict[str, Caller]) -> None:
+def test_policy_requires_eval_results(people: dict[str, Caller], request: pytest.FixtureRequest) -> None:
+    """Issue 12, row 12: a gate opens only on evidence the registry read from a platform evaluation run."""
     admin, member, reviewer = people["admin"].http, people["member"].http, people["reviewer"].http
     name = unique("gated")
     policy = admin.put(f"/v1/policies/gate-{name}", json={
@@ -218,10 +220,23 @@ def test_policy_requires_eval_results(people: dict[str, Caller]) -> None:
     assert refused.status_code == 422 and error_code(refused) == "policy_not_met"
     assert "eval_pass_rate" in refused.json()["error"]["message"]
     assert member.get(f"/v1/models/{name}/aliases/production").status_code == 404
-    low = member.post(f"/v1/models/{name}/versions/1/evals", json={"results": {"eval_pass_rate": 0.5}})
-    assert low.status_code == 200 and low.json()["eval_results"] == {"eval_pass_rate": 0.5}
+    # Numbers the requester posts are recorded, but they are not evidence.
+    free = member.post(f"/v1/models/{name}/versions/1/evals", json={"results": {"eval_pass_rate": 0.95}})
+    assert free.status_code == 200 and free.json()["eval_results"] == {"eval_pass_rate": 0.95}
+    self_reported = reviewer.post(f"/v1/promotions/{req['id']}/approve", json={"reason": "ok"})
+    assert self_reported.status_code == 422 and "self-reported" in self_reported.json()["error"]["message"]
+    if os.environ.get("REGISTRY_CONTRACT_URL") and not os.environ.get("REGISTRY_CONTRACT_MLFLOW_URL"):
+        pytest.skip("set REGISTRY_CONTRACT_MLFLOW_URL (with MLflow credentials) to test evaluation runs")
+    mlflow_url = os.environ.get("REGISTRY_CONTRACT_MLFLOW_URL") or request.getfixturevalue("registry_server").mlflow_url
+    low = member.post(
+        f"/v1/models/{name}/versions/1/evals", json={"run_id": eval_run(mlflow_url, name, {"eval_pass_rate": 0.5})}
+    )
+    assert low.status_code == 200 and low.json()["eval_evidence"]["eval_pass_rate"]["value"] == 0.5
     assert reviewer.post(f"/v1/promotions/{req['id']}/approve", json={"reason": "ok"}).status_code == 422
-    member.post(f"/v1/models/{name}/versions/1/evals", json={"results": {"eval_pass_rate": 0.95}})
+    run_id = eval_run(mlflow_url, name, {"eval_pass_rate": 0.9})
+    good = member.post(f"/v1/models/{name}/versions/1/evals", json={"run_id": run_id})
+    assert good.status_code == 200 and good.json()["eval_evidence"]["eval_pass_rate"] == {
+        "value": 0.9, "run_id": run_id, "evaluator": "rag"}  # fmt: skip
     ok = reviewer.post(f"/v1/promotions/{req['id']}/approve", json={"reason": "evals pass"})
     assert ok.status_code == 200, ok.text
     assert ok.json()["policy_check"]["passed"] is True

@@ -24,6 +24,7 @@ from services.registry.store import Store
 from services.registry.tests.conftest import (
     Caller,
     RegistryServer,
+    eval_run,
     postgres_database,
     principals,
     run_mlflow,
@@ -92,6 +93,9 @@ def written(stack: Stack) -> Written:
     )
     registered = member.post(f"/v1/models/{model}/versions", json=body)
     assert registered.status_code == 201, registered.text
+    # The gate opens on evidence from a platform evaluation run, not on the reported 0.9 (issue 12, row 12).
+    run_id = eval_run(stack.registry.mlflow_url, model, {"eval_pass_rate": 0.9})
+    assert member.post(f"/v1/models/{model}/versions/1/evals", json={"run_id": run_id}).status_code == 200
 
     created = member.post(f"/v1/prompts/{prompt}/versions", json={"template": "Answer {{question}} briefly."})
     assert created.status_code == 201, created.text
@@ -129,7 +133,12 @@ def test_registry_answers_from_postgresql(stack: Stack, written: Written) -> Non
     dataset = viewer.get(f"/v1/datasets/{written.dataset['name']}/versions/1").json()
     assert dataset["digest"] == written.dataset["digest"] and dataset["schema"] == {"question": "string"}
     entries = viewer.get("/v1/audit", params={"object_id": f"model/{written.model}"}).json()
-    assert [e["action"] for e in entries] == ["model_version.register", "promotion.request", "promotion.approve"]
+    assert [e["action"] for e in entries] == [
+        "model_version.register",
+        "model_version.evals",
+        "promotion.request",
+        "promotion.approve",
+    ]
     # The policy check is kept in the approval's audit entry (a JSON column read back from PostgreSQL).
     check = entries[-1]["after"]["policy_check"]
     assert check["passed"] is True and check["policies"] == [written.policy]

@@ -47,7 +47,23 @@ def test_chain_links_each_entry_to_the_previous(audit: AuditLog) -> None:
         "first_bad_seq": None,
         "problem": None,
         "head_hash": entries[2]["hash"],
+        "anchor": {"seq": 3, "hash": entries[2]["hash"]},
     }
+
+
+def test_verify_finds_a_truncated_tail_and_a_forged_anchor(tmp_path: Path) -> None:
+    """Issue 12, row 12: deleting the newest entries is caught by the head anchored in the store; with a key,
+    rewriting the anchor too is caught by its signature."""
+    audit = AuditLog(Store(f"sqlite:///{tmp_path / 'anchored.db'}"), key="k" * 32)
+    entries = _write(audit, 4)
+    with audit.store.transaction() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 4"))
+    truncated = audit.verify()
+    assert truncated["ok"] is False and "truncated" in truncated["problem"] and truncated["first_bad_seq"] == 4
+    with audit.store.transaction() as conn:  # the thorough forger moves the anchor back as well
+        conn.execute(text("UPDATE audit_head SET seq = 3, hash = :h"), {"h": entries[2]["hash"]})
+    forged = audit.verify()
+    assert forged["ok"] is False and forged["problem"] == "anchor signature mismatch"
 
 
 def test_verify_finds_edits_and_deletions(audit: AuditLog) -> None:
@@ -124,3 +140,38 @@ def test_query_by_object_matches_its_children_exactly(audit: AuditLog) -> None:
     found = [e["object_id"] for e in audit.query(object_id="model/my_model")]
     # `_` is not a wildcard, case matters, and a longer name is another object.
     assert found == ["model/my_model", "model/my_model/1"]
+
+
+def test_mlflow_auth_store_holds_exactly_the_configured_users(tmp_path: Path) -> None:
+    """Issue 12, row 1: the registry is MLflow's only admin; its password follows the setting; any other user
+    (an old `admin/password1234`, one created by hand) is removed at start."""
+    import warnings
+
+    from services.registry.mlflow_server import MlflowServerSettings, prepare_auth
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's auth store imports deprecated Starlette/Alembic APIs
+        from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    def settings(password: str) -> MlflowServerSettings:
+        return MlflowServerSettings(
+            backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            auth_admin_password=password,
+            auth_users="rag:rag-password-0123456",
+        )
+
+    with pytest.raises(ValueError, match="MLFLOW_AUTH_ADMIN_PASSWORD"):
+        prepare_auth(settings("short"))
+    config = prepare_auth(settings("first-password-0123"))
+    assert oct(config.stat().st_mode & 0o777) == "0o600" and "admin_username = llmops-registry" in config.read_text()
+    store = SqlAlchemyStore()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store.init_db(f"sqlite:///{tmp_path / 'basic_auth.db'}")
+    store.create_user("admin", "password1234-legacy", is_admin=True)
+    prepare_auth(settings("second-password-0123"))
+    users = {u.username: u.is_admin for u in store.list_users()}
+    assert users == {"llmops-registry": True, "rag": False}
+    assert store.authenticate_user("llmops-registry", "second-password-0123")
+    assert not store.authenticate_user("llmops-registry", "first-password-0123")
+    store.engine.dispose()
