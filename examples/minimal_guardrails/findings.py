@@ -43,20 +43,31 @@ def drop_overlaps(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
-def redact(text: str, findings: list[Finding]) -> str:
-    """Replace every redacted span with a typed placeholder; the same value always gets the same number,
-    so a reader (or the model) can still tell that two mentions are the same person."""
-    numbers: dict[tuple[str, str], int] = {}
-    counts: dict[str, int] = {}
+class Placeholders:
+    """Numbers per (entity type, value): the same value always gets the same number, across every text of
+    one call, so a reader (or the model) can still tell that two mentions are the same person."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[tuple[str, str], int] = {}
+        self.counts: dict[str, int] = {}
+
+    def name(self, kind: str, value: str) -> str:
+        key = (kind, value)
+        if key not in self.numbers:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            self.numbers[key] = self.counts[kind]
+        return f"<{kind}_{self.numbers[key]}>"
+
+
+def redact(text: str, findings: list[Finding], placeholders: Placeholders | None = None) -> str:
+    """Replace every redacted span with a typed placeholder (numbered by `placeholders`, shared by the
+    messages of one call; a fresh numbering when None)."""
+    placeholders = placeholders or Placeholders()
     spans = sorted((f for f in findings if f.action == "redact" and f.placeholder), key=lambda f: f.start)
     replacements = []
     for f in spans:
         assert f.placeholder is not None
-        key = (f.placeholder, text[f.start : f.end])
-        if key not in numbers:
-            counts[f.placeholder] = counts.get(f.placeholder, 0) + 1
-            numbers[key] = counts[f.placeholder]
-        replacements.append((f.start, f.end, f"<{f.placeholder}_{numbers[key]}>"))
+        replacements.append((f.start, f.end, placeholders.name(f.placeholder, text[f.start : f.end])))
     # Right to left, so earlier offsets stay valid while we rewrite.
     for start, end, placeholder in reversed(replacements):
         text = text[:start] + placeholder + text[end:]

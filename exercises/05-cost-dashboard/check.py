@@ -93,7 +93,8 @@ def main() -> None:
     report.check(
         not unknown,
         "every metric name exists in the services' code" + (f" (unknown: {unknown})" if unknown else ""),
-        "copy names from `curl -s localhost:8000/metrics`; a typo gives an empty panel, not an error",
+        "copy names from `curl -s localhost:8000/metrics -H 'Authorization: Bearer $LLMOPS_METRICS_TOKEN'`;"
+        " a typo gives an empty panel, not an error",
     )
     _promtool(report, queries)
     _live(report, list(dict.fromkeys(per_team + unit)))

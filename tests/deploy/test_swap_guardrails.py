@@ -70,6 +70,7 @@ def test_example_image_holds_what_it_imports(tmp_path: Path) -> None:
     venv = str(Path(sys.executable).parent.parent)
     code = PROBE.format(app=_cmd()[1], root=str(ROOT), venv=venv)
     env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "PYTHONPATH": str(app_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    env["GUARDRAILS_SERVICE_TOKEN"] = "probe-token"  # compose passes one; the example refuses to start without
     proc = subprocess.run([sys.executable, "-c", code], cwd=app_dir, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("ok Starlette")
