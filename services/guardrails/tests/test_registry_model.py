@@ -2,6 +2,7 @@
 
 Registers the packaged artifact the way `make train-guardrails` does (data files as dataset versions, the
 artifact as a model version), checks the seeded production gate refuses it on its own eval results,
+records its eval numbers as the guardrails evaluator's run (POST /v1/evaluations, the evidence the gate reads),
 promotes a version through a member's request and an admin's approval, and checks that the service loads
 `guardrails-injection@production` and swaps to a newly promoted version without a restart.
 """
@@ -35,18 +36,18 @@ NAME = "guardrails-injection"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A registry over MLflow (both real, ephemeral ports), with a member and the admin token."""
-    from services.registry.tests.conftest import ADMIN_TOKEN, run_mlflow, run_registry
+    """A registry over MLflow (both real, ephemeral ports), with a member, the admin token and the guardrails
+    evaluator's token; file:// artifacts may live in this session's temporary folders."""
+    from services.registry.tests.conftest import ADMIN_TOKEN, EVALUATOR_TOKEN, principals, run_mlflow, run_registry
 
+    roots = {"REGISTRY_FILE_ARTIFACT_ROOTS": str(tmp_path_factory.getbasetemp())}
     with (
         run_mlflow(tmp_path_factory.mktemp("mlflow")) as mlflow,
-        run_registry(tmp_path_factory.mktemp("registry"), mlflow.url) as server,
+        run_registry(tmp_path_factory.mktemp("registry"), mlflow.url, extra_env=roots) as server,
+        # The member is created by the admin and approved by the second admin (four-eyes outside dev mode).
+        principals(server.url) as people,
     ):
         admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-        resp = httpx.post(
-            f"{server.url}/v1/principals", headers=admin, json={"name": "trainer", "role": "member", "team": "ml"}
-        )
-        resp.raise_for_status()
         # The production gate `make up` seeds (services/registry/seed.py): every model needs eval_pass_rate >= 0.8.
         from services.registry.seed import POLICY, POLICY_NAME
 
@@ -54,7 +55,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
             f"{server.url}/v1/policies/{POLICY_NAME}", headers=admin, json=POLICY.model_dump(exclude_none=True)
         )
         gate.raise_for_status()
-        yield {"url": server.url, "member": resp.json()["token"], "admin": ADMIN_TOKEN}
+        member = people["member"].http.headers["authorization"].removeprefix("Bearer ")
+        yield {"url": server.url, "member": member, "admin": ADMIN_TOKEN, "evaluator": EVALUATOR_TOKEN}
 
 
 def _artifact(tmp_path: Path, name: str, shift: float = 0.0) -> tuple[Path, dict[str, Any]]:
@@ -70,7 +72,9 @@ def _artifact(tmp_path: Path, name: str, shift: float = 0.0) -> tuple[Path, dict
 
 def _register(registry: dict[str, str], folder: Path, meta: dict[str, Any], evals: dict[str, float]) -> str:
     digest = hashlib.sha256((folder / MODEL_JSON).read_bytes()).hexdigest()
-    return register(registry["url"], registry["member"], (folder / MODEL_JSON).as_uri(), digest, meta, evals)
+    uri = (folder / MODEL_JSON).as_uri()
+    # As `make train-guardrails` with REGISTRY_EVALUATOR_TOKEN: the numbers become the evaluator's run.
+    return register(registry["url"], registry["member"], uri, digest, meta, evals, registry["evaluator"])
 
 
 def _promote(registry: dict[str, str], version: str) -> httpx.Response:
@@ -92,6 +96,11 @@ def test_register_gate_load_and_swap(registry: dict[str, str], tmp_path: Path) -
     got = httpx.get(f"{registry['url']}/v1/models/{NAME}/versions/{version}").json()
     assert got["tags"]["weights_sha256"] == meta["weights_sha256"]
     assert {d["context"] for d in got["datasets"]} == {"training", "eval"}  # Enron: eval only
+    # The eval numbers are evidence: read by the registry from the guardrails evaluator's run.
+    evidence = got["eval_evidence"]["eval_pass_rate"]
+    assert evidence["evaluator"] == "guardrails" and evidence["value"] == pytest.approx(
+        headline(meta["loso"])["eval_pass_rate"]
+    )
     # Its honest eval_pass_rate is under the seeded production gate (0.8): the approval is refused.
     refused = _promote(registry, version)
     assert refused.status_code == 422, refused.text

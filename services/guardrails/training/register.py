@@ -3,6 +3,11 @@
 Through the registry's REST API only (it is the one writer of MLflow). Each data file becomes (or is found
 as) a dataset version with its sha256, so the model version's `datasets` list is its lineage; the Enron
 file is referenced with context `eval` (it is measured, never trained on).
+
+Eval numbers posted with the version are only self-reported: an approval policy gates on metrics the registry
+read from a platform evaluation run. With the guardrails evaluator's token (REGISTRY_EVALUATOR_TOKENS on the
+registry, REGISTRY_EVALUATOR_TOKEN here) the numbers are recorded through `POST /v1/evaluations` and the
+resulting run is attached to the version as its evidence.
 """
 
 from __future__ import annotations
@@ -49,8 +54,12 @@ def register(
     model_json_sha256: str,
     meta: dict[str, Any],
     eval_results: dict[str, float],
+    evaluator_token: str | None = None,
 ) -> str:
-    """Create the model version; returns its version string. Raises httpx.HTTPStatusError on refusal."""
+    """Create the model version; returns its version string. Raises httpx.HTTPStatusError on refusal.
+
+    With `evaluator_token`, `eval_results` are also recorded as a platform evaluation run and attached to the
+    version, so the production gate can count them."""
     base = base_url.rstrip("/")
     headers = {"authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(timeout=30, headers=headers) as http:
@@ -83,4 +92,21 @@ def register(
         }
         resp = http.post(f"{base}/v1/models/{REGISTERED_MODEL}/versions", json=body)
         resp.raise_for_status()
-        return str(resp.json()["version"])
+        version = str(resp.json()["version"])
+        if evaluator_token and eval_results:
+            attach_evaluation(http, base, evaluator_token, version, eval_results)
+        return version
+
+
+def attach_evaluation(
+    http: httpx.Client, base: str, evaluator_token: str, version: str, metrics: dict[str, float]
+) -> str:
+    """Record `metrics` as the guardrails evaluator's run (its own token, not the caller's) and attach the run
+    to `version` with the caller's token; returns the run id."""
+    body = {"model": REGISTERED_MODEL, "version": version, "metrics": metrics, "params": {"evaluator": "loso"}}
+    run = http.post(f"{base}/v1/evaluations", json=body, headers={"authorization": f"Bearer {evaluator_token}"})
+    run.raise_for_status()
+    run_id = str(run.json()["run_id"])
+    attached = http.post(f"{base}/v1/models/{REGISTERED_MODEL}/versions/{version}/evals", json={"run_id": run_id})
+    attached.raise_for_status()
+    return run_id

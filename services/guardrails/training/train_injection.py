@@ -2,7 +2,8 @@
 
     make train-guardrails            # = python -m services.guardrails.training.train_injection
     python -m services.guardrails.training.train_injection [--skip-loso] [--cache-dir /tmp/x] \\
-        [--registry-url URL --registry-token TOKEN --artifact-uri file:///shared/models/guardrails]
+        [--registry-url URL --registry-token TOKEN --evaluator-token TOKEN \\
+         --artifact-uri file:///shared/models/guardrails]
 
 Steps: read every data file of ../shared/datasets (training/data.py); compute the features the service
 computes (detectors/features.py); leave-one-source-out: for each source, fit on all the others and score it
@@ -10,7 +11,9 @@ computes (detectors/features.py); leave-one-source-out: for each source, fit on 
 shipped models on every trainable source; write services/guardrails/artifacts/injection_model.{json,
 safetensors}. With a registry URL (or REGISTRY_URL / REGISTRY_TOKEN in the environment), the artifact is
 registered as a new version of `guardrails-injection` with its eval results and the sha256 of each data
-file (its lineage); promoting it to `production` is a separate, reviewed step in the registry.
+file (its lineage); with REGISTRY_EVALUATOR_TOKEN the eval results are recorded as the guardrails evaluator's
+run (POST /v1/evaluations), the evidence the production gate reads; promoting it to `production` is a
+separate, reviewed step in the registry.
 """
 
 from __future__ import annotations
@@ -150,6 +153,13 @@ def main() -> None:
     parser.add_argument("--registry-url", default=os.environ.get("REGISTRY_URL"))
     parser.add_argument("--registry-token", default=os.environ.get("REGISTRY_TOKEN"))
     parser.add_argument(
+        "--evaluator-token",
+        default=os.environ.get("REGISTRY_EVALUATOR_TOKEN"),
+        help="the guardrails evaluator's registry token (REGISTRY_EVALUATOR_TOKENS=guardrails:<token> on the "
+        "registry): the eval results become a platform evaluation run the production gate counts; without it "
+        "they are registered as self-reported only",
+    )
+    parser.add_argument(
         "--artifact-uri",
         default=os.environ.get("GUARDRAILS_ARTIFACT_URI"),
         help="folder URI the registered version points at (file:// or https://); with a file:// URI the "
@@ -170,6 +180,7 @@ def main() -> None:
             hashlib.sha256((ARTIFACTS / MODEL_JSON).read_bytes()).hexdigest(),
             meta,
             headline(meta["loso"]),
+            evaluator_token=args.evaluator_token,
         )
         print(f"registered guardrails-injection version {version}")
 
