@@ -29,6 +29,8 @@ from services.rag.tests.conftest import SERVICE_TOKEN, rag_settings
 from services.rag.tests.fake_gateway import FakeGatewayState, serve_in_thread
 from services.registry.tests.conftest import (  # noqa: F401 - fixtures used by name
     ADMIN_TOKEN,
+    MLFLOW_ADMIN,
+    MLFLOW_READER,
     Caller,
     MlflowServer,
     RegistryServer,
@@ -53,15 +55,25 @@ CATS = "# Cats\n\nCats are small carnivorous mammals that purr when content.\n\n
 DOGS = "# Dogs\n\nDogs bark loudly at the postman and fetch sticks in the park."
 
 
+def rag_mlflow_uri(mlflow_url: str) -> str:
+    """RAG's MLflow URL with its own, non-admin MLflow user in it (MLflow runs behind basic auth; RAG's client,
+    httpx, sends a URL's user:password as basic auth). Not the registry's admin account."""
+    user, password = MLFLOW_READER
+    return mlflow_url.replace("http://", f"http://{user}:{password}@", 1)
+
+
 @pytest.fixture(scope="module")
 def seeded(registry_server: RegistryServer) -> RegistryServer:  # noqa: F811
-    """The registry seeded exactly as `make up` seeds it (dev mode: the demo member's token is demo-member-token)."""
+    """The registry seeded as `make up` seeds it, but outside dev mode (no demo team: the tests' principals come
+    from `people`, a member created by one admin and approved by a second)."""
     env = {
         **os.environ,
         "PYTHONPATH": f"{REPO}:{REPO / 'libs'}",
         "REGISTRY_MLFLOW_TRACKING_URI": registry_server.mlflow_url,
+        "REGISTRY_MLFLOW_USERNAME": MLFLOW_ADMIN[0],
+        "REGISTRY_MLFLOW_PASSWORD": MLFLOW_ADMIN[1],
         "REGISTRY_DATABASE_URL": registry_server.database_url,
-        "REGISTRY_DEV_MODE": "true",
+        "REGISTRY_DEV_MODE": "false",
         "REGISTRY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     done = subprocess.run(
@@ -73,16 +85,22 @@ def seeded(registry_server: RegistryServer) -> RegistryServer:  # noqa: F811
 
 @contextmanager
 def rag_app(
-    tmp_path: Path, embedder: Embedder, gateway_url: str, registry: RegistryServer | None, **overrides: Any
+    tmp_path: Path,
+    embedder: Embedder,
+    gateway_url: str,
+    registry: RegistryServer | None,
+    token: str | None = None,
+    **overrides: Any,
 ) -> Iterator[httpx.Client]:
-    """A RAG service wired to the registry (as make up wires it) and to the same MLflow server."""
+    """A RAG service wired to the registry (as make up wires it, with a member's `token`) and to the same MLflow
+    server as its own MLflow user."""
     settings: dict[str, Any] = {"mlflow_experiment": f"rag-test-{uuid.uuid4().hex[:8]}"}
     if registry is not None:
         settings |= {
             "registry_url": registry.url,
-            "registry_token": "demo-member-token",
+            "registry_token": token,
             "registry_refresh_s": 0.2,
-            "mlflow_tracking_uri": registry.mlflow_url,
+            "mlflow_tracking_uri": rag_mlflow_uri(registry.mlflow_url),
         }
     app = create_app(rag_settings(tmp_path, gateway_url, **(settings | overrides)), embedder=embedder)
     with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=KEY, timeout=120) as client:
@@ -120,14 +138,23 @@ def register_and_promote(people: dict[str, Caller], name: str, system: str) -> s
     return str(version)
 
 
+def member_token(people: dict[str, Caller]) -> str:  # noqa: F811
+    """The bearer token of the tests' member principal (what RAG holds as RAG_REGISTRY_TOKEN)."""
+    return people["member"].http.headers["authorization"].removeprefix("Bearer ")
+
+
 def test_the_seeded_production_prompt_is_the_shipped_v2_and_answers_use_it(
-    seeded: RegistryServer, tmp_path: Path, embedder: Embedder, fake_gateway: tuple[str, FakeGatewayState]
+    seeded: RegistryServer,
+    people: dict[str, Caller],  # noqa: F811
+    tmp_path: Path,
+    embedder: Embedder,
+    fake_gateway: tuple[str, FakeGatewayState],
 ) -> None:
-    production = httpx.get(f"{seeded.url}/v1/prompts/rag-answer/aliases/production").json()
+    production = people["viewer"].http.get("/v1/prompts/rag-answer/aliases/production").json()
     shipped = load_default("rag-answer", "2")
     assert production["version"] == "2"
     assert production["template"] == [{"role": r, "content": c} for r, c in shipped.template]
-    with rag_app(tmp_path, embedder, fake_gateway[0], seeded) as rag:
+    with rag_app(tmp_path, embedder, fake_gateway[0], seeded, member_token(people)) as rag:
         ingest(rag, "pets", [{"id": "cats", "text": CATS}])
         out = ask(rag, "pets")
         assert out["prompt_version"] == "rag-answer@2" and out["answer"]
@@ -150,7 +177,7 @@ def test_a_promoted_prompt_version_is_used_without_a_restart(
 ) -> None:
     name = unique("rag-prompt")  # its own prompt: promoting it changes nothing for the other tests
     first = register_and_promote(people, name, "FIRST-VERSION: answer from the passages, cite them like [1].")
-    with rag_app(tmp_path, embedder, fake_gateway[0], seeded, registry_prompt=name) as rag:
+    with rag_app(tmp_path, embedder, fake_gateway[0], seeded, member_token(people), registry_prompt=name) as rag:
         ingest(rag, "pets", [{"id": "cats", "text": CATS}])
         assert ask(rag, "pets")["prompt_version"] == f"{name}@{first}"
         assert fake_gateway[1].chat_calls[-1]["messages"][0]["content"].startswith("FIRST-VERSION")
@@ -166,9 +193,14 @@ def test_a_promoted_prompt_version_is_used_without_a_restart(
 
 
 def test_a_registry_without_the_prompt_means_the_shipped_template_marked_as_such(
-    seeded: RegistryServer, tmp_path: Path, embedder: Embedder, fake_gateway: tuple[str, FakeGatewayState]
+    seeded: RegistryServer,
+    people: dict[str, Caller],  # noqa: F811
+    tmp_path: Path,
+    embedder: Embedder,
+    fake_gateway: tuple[str, FakeGatewayState],
 ) -> None:
-    with rag_app(tmp_path, embedder, fake_gateway[0], seeded, registry_prompt=unique("missing")) as rag:
+    token = member_token(people)
+    with rag_app(tmp_path, embedder, fake_gateway[0], seeded, token, registry_prompt=unique("missing")) as rag:
         ingest(rag, "pets", [{"id": "cats", "text": CATS}])
         assert ask(rag, "pets")["prompt_version"] == "rag-answer@2 (shipped)"
         view = rag.get("/v1/prompts/answer", headers=service_headers(SERVICE_TOKEN)).json()
@@ -176,11 +208,15 @@ def test_a_registry_without_the_prompt_means_the_shipped_template_marked_as_such
 
 
 def test_ingestion_runs_are_dataset_versions_an_answer_can_be_traced_to(
-    seeded: RegistryServer, tmp_path: Path, embedder: Embedder, fake_gateway: tuple[str, FakeGatewayState]
+    seeded: RegistryServer,
+    people: dict[str, Caller],  # noqa: F811
+    tmp_path: Path,
+    embedder: Embedder,
+    fake_gateway: tuple[str, FakeGatewayState],
 ) -> None:
     client = mlflow.MlflowClient(tracking_uri=seeded.mlflow_url)
     name = unique("pets")  # a dataset name of its own (the same content elsewhere would be the same version)
-    with rag_app(tmp_path, embedder, fake_gateway[0], seeded) as rag:
+    with rag_app(tmp_path, embedder, fake_gateway[0], seeded, member_token(people)) as rag:
         first = ingest(rag, name, [{"id": "cats", "text": CATS}])
         dataset = first["dataset_version"]
         assert dataset["name"] == f"rag.team-a.{name}" and dataset["version"] == 1 and dataset["created"] is True
@@ -193,7 +229,7 @@ def test_ingestion_runs_are_dataset_versions_an_answer_can_be_traced_to(
         answer = ask(rag, name)
         chunks = rag.get(f"/v1/collections/{name}").json()["chunks"]
     # From the answer to the data behind it: the dataset version whose digest starts with its data_version ...
-    versions = httpx.get(f"{seeded.url}/v1/datasets/rag.team-a.{name}/versions").json()
+    versions = people["viewer"].http.get(f"/v1/datasets/rag.team-a.{name}/versions").json()
     [behind] = [v for v in versions if v["digest"].startswith(f"sha256:{answer['data_version']}")]
     assert behind["version"] == 2 and behind["row_count"] == chunks and behind["source_type"] == "qdrant"
     assert behind["schema"]["text"] == "string" and behind["source"].startswith("file://")
@@ -216,7 +252,7 @@ def test_without_a_registry_ingestion_and_eval_runs_are_in_mlflow_with_params_an
 ) -> None:
     client = mlflow.MlflowClient(tracking_uri=mlflow_server.url)
     experiment = f"rag-direct-{uuid.uuid4().hex[:8]}"
-    overrides = {"mlflow_tracking_uri": mlflow_server.url, "mlflow_experiment": experiment}
+    overrides = {"mlflow_tracking_uri": rag_mlflow_uri(mlflow_server.url), "mlflow_experiment": experiment}
     with rag_app(tmp_path, embedder, fake_gateway[0], None, **overrides) as rag:
         run = ingest(rag, "pets", [{"id": "cats", "text": CATS}, {"id": "dogs", "text": DOGS}])
         assert run["dataset_version"] is None and run["dataset_error"] is None and run["mlflow_run_id"]
