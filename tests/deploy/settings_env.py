@@ -21,6 +21,8 @@ _ENV_READ = re.compile(r"""os\.(?:environ\.get|getenv|environ\.setdefault)\(\s*[
 _ENV_INDEX = re.compile(r"""os\.environ\[\s*["']([A-Za-z_][A-Za-z0-9_]*)["']\s*\]""")
 _CONFIG_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}")
 # Standard variables the OpenTelemetry SDK reads by itself, allowed once the code uses the SDK.
+# MLflow's client takes its basic-auth user from these (MLflow runs behind its basic-auth app, issue 12 row 1).
+MLFLOW_CLIENT_ENV = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
 OTEL_SDK_ENV = {
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
@@ -86,6 +88,8 @@ def explicit_env_reads(service: str) -> set[str]:
                 found |= set(_ENV_READ.findall(text)) | set(_ENV_INDEX.findall(text))
                 if re.search(r"^\s*(from|import) opentelemetry", text, re.M):
                     found |= OTEL_SDK_ENV  # the OpenTelemetry SDK reads these itself
+                if re.search(r"^\s*(from|import) mlflow\b", text, re.M):
+                    found |= MLFLOW_CLIENT_ENV  # so does MLflow's client
             elif path.suffix in {".yaml", ".yml", ".toml", ".json"}:
                 found |= set(_CONFIG_REF.findall(path.read_text(encoding="utf-8", errors="ignore")))
     return {name.upper() for name in found}

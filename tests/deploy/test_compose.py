@@ -13,7 +13,7 @@ STATEFUL = {
     "redis": "/data",
     "qdrant": "/qdrant/storage",
     "postgres": "/var/lib/postgresql/data",
-    "mlflow": "/mlartifacts",
+    "mlflow": "/app/.llmops/data",  # artifacts/ and the auth database (auth/)
     "prometheus": "/prometheus",
     "grafana": "/var/lib/grafana",
 }
@@ -156,3 +156,30 @@ def test_platform_service_health(compose_config: dict, service: str) -> None:
     svc = compose_config["services"][service]
     port = container_port(svc)
     assert f"http://127.0.0.1:{port}/readyz" in " ".join(svc["healthcheck"]["test"])
+
+
+def test_mlflow_starts_with_auth_and_only_the_registry_holds_its_admin_password(compose_gpu_config: dict) -> None:
+    """Issue 12 row 1: MLflow runs behind its basic-auth app (started by services.registry.mlflow_server), its
+    admin password reaches the registry and nobody else; rag, feedback and vllm-model use their own users."""
+    services = compose_gpu_config["services"]
+    mlflow = services["mlflow"]
+    assert mlflow["command"] == ["python", "-m", "services.registry.mlflow_server"]
+    env = mlflow["environment"]
+    assert env.get("MLFLOW_AUTH_ENABLED", "true") == "true" and env["MLFLOW_AUTH_ADMIN_USERNAME"] == "llmops-registry"
+    admin_password = env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert admin_password and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert env["MLFLOW_AUTH_DATABASE_URI"].startswith("sqlite:////app/.llmops/data/auth/")
+    users = dict(item.split(":", 1) for item in env["MLFLOW_AUTH_USERS"].split(","))
+    assert set(users) == {"rag", "feedback", "vllm-model"} and admin_password not in users.values()
+    registry = services["registry"]["environment"]
+    assert registry["REGISTRY_MLFLOW_USERNAME"] == "llmops-registry"
+    assert registry["REGISTRY_MLFLOW_PASSWORD"] == admin_password
+    assert services["rag"]["environment"]["RAG_MLFLOW_TRACKING_URI"] == f"http://rag:{users['rag']}@mlflow:5000"
+    for name in ("feedback", "vllm-model"):
+        got = services[name]["environment"]
+        assert (got["MLFLOW_TRACKING_USERNAME"], got["MLFLOW_TRACKING_PASSWORD"]) == (name, users[name])
+    for name, service in services.items():
+        if name in ("mlflow", "registry"):
+            continue
+        values = [str(v) for v in (service.get("environment") or {}).values()] + [str(service.get("command", ""))]
+        assert not any(admin_password in v for v in values), f"{name} holds MLflow's admin password"

@@ -165,3 +165,53 @@ def test_helm_test_hooks_call_every_health_endpoint(rendered: dict[str, list[dic
         script = " ".join(pod["spec"]["containers"][0]["args"])
         assert f"llmops-llmops-platform-{name}:" in script
         assert "/healthz" in script and "/readyz" in script
+
+
+def _pod_specs(docs: list[dict]) -> dict[str, dict]:
+    """Pod templates of every workload (and bare Pods), keyed by the object's name."""
+    out = {}
+    for doc in docs:
+        spec = doc.get("spec", {})
+        if doc.get("kind") == "Pod":
+            out[doc["metadata"]["name"]] = spec
+        elif "template" in spec and "spec" in spec["template"]:
+            out[doc["metadata"]["name"]] = spec["template"]["spec"]
+    return out
+
+
+def test_mlflow_starts_with_auth_and_only_the_registry_holds_its_admin_password(
+    rendered: dict[str, list[dict]],
+) -> None:
+    """Issue 12 row 1: MLflow runs behind its basic-auth app (services.registry.mlflow_server); the Secret key
+    mlflow-admin-password reaches MLflow and the registry only; rag, feedback and the vLLM init container use
+    their own users."""
+    gpu = rendered["values-gpu.yaml"]
+    secret = next(d for d in gpu if d["kind"] == "Secret")["stringData"]
+    mlflow = by_kind(gpu, "StatefulSet")["llmops-llmops-platform-mlflow"]["spec"]["template"]["spec"]
+    [server] = mlflow["containers"]
+    assert server["args"] == ["python", "-m", "services.registry.mlflow_server"]
+    env = {e["name"]: e for e in server["env"]}
+    assert "MLFLOW_AUTH_ENABLED" not in env and env["MLFLOW_AUTH_ADMIN_USERNAME"]["value"] == "llmops-registry"
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "mlflow-admin-password"
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "mlflow-flask-secret-key"
+    assert env["MLFLOW_AUTH_USERS"]["value"].startswith("rag:$(RAG_MLFLOW_PASSWORD),feedback:")
+    assert "$(VLLM_MODEL_MLFLOW_PASSWORD)" in env["MLFLOW_AUTH_USERS"]["value"]
+    assert (
+        secret["rag-mlflow-tracking-uri"]
+        == f"http://rag:{secret['mlflow-rag-password']}@llmops-llmops-platform-mlflow:5000"
+    )
+    holders = set()
+    for name, spec in _pod_specs(gpu).items():
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef", {})
+                if ref.get("key") == "mlflow-admin-password":
+                    holders.add(name)
+            assert secret["mlflow-admin-password"] not in json.dumps(container), f"{name} has it in plain text"
+    assert holders == {"llmops-llmops-platform-mlflow", "llmops-llmops-platform-registry"}
+    [fetch] = [
+        c for spec in _pod_specs(gpu).values() for c in spec.get("initContainers", []) if c["name"] == "fetch-model"
+    ]
+    fetch_env = {e["name"]: e for e in fetch["env"]}
+    assert fetch_env["MLFLOW_TRACKING_USERNAME"]["value"] == "vllm-model"
+    assert fetch_env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "mlflow-vllm-model-password"
