@@ -68,6 +68,7 @@ async def test_revoked_key_is_refused_by_rag_and_feedback_within_a_second(
             me_cache_ttl_s=60,
             qdrant_url=None,
             log_json=False,
+            service_token="rag-internal-test-token",  # RAG refuses to start without one (not in dev mode)
         ),
         embedder=StubEmbedder(),  # type: ignore[arg-type]
     )

