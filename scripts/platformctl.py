@@ -62,10 +62,11 @@ GENERATED_SECRETS = {
     "course_evaluator_token": "eval-course-",
 }
 
-# MLflow's non-admin users and the experiment each one writes to (None: reads only). The services create their
-# experiment on first use (the creator may write there); `make up` also grants it, for an experiment that an
-# older, unauthenticated install created.
-MLFLOW_USERS = {"rag": "rag", "feedback": "llmops-feedback", "viewer": None}
+# MLflow's non-admin users and the experiments each one writes to; they read everything else. Whoever creates an
+# experiment may write there, so a fresh install needs no grant; `make up` grants these for experiments an older,
+# unauthenticated install created. `viewer` is the learner's UI login (LLMOPS_MLFLOW_*); the course's scripts log
+# their comparison runs with it (exercises 2 and 3).
+MLFLOW_USERS = {"rag": ("rag",), "feedback": ("llmops-feedback",), "viewer": ("prompt-evals", "rag-chunking")}
 MLFLOW_ADMIN = "llmops-registry"  # MLflow's only admin: the registry (services/registry/mlflow_server.py)
 MLFLOW_URL = "http://127.0.0.1:5000"
 
@@ -202,7 +203,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         "RAG_EVENTS_REDIS_URL": "redis://127.0.0.1:6379/0",  # its own trace events, beside the gateway's
         "RAG_GUARDRAILS_URL": "http://127.0.0.1:8005",
         "RAG_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
-        "RAG_MLFLOW_EXPERIMENT": MLFLOW_USERS["rag"] or "",
+        "RAG_MLFLOW_EXPERIMENT": MLFLOW_USERS["rag"][0],
         "RAG_MLFLOW_USERNAME": "rag",
     }
     if (REPO / "services/registry/app.py").exists():
@@ -267,7 +268,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
                 **common,
                 "FEEDBACK_GATEWAY_URL": "http://127.0.0.1:8000",
                 "FEEDBACK_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
-                "FEEDBACK_MLFLOW_EXPERIMENT": MLFLOW_USERS["feedback"] or "",
+                "FEEDBACK_MLFLOW_EXPERIMENT": MLFLOW_USERS["feedback"][0],
                 "MLFLOW_TRACKING_USERNAME": "feedback",
                 "FEEDBACK_REGISTRY_URL": "http://127.0.0.1:8003",
                 "FEEDBACK_REGISTRY_TOKEN": "demo-member-token",  # the seeded demo member (dev mode)
@@ -300,14 +301,12 @@ def _mlflow_api(path: str, password: str, body: dict[str, str], method: str = "P
 
 
 def grant_mlflow_experiments(data: dict[str, str]) -> None:
-    """Each service user may write runs to its own experiment (MLflow's default for everyone else is READ).
+    """Each MLflow user of MLFLOW_USERS may write runs to its experiments (its default elsewhere is READ).
 
     A fresh install needs nothing (the creator of an experiment manages it), but an experiment an older,
     unauthenticated install created belongs to nobody: the admin grants EDIT, idempotently."""
     password = data["mlflow_admin_password"]
-    for user, experiment in MLFLOW_USERS.items():
-        if experiment is None:
-            continue
+    for user, experiment in ((u, e) for u, names in MLFLOW_USERS.items() for e in names):
         status, found = _mlflow_api("2.0/mlflow/experiments/get-by-name", password, {"experiment_name": experiment},
                                     "GET")  # fmt: skip
         if status == 200:
