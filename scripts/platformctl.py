@@ -121,8 +121,10 @@ ENV_FILE_SECRETS = {
 
 def secret_env(process: str, secrets_: dict[str, str]) -> dict[str, str]:
     """The secret variables one process (or "seed") starts with."""
-    values = {**secrets_, **composed_secrets(secrets_)}
-    return {var: values[name] for proc, var, name in SECRET_ENV if proc == process}
+    composed = composed_secrets(secrets_)  # secrets_ itself may be a defaultdict (tests/docs lists processes)
+    return {
+        var: composed[name] if name in composed else secrets_[name] for proc, var, name in SECRET_ENV if proc == process
+    }
 
 
 @dataclass
