@@ -85,6 +85,20 @@ def platform_env() -> dict[str, str]:
     return env
 
 
+def mlflow_login(env: dict[str, str] | None = None) -> None:
+    """Hand the learner's MLflow login from .llmops/env to the mlflow library (MLflow answers 401 without one).
+
+    The `viewer` user reads everything and writes only the experiments it creates (the registry is MLflow's only
+    admin). Variables already set in the environment win."""
+    env = platform_env() if env is None else env
+    for ours, theirs in (
+        ("LLMOPS_MLFLOW_USERNAME", "MLFLOW_TRACKING_USERNAME"),
+        ("LLMOPS_MLFLOW_PASSWORD", "MLFLOW_TRACKING_PASSWORD"),
+    ):
+        if env.get(ours):
+            os.environ.setdefault(theirs, env[ours])
+
+
 def http(method: str, url: str, token: str | None = None, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
     """One JSON call; returns (status, parsed body). Status 0 means nothing answered."""
     headers = {"content-type": "application/json"}

@@ -13,6 +13,7 @@ Secrets (admin keys, the service tokens internal services demand of their caller
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -26,7 +27,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +52,32 @@ GENERATED_SECRETS = {
     "guardrails_service_token": "svc-guardrails-",
     "rag_service_token": "svc-rag-",
     "gateway_metrics_token": "metrics-",
+    # MLflow users besides the registry's admin (MLFLOW_AUTH_USERS): the services that log runs, and a read-only
+    # UI login for learners (issue 12, row 1: without a user every MLflow call is a 401).
+    "mlflow_rag_password": "mlf-rag-",
+    "mlflow_feedback_password": "mlf-feedback-",
+    "mlflow_viewer_password": "mlf-viewer-",
+    # The course's evaluator (REGISTRY_EVALUATOR_TOKENS, dev setup only): module 04 records its evaluation through
+    # POST /v1/evaluations, so a promotion gates on a run the registry wrote, not on numbers the requester typed.
+    "course_evaluator_token": "eval-course-",
 }
+
+# MLflow's non-admin users and the experiments each one writes to; they read everything else. Whoever creates an
+# experiment may write there, so a fresh install needs no grant; `make up` grants these for experiments an older,
+# unauthenticated install created. `viewer` is the learner's UI login (LLMOPS_MLFLOW_*); the course's scripts log
+# their comparison runs with it (exercises 2 and 3).
+MLFLOW_USERS = {"rag": ("rag",), "feedback": ("llmops-feedback",), "viewer": ("prompt-evals", "rag-chunking")}
+MLFLOW_ADMIN = "llmops-registry"  # MLflow's only admin: the registry (services/registry/mlflow_server.py)
+MLFLOW_URL = "http://127.0.0.1:5000"
+
+
+def composed_secrets(data: dict[str, str]) -> dict[str, str]:
+    """Values built from several generated secrets (a `name:secret,...` list), wired like any other secret."""
+    return {
+        "mlflow_auth_users": ",".join(f"{user}:{data[f'mlflow_{user}_password']}" for user in MLFLOW_USERS),
+        "registry_evaluator_tokens": f"course:{data['course_evaluator_token']}",
+    }
+
 
 # (process, variable, secret): which process gets which secret in which variable. Wiring a secret into one more
 # process is one line here. A service holds its own token to check callers (<PREFIX>SERVICE_TOKEN), its callers
@@ -61,6 +89,10 @@ SECRET_ENV: list[tuple[str, str, str]] = [
     ("mlflow", "MLFLOW_AUTH_ADMIN_PASSWORD", "mlflow_admin_password"),
     ("seed", "REGISTRY_MLFLOW_PASSWORD", "mlflow_admin_password"),
     ("registry", "REGISTRY_MLFLOW_PASSWORD", "mlflow_admin_password"),
+    ("mlflow", "MLFLOW_AUTH_USERS", "mlflow_auth_users"),
+    ("rag", "RAG_MLFLOW_PASSWORD", "mlflow_rag_password"),
+    ("feedback", "MLFLOW_TRACKING_PASSWORD", "mlflow_feedback_password"),  # read by the mlflow library itself
+    ("registry", "REGISTRY_EVALUATOR_TOKENS", "registry_evaluator_tokens"),
     ("inference", "INFERENCE_SERVICE_TOKEN", "inference_service_token"),
     ("guardrails", "GUARDRAILS_SERVICE_TOKEN", "guardrails_service_token"),
     ("gateway", "GATEWAY_ADMIN_KEY", "admin_key"),
@@ -82,12 +114,17 @@ ENV_FILE_SECRETS = {
     "LLMOPS_GUARDRAILS_TOKEN": "guardrails_service_token",
     "LLMOPS_RAG_SERVICE_TOKEN": "rag_service_token",
     "LLMOPS_METRICS_TOKEN": "gateway_metrics_token",
+    "LLMOPS_MLFLOW_PASSWORD": "mlflow_viewer_password",  # the MLflow UI's read-only login (user `viewer`)
+    "LLMOPS_EVALUATOR_TOKEN": "course_evaluator_token",  # POST /v1/evaluations as the `course` evaluator
 }
 
 
 def secret_env(process: str, secrets_: dict[str, str]) -> dict[str, str]:
     """The secret variables one process (or "seed") starts with."""
-    return {var: secrets_[name] for proc, var, name in SECRET_ENV if proc == process}
+    composed = composed_secrets(secrets_)  # secrets_ itself may be a defaultdict (tests/docs lists processes)
+    return {
+        var: composed[name] if name in composed else secrets_[name] for proc, var, name in SECRET_ENV if proc == process
+    }
 
 
 @dataclass
@@ -103,6 +140,7 @@ class Proc:
     seed: list[str] | None = None  # an idempotent command run once this process is ready
     prestart: list[str] | None = None  # an idempotent command run before the process starts
     seed_env: dict[str, str] = field(default_factory=dict)
+    setup: Callable[[], None] | None = None  # run in-process once this process is ready (after its seed)
 
 
 def _uvicorn(module: str, port: int, app: str | None = None) -> list[str]:
@@ -152,7 +190,9 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         "REGISTRY_DEV_MODE": "true",
         "REGISTRY_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
         # MLflow's only admin (its basic-auth app, started by services.registry.mlflow_server); issue 12 row 1.
-        "REGISTRY_MLFLOW_USERNAME": "llmops-registry",
+        "REGISTRY_MLFLOW_USERNAME": MLFLOW_ADMIN,
+        # The platform's evaluators plus the course's (its token: LLMOPS_EVALUATOR_TOKEN), in the dev setup only.
+        "REGISTRY_TRUSTED_EVALUATORS": "rag,guardrails,finetune,course",
     }
     gateway_env = {
         **common,
@@ -165,6 +205,8 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         "RAG_EVENTS_REDIS_URL": "redis://127.0.0.1:6379/0",  # its own trace events, beside the gateway's
         "RAG_GUARDRAILS_URL": "http://127.0.0.1:8005",
         "RAG_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "RAG_MLFLOW_EXPERIMENT": MLFLOW_USERS["rag"][0],
+        "RAG_MLFLOW_USERNAME": "rag",
     }
     if (REPO / "services/registry/app.py").exists():
         gateway_env["GATEWAY_REGISTRY_URL"] = "http://127.0.0.1:8003"
@@ -185,6 +227,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
             timeout_s=240,
             seed=[PY, "-m", "services.registry.seed"],
             seed_env={**registry_env, **secret_env("seed", secrets_)},
+            setup=lambda: grant_mlflow_experiments(secrets_),
         ),
         Proc(
             "registry",
@@ -227,6 +270,8 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
                 **common,
                 "FEEDBACK_GATEWAY_URL": "http://127.0.0.1:8000",
                 "FEEDBACK_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+                "FEEDBACK_MLFLOW_EXPERIMENT": MLFLOW_USERS["feedback"][0],
+                "MLFLOW_TRACKING_USERNAME": "feedback",
                 "FEEDBACK_REGISTRY_URL": "http://127.0.0.1:8003",
                 "FEEDBACK_REGISTRY_TOKEN": "demo-member-token",  # the seeded demo member (dev mode)
             },
@@ -236,6 +281,47 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
     for proc in procs:
         proc.env = {**proc.env, **secret_env(proc.name, secrets_)}
     return [p for p in procs if p.needs is None or (REPO / p.needs).exists() or replacement(p.name)]
+
+
+def _mlflow_api(path: str, password: str, body: dict[str, str], method: str = "POST") -> tuple[int, dict]:
+    """One call to MLflow's REST API as its admin (basic auth; the password never reaches a log)."""
+    url = f"{MLFLOW_URL}/api/{path}"
+    data = None
+    if method == "GET":
+        url += "?" + urllib.parse.urlencode(body)
+    else:
+        data = json.dumps(body).encode()
+    auth = base64.b64encode(f"{MLFLOW_ADMIN}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        url, method=method, data=data, headers={"authorization": f"Basic {auth}", "content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def grant_mlflow_experiments(data: dict[str, str]) -> None:
+    """Each MLflow user of MLFLOW_USERS may write runs to its experiments (its default elsewhere is READ).
+
+    A fresh install needs nothing (the creator of an experiment manages it), but an experiment an older,
+    unauthenticated install created belongs to nobody: the admin grants EDIT, idempotently."""
+    password = data["mlflow_admin_password"]
+    for user, experiment in ((u, e) for u, names in MLFLOW_USERS.items() for e in names):
+        status, found = _mlflow_api("2.0/mlflow/experiments/get-by-name", password, {"experiment_name": experiment},
+                                    "GET")  # fmt: skip
+        if status == 200:
+            experiment_id = found["experiment"]["experiment_id"]
+        else:
+            status, found = _mlflow_api("2.0/mlflow/experiments/create", password, {"name": experiment})
+            if status != 200:
+                sys.exit(f"error: could not create the MLflow experiment {experiment!r}: {status} {found}")
+            experiment_id = found["experiment_id"]
+        grant = {"username": user, "resource_type": "experiment", "resource_id": experiment_id, "permission": "EDIT"}
+        status, out = _mlflow_api("3.0/mlflow/users/permissions/grant", password, grant)
+        if status != 200 and out.get("error_code") != "RESOURCE_ALREADY_EXISTS":
+            sys.exit(f"error: could not let MLflow user {user!r} write to {experiment!r}: {status} {out}")
 
 
 def _ready(url: str) -> bool:
@@ -418,6 +504,7 @@ def env_file_text(gateway: str, key: str, data: dict[str, str]) -> str:
         "LLMOPS_API_KEY": key,
         "LLMOPS_REGISTRY_URL": "http://127.0.0.1:8003",
         "LLMOPS_MLFLOW_URL": "http://127.0.0.1:5000",
+        "LLMOPS_MLFLOW_USERNAME": "viewer",  # read-only; its password is LLMOPS_MLFLOW_PASSWORD
         "LLMOPS_RAG_URL": "http://127.0.0.1:8002",
         "LLMOPS_FEEDBACK_URL": "http://127.0.0.1:8004",
         "LLMOPS_INFERENCE_URL": "http://127.0.0.1:8001",
@@ -462,6 +549,8 @@ def up() -> None:
         print(" ready")
         if proc.seed:
             _run_step(proc, proc.seed, {**env, **proc.seed_env}, "seed", "seeding")
+        if proc.setup:
+            proc.setup()
     gateway = "http://127.0.0.1:8000"
     key = seed_demo(gateway, data)
     write_private(ENV_FILE, env_file_text(gateway, key, data))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _checklib import http, platform_env
+from _checklib import http, mlflow_login, platform_env
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "tickets.jsonl"
@@ -87,6 +87,7 @@ def log_to_mlflow(summary: dict[str, Any], tracking_uri: str) -> str:
     """One MLflow run per evaluation, in the experiment `prompt-evals`."""
     import mlflow
 
+    mlflow_login()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("prompt-evals")
     with mlflow.start_run(run_name=f"{summary['prompt']}-{summary['examples_in_prompt']}shot") as run:

@@ -90,6 +90,10 @@ def log_to_mlflow(result: dict[str, Any], tracking_uri: str) -> None:
     """Two MLflow runs (baseline, candidate) in the experiment `rag-chunking`."""
     import mlflow
 
+    sys.path.insert(0, str(REPO / "exercises"))
+    from _checklib import mlflow_login
+
+    mlflow_login()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("rag-chunking")
     for name in ("baseline", "candidate"):

@@ -1,4 +1,5 @@
-"""Check exercise 4: a challenger version reached `production` through an approved, four-eyes promotion.
+"""Check exercise 4: a challenger version reached `production` through an approved, four-eyes promotion, gated on
+a platform evaluation run (evidence), not on numbers the requester posted.
 
 Needs the running platform (`make up`). Usage: check.py [--model NAME] [--registry URL].
 """
@@ -41,11 +42,13 @@ def main() -> None:
         f"production is a challenger, not the first version (versions: {numbers})",
         "register a new version (a different artifact_uri, e.g. with #challenger at the end) and promote it",
     )
-    evals = prod.get("eval_results") or {}
+    evidence = (prod.get("eval_evidence") or {}).get("eval_pass_rate") or {}
     report.check(
-        float(evals.get("eval_pass_rate", 0)) >= 0.8,
-        f"its eval_pass_rate is >= 0.8 (got {evals.get('eval_pass_rate')})",
-        "POST /v1/models/<name>/versions/<v>/evals with the results of your evaluation",
+        float(evidence.get("value", 0)) >= 0.8,
+        f"its eval_pass_rate is >= 0.8 from an evaluation run (got {evidence.get('value')}, run "
+        f"{evidence.get('run_id')}, evaluator {evidence.get('evaluator')})",
+        "record the evaluation with POST /v1/evaluations (evaluator token LLMOPS_EVALUATOR_TOKEN), then attach it: "
+        'POST /v1/models/<name>/versions/<v>/evals {"run_id": ...}; numbers you post yourself do not count',
     )
     status, promos = http("GET", f"{registry}/v1/promotions?status=approved")
     mine = (

@@ -105,7 +105,7 @@ def build_recorder(settings: RagSettings, catalog: Catalog) -> IngestRecorder:
     )
     return IngestRecorder(
         catalog,
-        build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment),
+        build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_auth()),
         registrar,
         qdrant_url=settings.qdrant_url,
         qdrant_path=settings.resolved_data_dir() / "qdrant",
@@ -184,7 +184,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
             answers,
             evaluator,
             metrics,
-            build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment),
+            build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_auth()),
             build_recorder(settings, catalog),
             guard,
         )

@@ -281,18 +281,22 @@ class RagService:
                 **flatten("", self.pipeline.params()),
             }
             metrics = dict(result["metrics"])
+            # Evidence tags (issue 12, row 12): the registry accepts this run for a model's approval gate only
+            # when a platform evaluator wrote it and it names the model it evaluated. Retrieval runs evaluate the
+            # embedding model; the answer run evaluates the LLM (and the prompt versions it answered with).
+            tags = {
+                "kind": "rag-eval",
+                "collection": report["collection"],
+                "llmops.evaluator": "rag",
+                "llmops.evaluated_model": str(params.get("embedding_model", "")),
+            }
             if "answers" in report and strategy == body.answer_strategy:
                 metrics |= {f"answer.{k}": v for k, v in report["answers"]["metrics"].items()}
                 # Answer quality depends on the prompt and the model too: log them to compare runs fairly.
                 params["prompt_version"] = ",".join(report["answers"]["prompt_versions"]) or "none"
                 params["llm_model"] = self.answers.model
                 params["judge"] = body.judge
-            ids.append(
-                self.run_logger.log_run(
-                    f"eval-{report['dataset']}-{strategy}",
-                    params,
-                    metrics,
-                    {"kind": "rag-eval", "collection": report["collection"]},
-                )
-            )
+                tags["llmops.evaluated_model"] = self.answers.model
+                tags["llmops.evaluated_prompt"] = params["prompt_version"]
+            ids.append(self.run_logger.log_run(f"eval-{report['dataset']}-{strategy}", params, metrics, tags))
         return ids

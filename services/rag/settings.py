@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from llmops_common.settings import ServiceSettings
@@ -104,6 +104,10 @@ class RagSettings(ServiceSettings):
         "", description="MLflow tracking server URL; ingestion and eval runs are logged there when set."
     )
     mlflow_experiment: str = Field("rag", description="MLflow experiment name for ingestion and eval runs.")
+    mlflow_username: str = Field(
+        "", description="MLflow user RAG logs runs as (basic auth; MLflow answers 401 without one). Empty: none."
+    )
+    mlflow_password: SecretStr | None = Field(None, description="That user's password (never logged).")
     torch_threads: int = Field(
         1,
         ge=1,
@@ -165,3 +169,9 @@ class RagSettings(ServiceSettings):
         """The data folder as an absolute path."""
         path = Path(self.data_dir)
         return path if path.is_absolute() else REPO_ROOT / path
+
+    def mlflow_auth(self) -> tuple[str, str] | None:
+        """MLflow's basic-auth pair, when a user is configured."""
+        if not self.mlflow_username:
+            return None
+        return self.mlflow_username, self.mlflow_password.get_secret_value() if self.mlflow_password else ""

@@ -38,10 +38,14 @@ class NullRunLogger:
 class MlflowRunLogger:
     """Creates the experiment on first use, then one run per call via runs/create + log-batch + update."""
 
-    def __init__(self, tracking_uri: str, experiment: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, tracking_uri: str, experiment: str, timeout_s: float = 10.0, auth: tuple[str, str] | None = None
+    ) -> None:
         self.base = tracking_uri.rstrip("/") + "/api/2.0/mlflow"
         self.experiment = experiment
         self.timeout_s = timeout_s
+        # MLflow's basic auth (a user of MLFLOW_AUTH_USERS): httpx sends it on every call, no log shows it.
+        self._auth = httpx.BasicAuth(*auth) if auth else None
         self._experiment_id: str | None = None
 
     def _post(self, client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +74,7 @@ class MlflowRunLogger:
         """Log one finished run; a tracking failure is logged, never fails the ingestion or eval."""
         now_ms = int(time.time() * 1000)
         try:
-            with httpx.Client(timeout=self.timeout_s) as client:
+            with httpx.Client(timeout=self.timeout_s, auth=self._auth) as client:
                 exp = self._experiment(client)
                 run = self._post(
                     client,
@@ -107,9 +111,9 @@ class MlflowRunLogger:
             return None
 
 
-def build_run_logger(tracking_uri: str, experiment: str) -> RunLogger:
+def build_run_logger(tracking_uri: str, experiment: str, auth: tuple[str, str] | None = None) -> RunLogger:
     """MLflow when a tracking URI is configured, otherwise the no-op logger."""
-    return MlflowRunLogger(tracking_uri, experiment) if tracking_uri else NullRunLogger()
+    return MlflowRunLogger(tracking_uri, experiment, auth=auth) if tracking_uri else NullRunLogger()
 
 
 def flatten(prefix: str, data: dict[str, Any]) -> dict[str, Any]:

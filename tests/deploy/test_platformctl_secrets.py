@@ -102,3 +102,27 @@ def test_a_running_service_is_restarted_when_its_settings_change(ctl: ModuleType
     assert ctl.launch_fingerprint(inference.cmd, before) != now
     assert ctl.launch_fingerprint(inference.cmd, dict(inference.env)) == now
     assert data["inference_service_token"] not in json.dumps(now), "no secret in clear under .llmops/run"
+
+
+def test_mlflow_users_and_the_course_evaluator_are_wired(ctl: ModuleType) -> None:
+    """Row 1: MLflow answers 401 without a user, so RAG and feedback get their own (non-admin) logins, learners a
+    read-only one; row 12: the course records evaluations as the `course` evaluator, trusted only by `make up`."""
+    data = ctl._load_secrets()
+    procs = {p.name: p.env for p in ctl.processes(data)}
+    users = dict(item.split(":", 1) for item in procs["mlflow"]["MLFLOW_AUTH_USERS"].split(","))
+    assert users == {u: data[f"mlflow_{u}_password"] for u in ("rag", "feedback", "viewer")}
+    assert ctl.MLFLOW_ADMIN not in users, "the registry stays MLflow's only admin"
+    assert procs["rag"]["RAG_MLFLOW_USERNAME"] == "rag" and procs["rag"]["RAG_MLFLOW_PASSWORD"] == users["rag"]
+    assert procs["feedback"]["MLFLOW_TRACKING_USERNAME"] == "feedback"
+    assert procs["feedback"]["MLFLOW_TRACKING_PASSWORD"] == users["feedback"]
+    assert procs["registry"]["REGISTRY_EVALUATOR_TOKENS"] == f"course:{data['course_evaluator_token']}"
+    assert "course" in procs["registry"]["REGISTRY_TRUSTED_EVALUATORS"].split(",")
+    for name, env in procs.items():
+        if name != "registry":
+            assert data["course_evaluator_token"] not in json.dumps(env), name
+        if name != "mlflow":
+            assert "MLFLOW_AUTH_USERS" not in env and users["viewer"] not in json.dumps(env), name
+    lines = dict(line.split("=", 1) for line in ctl.env_file_text("http://g", "sk-demo", data).splitlines())
+    assert lines["LLMOPS_MLFLOW_USERNAME"] == "viewer" and lines["LLMOPS_MLFLOW_PASSWORD"] == users["viewer"]
+    assert lines["LLMOPS_EVALUATOR_TOKEN"] == data["course_evaluator_token"]
+    assert data["mlflow_admin_password"] not in lines.values(), "the admin login stays in secrets.json"
