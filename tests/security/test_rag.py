@@ -14,7 +14,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-QUESTION = {"question": "How does the gateway enforce budgets?", "top_k": 3}  # answered from llmops-docs
+QUESTION = {"question": "How do sea otters keep from drifting apart while they sleep?", "top_k": 2}
+OTTER_FACTS = [
+    {"id": "otters-1", "text": "Sea otters hold hands while they sleep so that they do not drift apart on the water."},
+    {"id": "otters-2", "text": "A group of resting sea otters is called a raft; some wrap themselves in kelp."},
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +47,23 @@ def test_rag_answers_obey_the_keys_rpm_budget_and_models(
     platform: dict[str, str], admin: httpx.Client, team: str
 ) -> None:
     """Row 10: an answer is a chat call of the caller's key: metered, rate-limited, budgeted, model-checked."""
+    # The team's own small collection: this row is about metering, so the answer must not depend on what the
+    # shared documentation happens to say (the guardrails judge that prompt; see services/guardrails).
+    with rag_as(platform, admin, team) as rag:
+        assert rag.post("/v1/collections", json={"name": "otters"}).status_code == 201
+        done = rag.post("/v1/collections/otters/documents", json={"documents": OTTER_FACTS, "wait": True})
+        assert done.status_code == 200 and done.json()["status"] == "succeeded", done.text
     with rag_as(platform, admin, team, rpm_limit=1) as rag:
-        first = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
+        first = rag.post("/v1/collections/otters/answer", json=QUESTION)
         assert first.status_code == 200 and first.json()["not_found"] is False, first.text
-        second = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
+        second = rag.post("/v1/collections/otters/answer", json=QUESTION)
         assert second.status_code == 429 and second.json()["error"]["code"] == "key_rpm_exceeded", second.text
         assert second.headers.get("retry-after")  # the gateway's, passed on
     with rag_as(platform, admin, team, budget_usd=1e-9) as rag:
-        broke = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION)
+        broke = rag.post("/v1/collections/otters/answer", json=QUESTION)
         assert broke.status_code == 402, broke.text
     with rag_as(platform, admin, team, allowed_models=["some-other-model"]) as rag:
-        denied = rag.post("/v1/collections/llmops-docs/answer", json=QUESTION | {"stream": True})
+        denied = rag.post("/v1/collections/otters/answer", json=QUESTION | {"stream": True})
         assert denied.status_code == 403 and denied.json()["error"]["code"] == "model_not_allowed", denied.text
 
 
