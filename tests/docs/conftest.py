@@ -100,3 +100,13 @@ def platform() -> Iterator[dict[str, str]]:
     finally:
         if not ours:  # started here from nothing: leave nothing behind
             _make("down", timeout=120)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def learner_shell() -> Iterator[None]:
+    """The pages' commands run as in a learner's fresh shell: without MLflow credentials other test packages set
+    for their own servers (the registry tests export their MLflow admin login into this process)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+            patch.delenv(name, raising=False)
+        yield

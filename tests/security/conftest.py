@@ -6,4 +6,4 @@ stopped after its last test. Each file here names the row of the issue it keeps 
 
 from __future__ import annotations
 
-from tests.docs.conftest import platform  # noqa: F401 - re-exported fixture
+from tests.docs.conftest import learner_shell, platform  # noqa: F401 - re-exported fixtures

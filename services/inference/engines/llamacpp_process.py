@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ class LlamaCppProcessEngine:
         self._stopping = False
         self._restarting: asyncio.Task[None] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ended: weakref.WeakSet[subprocess.Popen[bytes]] = weakref.WeakSet()  # children whose output ended
         self._reader: threading.Thread | None = None
         self._output: collections.deque[str] = collections.deque(maxlen=_OUTPUT_TAIL_LINES)
         self._address: str | None = None
@@ -183,6 +185,9 @@ class LlamaCppProcessEngine:
                 elif line:
                     self._output.append(line)
                     log.info("llama.cpp child output", extra={"pid": proc.pid, "line": line})
+        # Its output ended: the child is exiting. Marked here, at once, because Popen.poll() answers None while
+        # another thread holds its wait lock, so readiness must not rest on poll() alone.
+        self._ended.add(proc)
         with contextlib.suppress(RuntimeError):  # the loop is gone (service shut down): nobody waits any more
             loop.call_soon_threadsafe(resolve, None)
             loop.call_soon_threadsafe(self._child_exited, proc)
@@ -267,7 +272,8 @@ class LlamaCppProcessEngine:
 
     def is_ready(self) -> bool:
         """Ready while the child that loaded the model is alive."""
-        return self._upstream is not None and self._proc is not None and self._proc.poll() is None
+        proc = self._proc
+        return self._upstream is not None and proc is not None and proc not in self._ended and proc.poll() is None
 
     def _client(self) -> OpenAIUpstreamEngine:
         if self._upstream is None or not self.is_ready():
