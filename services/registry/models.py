@@ -281,6 +281,10 @@ class ModelService:
         if evaluator not in trusted:
             raise RegistryError(400, "untrusted_eval_run", f"run {run_id} was not written by a platform evaluator "
                                 f"(tag llmops.evaluator in {sorted(trusted)})")  # fmt: skip
+        if run.info.experiment_id not in self._evaluator_experiments(evaluator):
+            raise RegistryError(400, "untrusted_eval_run", f"run {run_id} carries evaluator {evaluator!r} but lies "
+                                "outside that evaluator's experiments (REGISTRY_EVALUATOR_EXPERIMENTS) and the "
+                                "registry's own evaluations; record it through POST /v1/evaluations")  # fmt: skip
         if tags.get(T + "evaluated_model") != name or tags.get(T + "evaluated_version", version) != version:
             raise RegistryError(400, "eval_run_mismatch", f"run {run_id} evaluated "
                                 f"{tags.get(T + 'evaluated_model')!r}, not {name!r} version {version}")  # fmt: skip
@@ -290,6 +294,15 @@ class ModelService:
         if not metrics:
             raise RegistryError(400, "eval_run_empty", f"run {run_id} logged no metrics")
         return {k: {"value": v, "run_id": run_id, "evaluator": evaluator} for k, v in metrics.items()}
+
+    def _evaluator_experiments(self, evaluator: str) -> set[str]:
+        """Ids of the experiments `evaluator`'s runs may come from: its own, and the registry's evaluations."""
+        ids = {self.ml.experiment_id("evaluations")}
+        for exp_name in self.ctx.settings.experiments_of(evaluator):
+            exp = self.ml.find(self.client.get_experiment_by_name, exp_name)
+            if exp is not None:
+                ids.add(str(exp.experiment_id))
+        return ids
 
     def record_evaluation(
         self, evaluator: str, name: str, version: str | None, metrics: dict[str, float], params: dict[str, str]

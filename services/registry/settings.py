@@ -83,6 +83,13 @@ class RegistrySettings(ServiceSettings):
         description="Values of the `llmops.evaluator` tag that mark an MLflow run as written by one of the "
         "platform's evaluators; only such runs count as evidence for an approval policy.",
     )
+    evaluator_experiments: str = Field(
+        "rag:rag",
+        description="`evaluator:experiment,...`: the MLflow experiment each evaluator writes its own runs into. "
+        "A run counts as evidence only from its evaluator's experiment (which only that evaluator's MLflow user may "
+        "write) or from the registry's own `<prefix>-evaluations` (written through `POST /v1/evaluations`): the "
+        "`llmops.evaluator` tag alone can be set by any MLflow user on its own runs.",
+    )
     evaluator_tokens: SecretStr | None = Field(
         None,
         description="`name:token,name:token`: platform evaluators (names from REGISTRY_TRUSTED_EVALUATORS) that "
@@ -96,6 +103,11 @@ class RegistrySettings(ServiceSettings):
     def evaluators(self) -> set[str]:
         """The trusted evaluator names."""
         return {e.strip() for e in self.trusted_evaluators.split(",") if e.strip()}
+
+    def experiments_of(self, evaluator: str) -> set[str]:
+        """Experiment names whose runs may carry `evaluator`'s tag (besides the registry's own evaluations)."""
+        pairs = (p.split(":", 1) for p in self.evaluator_experiments.split(",") if ":" in p)
+        return {exp.strip() for name, exp in pairs if name.strip() == evaluator and exp.strip()}
 
     def evaluator_by_token(self) -> dict[str, str]:
         """token -> evaluator name."""

@@ -243,14 +243,20 @@ def people(base_url: str) -> Iterator[dict[str, Caller]]:
 
 
 def eval_run(
-    mlflow_url: str, model: str, metrics: dict[str, float], evaluator: str | None = "rag", version: str | None = None
+    mlflow_url: str,
+    model: str,
+    metrics: dict[str, float],
+    evaluator: str | None = "rag",
+    version: str | None = None,
+    experiment: str = "rag",
 ) -> str:
     """A finished MLflow run as a platform evaluator writes it (tags `llmops.evaluator`, `llmops.evaluated_model`)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_url)
-    exp = client.get_experiment_by_name("test-evals")
-    exp_id = exp.experiment_id if exp else client.create_experiment("test-evals")
+    # The experiment the rag evaluator writes into (REGISTRY_EVALUATOR_EXPERIMENTS): runs elsewhere are not evidence.
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
     tags = {"llmops.evaluated_model": model}
     if evaluator:
         tags["llmops.evaluator"] = evaluator

@@ -259,6 +259,8 @@ def test_row12_eval_results_must_come_from_a_platform_run(
     cases = {
         "untrusted_eval_run": eval_run(url, name, {"eval_pass_rate": 1.0}, evaluator=None),
         "untrusted_eval_run ": eval_run(url, name, {"eval_pass_rate": 1.0}, evaluator="me"),
+        # Any MLflow user can tag a run of its own experiment "rag": only runs in rag's experiment count.
+        "untrusted_eval_run  ": eval_run(url, name, {"eval_pass_rate": 1.0}, experiment=unique("forged")),
         "eval_run_mismatch": eval_run(url, unique("other"), {"eval_pass_rate": 1.0}),
         "eval_run_mismatch ": eval_run(url, name, {"eval_pass_rate": 1.0}, version="7"),
         "unknown_run": "0" * 32,
