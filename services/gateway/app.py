@@ -28,9 +28,11 @@ from services.gateway.proxy import ProxyService
 from services.gateway.routes import admin as admin_routes
 from services.gateway.routes import batch as batch_routes
 from services.gateway.routes import openai as openai_routes
+from services.gateway.routes import usage as usage_routes
 from services.gateway.routing import RouteTable
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import UpstreamClient
+from services.gateway.usage import UsageMeter
 
 VERSION = "0.1.0"
 log = logging.getLogger("gateway.app")
@@ -88,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await guard.start()
         app.state.redis = redis
         app.state.admin = AdminService(keys, limiter)
+        app.state.usage = UsageMeter(limiter, metrics)
         app.state.proxy = ProxyService(
             keys=keys,
             limiter=limiter,
@@ -161,4 +164,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(openai_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(batch_routes.router)
+    app.include_router(usage_routes.router)
     return app

@@ -129,6 +129,14 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        self.usage_admissions = Counter(
+            "llmops_gateway_usage_admissions_total",
+            "Requests other than LLM calls (RAG query/ingest, batch files and batches) counted against a key's "
+            "limits, by team, kind and outcome (admitted, or the limit that refused it).",
+            ["team", "kind", "outcome"],
+            registry=registry,
+        )
+
     def watch_circuits(self, deployments: Callable[[], list[Deployment]]) -> None:
         """Export breaker states of the route table's deployments."""
         self.registry.register(_CircuitCollector(deployments))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -98,6 +98,15 @@ class Me(BaseModel):
     team: str
     project: str
     allowed_models: list[str]
+
+
+class UsageAdmit(BaseModel):
+    """A service (RAG) asking, with the caller's key, to count one request that is not an LLM call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["rag.query", "rag.ingest"] = Field(description="What the request is (a metrics label).")
+    units: int = Field(1, ge=1, le=1, description="Requests to count; always 1 (one admission per request).")
 
 
 class OpenAIRequestDoc(BaseModel):

@@ -85,6 +85,12 @@ class GatewaySettings(ServiceSettings):
     batch_max_file_bytes: int = Field(
         20 * 1_048_576, ge=1024, description="Largest batch input file accepted by POST /v1/files (kept in Redis)."
     )
+    team_file_bytes_max: int = Field(
+        200 * 1_048_576,
+        ge=1024,
+        description="Most bytes of batch files (inputs and results) one team may hold at once; an upload past it "
+        "is refused with 413 team_storage_full until files are deleted or expire.",
+    )
     batch_max_lines: int = Field(10_000, ge=1, description="Most requests in one batch input file.")
     batch_concurrency: int = Field(
         4, ge=1, description="Batch lines in flight at once on each replica, across all batches."

@@ -1,4 +1,5 @@
-"""Client of the gateway: who a key belongs to (llmops_common.identity) and chat completions as the caller."""
+"""Client of the gateway: who a key belongs to (llmops_common.identity), metering of retrieval and ingestion,
+and chat completions as the caller."""
 
 from __future__ import annotations
 
@@ -81,6 +82,17 @@ class GatewayClient:
             except orjson.JSONDecodeError:
                 body = {}
             raise GatewayRefused(status, body if isinstance(body, dict) else {}, retry_after)
+
+    async def admit(self, key: str, kind: str) -> None:
+        """Count one retrieval or ingestion request against the caller's key (its rpm, shared with chat, and its
+        budget) through the gateway's POST /v1/usage/admit; GatewayRefused when the gateway says no."""
+        try:
+            resp = await self._http.post(
+                "/v1/usage/admit", json={"kind": kind, "units": 1}, headers={"authorization": f"Bearer {key}"}
+            )
+        except httpx.HTTPError as exc:
+            raise GatewayUnavailable(f"the gateway could not meter the request: {exc}") from exc
+        self._raise_for(resp.status_code, resp.content, resp.headers.get("retry-after"))
 
     async def chat(self, key: str, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """A non-streaming chat completion; returns (body, response headers)."""

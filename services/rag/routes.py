@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from llmops_common.errors import APIError, error_body
 from llmops_common.sse import DONE, sse_frame
 from services.rag.events import RagEvents
-from services.rag.gateway import Caller, GatewayClient, GatewayRefused, GatewayUnavailable
+from services.rag.gateway import PASSED_ON, Caller, GatewayClient, GatewayRefused, GatewayUnavailable
 from services.rag.ingest import RawDocument
 from services.rag.jobs import Job
 from services.rag.registry import RegistryPrompts
@@ -49,6 +49,34 @@ async def get_caller(request: Request) -> Caller:
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 ServiceDep = Annotated[RagService, Depends(get_service)]
+
+
+def _metered(kind: str) -> Any:
+    """A caller dependency that first counts the request against the caller's key at the gateway (requests per
+    minute shared with chat, budget): retrieval and ingestion cost no LLM call, yet must not be free of limits."""
+
+    async def admitted(request: Request, caller: CallerDep) -> Caller:
+        gateway: GatewayClient = request.app.state.gateway
+        try:
+            await gateway.admit(caller.key, kind)
+        except GatewayUnavailable as exc:
+            raise APIError(503, "gateway_unavailable", str(exc), headers={"retry-after": "5"}) from exc
+        except GatewayRefused as exc:
+            if exc.status not in PASSED_ON:  # e.g. a gateway without /v1/usage/admit: refuse, never run unmetered
+                raise APIError(
+                    503, "gateway_unavailable", f"the gateway could not meter the request: {exc.status} {exc.message}"
+                ) from exc
+            headers = {"retry-after": exc.retry_after} if exc.retry_after else None
+            raise APIError(
+                exc.status, exc.code, f"the gateway refused the request: {exc.message}", headers=headers
+            ) from exc
+        return caller
+
+    return Depends(admitted)
+
+
+QueryCaller = Annotated[Caller, _metered("rag.query")]
+IngestCaller = Annotated[Caller, _metered("rag.ingest")]
 
 
 def _job_response(rag: RagService, job: Job, finished: bool) -> JSONResponse:
@@ -89,7 +117,7 @@ async def delete_collection(name: str, caller: CallerDep, rag: ServiceDep) -> di
 
 
 @router.post("/collections/{name}/documents", status_code=202)
-async def ingest_json(name: str, body: IngestRequest, caller: CallerDep, rag: ServiceDep) -> JSONResponse:
+async def ingest_json(name: str, body: IngestRequest, caller: IngestCaller, rag: ServiceDep) -> JSONResponse:
     """Ingest text/Markdown/HTML documents sent as JSON; returns a job (or the finished job with wait=true)."""
     docs = [RawDocument(d.text, d.id, d.title, d.content_type, None, d.metadata) for d in body.documents]
     return _job_response(rag, *await rag.ingest(caller, name, docs, body.redact_pii, body.wait))
@@ -98,7 +126,7 @@ async def ingest_json(name: str, body: IngestRequest, caller: CallerDep, rag: Se
 @router.post("/collections/{name}/documents/upload", status_code=202)
 async def ingest_upload(
     name: str,
-    caller: CallerDep,
+    caller: IngestCaller,
     rag: ServiceDep,
     files: Annotated[list[UploadFile], File(description="Text, Markdown, HTML or PDF files.")],
     redact_pii: Annotated[bool, Form()] = False,
@@ -120,7 +148,7 @@ async def ingest_upload(
 
 
 @router.post("/collections/{name}/documents/bulk", status_code=202)
-async def ingest_jsonl(name: str, request: Request, caller: CallerDep, rag: ServiceDep) -> JSONResponse:
+async def ingest_jsonl(name: str, request: Request, caller: IngestCaller, rag: ServiceDep) -> JSONResponse:
     """Ingest JSONL (one document object per line, as in the JSON route); a bad line is a per-document error."""
     docs: list[RawDocument] = []
     for number, line in enumerate((await request.body()).splitlines(), start=1):
@@ -191,7 +219,7 @@ async def cancel_job(job_id: str, caller: CallerDep, rag: ServiceDep) -> JSONRes
 
 
 @router.post("/collections/{name}/query")
-async def query(name: str, body: QueryRequest, caller: CallerDep, rag: ServiceDep) -> dict:
+async def query(name: str, body: QueryRequest, caller: QueryCaller, rag: ServiceDep) -> dict:
     """Retrieve passages (dense, sparse or hybrid; filters, threshold, top-k, MMR) without generating."""
     record = await rag.collection(caller, name)
     result = await rag.retrieve(record, body.query, body, body.score_threshold)

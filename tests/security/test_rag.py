@@ -3,6 +3,7 @@
 Against the platform as `make up` starts it: RAG's own LLM call goes through the gateway with the caller's key, so
 a key over its rpm, out of budget or without the model gets the gateway's 429/402/403 from RAG (not a 200, not a
 500); uploads and jobs are bounded per request and per team with clear 413/429s; a team's jobs can be cancelled.
+Queries and ingestions count against the key's requests per minute at the gateway too (POST /v1/usage/admit).
 The detail (fair turns, parser limits, content checks) is in services/rag/tests.
 """
 
@@ -94,4 +95,21 @@ def test_uploads_and_jobs_are_bounded_per_request_and_per_team(
         assert cancel.status_code == 404  # another team's job is not its to see or stop
         for job in jobs:
             assert rag.post(f"/v1/jobs/{job}/cancel").json()["status"] in ("cancelled", "running")
+        rag.delete(f"/v1/collections/{name}")
+
+
+def test_rag_queries_and_ingestions_count_against_the_keys_rpm(
+    platform: dict[str, str], admin: httpx.Client, team: str
+) -> None:
+    """Row 10: retrieval and ingestion call no LLM, yet each is one request of the key at the gateway
+    (POST /v1/usage/admit): a key with rpm 2 gets two of them a minute, the third is the gateway's 429."""
+    with rag_as(platform, admin, team, rpm_limit=2) as rag:
+        name = f"row10-rpm-{uuid.uuid4().hex[:8]}"
+        assert rag.post("/v1/collections", json={"name": name}).status_code == 201  # not metered
+        query = {"query": "How does the gateway enforce budgets?", "top_k": 1}
+        assert rag.post("/v1/collections/llmops-docs/query", json=query).status_code == 200
+        assert rag.post("/v1/collections/llmops-docs/query", json=query).status_code == 200
+        third = rag.post(f"/v1/collections/{name}/documents", json={"documents": [{"id": "d", "text": "Otters."}]})
+        assert third.status_code == 429 and third.json()["error"]["code"] == "key_rpm_exceeded", third.text
+        assert third.headers.get("retry-after")
         rag.delete(f"/v1/collections/{name}")

@@ -28,6 +28,7 @@ class FileLimits:
     max_bytes: int
     max_lines: int
     max_line_body_bytes: int
+    team_max_bytes: int | None = None  # all of a team's stored files together (None: no cap)
 
 
 @dataclass

@@ -112,6 +112,7 @@ class BatchService:
             )
         ttl_s = _expires_after_s(expires_after) if expires_after is not None else self.store.retention_s
         parsed = parse_batch_file(raw, self.limits, self.check)
+        await self._check_team_storage(record.team, len(raw))
         now = int(time.time())
         meta = {
             "id": new_id("file-"),
@@ -126,6 +127,21 @@ class BatchService:
         }
         await self.store.add_input_file(meta, parsed.lines)
         return _file_object(meta)
+
+    async def _check_team_storage(self, team: str, size: int) -> None:
+        """Redis holds every file for up to 30 days: a team's share of it is capped (GATEWAY_TEAM_FILE_BYTES_MAX).
+        Checked before the write, so uploads racing each other may pass it by at most one file each."""
+        cap = self.limits.team_max_bytes
+        if cap is None:
+            return
+        used = await self.store.team_bytes(team)
+        if used + size > cap:
+            raise APIError(
+                413,
+                "team_storage_full",
+                f"the team's batch files already hold {used} bytes; this file ({size} bytes) would pass the team's "
+                f"cap of {cap} bytes; delete files (DELETE /v1/files/{{id}}) or wait until they expire",
+            )
 
     async def delete_file(self, record: KeyRecord, file_id: str) -> dict[str, Any]:
         """Delete a file of the caller's team and its contents; 409 while an unfinished batch needs it."""

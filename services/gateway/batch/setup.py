@@ -18,7 +18,9 @@ def build_batch(
 ) -> tuple[BatchService, BatchWorker]:
     """The API service and the (not yet started) background worker, sharing one store."""
     store = BatchStore(redis, settings.redis_prefix, settings.batch_file_ttl_s)
-    limits = FileLimits(settings.batch_max_file_bytes, settings.batch_max_lines, settings.max_body_bytes)
+    limits = FileLimits(
+        settings.batch_max_file_bytes, settings.batch_max_lines, settings.max_body_bytes, settings.team_file_bytes_max
+    )
     config = WorkerConfig(
         concurrency=settings.batch_concurrency,
         poll_s=settings.batch_poll_s,

@@ -128,6 +128,17 @@ class BatchStore:
         await self._forget(key, [i for i, f in found.items() if f is None])
         return [f for f in found.values() if f is not None]
 
+    async def team_bytes(self, team: str) -> int:
+        """Bytes of the team's live files (expired ids are dropped from the listing on the way)."""
+        key = f"{self.p}:team:{team}:files"
+        ids = await self.redis.zrange(key, 0, -1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hget(f"{self.p}:file:{i}", "bytes")
+            sizes = await pipe.execute() if ids else []
+        await self._forget(key, [i for i, size in zip(ids, sizes, strict=True) if size is None])
+        return sum(int(size) for size in sizes if size is not None)
+
     async def _forget(self, listing: str, gone: list[str]) -> None:
         if gone:
             await self.redis.zrem(listing, *gone)

@@ -63,15 +63,19 @@ _CREATE_DOC = {
 }
 
 
-async def _caller(request: Request) -> tuple[BatchService, KeyRecord]:
+async def _caller(request: Request, meter: str | None = None) -> tuple[BatchService, KeyRecord]:
+    """The batch service and the caller's key; `meter` counts the request against the key's rpm and budget
+    (uploads and batch creation: each one stores data or queues work)."""
     record = await request.app.state.proxy.authenticate(request.headers.get("authorization"))
+    if meter is not None:
+        await request.app.state.usage.admit(record, meter)
     return request.app.state.batch, record
 
 
 @router.post("/files", openapi_extra=_UPLOAD_DOC)
 async def upload_file(request: Request) -> dict[str, Any]:
     """Upload a JSONL batch input file (multipart: `file`, `purpose=batch`); every line is validated now."""
-    batch, record = await _caller(request)
+    batch, record = await _caller(request, "files.upload")
     try:
         form = await request.form(max_files=1, max_fields=8)
     except MultiPartException as exc:
@@ -129,7 +133,7 @@ async def file_content(request: Request, file_id: str) -> Response:
 @router.post("/batches", openapi_extra=_CREATE_DOC)
 async def create_batch(request: Request) -> dict[str, Any]:
     """Queue a batch over an uploaded file; poll it with GET /v1/batches/{id}."""
-    batch, record = await _caller(request)
+    batch, record = await _caller(request, "batches.create")
     try:
         body = await request.json()
     except ValueError:

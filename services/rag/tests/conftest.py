@@ -31,7 +31,8 @@ def fake_gateway() -> Iterator[tuple[str, FakeGatewayState]]:
 @pytest.fixture(autouse=True)
 def _reset_fake(fake_gateway: tuple[str, FakeGatewayState]) -> None:
     state = fake_gateway[1]
-    state.mode, state.upstream = "ok", None
+    state.mode, state.upstream, state.admit_mode = "ok", None, "ok"
+    state.admit_calls.clear()
     state.chat_calls.clear()
     state.chat_keys.clear()
 

@@ -1,4 +1,4 @@
-"""A FAKE gateway for the RAG tests: just /v1/me and /v1/chat/completions, with switchable failures.
+"""A FAKE gateway for the RAG tests: /v1/me, /v1/usage/admit and /v1/chat/completions, with switchable failures.
 
 It is not the platform's gateway: it stands in for it so the RAG service can be tested alone. With
 `upstream` set it forwards chat calls to a real OpenAI-compatible server (the real inference service).
@@ -37,6 +37,9 @@ class FakeGatewayState:
         self.chat_calls: list[dict[str, Any]] = []
         self.chat_keys: list[str] = []
         self.me_calls = 0
+        # What POST /v1/usage/admit answers: ok (204), or a refusal mode of REFUSALS, or "missing" (404: an old gateway)
+        self.admit_mode = "ok"
+        self.admit_calls: list[tuple[str, str]] = []  # (key, kind)
         self.upstream: str | None = None
 
 
@@ -60,6 +63,20 @@ def build_fake_gateway(state: FakeGatewayState) -> FastAPI:
         if key is None:
             return unauthorized()
         return {"key_id": f"id-{key}", "team": KEYS[key], "project": "p", "allowed_models": ["smollm2-135m-instruct"]}
+
+    @app.post("/v1/usage/admit")
+    async def admit(request: Request) -> Any:
+        key = key_of(request)
+        if key is None:
+            return unauthorized()
+        state.admit_calls.append((key, (await request.json())["kind"]))
+        if state.admit_mode == "missing":
+            return JSONResponse({"error": {"message": "not found", "code": "not_found"}}, status_code=404)
+        if state.admit_mode in REFUSALS:
+            status, code = REFUSALS[state.admit_mode]
+            err = {"error": {"message": f"refused: {code}", "type": "invalid_request_error", "code": code}}
+            return JSONResponse(err, status_code=status, headers={"retry-after": "7"} if status == 429 else None)
+        return Response(status_code=204)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
