@@ -57,9 +57,11 @@ def test_rag_answers_obey_the_keys_rpm_budget_and_models(
     with rag_as(platform, admin, team, rpm_limit=1) as rag:
         first = rag.post("/v1/collections/otters/answer", json=QUESTION)
         assert first.status_code == 200 and first.json()["not_found"] is False, first.text
-        second = rag.post("/v1/collections/otters/answer", json=QUESTION)
-        assert second.status_code == 429 and second.json()["error"]["code"] == "key_rpm_exceeded", second.text
-        assert second.headers.get("retry-after")  # the gateway's, passed on
+        # The gateway's rpm window is the calendar minute: two calls may straddle its end, three cannot all pass.
+        later = [rag.post("/v1/collections/otters/answer", json=QUESTION) for _ in range(2)]
+        refused = [r for r in later if r.status_code == 429]
+        assert refused and refused[0].json()["error"]["code"] == "key_rpm_exceeded", [r.text for r in later]
+        assert refused[0].headers.get("retry-after")  # the gateway's, passed on
     with rag_as(platform, admin, team, budget_usd=1e-9) as rag:
         broke = rag.post("/v1/collections/otters/answer", json=QUESTION)
         assert broke.status_code == 402, broke.text
