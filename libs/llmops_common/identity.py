@@ -17,8 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import httpx
@@ -26,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError
+from llmops_common.feed_cache import FeedCache
 
 log = logging.getLogger("llmops.identity")
 
@@ -77,49 +76,8 @@ def unavailable_error(exc: Exception) -> APIError:
     )
 
 
-class IdentityCache:
+class IdentityCache(FeedCache[Identity | Rejected]):
     """Digest -> answer with a TTL and an LRU bound; holds nothing unless `live` (the change feed is subscribed)."""
-
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, Identity | Rejected]] = OrderedDict()
-        # Bumped on every invalidation: an answer fetched before a change must not be stored after it.
-        self.generation = 0
-        self.live = False
-
-    def get(self, digest: str) -> Identity | Rejected | None:
-        """The cached answer, if fresh."""
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._entries[digest]
-            return None
-        self._entries.move_to_end(digest)
-        return entry[1]
-
-    def put(self, digest: str, answer: Identity | Rejected, generation: int) -> None:
-        """Store an answer fetched while the cache was at `generation`."""
-        if self.ttl_s <= 0 or not self.live or generation != self.generation:
-            return  # caching off, no change feed, or a key changed while the answer was in flight
-        self._entries[digest] = (time.monotonic() + self.ttl_s, answer)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def forget(self, digest: str) -> None:
-        """Drop one key's answer (the gateway announced a change)."""
-        self.generation += 1
-        self._entries.pop(digest, None)
-
-    def clear(self) -> None:
-        """Drop everything (the feed was interrupted: any entry may be stale)."""
-        self.generation += 1
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 class GatewayIdentity:

@@ -11,63 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from llmops_common.feed_cache import FeedCache
+
 if TYPE_CHECKING:
-    from services.gateway.keys import KeyRecord
+    from services.gateway.keys import KeyRecord  # noqa: F401 - named in the base class below (keys imports us)
 
 log = logging.getLogger("gateway.keycache")
 
 
-class KeyCache:
+class KeyCache(FeedCache["KeyRecord"]):
     """Digest -> KeyRecord with a TTL and an LRU bound. `ttl_s=0` turns caching off."""
-
-    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, KeyRecord]] = OrderedDict()
-        # Bumped on every invalidation: a lookup that started before a change must not store what it read.
-        self.generation = 0
-        # Only while a listener is subscribed to the change feed may records be kept (else we would miss changes).
-        self.live = False
-
-    def get(self, digest: str) -> KeyRecord | None:
-        """The cached record, if fresh."""
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._entries[digest]
-            return None
-        self._entries.move_to_end(digest)
-        return entry[1]
-
-    def put(self, digest: str, record: KeyRecord, generation: int) -> None:
-        """Store a record read from Redis while the cache was at `generation`."""
-        if self.ttl_s <= 0 or not self.live or generation != self.generation:
-            return  # caching off, no change feed, or the record changed while it was being read
-        self._entries[digest] = (time.monotonic() + self.ttl_s, record)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def forget(self, digest: str) -> None:
-        """Drop one record (it changed)."""
-        self.generation += 1
-        self._entries.pop(digest, None)
-
-    def clear(self) -> None:
-        """Drop everything (the change feed was interrupted, so any entry may be stale)."""
-        self.generation += 1
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 class KeyChangeListener:

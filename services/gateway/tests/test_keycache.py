@@ -36,11 +36,11 @@ def test_entries_expire_after_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     cache = KeyCache(ttl_s=5)
     cache.live = True
     now = time.monotonic()
-    monkeypatch.setattr("services.gateway.keycache.time.monotonic", lambda: now)
+    monkeypatch.setattr("llmops_common.feed_cache.time.monotonic", lambda: now)
     cache.put("d", _record(), cache.generation)
-    monkeypatch.setattr("services.gateway.keycache.time.monotonic", lambda: now + 4.9)
+    monkeypatch.setattr("llmops_common.feed_cache.time.monotonic", lambda: now + 4.9)
     assert cache.get("d") is not None
-    monkeypatch.setattr("services.gateway.keycache.time.monotonic", lambda: now + 5.1)
+    monkeypatch.setattr("llmops_common.feed_cache.time.monotonic", lambda: now + 5.1)
     assert cache.get("d") is None
 
 
