@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llmops_common.telemetry import set_span_attributes
-from services.inference.admission import AdmissionController
+from services.inference.admission import AdmissionController, Overloaded
 from services.inference.deployments import DeploymentManager, ModelDeployment
 from services.inference.engines.base import EngineError, Kind
 from services.inference.metrics import InferenceMetrics
@@ -134,6 +134,10 @@ class ServingService:
             self._record_usage(result.get("usage"), dep.version)
             status = "ok"
             return self._shape(result, dep)
+        except Overloaded:
+            status = "rejected"
+            self.metrics.rejections.inc()
+            raise
         except EngineError:
             status = "client_error"
             raise
@@ -150,8 +154,11 @@ class ServingService:
         dep.acquire()
         try:
             await slot.__aenter__()  # raises Overloaded before any byte is sent
-        except BaseException:
+        except BaseException as exc:
             dep.release()
+            if isinstance(exc, Overloaded):
+                self.metrics.rejections.inc()
+                self._finish(endpoint, "rejected", started, dep.version)
             raise
         self.metrics.queue_wait.labels(self.model).observe(time.perf_counter() - started)
         self._gauges()
