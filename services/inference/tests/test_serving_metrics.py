@@ -65,9 +65,12 @@ async def test_a_request_refused_by_admission_is_counted(streamed: bool) -> None
             await serving.generate("chat", payload, dep)
     assert sample(registry, "llmops_inference_admission_rejections_total") == 1
     endpoint = "chat"
-    assert sample(
-        registry, "llmops_inference_requests_total", model="m", version="1", endpoint=endpoint, status="rejected"
-    ) == 1
+    assert (
+        sample(
+            registry, "llmops_inference_requests_total", model="m", version="1", endpoint=endpoint, status="rejected"
+        )
+        == 1
+    )
     engine.release.set()
     await running
     assert dep.inflight == 0
