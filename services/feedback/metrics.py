@@ -79,3 +79,10 @@ class FeedbackMetrics:
         self.drift_runs = Counter(
             "llmops_feedback_drift_runs_total", "Drift computations, by outcome.", ["outcome"], registry=registry
         )
+        # Known label values start at 0, so `rate()` sees the first event and panels show 0 rather than "No data".
+        for outcome in ("stored", "duplicate", "invalid", "trimmed"):
+            self.events.labels(outcome)
+        for kind in ("thumbs", "rating"):
+            self.feedback.labels(kind)
+        for outcome in ("ok", "error"):
+            self.drift_runs.labels(outcome)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.rag.jobs import FINAL
+from services.rag.schemas import Strategy
+
 _RETRIEVAL_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.25, 0.5, 1, 2.5)
+ANSWER_OUTCOMES = ("answered", "not_found", "degraded", "refused")
+DOCUMENT_STATUSES = ("indexed", "unchanged", "duplicate", "failed")
 
 
 class RagMetrics:
@@ -45,3 +52,13 @@ class RagMetrics:
             "Trace events dropped because Redis was unreachable until the buffer filled.",
             registry=registry,
         )
+        # Every known label value gets its series at 0 now: a labelled counter has no series until its first
+        # event, so `rate()` over the first answer (or job, or query) would read nothing and panels "No data".
+        for outcome in ANSWER_OUTCOMES:
+            self.answers.labels(outcome)
+        for status in DOCUMENT_STATUSES:
+            self.documents.labels(status)
+        for status in FINAL:
+            self.jobs.labels(status)
+        for strategy in get_args(Strategy):
+            self.retrieval.labels(strategy)
