@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -78,6 +78,14 @@ logs: ## follow the logs (S=gateway for one service)
 test: install $(VENV)/.deploy-tools lock-check lock-pypi-check ## run the whole test suite (starts what it needs)
 	@scripts/ensure_services.sh
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Flush out order- and load-dependent tests: the whole suite N times, each in a shuffled order (the seed is printed
+# and kept in the log, so `LLMOPS_TEST_SHUFFLE=<seed> make test` replays one), with LOAD=1 one busy loop per core.
+N ?= 3
+LOAD ?= 0
+test-repeat: install $(VENV)/.deploy-tools ## run the whole suite N times in shuffled order (N=3 LOAD=1 for a CPU hog); logs in .llmops/test-repeat/
+	@scripts/ensure_services.sh
+	@N=$(N) LOAD=$(LOAD) PY=$(PY) scripts/test_repeat.sh
 
 test-fast: install ## unit tests only (no model, no servers)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration and not e2e"
