@@ -20,6 +20,7 @@ _FENCE = re.compile(
     r"(?:<!-- (?P<marker>no-run|expected) -->\n)?^```(?P<lang>[\w-]*)\n(?P<body>.*?)\n```$", re.S | re.M
 )
 _HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
+_ANY_FENCE = re.compile(r"^```.*?^```$", re.S | re.M)
 WILDCARD = "…"
 
 
@@ -36,7 +37,12 @@ class Block:
 def runnable_blocks(page: Path) -> list[Block]:
     """The runnable bash blocks of `page` in page order, with their expected lines (empty when none are given)."""
     text = page.read_text()
-    headings = [(m.start(), m.group(1).strip()) for m in _HEADING.finditer(text)]
+    fences = [(m.start(), m.end()) for m in _ANY_FENCE.finditer(text)]
+    headings = [  # a `# comment` inside a code block is not a heading
+        (m.start(), m.group(1).strip())
+        for m in _HEADING.finditer(text)
+        if not any(start < m.start() < end for start, end in fences)
+    ]
     blocks: list[Block] = []
     runnable_above = False  # whether the nearest bash block above is runnable (an expected block needs one)
     for m in _FENCE.finditer(text):
@@ -75,3 +81,30 @@ def missing_lines(expected: list[str], output: str) -> list[str]:
         else:
             position = found + 1
     return missing
+
+
+# Every curl a block runs reports its HTTP status on stderr (through a curlrc the runner provides), so a page
+# whose call fails is a failing page even where `curl -s` hides it and the block still exits 0. A block that
+# shows an error on purpose says so in a comment the learner reads too: `# expect HTTP 429` (or 4xx, or a list:
+# `# expect HTTP 403, 422`).
+_CURLRC = 'write-out = "%{stderr}llmops-doc-http %{http_code} %{url_effective}\\n"\n'
+_STATUS = re.compile(r"^llmops-doc-http (\d{3}) (\S+)$", re.M)
+_EXPECTED_STATUS = re.compile(r"#\s*expect HTTP ([\dx]{3}(?:\s*(?:,|and|then)\s*[\dx]{3})*)", re.I)
+
+
+def block_env(base: dict[str, str], curl_home: Path) -> dict[str, str]:
+    """`base` plus a CURL_HOME whose .curlrc makes every curl report its status."""
+    curl_home.mkdir(parents=True, exist_ok=True)
+    (curl_home / ".curlrc").write_text(_CURLRC)
+    return {**base, "CURL_HOME": str(curl_home)}
+
+
+def failed_calls(command: str, stderr: str) -> list[str]:
+    """The calls of a block that answered >= 400 (or never answered: 000), less those the block expects."""
+    listed = [code for found in _EXPECTED_STATUS.findall(command) for code in re.findall(r"[\dx]{3}", found.lower())]
+    allowed = [code.replace("x", r"\d") for code in listed]
+    failed = []
+    for status, url in _STATUS.findall(stderr):
+        if (status == "000" or int(status) >= 400) and not any(re.fullmatch(a, status) for a in allowed):
+            failed.append(f"HTTP {status} from {url}")
+    return failed

@@ -21,6 +21,7 @@ store with the rating left for it, its trace id has spans of the gateway, guardr
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import urllib.request
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.helpers import ROOT
-from tests.docs.runbook import Block, missing_lines, runnable_blocks
+from tests.docs.runbook import Block, block_env, failed_calls, missing_lines, runnable_blocks
 
 JOURNEY = ROOT / "docs" / "learner-journey.md"
 # What the journey must walk through, in this order (the page's numbered sections).
@@ -66,11 +67,16 @@ def test_journey_walks_every_step_in_order() -> None:
     assert all(block.expected for block in blocks), [b.line for b in blocks if not b.expected]
 
 
-def _run(block: Block) -> str:
-    result = subprocess.run(["bash", "-c", block.command], cwd=ROOT, capture_output=True, text=True, timeout=180)
+def _run(block: Block, curl_home: Path) -> str:
+    env = block_env(dict(os.environ), curl_home)
+    result = subprocess.run(
+        ["bash", "-c", block.command], cwd=ROOT, capture_output=True, text=True, timeout=180, env=env
+    )
     where = f"docs/learner-journey.md line {block.line} ({block.section})"
     shown = f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-2000:]}"
     assert result.returncode == 0, f"{where} exited {result.returncode}\n{shown}"
+    failed = failed_calls(block.command, result.stderr)
+    assert not failed, f"{where}: {failed}\n{shown}"
     missing = missing_lines(block.expected, result.stdout)
     assert not missing, f"{where}: expected lines not printed: {missing}\n{shown}"
     return result.stdout
@@ -78,11 +84,11 @@ def _run(block: Block) -> str:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(900)  # includes starting the platform when this is the first test to need it
-def test_learner_journey(platform: dict[str, str]) -> None:
+def test_learner_journey(platform: dict[str, str], tmp_path: Path) -> None:
     """Every block of the journey prints what the page says, and each step's effect is really there."""
     output: dict[str, str] = {}
     for block in runnable_blocks(JOURNEY):
-        output[block.section] = output.get(block.section, "") + _run(block)
+        output[block.section] = output.get(block.section, "") + _run(block, tmp_path / "curl")
 
     key = (ROOT / ".llmops" / "journey" / "key").read_text().strip()
     assert _get(platform["LLMOPS_GATEWAY_URL"] + "/v1/me", key)["team"] == "journey"
@@ -127,3 +133,17 @@ def test_expected_block_needs_a_runnable_block(tmp_path: Path) -> None:
     page.write_text("# t\n\n<!-- no-run -->\n```bash\nmake up\n```\n\n<!-- expected -->\n```text\nok\n```\n")
     with pytest.raises(ValueError, match=r"page\.md:9"):
         runnable_blocks(page)
+
+
+def test_failed_http_calls_are_reported(tmp_path: Path) -> None:
+    """A block's curl that answers >= 400 (or never connects) fails the page unless the block expects it."""
+    env = block_env({"PATH": os.environ["PATH"]}, tmp_path / "curl")
+    command = "curl -s -o /dev/null http://127.0.0.1:1/v1/models || true"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30, env=env)
+    assert failed_calls(command, result.stderr) == ["HTTP 000 from http://127.0.0.1:1/v1/models"]
+    stderr = "llmops-doc-http 429 http://x/v1/chat\nllmops-doc-http 200 http://x/v1/models\n"
+    assert failed_calls("curl http://x/v1/chat", stderr) == ["HTTP 429 from http://x/v1/chat"]
+    assert failed_calls("# expect HTTP 429\ncurl http://x/v1/chat", stderr) == []
+    assert failed_calls("# expect HTTP 4xx\ncurl http://x/v1/chat", stderr) == []
+    assert failed_calls("# expect HTTP 404\ncurl http://x/v1/chat", stderr) == ["HTTP 429 from http://x/v1/chat"]
+    assert failed_calls("# expect HTTP 403, 429\ncurl http://x/v1/chat", stderr) == []
