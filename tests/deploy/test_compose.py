@@ -170,7 +170,8 @@ def test_platform_service_health(compose_config: dict, service: str) -> None:
 
 def test_mlflow_starts_with_auth_and_only_the_registry_holds_its_admin_password(compose_gpu_config: dict) -> None:
     """Issue 12 row 1: MLflow runs behind its basic-auth app (started by services.registry.mlflow_server), its
-    admin password reaches the registry (and its seed) and nobody else; rag, feedback and vllm-model use their own users."""
+    admin password reaches the registry (and its seed) and nobody else; rag, feedback and vllm-model use their own
+    users."""
     services = compose_gpu_config["services"]
     mlflow = services["mlflow"]
     assert mlflow["command"] == ["python", "-m", "services.registry.mlflow_server"]
