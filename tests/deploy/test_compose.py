@@ -19,7 +19,13 @@ STATEFUL = {
 }
 INFRA = {"redis", "qdrant", "postgres", "mlflow", "prometheus", "grafana", "otel-collector", "jaeger"}
 # Distroless images without a shell or HTTP client: nothing to run a healthcheck with.
-NO_HEALTHCHECK = {"otel-collector": "distroless image", "jaeger": "distroless image", "vllm-model": "one-shot job"}
+NO_HEALTHCHECK = {
+    "otel-collector": "distroless image",
+    "jaeger": "distroless image",
+    "vllm-model": "one-shot job",
+    "seed": "one-shot job",
+}
+ONE_SHOT = {"vllm-model", "seed"}  # dependents wait for them to complete successfully
 
 
 def env_file() -> dict[str, str]:
@@ -64,11 +70,15 @@ def test_healthchecks_and_dependency_conditions(compose_config: dict, compose_gp
         assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     for name, svc in services.items():
         for dep, spec in svc.get("depends_on", {}).items():
-            want = "service_started" if dep in NO_HEALTHCHECK and dep != "vllm-model" else None
-            assert spec["condition"] in {"service_healthy", "service_completed_successfully", "service_started"}
+            if dep in ONE_SHOT:
+                assert spec["condition"] == "service_completed_successfully", f"{name} -> {dep}"
+                assert services[dep].get("restart", "no") == "no", f"{dep} is one-shot"
+                continue
+            want = "service_started" if dep in NO_HEALTHCHECK else None
+            assert spec["condition"] in {"service_healthy", "service_started"}
             if want:
                 assert spec["condition"] == want, f"{name} -> {dep}"
-            elif dep != "vllm-model" and dep != "gateway":
+            elif dep != "gateway":
                 assert spec["condition"] == "service_healthy", f"{name} waits for {dep} without its healthcheck"
 
 
@@ -160,7 +170,8 @@ def test_platform_service_health(compose_config: dict, service: str) -> None:
 
 def test_mlflow_starts_with_auth_and_only_the_registry_holds_its_admin_password(compose_gpu_config: dict) -> None:
     """Issue 12 row 1: MLflow runs behind its basic-auth app (started by services.registry.mlflow_server), its
-    admin password reaches the registry and nobody else; rag, feedback and vllm-model use their own users."""
+    admin password reaches the registry (and its seed) and nobody else; rag, feedback and vllm-model use their own
+    users."""
     services = compose_gpu_config["services"]
     mlflow = services["mlflow"]
     assert mlflow["command"] == ["python", "-m", "services.registry.mlflow_server"]
@@ -178,8 +189,10 @@ def test_mlflow_starts_with_auth_and_only_the_registry_holds_its_admin_password(
     for name in ("feedback", "vllm-model"):
         got = services[name]["environment"]
         assert (got["MLFLOW_TRACKING_USERNAME"], got["MLFLOW_TRACKING_PASSWORD"]) == (name, users[name])
+    # The seed is the registry's own code (same image, same settings), run once before it serves.
+    assert services["seed"]["environment"]["REGISTRY_MLFLOW_PASSWORD"] == admin_password
     for name, service in services.items():
-        if name in ("mlflow", "registry"):
+        if name in ("mlflow", "registry", "seed"):
             continue
         values = [str(v) for v in (service.get("environment") or {}).values()] + [str(service.get("command", ""))]
         assert not any(admin_password in v for v in values), f"{name} holds MLflow's admin password"

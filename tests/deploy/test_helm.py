@@ -208,7 +208,12 @@ def test_mlflow_starts_with_auth_and_only_the_registry_holds_its_admin_password(
                 if ref.get("key") == "mlflow-admin-password":
                     holders.add(name)
             assert secret["mlflow-admin-password"] not in json.dumps(container), f"{name} has it in plain text"
-    assert holders == {"llmops-llmops-platform-mlflow", "llmops-llmops-platform-registry"}
+    # ... and the registry's seed Job (the registry's own code, run once per install and upgrade).
+    assert holders == {
+        "llmops-llmops-platform-mlflow",
+        "llmops-llmops-platform-registry",
+        "llmops-llmops-platform-seed-1",
+    }
     [fetch] = [
         c for spec in _pod_specs(gpu).values() for c in spec.get("initContainers", []) if c["name"] == "fetch-model"
     ]

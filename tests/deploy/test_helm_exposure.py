@@ -14,7 +14,7 @@ import yaml
 from tests.deploy.conftest import CHART_DIR, COMPOSE_DIR, SERVICES, by_kind, helm_template, run, tool
 
 FULL = "llmops-llmops-platform"
-POD_KINDS = ("Deployment", "StatefulSet", "Pod")
+POD_KINDS = ("Deployment", "StatefulSet", "Job", "Pod")
 # Who calls whom (the services' *_URL settings): each component may reach exactly these, plus DNS.
 CALLS = {
     "gateway": {"inference", "guardrails", "registry", "redis"},
@@ -25,6 +25,7 @@ CALLS = {
     "guardrails": set(),
     "mlflow": {"postgresql"},
     "vllm": {"mlflow"},
+    "seed": {"registry", "mlflow", "postgresql"},
 }
 
 

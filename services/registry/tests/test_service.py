@@ -168,6 +168,7 @@ def test_seed_is_idempotent(local: Services) -> None:
         "model_version": None,
         "prompt_version": None,
         "rag_answer_versions": [],
+        "vllm_model_version": None,
         "aliases": [],
         "policy": None,
     }
