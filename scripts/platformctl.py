@@ -60,6 +60,9 @@ GENERATED_SECRETS = {
     # The course's evaluator (REGISTRY_EVALUATOR_TOKENS, dev setup only): module 04 records its evaluation through
     # POST /v1/evaluations, so a promotion gates on a run the registry wrote, not on numbers the requester typed.
     "course_evaluator_token": "eval-course-",
+    # Feedback's service identity at the registry (REGISTRY_SERVICE_TOKENS): it registers exported datasets on
+    # behalf of the caller, who becomes their `created_by` (issue 12, row 8), instead of as a demo principal.
+    "feedback_registry_token": "svc-feedback-",
 }
 
 # MLflow's non-admin users and the experiments each one writes to; they read everything else. Whoever creates an
@@ -76,6 +79,7 @@ def composed_secrets(data: dict[str, str]) -> dict[str, str]:
     return {
         "mlflow_auth_users": ",".join(f"{user}:{data[f'mlflow_{user}_password']}" for user in MLFLOW_USERS),
         "registry_evaluator_tokens": f"course:{data['course_evaluator_token']}",
+        "registry_service_tokens": f"feedback:{data['feedback_registry_token']}",
     }
 
 
@@ -93,6 +97,8 @@ SECRET_ENV: list[tuple[str, str, str]] = [
     ("rag", "RAG_MLFLOW_PASSWORD", "mlflow_rag_password"),
     ("feedback", "MLFLOW_TRACKING_PASSWORD", "mlflow_feedback_password"),  # read by the mlflow library itself
     ("registry", "REGISTRY_EVALUATOR_TOKENS", "registry_evaluator_tokens"),
+    ("registry", "REGISTRY_SERVICE_TOKENS", "registry_service_tokens"),
+    ("feedback", "FEEDBACK_REGISTRY_TOKEN", "feedback_registry_token"),
     ("inference", "INFERENCE_SERVICE_TOKEN", "inference_service_token"),
     ("guardrails", "GUARDRAILS_SERVICE_TOKEN", "guardrails_service_token"),
     ("gateway", "GATEWAY_ADMIN_KEY", "admin_key"),
@@ -273,7 +279,6 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
                 "FEEDBACK_MLFLOW_EXPERIMENT": MLFLOW_USERS["feedback"][0],
                 "MLFLOW_TRACKING_USERNAME": "feedback",
                 "FEEDBACK_REGISTRY_URL": "http://127.0.0.1:8003",
-                "FEEDBACK_REGISTRY_TOKEN": "demo-member-token",  # the seeded demo member (dev mode)
             },
             needs="services/feedback/app.py",
         ),
