@@ -91,7 +91,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await guard.start()
         app.state.redis = redis
         app.state.admin = AdminService(keys, limiter)
-        app.state.usage = UsageMeter(limiter, metrics)
+        app.state.usage = UsageMeter(limiter, metrics, settings.embedding_price_per_1m)
         app.state.proxy = ProxyService(
             keys=keys,
             limiter=limiter,
