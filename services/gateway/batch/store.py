@@ -11,6 +11,8 @@ Layout (prefix `P` = `<redis_prefix>:batch`):
   P:b:<id>:lease         string: the replica processing the batch (expires unless renewed)
   P:team:<team>:files|batches   sorted sets by creation time (listing)
   P:active               set: batches a worker still has to process (validating, in_progress, cancelling)
+  P:team:<team>:usage    hash, with :exp and :bytes: the bytes each of the team's files reserved against
+                         GATEWAY_TEAM_FILE_BYTES_MAX (batch/quota.py), released on delete and expiry
 
 Nothing lives forever (`retention_s`, GATEWAY_BATCH_FILE_TTL_S): an input file expires `retention_s` after its
 upload (or its own `expires_after`), pushed back while a batch over it may still run; a finished batch, its
