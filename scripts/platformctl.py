@@ -60,6 +60,9 @@ GENERATED_SECRETS = {
     # The course's evaluator (REGISTRY_EVALUATOR_TOKENS, dev setup only): module 04 records its evaluation through
     # POST /v1/evaluations, so a promotion gates on a run the registry wrote, not on numbers the requester typed.
     "course_evaluator_token": "eval-course-",
+    # Feedback's service identity at the registry (REGISTRY_SERVICE_TOKENS): it registers exported datasets on
+    # behalf of the caller, who becomes their `created_by` (issue 12, row 8), instead of as a demo principal.
+    "feedback_registry_token": "svc-feedback-",
 }
 
 # MLflow's non-admin users and the experiments each one writes to; they read everything else. Whoever creates an
@@ -76,6 +79,7 @@ def composed_secrets(data: dict[str, str]) -> dict[str, str]:
     return {
         "mlflow_auth_users": ",".join(f"{user}:{data[f'mlflow_{user}_password']}" for user in MLFLOW_USERS),
         "registry_evaluator_tokens": f"course:{data['course_evaluator_token']}",
+        "registry_service_tokens": f"feedback:{data['feedback_registry_token']}",
     }
 
 
@@ -93,6 +97,8 @@ SECRET_ENV: list[tuple[str, str, str]] = [
     ("rag", "RAG_MLFLOW_PASSWORD", "mlflow_rag_password"),
     ("feedback", "MLFLOW_TRACKING_PASSWORD", "mlflow_feedback_password"),  # read by the mlflow library itself
     ("registry", "REGISTRY_EVALUATOR_TOKENS", "registry_evaluator_tokens"),
+    ("registry", "REGISTRY_SERVICE_TOKENS", "registry_service_tokens"),
+    ("feedback", "FEEDBACK_REGISTRY_TOKEN", "feedback_registry_token"),
     ("inference", "INFERENCE_SERVICE_TOKEN", "inference_service_token"),
     ("guardrails", "GUARDRAILS_SERVICE_TOKEN", "guardrails_service_token"),
     ("gateway", "GATEWAY_ADMIN_KEY", "admin_key"),
@@ -273,7 +279,6 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
                 "FEEDBACK_MLFLOW_EXPERIMENT": MLFLOW_USERS["feedback"][0],
                 "MLFLOW_TRACKING_USERNAME": "feedback",
                 "FEEDBACK_REGISTRY_URL": "http://127.0.0.1:8003",
-                "FEEDBACK_REGISTRY_TOKEN": "demo-member-token",  # the seeded demo member (dev mode)
             },
             needs="services/feedback/app.py",
         ),
@@ -393,10 +398,82 @@ def _stop(name: str) -> bool:
     return True
 
 
+# Redis's memory cap (LLMOPS_REDIS_MAXMEMORY, "0": leave Redis as it is) and policy: past the cap Redis refuses
+# writes (the gateway answers 507 state_store_full) instead of evicting keys, since an evicted counter, reservation
+# or key record would silently hand out budget or storage (issue 12, row 10).
+REDIS_MAXMEMORY_DEFAULT = "512mb"
+REDIS_POLICY = "noeviction"
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+
+
+def redis_maxmemory() -> tuple[str, int]:
+    """The configured cap as Redis spells it and in bytes (0: no cap applied)."""
+    text = os.environ.get("LLMOPS_REDIS_MAXMEMORY", REDIS_MAXMEMORY_DEFAULT).strip().lower() or "0"
+    match = re.fullmatch(r"(\d+)\s*(b|k|kb|m|mb|g|gb)?", text)
+    if match is None:
+        sys.exit(f"error: LLMOPS_REDIS_MAXMEMORY={text!r} is not a size (e.g. 512mb, 2gb, 0 for no cap)")
+    return text.replace(" ", ""), int(match.group(1)) * _UNITS[match.group(2) or ""]
+
+
+def _redis_config(name: str, port: int = 6379) -> str:
+    """A CONFIG GET value of the local Redis."""
+    reply = _redis_command("CONFIG", "GET", name, port=port)
+    return str(reply[1]) if isinstance(reply, list) and len(reply) == 2 else ""
+
+
+def _redis_command(*args: str, port: int = 6379) -> str | int | list | None:
+    """One command to the local Redis in RESP (this tool needs no redis package); an error reply raises."""
+    wire = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn, conn.makefile("rb") as reader:
+        conn.sendall(wire.encode())
+
+        def read() -> str | int | list | None:
+            line = reader.readline().rstrip(b"\r\n").decode()
+            kind, rest = line[:1], line[1:]
+            if kind == "-":
+                raise RuntimeError(rest)
+            if kind == ":":
+                return int(rest)
+            if kind == "$":
+                return None if int(rest) < 0 else reader.read(int(rest) + 2)[:-2].decode()
+            if kind == "*":
+                return [read() for _ in range(int(rest))]
+            return rest
+
+        return read()
+
+
+def cap_shared_redis(spelled: str, limit: int, port: int = 6379) -> None:
+    """Apply the cap to a Redis this tool did not start (often shared with other programs), carefully: never below
+    what it already holds (every write would fail), never above a lower cap an operator set; policy noeviction."""
+    try:
+        current = int(_redis_config("maxmemory", port) or 0)
+        info = str(_redis_command("INFO", "memory", port=port))
+        used = int(re.search(r"used_memory:(\d+)", info).group(1))  # type: ignore[union-attr]
+        if used >= limit:
+            print(
+                f"  redis      warning: it holds {used} bytes already, over LLMOPS_REDIS_MAXMEMORY={spelled}: "
+                "cap not applied"
+            )
+        elif current == 0 or current > limit:
+            _redis_command("CONFIG", "SET", "maxmemory", str(limit), port=port)
+            print(f"  redis      maxmemory set to {spelled} (CONFIG SET on the shared Redis; LLMOPS_REDIS_MAXMEMORY)")
+        policy = _redis_config("maxmemory-policy", port)
+        if policy != REDIS_POLICY:
+            _redis_command("CONFIG", "SET", "maxmemory-policy", REDIS_POLICY, port=port)
+            print(f"  redis      maxmemory-policy {policy} -> {REDIS_POLICY} (no platform key may be evicted)")
+    except (OSError, RuntimeError, AttributeError, IndexError, ValueError) as exc:
+        print(f"  redis      warning: could not apply maxmemory {spelled} / {REDIS_POLICY} ({exc}); set them yourself")
+
+
 def ensure_redis() -> str:
-    """Use a Redis already on :6379, else start redis-server with persistence under .llmops/data/redis."""
+    """Use a Redis already on :6379 (capped with CONFIG SET), else start redis-server with persistence under
+    .llmops/data/redis and the cap on its command line."""
+    spelled, limit = redis_maxmemory()
     if _port_open(6379):
         print("  redis      already listening on 127.0.0.1:6379 (using it)")
+        if limit:
+            cap_shared_redis(spelled, limit)
         return "redis://127.0.0.1:6379/0"
     binary = shutil.which("redis-server")
     if binary is None:
@@ -407,14 +484,28 @@ def ensure_redis() -> str:
         )
     folder = DATA / "redis"
     folder.mkdir(parents=True, exist_ok=True)
+    cap = ["--maxmemory", str(limit), "--maxmemory-policy", REDIS_POLICY] if limit else []
     _spawn(
         "redis",
-        [binary, "--port", "6379", "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "yes", "--save", ""],
+        [
+            binary,
+            "--port",
+            "6379",
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            *cap,
+        ],
         {},
     )
     for _ in range(50):
         if _port_open(6379):
-            print("  redis      started (data in .llmops/data/redis)")
+            print(f"  redis      started (data in .llmops/data/redis, maxmemory {spelled if limit else 'none'})")
             return "redis://127.0.0.1:6379/0"
         time.sleep(0.1)
     sys.exit("error: redis-server did not start; see .llmops/logs/redis.log")

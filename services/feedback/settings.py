@@ -70,7 +70,10 @@ class FeedbackSettings(ServiceSettings):
         None, description="Registry service base URL; exported datasets are registered there when set."
     )
     registry_token: str | None = Field(
-        None, description="Bearer token of a registry principal allowed to register datasets (member role)."
+        None,
+        description="Feedback's service token at the registry (one of its REGISTRY_SERVICE_TOKENS, as "
+        "`feedback:<token>`): datasets are registered on behalf of the caller who exported them, recorded as their "
+        "`created_by`.",
     )
     export_dir: str = Field(
         ".llmops/data/feedback/exports", description="Folder for exported JSONL datasets (relative to repo root)."

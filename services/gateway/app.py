@@ -12,7 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from llmops_common.app import build_service_app
-from llmops_common.errors import APIError, error_response
+from llmops_common.errors import error_response
 from llmops_common.trace_events import EventEmitter
 from services.gateway.admin import AdminService
 from services.gateway.batch import BatchWorker, PathBodyLimitMiddleware
@@ -25,6 +25,7 @@ from services.gateway.limits import Limiter
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.metrics_auth import install_metrics_auth
 from services.gateway.proxy import ProxyService
+from services.gateway.replies import state_store_error
 from services.gateway.routes import admin as admin_routes
 from services.gateway.routes import batch as batch_routes
 from services.gateway.routes import openai as openai_routes
@@ -90,7 +91,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await guard.start()
         app.state.redis = redis
         app.state.admin = AdminService(keys, limiter)
-        app.state.usage = UsageMeter(limiter, metrics)
+        app.state.usage = UsageMeter(limiter, metrics, settings.embedding_price_per_1m)
         app.state.proxy = ProxyService(
             keys=keys,
             limiter=limiter,
@@ -151,15 +152,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.exception_handler(RedisError)
     async def _redis_down(_: Request, exc: RedisError) -> Response:
-        log.warning("redis unavailable", extra={"error": str(exc)})
-        return error_response(
-            APIError(
-                503,
-                "state_store_unavailable",
-                "the gateway cannot reach Redis (keys, limits, spend); retry shortly",
-                headers={"retry-after": "2"},
-            )
-        )
+        err = state_store_error(exc)
+        log.warning("redis full" if err.code == "state_store_full" else "redis unavailable", extra={"error": str(exc)})
+        return error_response(err)
 
     app.include_router(openai_routes.router)
     app.include_router(admin_routes.router)

@@ -81,8 +81,11 @@ class Limiter:
             f"{base}:limits",
         ]
 
-    async def admit(self, record: KeyRecord, tokens: int, cost_nusd: int, now: float | None = None) -> Reservation:
-        """Check every limit and reserve; raises LimitExceeded naming the first limit hit."""
+    async def admit(
+        self, record: KeyRecord, tokens: int, cost_nusd: int, now: float | None = None, requests: int = 1
+    ) -> Reservation:
+        """Check every limit and reserve; raises LimitExceeded naming the first limit hit. `requests` is what counts
+        against the rpm limits (0 for work that belongs to a request already counted)."""
         now = time.time() if now is None else now
         minute = int(now // WINDOW_S)
         keys = self._keys(record, minute)
@@ -95,6 +98,7 @@ class Limiter:
                 tokens,
                 cost_nusd,
                 WINDOW_TTL_S,
+                requests,
             ],
         )
         if int(result[0]) != 1:

@@ -31,7 +31,7 @@ from services.gateway.limits import Limiter, LimitExceeded, Reservation
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.pricing import nano_to_usd
 from services.gateway.relay import Completed, Relay, Streaming
-from services.gateway.replies import limit_error
+from services.gateway.replies import limit_error, state_store_error
 from services.gateway.requests import PATHS, ClientRequest, Kind, check_request, parse_request
 from services.gateway.routing import ModelRoute, RouteTable
 from services.gateway.upstream import NoDeploymentAvailable, UpstreamClient
@@ -45,7 +45,8 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, APIError):
         return exc.status, exc.code
     if isinstance(exc, RedisError):
-        return 503, "state_store_unavailable"
+        err = state_store_error(exc)
+        return err.status, err.code
     if isinstance(exc, asyncio.CancelledError):
         return 499, "client_closed_request"
     return 500, "internal_error"

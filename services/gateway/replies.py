@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from llmops_common.errors import APIError, error_body
 from llmops_common.sse import DONE
@@ -29,6 +30,34 @@ def limit_error(exc: LimitExceeded) -> APIError:
         f"rate limit reached for the {label}: {exc.used} of {exc.maximum} {unit} used this minute, this request "
         f"needs {exc.requested}; retry in {exc.retry_after_s}s",
         headers={"retry-after": str(exc.retry_after_s)},
+    )
+
+
+STATE_STORE_FULL = 507  # Redis refused a write at its maxmemory (policy noeviction); see docs/troubleshooting.md
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Redis refused a write because it reached maxmemory (an OOM reply, also from inside a script)."""
+    return isinstance(exc, OutOfMemoryError) or (isinstance(exc, RedisError) and "OOM command not allowed" in str(exc))
+
+
+def state_store_error(exc: RedisError) -> APIError:
+    """What a caller sees when Redis fails: 507 state_store_full when it is full (writes are refused until memory
+    is freed: retrying at once does not help), else 503 state_store_unavailable (it should be back shortly)."""
+    if is_out_of_memory(exc):
+        return APIError(
+            STATE_STORE_FULL,
+            "state_store_full",
+            "the gateway's state store (Redis) is full and refuses new writes (its maxmemory, policy noeviction); "
+            "nothing was charged or stored. Deleting batch files frees space; an operator must free memory or raise "
+            "the cap (LLMOPS_REDIS_MAXMEMORY / --maxmemory)",
+            headers={"retry-after": "60"},
+        )
+    return APIError(
+        503,
+        "state_store_unavailable",
+        "the gateway cannot reach Redis (keys, limits, spend); retry shortly",
+        headers={"retry-after": "2"},
     )
 
 

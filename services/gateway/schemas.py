@@ -105,8 +105,18 @@ class UsageAdmit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["rag.query", "rag.ingest"] = Field(description="What the request is (a metrics label).")
+    kind: Literal["rag.query", "rag.ingest", "rag.embed"] = Field(
+        description="What the request is (a metrics label): `rag.query` and `rag.ingest` count one request against "
+        "the rpm limits; `rag.embed` (a group of chunks of an ingestion already admitted) counts only its tokens."
+    )
     units: int = Field(1, ge=1, le=1, description="Requests to count; always 1 (one admission per request).")
+    tokens: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="Tokens the request embeds (the embedder's own tokenizer count): checked against the key's and "
+        "team's tokens per minute and charged at GATEWAY_EMBEDDING_PRICE_PER_1M before the work runs.",
+    )
 
 
 class OpenAIRequestDoc(BaseModel):

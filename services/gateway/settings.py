@@ -91,6 +91,14 @@ class GatewaySettings(ServiceSettings):
         description="Most bytes of batch files (inputs and results) one team may hold at once; an upload past it "
         "is refused with 413 team_storage_full until files are deleted or expire.",
     )
+    embedding_price_per_1m: float = Field(
+        0.02,
+        ge=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description="USD per 1M tokens embedded by RAG (queries and ingested chunks, reported through POST "
+        "/v1/usage/admit). The tokens count against TPM whatever the price; 0 makes embedding free.",
+    )
     batch_max_lines: int = Field(10_000, ge=1, description="Most requests in one batch input file.")
     batch_concurrency: int = Field(
         4, ge=1, description="Batch lines in flight at once on each replica, across all batches."

@@ -65,3 +65,7 @@ class Embedder:
         if not texts:
             return []
         return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def tokens_read(self, texts: Sequence[str]) -> int:
+        """Tokens the model reads to embed `texts` (each truncated to its window): what the gateway charges."""
+        return sum(min(n, self.max_tokens) for n in self.count_tokens(texts))

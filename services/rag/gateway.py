@@ -83,12 +83,15 @@ class GatewayClient:
                 body = {}
             raise GatewayRefused(status, body if isinstance(body, dict) else {}, retry_after)
 
-    async def admit(self, key: str, kind: str) -> None:
+    async def admit(self, key: str, kind: str, tokens: int = 0) -> None:
         """Count one retrieval or ingestion request against the caller's key (its rpm, shared with chat, and its
-        budget) through the gateway's POST /v1/usage/admit; GatewayRefused when the gateway says no."""
+        budget) through the gateway's POST /v1/usage/admit, with the tokens it embeds (TPM, charged there);
+        `rag.embed` counts only tokens. GatewayRefused when the gateway says no."""
         try:
             resp = await self._http.post(
-                "/v1/usage/admit", json={"kind": kind, "units": 1}, headers={"authorization": f"Bearer {key}"}
+                "/v1/usage/admit",
+                json={"kind": kind, "units": 1, "tokens": tokens},
+                headers={"authorization": f"Bearer {key}"},
             )
         except httpx.HTTPError as exc:
             raise GatewayUnavailable(f"the gateway could not meter the request: {exc}") from exc

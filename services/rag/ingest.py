@@ -10,7 +10,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -56,6 +56,16 @@ class CollectionDeleted(Exception):
     """The target collection was deleted while the job ran (the job ends with `collection_deleted`)."""
 
 
+class EmbeddingRefused(Exception):
+    """The gateway refused to charge a group's embedding (budget spent, TPM reached, key revoked): the group and
+    every document after it fail with `code`; what was indexed before stays."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass
 class Progress:
     """Live counters a job exposes while it runs (plain ints: written by one thread, read by others)."""
@@ -66,6 +76,9 @@ class Progress:
     results: list[dict[str, Any]] = field(default_factory=list)
     cancel_requested: bool = False  # set by a cancel; the run stops at its next step and reports what it did
     updated_at: float = field(default_factory=time.time)
+    # Charges the caller's key for `tokens` about to be embedded (raises EmbeddingRefused); None: not metered
+    # (the operator's CLI).
+    meter: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -236,19 +249,18 @@ class IngestionPipeline:
         group: list[_Prepared] = []
         pending: Future[None] | None = None
         embed_s = 0.0
+        refused: EmbeddingRefused | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-upsert") as writer:
             for i, raw in enumerate(docs):
                 if progress.cancel_requested:
                     break
+                if refused is not None:  # the key may not embed more: the rest is reported, not processed
+                    self._failed(progress, raw.doc_id or raw.filename or f"#{i}", refused.code, refused.message)
+                    continue
                 try:
                     prepared = self._prepare(raw, collection, seen, redact)
                 except DocumentError as exc:
-                    name = raw.doc_id or raw.filename or f"#{i}"
-                    progress.results.append(
-                        {"doc_id": name, "status": "failed", "code": exc.code, "error": exc.message, "chunks": 0}
-                    )
-                    progress.documents_done += 1
-                    progress.updated_at = time.time()
+                    self._failed(progress, raw.doc_id or raw.filename or f"#{i}", exc.code, exc.message)
                     yield
                     continue
                 if isinstance(prepared, dict):
@@ -261,13 +273,22 @@ class IngestionPipeline:
                 input_digest.update(f"{prepared.doc_id}:{prepared.hash}\n".encode())
                 group.append(prepared)
                 if sum(len(d.chunks) for d in group) >= self.group_chunks or i == len(docs) - 1:
-                    pending, spent = self._flush(collection, group, progress, writer, pending)
-                    embed_s += spent
+                    try:
+                        pending, spent = self._flush(collection, group, progress, writer, pending)
+                        embed_s += spent
+                    except EmbeddingRefused as exc:
+                        refused = exc
+                        for doc in group:
+                            self._failed(progress, doc.doc_id, exc.code, exc.message)
                     group = []
                 yield
-            if group and not progress.cancel_requested:
-                pending, spent = self._flush(collection, group, progress, writer, pending)
-                embed_s += spent
+            if group and not progress.cancel_requested and refused is None:
+                try:
+                    pending, spent = self._flush(collection, group, progress, writer, pending)
+                    embed_s += spent
+                except EmbeddingRefused as exc:
+                    for doc in group:
+                        self._failed(progress, doc.doc_id, exc.code, exc.message)
             if pending is not None:
                 pending.result()
         if not progress.cancel_requested:
@@ -287,12 +308,20 @@ class IngestionPipeline:
             for d in group
             for c in d.chunks
         ]
+        if progress.meter is not None:  # charged to the caller's key before the work (raises EmbeddingRefused)
+            progress.meter(self.embedder.tokens_read(texts))
         t0 = time.perf_counter()
         vectors = self.embedder.embed(texts)
         spent = time.perf_counter() - t0
         if pending is not None:
             pending.result()  # keep at most one write in flight, and surface its failure here
         return writer.submit(self._write, collection, list(group), vectors, progress), spent
+
+    @staticmethod
+    def _failed(progress: Progress, doc_id: str, code: str, message: str) -> None:
+        progress.results.append({"doc_id": doc_id, "status": "failed", "code": code, "error": message, "chunks": 0})
+        progress.documents_done += 1
+        progress.updated_at = time.time()
 
     def _record(
         self, collection: dict[str, Any], progress: Progress, input_hash: str, started: float, embed_s: float

@@ -113,10 +113,17 @@ class JobManager:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, collection: dict[str, Any], docs: list[RawDocument], redact: bool) -> Job:
-        """Queue a job and return it at once; TooManyJobs when the team is at its limit."""
+    def submit(
+        self,
+        collection: dict[str, Any],
+        docs: list[RawDocument],
+        redact: bool,
+        meter: Callable[[int], None] | None = None,
+    ) -> Job:
+        """Queue a job and return it at once; TooManyJobs when the team is at its limit. `meter` charges the
+        caller's key for each group of tokens before it is embedded."""
         team = collection["team"]
-        job = Job(uuid.uuid4().hex, team, collection["name"], Progress(documents_total=len(docs)))
+        job = Job(uuid.uuid4().hex, team, collection["name"], Progress(documents_total=len(docs), meter=meter))
         with self._cond:
             if self._active(team) >= self._max_jobs_per_team:
                 raise TooManyJobs(f"team has {self._max_jobs_per_team} ingestion jobs queued or running")

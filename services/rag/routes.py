@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -13,8 +14,9 @@ from pydantic import ValidationError
 
 from llmops_common.errors import APIError, error_body
 from llmops_common.sse import DONE, sse_frame
+from services.rag import metering
 from services.rag.events import RagEvents
-from services.rag.gateway import PASSED_ON, Caller, GatewayClient, GatewayRefused, GatewayUnavailable
+from services.rag.gateway import Caller, GatewayClient, GatewayRefused, GatewayUnavailable
 from services.rag.ingest import RawDocument
 from services.rag.jobs import Job
 from services.rag.registry import RegistryPrompts
@@ -53,30 +55,21 @@ ServiceDep = Annotated[RagService, Depends(get_service)]
 
 def _metered(kind: str) -> Any:
     """A caller dependency that first counts the request against the caller's key at the gateway (requests per
-    minute shared with chat, budget): retrieval and ingestion cost no LLM call, yet must not be free of limits."""
+    minute shared with chat, budget): retrieval and ingestion cost no LLM call, yet must not be free of limits.
+    The tokens an ingestion embeds are charged group by group as the job runs (metering.job_meter)."""
 
     async def admitted(request: Request, caller: CallerDep) -> Caller:
-        gateway: GatewayClient = request.app.state.gateway
-        try:
-            await gateway.admit(caller.key, kind)
-        except GatewayUnavailable as exc:
-            raise APIError(503, "gateway_unavailable", str(exc), headers={"retry-after": "5"}) from exc
-        except GatewayRefused as exc:
-            if exc.status not in PASSED_ON:  # e.g. a gateway without /v1/usage/admit: refuse, never run unmetered
-                raise APIError(
-                    503, "gateway_unavailable", f"the gateway could not meter the request: {exc.status} {exc.message}"
-                ) from exc
-            headers = {"retry-after": exc.retry_after} if exc.retry_after else None
-            raise APIError(
-                exc.status, exc.code, f"the gateway refused the request: {exc.message}", headers=headers
-            ) from exc
+        await metering.admit(request.app.state.gateway, caller, kind)
         return caller
 
     return Depends(admitted)
 
 
-QueryCaller = Annotated[Caller, _metered("rag.query")]
 IngestCaller = Annotated[Caller, _metered("rag.ingest")]
+
+
+def _job_meter(request: Request, caller: Caller) -> Callable[[int], None]:
+    return metering.job_meter(request.app.state.gateway, caller, asyncio.get_running_loop())
 
 
 def _job_response(rag: RagService, job: Job, finished: bool) -> JSONResponse:
@@ -117,10 +110,13 @@ async def delete_collection(name: str, caller: CallerDep, rag: ServiceDep) -> di
 
 
 @router.post("/collections/{name}/documents", status_code=202)
-async def ingest_json(name: str, body: IngestRequest, caller: IngestCaller, rag: ServiceDep) -> JSONResponse:
+async def ingest_json(
+    name: str, body: IngestRequest, caller: IngestCaller, rag: ServiceDep, request: Request
+) -> JSONResponse:
     """Ingest text/Markdown/HTML documents sent as JSON; returns a job (or the finished job with wait=true)."""
     docs = [RawDocument(d.text, d.id, d.title, d.content_type, None, d.metadata) for d in body.documents]
-    return _job_response(rag, *await rag.ingest(caller, name, docs, body.redact_pii, body.wait))
+    meter = _job_meter(request, caller)
+    return _job_response(rag, *await rag.ingest(caller, name, docs, body.redact_pii, body.wait, meter))
 
 
 @router.post("/collections/{name}/documents/upload", status_code=202)
@@ -128,6 +124,7 @@ async def ingest_upload(
     name: str,
     caller: IngestCaller,
     rag: ServiceDep,
+    request: Request,
     files: Annotated[list[UploadFile], File(description="Text, Markdown, HTML or PDF files.")],
     redact_pii: Annotated[bool, Form()] = False,
     wait: Annotated[bool, Form()] = False,
@@ -144,7 +141,7 @@ async def ingest_upload(
                 f"'{f.filename}' has {f.size} bytes; at most {settings.max_upload_file_bytes} per file",
             )
     docs = [RawDocument(await f.read(), f.filename, None, f.content_type, f.filename) for f in files]
-    return _job_response(rag, *await rag.ingest(caller, name, docs, redact_pii, wait))
+    return _job_response(rag, *await rag.ingest(caller, name, docs, redact_pii, wait, _job_meter(request, caller)))
 
 
 @router.post("/collections/{name}/documents/bulk", status_code=202)
@@ -161,7 +158,7 @@ async def ingest_jsonl(name: str, request: Request, caller: IngestCaller, rag: S
             docs.append(RawDocument("", f"line-{number}", invalid=("invalid_line", f"line {number}: {exc}"[:500])))
     if not docs:
         raise APIError(400, "empty_body", "the JSONL body has no documents")
-    return _job_response(rag, *await rag.ingest(caller, name, docs, False, False))
+    return _job_response(rag, *await rag.ingest(caller, name, docs, False, False, _job_meter(request, caller)))
 
 
 @router.get("/collections/{name}/documents")
@@ -219,8 +216,11 @@ async def cancel_job(job_id: str, caller: CallerDep, rag: ServiceDep) -> JSONRes
 
 
 @router.post("/collections/{name}/query")
-async def query(name: str, body: QueryRequest, caller: QueryCaller, rag: ServiceDep) -> dict:
-    """Retrieve passages (dense, sparse or hybrid; filters, threshold, top-k, MMR) without generating."""
+async def query(name: str, body: QueryRequest, caller: CallerDep, rag: ServiceDep, request: Request) -> dict:
+    """Retrieve passages (dense, sparse or hybrid; filters, threshold, top-k, MMR) without generating. Counted
+    against the caller's key first: one request, and the query's tokens the embedder reads (TPM, charged)."""
+    tokens = rag.pipeline.embedder.tokens_read([body.query])
+    await metering.admit(request.app.state.gateway, caller, "rag.query", tokens)
     record = await rag.collection(caller, name)
     result = await rag.retrieve(record, body.query, body, body.score_threshold)
     return {
@@ -240,6 +240,10 @@ async def answer(
     """Answer from the collection through the gateway, with numbered citations; `stream: true` answers in SSE."""
     started = time.perf_counter()
     events = getattr(request.app.state, "events", None)
+    # The LLM call is metered as a chat request; the question's embedding is charged here (no extra request).
+    await metering.admit(
+        request.app.state.gateway, caller, "rag.embed", rag.pipeline.embedder.tokens_read([body.question])
+    )
     record = await rag.collection(caller, name)
     threshold = body.score_threshold if body.score_threshold is not None else rag.settings.default_score_threshold
     result = await rag.retrieve(record, body.question, body, threshold)
@@ -297,10 +301,12 @@ async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
 
 
 @router.post("/collections/{name}/eval")
-async def evaluate(name: str, body: EvalRequest, caller: CallerDep, rag: ServiceDep) -> dict:
-    """Retrieval metrics per strategy (recall@k, hit rate, MRR@10, nDCG@10), optional answer quality; logged."""
+async def evaluate(name: str, body: EvalRequest, caller: CallerDep, rag: ServiceDep, request: Request) -> dict:
+    """Retrieval metrics per strategy (recall@k, hit rate, MRR@10, nDCG@10), optional answer quality; logged.
+    The questions' embeddings are charged to the caller's key first (its LLM calls are metered as chat)."""
     if len(body.questions) > rag.settings.max_eval_questions:
         raise APIError(400, "dataset_too_large", f"at most {rag.settings.max_eval_questions} questions per eval")
+    await metering.admit(request.app.state.gateway, caller, "rag.embed", rag.eval_tokens(body))
     try:
         return await rag.evaluate(caller, name, body)
     except GatewayRefused as exc:

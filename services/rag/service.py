@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from llmops_common.errors import APIError
@@ -114,9 +115,16 @@ class RagService:
 
     # ---- documents ---------------------------------------------------------------------------
     async def ingest(
-        self, caller: Caller, name: str, docs: list[RawDocument], redact: bool, wait: bool
+        self,
+        caller: Caller,
+        name: str,
+        docs: list[RawDocument],
+        redact: bool,
+        wait: bool,
+        meter: Callable[[int], None] | None = None,
     ) -> tuple[Job, bool]:
-        """Queue an ingestion job; with wait=true (small ingests) wait for it, at most job_wait_max_s.
+        """Queue an ingestion job; with wait=true (small ingests) wait for it, at most job_wait_max_s. `meter`
+        charges the caller's key for the tokens of each group before it is embedded (metering.job_meter).
 
         Returns the job and whether it has finished (a wait that timed out answers 202 with the job to poll)."""
         record = await self.collection(caller, name, write=True)
@@ -133,7 +141,7 @@ class RagService:
                 param="wait",
             )
         try:
-            job = self.jobs.submit(record, docs, redact)
+            job = self.jobs.submit(record, docs, redact, meter)
         except TooManyJobs:
             raise APIError(
                 429,
@@ -233,6 +241,14 @@ class RagService:
         )
         self.metrics.retrieval.labels(opts.strategy).observe(result.latency_s)
         return result
+
+    def eval_tokens(self, body: Any) -> int:
+        """Tokens an eval embeds for its retrievals: every question once per strategy (and once more for answers)."""
+        questions = [q.question for q in body.questions]
+        tokens = self.pipeline.embedder.tokens_read(questions) * len(body.strategies)
+        if body.answers:
+            tokens += self.pipeline.embedder.tokens_read(questions[: self.settings.max_answer_eval_questions])
+        return tokens
 
     async def evaluate(self, caller: Caller, name: str, body: Any) -> dict[str, Any]:
         """Retrieval metrics per strategy (and answer quality when asked), logged as one run per strategy."""

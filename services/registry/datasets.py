@@ -35,8 +35,13 @@ class DatasetService:
         self.ctx = ctx
         self.ml = ctx.mlflow
 
-    def register(self, actor: Principal, name: str, body: DatasetVersionCreate) -> dict[str, Any]:
-        """Register the next version of `name`; the same content hash twice is a 409."""
+    def register(
+        self, actor: Principal, name: str, body: DatasetVersionCreate, on_behalf: str | None = None
+    ) -> dict[str, Any]:
+        """Register the next version of `name`; the same content hash twice is a 409. A platform service registers
+        `on_behalf` of its caller: the caller is `created_by` (and the audit entry's actor), the service is named
+        in the entry's reason and the run's `llmops.registered_via` tag."""
+        creator = on_behalf or actor.name
         with self.ctx.object_lock(f"dataset/{name}"):
             with self.ctx.store.read() as conn:
                 dup = conn.execute(
@@ -53,7 +58,7 @@ class DatasetService:
             if body.producer_run_id and self.ml.find(self.ml.client.get_run, body.producer_run_id) is None:
                 raise RegistryError(400, "unknown_run", f"MLflow run {body.producer_run_id} does not exist")
             version = (last or 0) + 1
-            run_id = self._dataset_run(name, version, body, actor)
+            run_id = self._dataset_run(name, version, body, creator, actor.name if on_behalf else None)
             row = {
                 "name": name,
                 "version": version,
@@ -65,7 +70,7 @@ class DatasetService:
                 "producer_run_id": body.producer_run_id,
                 "mlflow_run_id": run_id,
                 "description": body.description,
-                "created_by": actor.name,
+                "created_by": creator,
                 "created_at": time.time(),
                 "archived": False,
             }
@@ -74,10 +79,11 @@ class DatasetService:
                     conn.execute(datasets.insert().values(**row))
                     entry = self.ctx.audit.append(
                         conn,
-                        actor=actor.name,
+                        actor=creator,
                         action="dataset_version.register",
                         object_type="dataset",
                         object_id=f"dataset/{name}/{version}",
+                        reason=f"registered by {actor.name} on behalf of {creator}" if on_behalf else None,
                         after=_row(row),
                     )
             except BaseException as exc:
@@ -90,7 +96,7 @@ class DatasetService:
         self.ctx.after_commit(entry, run_id=run_id)
         return _row(row)
 
-    def _dataset_run(self, name: str, version: int, body: DatasetVersionCreate, actor: Principal) -> str:
+    def _dataset_run(self, name: str, version: int, body: DatasetVersionCreate, creator: str, via: str | None) -> str:
         """The dataset's run: its input is the dataset, its tags say where it came from."""
         tags = {
             "llmops.dataset.name": name,
@@ -98,8 +104,10 @@ class DatasetService:
             "llmops.dataset.digest": body.digest,
             "llmops.dataset.row_count": str(body.row_count),
             "llmops.dataset.source": body.source[:5000],
-            "llmops.created_by": actor.name,
+            "llmops.created_by": creator,
         }
+        if via:
+            tags["llmops.registered_via"] = via
         if body.producer_run_id:
             tags["llmops.dataset.producer_run_id"] = body.producer_run_id
         client = self.ml.client

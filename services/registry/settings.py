@@ -96,6 +96,13 @@ class RegistrySettings(ServiceSettings):
         "record evaluation runs through `POST /v1/evaluations` instead of holding MLflow credentials; the run is "
         "tagged with the name bound to the token, never one from the request.",
     )
+    service_tokens: SecretStr | None = Field(
+        None,
+        description="`name:token,...`: platform services (feedback) that register dataset versions on behalf of "
+        "their own callers. Such a token is accepted only by `POST /v1/datasets/{name}/versions`, where its "
+        "`X-LLMOps-On-Behalf-Of` header names the real caller, recorded as `created_by`; a principal's token "
+        "sending that header is refused (403), so nobody else can name someone else as the creator.",
+    )
     experiment_prefix: str = Field(
         "llmops", description="Prefix of the MLflow experiments the registry writes runs into (models, datasets)."
     )
@@ -112,6 +119,12 @@ class RegistrySettings(ServiceSettings):
     def evaluator_by_token(self) -> dict[str, str]:
         """token -> evaluator name."""
         raw = self.evaluator_tokens.get_secret_value() if self.evaluator_tokens else ""
+        pairs = (item.strip().partition(":") for item in raw.split(",") if item.strip())
+        return {token: name for name, _, token in pairs if name and token}
+
+    def service_by_token(self) -> dict[str, str]:
+        """token -> platform service name (REGISTRY_SERVICE_TOKENS)."""
+        raw = self.service_tokens.get_secret_value() if self.service_tokens else ""
         pairs = (item.strip().partition(":") for item in raw.split(",") if item.strip())
         return {token: name for name, _, token in pairs if name and token}
 

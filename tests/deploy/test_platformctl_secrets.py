@@ -126,3 +126,16 @@ def test_mlflow_users_and_the_course_evaluator_are_wired(ctl: ModuleType) -> Non
     assert lines["LLMOPS_MLFLOW_USERNAME"] == "viewer" and lines["LLMOPS_MLFLOW_PASSWORD"] == users["viewer"]
     assert lines["LLMOPS_EVALUATOR_TOKEN"] == data["course_evaluator_token"]
     assert data["mlflow_admin_password"] not in lines.values(), "the admin login stays in secrets.json"
+
+
+def test_feedback_registers_datasets_with_its_own_service_identity(ctl: ModuleType) -> None:
+    """Row 8: feedback holds a generated registry service token (never a demo principal's) and the registry knows
+    it as `feedback`, the one identity allowed to register on behalf of a caller; no other process holds it."""
+    data = ctl._load_secrets()
+    procs = {p.name: p.env for p in ctl.processes(data)}
+    token = procs["feedback"]["FEEDBACK_REGISTRY_TOKEN"]
+    assert token == data["feedback_registry_token"] and token != "demo-member-token"
+    assert procs["registry"]["REGISTRY_SERVICE_TOKENS"] == f"feedback:{token}"
+    for name, env in procs.items():
+        if name not in ("feedback", "registry"):
+            assert token not in json.dumps(env), name

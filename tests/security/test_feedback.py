@@ -89,6 +89,13 @@ def test_row8_teams_reusing_a_request_id_or_a_dataset_name_do_not_collide(
         theirs["team"] + "/"
     )
     assert not any(e["path"].startswith("/") for e in exports)  # row 13: no server paths in the reply
+    # The registry records the real caller as created_by, not feedback's own (or a demo) principal.
+    for export in exports:
+        assert export["registered_in"] == "registry", export
+        name, version = export["registry_ref"].split("@")
+        registered = httpx.get(f"{platform['LLMOPS_REGISTRY_URL']}/v1/datasets/{name}/versions/{version}", timeout=10)
+        assert registered.status_code == 200, registered.text
+        assert registered.json()["created_by"] == export["created_by"]
 
 
 def test_row7_blocked_request_keeps_no_raw_pii_in_the_feedback_store(

@@ -115,3 +115,20 @@ def test_rag_queries_and_ingestions_count_against_the_keys_rpm(
         assert third.status_code == 429 and third.json()["error"]["code"] == "key_rpm_exceeded", third.text
         assert third.headers.get("retry-after")
         rag.delete(f"/v1/collections/{name}")
+
+
+def test_rag_embedding_tokens_count_against_the_keys_tpm_and_budget(
+    platform: dict[str, str], admin: httpx.Client, team: str
+) -> None:
+    """Row 10: the tokens RAG's embedder reads are reported to the gateway and charged to the caller's key: spend
+    grows with a query, and a query with more tokens than the key's minute has left is the gateway's 429."""
+    created = admin.post("/admin/keys", json={"team": team, "name": "row-10-tpm", "tpm_limit": 30})
+    assert created.status_code == 201, created.text
+    headers = {"authorization": f"Bearer {created.json()['key']}"}
+    with httpx.Client(base_url=platform["LLMOPS_RAG_URL"], headers=headers, timeout=120) as rag:
+        short = rag.post("/v1/collections/llmops-docs/query", json={"query": "budgets", "top_k": 1})
+        assert short.status_code == 200, short.text
+        spend = float(admin.get(f"/admin/keys/{created.json()['key_id']}").json()["spend_usd"])
+        assert spend > 0  # GATEWAY_EMBEDDING_PRICE_PER_1M: small, but not free
+        long = rag.post("/v1/collections/llmops-docs/query", json={"query": "budget " * 40, "top_k": 1})
+        assert long.status_code == 429 and long.json()["error"]["code"] == "key_tpm_exceeded", long.text

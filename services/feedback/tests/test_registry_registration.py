@@ -52,6 +52,9 @@ async def test_registry_registrar_sends_the_registry_contract(tmp_path: Path) ->
     assert seen[0].url.path == "/v1/datasets/t1--sft/versions"
     assert "t1/p1/k1" in json.loads(seen[0].content)["description"]  # who asked, not only the service's token
     assert seen[0].headers["authorization"] == "Bearer rk_token"
+    assert seen[0].headers["x-llmops-on-behalf-of"] == "t1/p1/k1"  # issue 12 row 8: the registry's created_by
+    await registrar.register(record | {"created_by": "admin"}, path)
+    assert seen[1].headers["x-llmops-on-behalf-of"] == "feedback-admin"  # never the registry's own `admin`
     await registrar.aclose()
 
 

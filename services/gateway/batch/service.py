@@ -3,8 +3,11 @@ Every object belongs to the team of the key that created it; other teams get 404
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError
 from services.gateway.batch.jsonl import ENDPOINTS, BodyCheck, FileLimits, parse_batch_file
@@ -112,10 +115,11 @@ class BatchService:
             )
         ttl_s = _expires_after_s(expires_after) if expires_after is not None else self.store.retention_s
         parsed = parse_batch_file(raw, self.limits, self.check)
-        await self._check_team_storage(record.team, len(raw))
         now = int(time.time())
+        file_id = new_id("file-")
+        await self._reserve_team_storage(record.team, file_id, len(raw), now + ttl_s)
         meta = {
-            "id": new_id("file-"),
+            "id": file_id,
             "team": record.team,
             "filename": filename or "batch.jsonl",
             "purpose": "batch",
@@ -125,17 +129,21 @@ class BatchService:
             "created_at": now,
             "expires_at": now + ttl_s,
         }
-        await self.store.add_input_file(meta, parsed.lines)
+        try:
+            await self.store.add_input_file(meta, parsed.lines)
+        except BaseException:  # nothing was stored (one transaction): the bytes go back to the team
+            with contextlib.suppress(RedisError):  # else they come back when the file would have expired
+                await self.store.quota.release(record.team, file_id)
+            raise
         return _file_object(meta)
 
-    async def _check_team_storage(self, team: str, size: int) -> None:
+    async def _reserve_team_storage(self, team: str, file_id: str, size: int, expires_at: int) -> None:
         """Redis holds every file for up to 30 days: a team's share of it is capped (GATEWAY_TEAM_FILE_BYTES_MAX).
-        Checked before the write, so uploads racing each other may pass it by at most one file each."""
+        The bytes are reserved before the write in one atomic check-and-count, so racing uploads cannot pass the
+        cap together (issue 12, row 10); the reservation ends with the file (delete, expiry) or a failed write."""
         cap = self.limits.team_max_bytes
-        if cap is None:
-            return
-        used = await self.store.team_bytes(team)
-        if used + size > cap:
+        reserved, used = await self.store.quota.reserve(team, file_id, size, expires_at, cap)
+        if not reserved:
             raise APIError(
                 413,
                 "team_storage_full",

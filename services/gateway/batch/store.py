@@ -11,6 +11,8 @@ Layout (prefix `P` = `<redis_prefix>:batch`):
   P:b:<id>:lease         string: the replica processing the batch (expires unless renewed)
   P:team:<team>:files|batches   sorted sets by creation time (listing)
   P:active               set: batches a worker still has to process (validating, in_progress, cancelling)
+  P:team:<team>:usage    hash, with :exp and :bytes: the bytes each of the team's files reserved against
+                         GATEWAY_TEAM_FILE_BYTES_MAX (batch/quota.py), released on delete and expiry
 
 Nothing lives forever (`retention_s`, GATEWAY_BATCH_FILE_TTL_S): an input file expires `retention_s` after its
 upload (or its own `expires_after`), pushed back while a batch over it may still run; a finished batch, its
@@ -28,6 +30,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from services.gateway.batch.quota import TeamQuota, release_lua
+
 # Compare-and-set on the status: a transition only happens from the states listed (cancel vs. finish races).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -44,11 +48,13 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) else redis.call('DEL', KEYS[1]) end
 return 1
 """
-# Delete a file unless a batch that has not ended needs it (its input, or the batch a result file belongs to).
-# KEYS: file hash, team files zset, the file's batches set, then the key holding its lines.
+# Delete a file unless a batch that has not ended needs it (its input, or the batch a result file belongs to), and
+# give its bytes back to the team's storage quota in the same step.
+# KEYS: file hash, team files zset, the file's batches set, the key holding its lines, then the quota's three keys.
 # ARGV: batch hash prefix, file id, the owning batch id ('' for input files), then the terminal states.
 # Batch hash names are built here from the set's members: fine on one Redis (this store is not cluster-aware).
-_DELETE_FILE = """
+_DELETE_FILE = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local terminal = {}
 for i = 4, #ARGV do terminal[ARGV[i]] = true end
@@ -60,8 +66,12 @@ for _, id in ipairs(users) do
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
+"""
+    + release_lua(5, 2)
+    + """
 return {}
 """
+)
 ACTIVE_STATES = ("validating", "in_progress", "cancelling")
 TERMINAL_STATES = ("completed", "failed", "expired", "cancelled")
 
@@ -81,6 +91,7 @@ class BatchStore:
         self._transition = redis.register_script(_TRANSITION)
         self._lease = redis.register_script(_LEASE)
         self._delete_file = redis.register_script(_DELETE_FILE)
+        self.quota = TeamQuota(redis, self.p, self._live_files)
 
     # ---- files -------------------------------------------------------------------------------------------
     async def add_input_file(self, meta: dict[str, Any], lines: list[str]) -> None:
@@ -95,8 +106,10 @@ class BatchStore:
             await pipe.execute()
 
     async def add_result_file(self, meta: dict[str, Any]) -> None:
-        """Register an output or error file (its lines stay in the batch's out/err hash); idempotent."""
+        """Register an output or error file (its lines stay in the batch's out/err hash); idempotent. Its bytes
+        count in the team's storage without a cap check: the work was admitted, its results are kept."""
         key = f"{self.p}:file:{meta['id']}"
+        await self.quota.reserve(meta["team"], meta["id"], int(meta["bytes"]), int(meta["expires_at"]), None)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=_flat(meta))
             pipe.zadd(f"{self.p}:team:{meta['team']}:files", {meta["id"]: meta["created_at"]})
@@ -109,7 +122,7 @@ class BatchStore:
         key = f"{self.p}:file:{meta['id']}"
         owner = str(meta.get("batch_id") or "")
         lines = f"{self.p}:b:{owner}:{meta['source']}" if owner else f"{key}:lines"
-        keys = [key, f"{self.p}:team:{meta['team']}:files", f"{key}:batches", lines]
+        keys = [key, f"{self.p}:team:{meta['team']}:files", f"{key}:batches", lines, *self.quota.keys(meta["team"])]
         blocked = await self._delete_file(keys=keys, args=[f"{self.p}:b:", meta["id"], owner, *TERMINAL_STATES])
         if blocked is None:
             return False
@@ -128,16 +141,15 @@ class BatchStore:
         await self._forget(key, [i for i, f in found.items() if f is None])
         return [f for f in found.values() if f is not None]
 
-    async def team_bytes(self, team: str) -> int:
-        """Bytes of the team's live files (expired ids are dropped from the listing on the way)."""
-        key = f"{self.p}:team:{team}:files"
-        ids = await self.redis.zrange(key, 0, -1)
+    async def _live_files(self, team: str) -> list[tuple[str, int, int]]:
+        """(id, bytes, expires_at) of the team's stored files: what the storage quota adopts when it starts."""
+        ids = await self.redis.zrange(f"{self.p}:team:{team}:files", 0, -1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in ids:
-                pipe.hget(f"{self.p}:file:{i}", "bytes")
-            sizes = await pipe.execute() if ids else []
-        await self._forget(key, [i for i, size in zip(ids, sizes, strict=True) if size is None])
-        return sum(int(size) for size in sizes if size is not None)
+                pipe.hmget(f"{self.p}:file:{i}", "bytes", "expires_at")
+            rows = await pipe.execute() if ids else []
+        fallback = int(time.time()) + self.retention_s  # files stored before expiry was recorded
+        return [(i, int(size), int(expires or fallback)) for i, (size, expires) in zip(ids, rows, strict=True) if size]
 
     async def _forget(self, listing: str, gone: list[str]) -> None:
         if gone:
@@ -169,6 +181,8 @@ class BatchStore:
                     pipe.sadd(f"{self.p}:active", batch["id"])
                     pipe.sadd(f"{file_key}:batches", batch["id"])
                     pipe.hset(file_key, "expires_at", expires_at)
+                    # the file's bytes stay counted in the team's storage for as long as it now lives
+                    pipe.zadd(self.quota.keys(batch["team"])[1], {batch["input_file_id"]: expires_at}, xx=True, gt=True)
                     for key in (file_key, f"{file_key}:lines", f"{file_key}:batches"):
                         pipe.expireat(key, expires_at)
                     await pipe.execute()

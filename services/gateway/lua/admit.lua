@@ -2,7 +2,8 @@
 -- KEYS: 1 key RPM window, 2 key TPM window, 3 team RPM window, 4 team TPM window,
 --       5 key spend, 6 team spend, 7 team limits hash
 -- ARGV: 1 key RPM limit, 2 key TPM limit, 3 key budget (nano-USD), 4 tokens to reserve,
---       5 cost to reserve (nano-USD), 6 window TTL seconds
+--       5 cost to reserve (nano-USD), 6 window TTL seconds, 7 requests to count (default 1; 0 for work that
+--       belongs to a request already counted, e.g. the embeddings of an admitted RAG ingestion)
 -- A limit below 0 means "no limit". Admitted when used + reserve <= limit (so ">=" holds exactly).
 local function limit(v)
   v = tonumber(v)
@@ -11,9 +12,10 @@ local function limit(v)
 end
 local team = redis.call('HMGET', KEYS[7], 'rpm_limit', 'tpm_limit', 'budget_nusd')
 local tokens, cost, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local requests = tonumber(ARGV[7] or '1')
 local checks = {
-  {KEYS[1], limit(ARGV[1]), 1, 'key_rpm'},
-  {KEYS[3], limit(team[1]), 1, 'team_rpm'},
+  {KEYS[1], limit(ARGV[1]), requests, 'key_rpm'},
+  {KEYS[3], limit(team[1]), requests, 'team_rpm'},
   {KEYS[2], limit(ARGV[2]), tokens, 'key_tpm'},
   {KEYS[4], limit(team[2]), tokens, 'team_tpm'},
   {KEYS[5], limit(ARGV[3]), cost, 'key_budget'},
@@ -27,7 +29,7 @@ for _, c in ipairs(checks) do
     end
   end
 end
-local increments = {1, tokens, 1, tokens}  -- KEYS[1..4]: key RPM, key TPM, team RPM, team TPM
+local increments = {requests, tokens, requests, tokens}  -- KEYS[1..4]: key RPM, key TPM, team RPM, team TPM
 for i = 1, 4 do
   redis.call('INCRBY', KEYS[i], increments[i])
   redis.call('EXPIRE', KEYS[i], ttl)

@@ -109,3 +109,61 @@ def test_team_storage_cap(h: Harness) -> None:
     assert "4096" in full.json()["error"]["message"]
     other, _ = h.key(team="t9")
     assert _upload(h, other, lines=2, pad=1000).status_code == 200  # the cap is per team
+
+
+def _embed(h: Harness, key: str, tokens: int, kind: str = "rag.embed") -> Any:
+    return h.client.post(
+        "/v1/usage/admit", json={"kind": kind, "tokens": tokens}, headers={"authorization": f"Bearer {key}"}
+    )
+
+
+@pytest.fixture
+def priced(tmp_path: Path) -> Iterator[Harness]:
+    with harness(tmp_path, embedding_price_per_1m=1.0) as gw:  # 1 micro-USD per embedded token
+        yield gw
+
+
+@pytest.fixture
+def free(tmp_path: Path) -> Iterator[Harness]:
+    with harness(tmp_path, embedding_price_per_1m=0.0) as gw:
+        yield gw
+
+
+def test_embedded_tokens_count_against_tpm_and_are_charged(priced: Harness) -> None:
+    """Row 10: the tokens RAG embeds (a query, an ingestion's chunks) count against TPM and the budget."""
+    h = priced
+    key, key_id = h.key(tpm_limit=100)
+    query = _embed(h, key, 60, "rag.query")
+    assert query.status_code == 204, query.text
+    assert float(query.headers["x-llmops-cost-usd"]) == pytest.approx(60e-6)
+    over = _embed(h, key, 50)
+    assert (over.status_code, over.json()["error"]["code"]) == (429, "key_tpm_exceeded")
+    assert int(over.headers["retry-after"]) >= 1
+    assert _embed(h, key, 40).status_code == 204  # exactly the limit
+    assert h.spend(key_id) == pytest.approx(100e-6)
+    assert h.metric("llmops_gateway_tokens_total", team="t1", model="embeddings", kind="embedding") == 100
+    assert h.metric("llmops_gateway_cost_usd_total", team="t1", model="embeddings") == pytest.approx(100e-6)
+    assert h.chat(key).status_code == 429  # chat shares the window the embeddings filled
+
+
+def test_embedding_is_refused_once_it_would_pass_the_budget(priced: Harness) -> None:
+    h = priced
+    key, key_id = h.key(budget_usd=0.0001)  # 100 tokens' worth
+    assert _embed(h, key, 80, "rag.ingest").status_code == 204
+    refused = _embed(h, key, 30)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (402, "key_budget_exceeded")
+    assert "embedding 30 tokens" in refused.json()["error"]["message"]
+    assert h.spend(key_id) == pytest.approx(80e-6)
+
+
+def test_embedding_groups_count_no_request_and_free_embeddings_still_count_tokens(free: Harness) -> None:
+    """`rag.embed` belongs to an ingestion already admitted: it uses no request of the rpm. At price 0 nothing is
+    charged, but the tokens still fill the TPM window."""
+    h = free
+    key, key_id = h.key(rpm_limit=1, tpm_limit=30)
+    assert _embed(h, key, 10, "rag.ingest").status_code == 204
+    assert _embed(h, key, 10).status_code == 204 and _embed(h, key, 10).status_code == 204
+    assert _embed(h, key, 1).json()["error"]["code"] == "key_tpm_exceeded"
+    assert _embed(h, key, 0, "rag.query").json()["error"]["code"] == "key_rpm_exceeded"
+    assert h.spend(key_id) == 0
+    assert h.metric("llmops_gateway_tokens_total", team="t1", model="embeddings", kind="embedding") == 30

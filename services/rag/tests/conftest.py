@@ -33,6 +33,8 @@ def _reset_fake(fake_gateway: tuple[str, FakeGatewayState]) -> None:
     state = fake_gateway[1]
     state.mode, state.upstream, state.admit_mode = "ok", None, "ok"
     state.admit_calls.clear()
+    state.admit_tokens.clear()
+    state.admit_refuse_kinds.clear()
     state.chat_calls.clear()
     state.chat_keys.clear()
 

@@ -40,6 +40,8 @@ class FakeGatewayState:
         # What POST /v1/usage/admit answers: ok (204), or a refusal mode of REFUSALS, or "missing" (404: an old gateway)
         self.admit_mode = "ok"
         self.admit_calls: list[tuple[str, str]] = []  # (key, kind)
+        self.admit_tokens: list[tuple[str, int]] = []  # (kind, embedded tokens reported)
+        self.admit_refuse_kinds: set[str] = set()  # refusal modes apply to these kinds only (empty: to all)
         self.upstream: str | None = None
 
 
@@ -69,10 +71,12 @@ def build_fake_gateway(state: FakeGatewayState) -> FastAPI:
         key = key_of(request)
         if key is None:
             return unauthorized()
-        state.admit_calls.append((key, (await request.json())["kind"]))
+        body = await request.json()
+        state.admit_calls.append((key, body["kind"]))
+        state.admit_tokens.append((body["kind"], int(body.get("tokens", 0))))
         if state.admit_mode == "missing":
             return JSONResponse({"error": {"message": "not found", "code": "not_found"}}, status_code=404)
-        if state.admit_mode in REFUSALS:
+        if state.admit_mode in REFUSALS and (not state.admit_refuse_kinds or body["kind"] in state.admit_refuse_kinds):
             status, code = REFUSALS[state.admit_mode]
             err = {"error": {"message": f"refused: {code}", "type": "invalid_request_error", "code": code}}
             return JSONResponse(err, status_code=status, headers={"retry-after": "7"} if status == 429 else None)

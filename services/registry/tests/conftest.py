@@ -30,6 +30,7 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 # outside dev mode every principal the API creates needs an admin who is not its creator (four-eyes).
 ADMIN2_NAME, ADMIN2_TOKEN = "admin2", "test-admin2-token-0123456789"
 EVALUATOR_TOKEN = "test-evaluator-token-0123456789"  # the guardrails evaluator's (REGISTRY_EVALUATOR_TOKENS)
+FEEDBACK_TOKEN = "test-feedback-service-token-0123"  # feedback's service identity (REGISTRY_SERVICE_TOKENS)
 # MLflow runs with its basic-auth app: the registry is its admin; this test process reads and writes as it too
 # (MLflow's client takes credentials from these variables), while the hostile tests use no credentials.
 MLFLOW_ADMIN = ("llmops-registry", "test-mlflow-admin-password-0123")
@@ -129,6 +130,7 @@ def run_registry(
         # The schedule compares all of MLflow every interval; tests call the scan themselves.
         "REGISTRY_DRIFT_SCAN_INTERVAL_S": "0",
         "REGISTRY_EVALUATOR_TOKENS": f"guardrails:{EVALUATOR_TOKEN}",
+        "REGISTRY_SERVICE_TOKENS": f"feedback:{FEEDBACK_TOKEN}",
         **(extra_env or {}),  # e.g. REGISTRY_FILE_ARTIFACT_ROOTS for a test that registers files in tmp_path
     }
     port = free_port()

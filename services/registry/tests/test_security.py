@@ -1,6 +1,7 @@
-"""Issue 12, rows 1 and 12, at service level: MLflow behind authentication, drift between MLflow and the audit
+"""Issue 12, rows 1, 8 and 12, at service level: MLflow behind authentication, drift between MLflow and the audit
 log (moved aliases, rewritten or forged tags) refused and recorded, the audit chain anchored, registration
-input validated, four-eyes on principals, eval evidence from platform runs, demo tokens only in dev mode.
+input validated, four-eyes on principals, eval evidence from platform runs, demo tokens only in dev mode; the real
+caller as `created_by` of a dataset feedback registers for them, and only feedback may name one.
 
 Tests that tamper with MLflow put it back before they end: the session's MLflow is shared by the suite."""
 
@@ -18,6 +19,7 @@ from sqlalchemy import create_engine, select, text
 from services.registry.store import audit_log
 from services.registry.tests.conftest import (
     EVALUATOR_TOKEN,
+    FEEDBACK_TOKEN,
     MLFLOW_READER,
     Caller,
     RegistryServer,
@@ -303,3 +305,33 @@ def test_anonymous_audit_reads_show_no_principals(people: dict[str, Caller]) -> 
     anon = people["anon"].http.get("/v1/audit", params={"object_type": "principal"}).json()
     assert anon == []
     assert people["viewer"].http.get("/v1/audit", params={"object_type": "principal"}).json() != []
+
+
+def test_row8_feedback_registers_datasets_for_the_real_caller_and_nobody_else_can(
+    people: dict[str, Caller], base_url: str, mlflow: MlflowClient
+) -> None:
+    """Row 8: a dataset feedback registers shows its real caller as `created_by` (not feedback's own principal);
+    an ordinary principal naming someone else is refused, and feedback's token does nothing else."""
+    member = people["member"].http
+    body = {"digest": "sha256:" + "ab" * 32, "schema": {"messages": "list"}, "row_count": 2, "source": "s3://b/k"}
+    name = unique("onbehalf")
+    spoof = member.post(f"/v1/datasets/{name}/versions", json=body, headers={"x-llmops-on-behalf-of": "t9/p/k9"})
+    assert (spoof.status_code, error_code(spoof)) == (403, "on_behalf_not_allowed"), spoof.text
+    with httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {FEEDBACK_TOKEN}"}) as feedback:
+        missing = feedback.post(f"/v1/datasets/{name}/versions", json=body)
+        assert (missing.status_code, error_code(missing)) == (400, "invalid_on_behalf_of")
+        made = feedback.post(
+            f"/v1/datasets/{name}/versions", json=body, headers={"x-llmops-on-behalf-of": "team-a/proj/key_123"}
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["created_by"] == "team-a/proj/key_123"
+        assert feedback.post("/v1/models/x/versions", json=model_body()).status_code == 401  # datasets only
+        assert feedback.get("/v1/whoami").status_code == 401
+    run = mlflow.get_run(made.json()["mlflow_run_id"])
+    assert run.data.tags["llmops.created_by"] == "team-a/proj/key_123"
+    assert run.data.tags["llmops.registered_via"] == "service:feedback"
+    entries = people["admin"].http.get("/v1/audit", params={"object_id": f"dataset/{name}/1"}).json()
+    entry = next(e for e in entries if e["object_id"] == f"dataset/{name}/1")
+    assert entry["actor"] == "team-a/proj/key_123" and "service:feedback" in entry["reason"]
+    plain = member.post(f"/v1/datasets/{unique('plain')}/versions", json=body)
+    assert plain.json()["created_by"] == people["member"].name  # a principal's own registration is unchanged
