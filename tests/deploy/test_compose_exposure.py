@@ -83,6 +83,9 @@ def test_each_internal_service_gets_its_token_and_its_callers_the_same(config: d
     assert env["inference"]["INFERENCE_UPSTREAM_API_KEY"] == secret("VLLM_API_KEY")
     if "vllm" in config["services"]:
         assert f"--api-key={secret('VLLM_API_KEY')}" in config["services"]["vllm"]["command"]
+    # Feedback registers datasets at the registry under its own service identity (issue 12, row 8).
+    assert env["feedback"]["FEEDBACK_REGISTRY_TOKEN"] == secret("FEEDBACK_REGISTRY_TOKEN")
+    assert env["registry"]["REGISTRY_SERVICE_TOKENS"] == f"feedback:{secret('FEEDBACK_REGISTRY_TOKEN')}"
 
 
 def test_prometheus_scrapes_the_gateway_with_the_metrics_token(config: dict) -> None:

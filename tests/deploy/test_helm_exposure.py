@@ -188,11 +188,18 @@ def test_each_internal_service_and_its_callers_share_a_secret_key(gpu: list[dict
     assert "--api-key=$(VLLM_API_KEY)" in vllm["args"]
     key = next(e for e in vllm["env"] if e["name"] == "VLLM_API_KEY")["valueFrom"]["secretKeyRef"]["key"]
     assert key == secret_env("inference")["INFERENCE_UPSTREAM_API_KEY"] == "vllm-api-key"
+    # Feedback registers datasets at the registry under its own service identity (issue 12, row 8).
+    assert secret_env("feedback")["FEEDBACK_REGISTRY_TOKEN"] == "feedback-registry-token"
+    assert secret_env("registry")["REGISTRY_SERVICE_TOKENS"] == "registry-service-tokens"
+    dev_secret = by_kind(gpu, "Secret")[f"{FULL}-secrets"]["stringData"]
+    assert dev_secret["registry-service-tokens"] == f"feedback:{dev_secret['feedback-registry-token']}"
 
 
 def test_redis_requires_its_password(gpu: list[dict]) -> None:
     redis = by_kind(gpu, "StatefulSet")[f"{FULL}-redis"]["spec"]["template"]["spec"]["containers"][0]
-    assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    args = redis["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"  # counters are never evicted
     assert redis["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
     secret = by_kind(gpu, "Secret")[f"{FULL}-secrets"]["stringData"]
     assert secret["redis-url"] == f"redis://:{secret['redis-password']}@{FULL}-redis:6379/0"
