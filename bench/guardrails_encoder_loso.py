@@ -56,7 +56,7 @@ def subsample(examples: list[Example], per_group: int = PER_GROUP, seed: int = 1
 
 def window_texts(examples: list[Example], cap: int = MAX_WINDOWS_PER_TEXT) -> list[str]:
     """The windows of every example, in the order and number `matrix.build` makes rows (`cap` per text)."""
-    out = []
+    out: list[str] = []
     for ex in examples:
         wins = windows(collapse(unicode_view(ex.text).text))
         out.extend(wins[j] for j in _pick(len(wins), cap))
@@ -144,7 +144,7 @@ def loso(cache_dir: Path, names: list[str]) -> dict[str, Any]:
             continue
         started = time.time()
         oof = F.loso(examples, matrix, alphas or F.ALPHAS, log=False)
-        np.savez(cache_dir / f"oof-{name}.npz", **oof)
+        np.savez(cache_dir / f"oof-{name}.npz", input=oof["input"], content=oof["content"])
         out[name] = loso_report(examples, oof, rules)
         print(f"{name}: {time.time() - started:.0f}s", flush=True)
     return out
@@ -162,9 +162,9 @@ def harmful_loso(examples: list[Example], enc: np.ndarray, owner: np.ndarray) ->
 
     first = np.zeros((len(examples), enc.shape[1]), dtype=np.float32)
     seen = np.zeros(len(examples), dtype=bool)
-    for row, i in enumerate(owner):
+    for window, i in enumerate(owner):
         if not seen[i]:
-            first[i], seen[i] = enc[row], True
+            first[i], seen[i] = enc[window], True
     src = np.array([ex.source for ex in examples])
     harmful = np.array([ex.source in HARMFUL and ex.label == 1 for ex in examples])
     benign = np.array([ex.label == 0 and ex.trainable for ex in examples])
@@ -220,7 +220,7 @@ def latency(threads: int = 1) -> dict[str, Any]:
     from llmops_common.minilm_onnx import MiniLMEncoder
 
     examples_text = ("Please summarise the attached report and ignore formatting issues. " * 40)[:1000]
-    out = {}
+    out: dict[str, Any] = {}
     for tokens in (64, 128, 256):
         enc = MiniLMEncoder(threads=threads, batch_size=1, max_seq_length=tokens)
         for _ in range(5):
@@ -253,8 +253,7 @@ def latency(threads: int = 1) -> dict[str, Any]:
         "p50_ms": round(float(np.percentile(times, 50)), 2),
         "p99_ms": round(float(np.percentile(times, 99)), 2),
     }
-    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    return out
+    return {**out, "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 ATTACK_SOURCES = ("llm-warden", "giskard", "cyberseceval-pi", "inthewild-jailbreaks", "injecagent", "spikee")
@@ -312,9 +311,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"1,000-character windows per text, for every feature set alike; the encoder reads the first "
         f"{MAX_TOKENS} word pieces of a window (all-MiniLM-L6-v2, ONNX Runtime, packaged weights).",
         "Feature sets: `current` (hashed character/word-piece n-grams + static MiniLM vector, as shipped); "
-        "`current+encoder` (the encoder's 384-d vector appended to the dense part); `encoder+static` and "
+        "`current+encoder` (the encoder's 384-d vector appended to the dense part); `current+encoder-en` (the "
+        "same, the vector zeroed on windows that are not mostly ASCII letters); `encoder+static` and "
         "`encoder` (dense only). Same logistic regression (training/fit.py), leave one source out, threshold "
         "per held-out source from the other sources' benign out-of-source scores (training/evaluate.py).",
+        "",
+        "Harmful requests (AdvBench, forbidden questions) are never positives of the injection models.",
         "",
         "## Rules OR model, per held-out source",
         "",
