@@ -122,9 +122,22 @@ def loso(cache_dir: Path, names: list[str]) -> dict[str, Any]:
     from services.guardrails.training.matrix import build
     from services.guardrails.training.train_injection import extractor
 
-    every = load_examples(shared_datasets_dir())
+    every = load_examples(shared_datasets_dir(), planted=False)
     keep = subsample(every)
     examples = [every[i] for i in keep]
+    if names == ["current+planted"]:
+        # Synthetic documents with a planted attack, made from the sample (training/data.py): the shipped
+        # features, more content-mode positives; held out with the sources they were made from.
+        from services.guardrails.training.data import planted_attacks
+
+        examples += planted_attacks(examples)
+        m = build(examples, extractor(), WINDOWS)
+        rules = np.array([rule_hit(ex.text) for ex in examples])
+        started = time.time()
+        oof = F.loso(examples, m, F.ALPHAS, log=False)
+        np.savez(cache_dir / "oof-current+planted.npz", input=oof["input"], content=oof["content"])
+        print(f"current+planted: {time.time() - started:.0f}s", flush=True)
+        return {"current+planted": loso_report(examples, oof, rules)}
     m = build(examples, extractor(), WINDOWS)
     rules = np.array([rule_hit(ex.text) for ex in examples])
     needs_encoder = not names or any(n != "current" for n in names)  # "harmful": the harmful-request LOSO
@@ -266,7 +279,7 @@ def ranking(cache_dir: Path, names: list[str]) -> dict[str, Any]:
 
     from services.guardrails.training.data import load_examples
 
-    every = load_examples(shared_datasets_dir())
+    every = load_examples(shared_datasets_dir(), planted=False)
     examples = [every[i] for i in subsample(every)]
     src = np.array([ex.source for ex in examples])
     lab = np.array([ex.label for ex in examples])
@@ -279,7 +292,7 @@ def ranking(cache_dir: Path, names: list[str]) -> dict[str, Any]:
             continue
         with np.load(path) as oof:
             for mode in ("input", "content"):
-                s = oof[mode]
+                s = oof[mode][: len(examples)]  # planted documents, where present, come last
                 neg_all = benign & ~np.isnan(s) & (docs if mode == "content" else True)
                 for held in ATTACK_SOURCES:
                     for group, lang in (("en", True), ("non-en", False)):
@@ -312,7 +325,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{MAX_TOKENS} word pieces of a window (all-MiniLM-L6-v2, ONNX Runtime, packaged weights).",
         "Feature sets: `current` (hashed character/word-piece n-grams + static MiniLM vector, as shipped); "
         "`current+encoder` (the encoder's 384-d vector appended to the dense part); `current+encoder-en` (the "
-        "same, the vector zeroed on windows that are not mostly ASCII letters); `encoder+static` and "
+        "same, the vector zeroed on windows that are not mostly ASCII letters); `current+planted` (the shipped "
+        "features, plus 1,500 synthetic documents with a short attack from the other sources planted in a "
+        "benign paragraph or e-mail, held out with both: training/data.py `planted_attacks`); `encoder+static` and "
         "`encoder` (dense only). Same logistic regression (training/fit.py), leave one source out, threshold "
         "per held-out source from the other sources' benign out-of-source scores (training/evaluate.py).",
         "",
@@ -390,7 +405,7 @@ def main() -> None:
     if args.step == "embed":
         from services.guardrails.training.data import load_examples
 
-        every = load_examples()
+        every = load_examples(planted=False)
         texts = window_texts([every[i] for i in subsample(every)], WINDOWS)
         print(f"{len(texts)} windows", flush=True)
         embed(texts, args.cache_dir, MAX_TOKENS, 1)
@@ -411,7 +426,7 @@ def main() -> None:
     print(markdown(results))
 
 
-_VARIANT_NAMES = ("current", "current+encoder", "current+encoder-en", "encoder+static", "encoder")
+_VARIANT_NAMES = ("current", "current+planted", "current+encoder", "current+encoder-en", "encoder+static", "encoder")
 
 
 if __name__ == "__main__":
