@@ -166,9 +166,12 @@ def _example(spec: SourceSpec, row: dict[str, str]) -> Example | None:
     return Example(text, label, spec.source, spec.file, lang, mode, spec.trainable, group)
 
 
-def load_examples(root: Path | None = None, synthetic: bool = True) -> list[Example]:
+def load_examples(root: Path | None = None, synthetic: bool = True, planted: bool = False) -> list[Example]:
     """Every row of every file in SOURCES (duplicates within a source dropped), plus the synthetic clean
-    tool responses (source `injecagent`, so they are held out with it)."""
+    tool responses (source `injecagent`, so they are held out with it) and, with `planted`, the synthetic
+    documents with an attack planted in them (`planted_attacks`), both only when `synthetic`. `planted` is
+    off for the shipped model: measured (bench/guardrails_encoder_loso.py), it moved no held-out source's
+    recall and flagged more non-English paragraphs."""
     root = root or shared_datasets_dir()
     out: list[Example] = []
     seen: set[tuple[str, str]] = set()
@@ -187,6 +190,8 @@ def load_examples(root: Path | None = None, synthetic: bool = True) -> list[Exam
                 templates.add(row["Tool Response Template"])
     if synthetic:
         out.extend(synthetic_clean_tool_responses(sorted(templates)))
+        if planted:
+            out.extend(planted_attacks(out))
     return out
 
 
@@ -198,6 +203,46 @@ def synthetic_clean_tool_responses(templates: list[str], per_template: int = 8) 
         for filler in rng.sample(BENIGN_TOOL_FILLERS, per_template):
             text = template.replace("<Attacker Instruction>", filler)
             out.append(Example(text, 0, "injecagent", "synthetic:injecagent-clean", "en", "content", True, filler))
+    return out
+
+
+PLANTED = "planted"  # source name of the synthetic documents with an attack planted in them
+PLANTED_FILE = "synthetic:planted"
+PLANT_INTO = ("xquad", "llmail-emails")  # trainable benign documents (never the Enron e-mails: eval only)
+PLANT_FROM_EXCLUDED = frozenset({"advbench", "forbidden-questions", "injecagent", "spikee"})
+
+
+def origins(ex: Example) -> set[str]:
+    """Sources an example derives from: a planted document comes from its attack's and its document's
+    source, and is held out with either (so leave-one-source-out never trains on a piece of the held-out set)."""
+    return set(ex.group.split("|")) if ex.file == PLANTED_FILE else {ex.source}
+
+
+def planted_attacks(examples: list[Example], count: int = 1500, seed: int = SEED) -> list[Example]:
+    """Content-mode positives: a short direct attack (<= 400 characters, from the trainable input-mode attack
+    sets) put at a sentence boundary of a benign document (XQuAD paragraphs, LLMail e-mails) of at most 1,500
+    characters. What a poisoned web page or e-mail is; it teaches the content model that a few attack
+    sentences inside a long ordinary text are still an attack (otherwise the document's n-grams drown them)."""
+    rng = random.Random(seed)
+    attacks = [
+        ex for ex in examples
+        if ex.label == 1 and ex.trainable and ex.mode == "input" and ex.source not in PLANT_FROM_EXCLUDED
+        and 20 <= len(ex.text) <= 400
+    ]  # fmt: skip
+    docs = [
+        ex for ex in examples
+        if ex.label == 0 and ex.trainable and ex.mode == "content" and ex.source in PLANT_INTO and len(ex.text) <= 1500
+    ]  # fmt: skip
+    if not attacks or not docs:
+        return []
+    out = []
+    for _ in range(count):
+        attack, doc = rng.choice(attacks), rng.choice(docs)
+        cuts = [0, len(doc.text)] + [i + 2 for i in range(len(doc.text) - 1) if doc.text[i : i + 2] in (". ", ".\n")]
+        cut = rng.choice(cuts)
+        text = f"{doc.text[:cut]}{'' if cut == 0 else ' '}{attack.text.strip()} {doc.text[cut:]}".strip()
+        group = f"{attack.source}|{doc.source}"
+        out.append(Example(text, 1, PLANTED, PLANTED_FILE, attack.lang, "content", True, group))
     return out
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from services.guardrails.detectors.injection_rules import RULES, match_rules
 from services.guardrails.detectors.normalize import decode_payloads, views
-from services.guardrails.training.data import Example
+from services.guardrails.training.data import PLANTED, Example
 from services.guardrails.training.fit import CONTENT_EVAL_SOURCES, MODES
 
 MAX_SHARE = 0.01  # benign share flagged per source
@@ -68,6 +68,8 @@ def loso_report(
     report: dict[str, Any] = {}
     src = np.array([ex.source for ex in examples])
     for name in dict.fromkeys(src.tolist()):
+        if name == PLANTED:
+            continue  # synthetic training data, not a source to report
         held = src == name
         entry: dict[str, Any] = {}
         for mode in MODES:

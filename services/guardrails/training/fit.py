@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.linear_model import SGDClassifier
 
-from services.guardrails.training.data import SEED, Example
+from services.guardrails.training.data import PLANTED, SEED, Example, origins
 from services.guardrails.training.matrix import Matrix
 
 MODES = ("input", "content")
-CONTENT_ONLY_ATTACK_SOURCES = frozenset({"injecagent", "spikee"})
+CONTENT_ONLY_ATTACK_SOURCES = frozenset({"injecagent", "spikee", PLANTED})
 # Plainly harmful requests ("how do I hack an e-mail account") are not injections or jailbreaks: a topic or
 # moderation question, and as positives they teach the model that every security question is an attack
 # (CyberSecEval's benign security prompts). Measured, not trained on.
@@ -130,12 +130,16 @@ def loso(
     src = np.array([ex.source for ex in examples])
     base = {mode: np.array([in_training_set(ex, mode) for ex in examples]) for mode in MODES}
     out = {mode: np.full(len(examples), np.nan) for mode in MODES}
+    derived = [origins(ex) for ex in examples]
     for name in sources(examples):
+        if name == PLANTED:
+            continue  # synthetic: trained on, never reported
         held = src == name
+        unseen = held | np.array([name in o for o in derived])  # planted documents made from it, too
         for mode in MODES:
             if mode == "content" and name not in CONTENT_EVAL_SOURCES:
                 continue  # content mode is measured where documents and data-borne attacks are
-            model = fit(examples, m, base[mode] & ~held, (alphas or ALPHAS)[mode])
+            model = fit(examples, m, base[mode] & ~unseen, (alphas or ALPHAS)[mode])
             out[mode][held] = score(model, m, held, len(examples))[held]
         if log:
             print(f"loso: {name} done", flush=True)
