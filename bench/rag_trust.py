@@ -123,6 +123,7 @@ def claim_rows(
     for i, doc_id in enumerate(docs):  # a sentence of another paragraph, scored against this question's passages
         other = corpus[docs[(i + 7) % len(docs)]]["text"]
         claims.append((split_sentences(other)[0][0], False, None, answerable[doc_id]["question"]))
+    hand = {c["claim"] for c in load("claims.jsonl")}
     for c in load("claims.jsonl"):
         query = answerable[c["doc_id"]]["question"] if c["supported"] else c["claim"]
         claims.append((c["claim"], c["supported"], c.get("doc_id"), query))
@@ -144,6 +145,7 @@ def claim_rows(
                 "cosine": [round(scored.scores[n]["cosine"], 4) for n in numbers],
                 "lexical": [round(scored.scores[n]["lexical"], 4) for n in numbers],
                 "gold_number": ids.index(gold) + 1 if gold in ids else None,
+                "source": "hand" if claim in hand else "auto",
             }
         )
     return rows
@@ -167,11 +169,13 @@ def calibrate_attribution(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if r["supported"]:
                 per = [w * c + (1 - w) * lx for c, lx in zip(r["cosine"], r["lexical"], strict=True)]
                 gold_first.append(int(np.argmax(per)) + 1 == r["gold_number"])
+        paraphrases = [s for s, r in zip(scores, rows, strict=True) if r["supported"] and r["source"] == "hand"]
         table.append(
             {
                 "weight": w,
                 "auc": round(auc(pos, neg), 4),
                 "threshold": best_t,
+                "paraphrase_recall": round(float(np.mean([s >= best_t for s in paraphrases])), 4),
                 "balanced_accuracy": round(best_ba, 4),
                 "supported_recall": round(float(np.mean([s >= best_t for s in pos])), 4),
                 "unsupported_rejected": round(float(np.mean([s < best_t for s in neg])), 4),
@@ -224,6 +228,15 @@ def main() -> None:
         claims = claim_rows(retriever, qname, attributor, corpus)
         claim_s = (time.perf_counter() - t) / max(1, len(claims))
         attribution = calibrate_attribution(claims)
+        chosen = attribution["chosen"]
+        timed = Attributor(embedder, chosen["threshold"], chosen["weight"])
+        answer_ms = []
+        for q in load("answerable.jsonl")[:20]:
+            passages = retriever.retrieve(qname, q["question"], strategy="hybrid", top_k=5).passages
+            text = " ".join(s for s, _ in split_sentences(corpus[q["gold_doc_ids"][0]]["text"])[:3])
+            t = time.perf_counter()
+            timed.attribute(text, [p.text for p in passages])
+            answer_ms.append((time.perf_counter() - t) * 1000)
         store.close()
     report = {
         "dataset": "bench/data/rag_dev (SQuAD 2.0 dev sample: 87 paragraphs; see its README)",
@@ -234,6 +247,7 @@ def main() -> None:
         "abstention": abstention,
         "attribution": attribution,
         "attribution_ms_per_claim": round(claim_s * 1000, 1),
+        "attribution_ms_per_answer_p50": round(float(np.median(answer_ms)), 1),
         "questions": rows,
     }
     OUT.mkdir(parents=True, exist_ok=True)
@@ -284,17 +298,19 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "## Attribution (sentence supported by a passage when `w*cosine + (1-w)*lexical >= threshold`)",
         "",
-        f"Claims: {at['claims']}; {r['attribution_ms_per_claim']} ms per claim (5 passages embedded per claim).",
+        f"Claims: {at['claims']}. Attributing a 3-sentence answer against 5 passages: p50 "
+        f"{r['attribution_ms_per_answer_p50']} ms (embeds every passage sentence once, then each answer sentence).",
         "",
         "| weight w | AUC | threshold | balanced accuracy | supported recall | unsupported rejected "
-        "| best passage = gold |",
-        "|---|---|---|---|---|---|---|",
+        "| hand paraphrases supported | best passage = gold |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for t in at["table"]:
         mark = " **(chosen)**" if t == at["chosen"] else ""
         lines.append(
             f"| {t['weight']}{mark} | {t['auc']} | {t['threshold']} | {t['balanced_accuracy']} | "
-            f"{t['supported_recall']:.0%} | {t['unsupported_rejected']:.0%} | {t['best_passage_is_gold']:.0%} |"
+            f"{t['supported_recall']:.0%} | {t['unsupported_rejected']:.0%} | {t['paraphrase_recall']:.0%} | "
+            f"{t['best_passage_is_gold']:.0%} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -164,13 +164,13 @@ class RagSettings(ServiceSettings):
         description="Abstain (no LLM call) when the retrieval evidence is below abstain_threshold (abstention.py).",
     )
     abstain_threshold: float = Field(
-        0.45,
+        0.36,
         ge=0,
         le=1,
         description="Answer when abstain_weight*top cosine + (1-abstain_weight)*lexical coverage reaches this; "
         "calibrated on bench/data/rag_dev by bench/rag_trust.py.",
     )
-    abstain_weight: float = Field(0.5, ge=0, le=1, description="Weight of the top cosine in the abstention score.")
+    abstain_weight: float = Field(0.6, ge=0, le=1, description="Weight of the top cosine in the abstention score.")
     attribution: bool = Field(True, description="Attribute answer sentences to passages and insert [n] markers.")
     attribution_threshold: float = Field(
         0.66,
