@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from services.rag.attribution import Attribution, Attributor, StreamAttributor
+from services.rag.attribution import Attribution, Attributor, PassageIndex, StreamAttributor
 from services.rag.gateway import Caller, GatewayClient, GatewayUnavailable
 from services.rag.metrics import RagMetrics
 from services.rag.prompts import PromptSource, PromptTemplate
@@ -146,6 +146,7 @@ class AnswerService:
         context, used = build_context(passages, self.max_context_chars)
         template = self.template  # read once: the version reported is the version sent
         base = self._base(template, used, data_version, extra) | {"not_found": False}
+        prepared = self._prepare(used)  # the passages are embedded while the model generates
         try:
             body, headers = await self.gateway.chat(caller.key, self._payload(template, question, context))
         except GatewayUnavailable as exc:
@@ -160,7 +161,7 @@ class AnswerService:
         choice = (body.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content") or ""
         self.metrics.answers.labels("answered").inc()
-        attributed = await self._attribute(text.strip(), used)
+        attributed = await self._attribute(text.strip(), used, prepared)
         if attributed is not None:
             text = attributed.answer
         return (
@@ -190,6 +191,7 @@ class AnswerService:
         context, used = build_context(passages, self.max_context_chars)
         template = self.template  # read once: the version reported is the version sent
         base = self._base(template, used, data_version, extra)
+        prepared = self._prepare(used)  # the passages are embedded while the model starts generating
         try:
             chunks = await self.gateway.chat_stream(caller.key, self._payload(template, question, context))
         except GatewayUnavailable as exc:
@@ -205,25 +207,32 @@ class AnswerService:
                     "citations": citations(used, None),
                 }
             )
-        tracker = None
-        if self.attributor is not None:  # passages embedded once, before the first token arrives
-            tracker = await asyncio.to_thread(StreamAttributor, self.attributor, [p.text for p in used])
-        return self._relay(chunks, base, used, tracker)
+        return self._relay(chunks, base, used, prepared)
 
-    async def _attribute(self, text: str, used: list[Passage]) -> Attribution | None:
-        """Attribute the answer's sentences to the numbered passages (off the event loop: it embeds)."""
-        if self.attributor is None or not text:
+    def _prepare(self, used: list[Passage]) -> asyncio.Future[PassageIndex] | None:
+        """Embed the passages' sentences on a thread, started now so it overlaps the LLM call."""
+        if self.attributor is None:
             return None
-        return await asyncio.to_thread(self.attributor.attribute, text, [p.text for p in used])
+        return asyncio.ensure_future(asyncio.to_thread(self.attributor.prepare, [p.text for p in used]))
+
+    async def _attribute(
+        self, text: str, used: list[Passage], prepared: asyncio.Future[PassageIndex] | None
+    ) -> Attribution | None:
+        """Attribute the answer's sentences to the numbered passages (off the event loop: it embeds)."""
+        if self.attributor is None or prepared is None or not text:
+            return None
+        index = await prepared
+        return await asyncio.to_thread(self.attributor.attribute, text, [p.text for p in used], index)
 
     async def _relay(
         self,
         chunks: AsyncIterator[dict[str, Any]],
         base: dict[str, Any],
         used: list[Passage],
-        tracker: StreamAttributor | None = None,
+        prepared: asyncio.Future[PassageIndex] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Relay the deltas; with a tracker, an `attribution` event follows each sentence as it completes."""
+        """Relay the deltas; with attribution, an `attribution` event follows each sentence as it completes."""
+        tracker: StreamAttributor | None = None
         yield {
             "type": "citations",
             "citations": citations(used, None),
@@ -242,6 +251,8 @@ class AnswerService:
                     if delta:
                         text += delta
                         yield {"type": "delta", "content": delta}
+                        if tracker is None and self.attributor is not None and prepared is not None:
+                            tracker = StreamAttributor(self.attributor, [], await prepared)  # after the 1st delta
                         if tracker is not None:
                             for sentence in await asyncio.to_thread(tracker.feed, delta):
                                 yield {"type": "attribution", **sentence.as_dict()}

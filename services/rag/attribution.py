@@ -163,9 +163,11 @@ class Attributor:
         shown = {n: scores[n] for n in (cited or ranked[:1])}
         return SentenceSupport(number, clean, True, scores[ranked[0]]["support"], cited, shown)
 
-    def attribute(self, answer: str, passages: Sequence[str]) -> Attribution:
-        """Attribute every sentence and rebuild the answer with `[n]` markers (the model's own are replaced)."""
-        index = self.prepare(passages)
+    def attribute(self, answer: str, passages: Sequence[str], index: PassageIndex | None = None) -> Attribution:
+        """Attribute every sentence and rebuild the answer with `[n]` markers (the model's own are replaced).
+
+        `index`: the passages already prepared (the service embeds them while the model generates)."""
+        index = index if index is not None else self.prepare(passages)
         parts = split_sentences(answer)
         sentences = [self.score(index, i, s) for i, (s, _) in enumerate(parts)]
         return Attribution(self.render(parts, sentences), sentences, self.threshold, self.weight)
@@ -192,9 +194,9 @@ class PassageIndex:
 class StreamAttributor:
     """Attributes a streamed answer sentence by sentence: feed deltas, get the sentences completed so far."""
 
-    def __init__(self, attributor: Attributor, passages: Sequence[str]) -> None:
+    def __init__(self, attributor: Attributor, passages: Sequence[str], index: PassageIndex | None = None) -> None:
         self.attributor = attributor
-        self.index = attributor.prepare(passages)
+        self.index = index if index is not None else attributor.prepare(passages)
         self.buffer = ""
         self.parts: list[tuple[str, str]] = []
         self.sentences: list[SentenceSupport] = []

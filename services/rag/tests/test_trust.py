@@ -77,7 +77,7 @@ def test_streamed_attribution_equals_the_whole_answers(attributor: Attributor) -
     answer = "Normandy is a region in France. A Turing machine manipulates symbols on a tape. Pigs can fly."
     whole = attributor.attribute(answer, PASSAGES)
     tracker = StreamAttributor(attributor, PASSAGES)
-    seen = []
+    seen: list[int] = []
     for i in range(0, len(answer), 3):  # tokens arrive a few characters at a time
         seen.extend(s.index for s in tracker.feed(answer[i : i + 3]))
     assert seen == [0, 1]  # each sentence is attributed as soon as the next one starts
