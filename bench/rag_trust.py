@@ -7,9 +7,10 @@ pipeline into a fresh Qdrant local folder, then:
 
 1. **Abstention.** Retrieves (hybrid, top 5, no threshold) for every answerable question, every unanswerable one
    (gibberish, off-corpus) and SQuAD's on-topic impossible questions, computes the evidence the service decides
-   on (top cosine, lexical coverage, margin), and for each weight of the combined score finds the threshold that
-   abstains on the most unanswerable questions while still answering >= 95 % of the answerable ones. The table
-   also shows the old rule (cosine >= 0.25) and the curve of the chosen weight.
+   on (top cosine, lexical coverage, margin), and for each weight of the combined score picks the threshold of
+   best balanced accuracy (answerable answered vs gibberish/off-corpus abstained; the middle of a tie, and
+   answering >= 95 % of the answerable). The weight with the best sum wins. The table also shows the old rule
+   (cosine >= 0.25) and the curve of the chosen weight (with the on-topic impossible questions).
 2. **Attribution.** Scores claims against passages: verbatim answer sentences of the gold paragraph and hand
    paraphrases (supported), sentences of other paragraphs and hand-written hallucinations scored against the
    passages retrieved for them (unsupported); fits weight and threshold by balanced accuracy, and reports how
