@@ -6,10 +6,12 @@ unreachable -> the passages with answer=None and degraded=True; gateway 4xx -> p
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from services.rag.attribution import Attribution, Attributor, PassageIndex, StreamAttributor
 from services.rag.gateway import Caller, GatewayClient, GatewayUnavailable
 from services.rag.metrics import RagMetrics
 from services.rag.prompts import PromptSource, PromptTemplate
@@ -78,6 +80,7 @@ class AnswerService:
         model: str,
         max_tokens: int,
         max_context_chars: int,
+        attributor: Attributor | None = None,
     ) -> None:
         self.gateway = gateway
         self.prompts = prompts
@@ -85,6 +88,7 @@ class AnswerService:
         self.model = model
         self.max_tokens = max_tokens
         self.max_context_chars = max_context_chars
+        self.attributor = attributor
 
     @property
     def template(self) -> PromptTemplate:
@@ -105,6 +109,7 @@ class AnswerService:
             "data_version": data_version,
             "passages": [p.as_dict() for p in passages],
             "truncated": False,
+            "abstained": False,  # True (with `abstention`) when the calibrated no-answer rule held the question back
             **(extra or {}),
         }
 
@@ -141,6 +146,7 @@ class AnswerService:
         context, used = build_context(passages, self.max_context_chars)
         template = self.template  # read once: the version reported is the version sent
         base = self._base(template, used, data_version, extra) | {"not_found": False}
+        prepared = self._prepare(used)  # the passages are embedded while the model generates
         try:
             body, headers = await self.gateway.chat(caller.key, self._payload(template, question, context))
         except GatewayUnavailable as exc:
@@ -155,15 +161,22 @@ class AnswerService:
         choice = (body.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content") or ""
         self.metrics.answers.labels("answered").inc()
-        return base | {
-            "answer": text.strip(),
-            "truncated": choice.get("finish_reason") == "length",  # cut at max_tokens: say so
-            "degraded": False,
-            "citations": citations(used, text),
-            "model": body.get("model", self.model),
-            "model_version": model_version(body, headers),
-            "usage": body.get("usage"),
-        }
+        attributed = await self._attribute(text.strip(), used, prepared)
+        if attributed is not None:
+            text = attributed.answer
+        return (
+            base
+            | _attribution_meta(attributed)
+            | {
+                "answer": text.strip(),
+                "truncated": choice.get("finish_reason") == "length",  # cut at max_tokens: say so
+                "degraded": False,
+                "citations": citations(used, text),
+                "model": body.get("model", self.model),
+                "model_version": model_version(body, headers),
+                "usage": body.get("usage"),
+            }
+        )
 
     async def stream(
         self,
@@ -173,10 +186,12 @@ class AnswerService:
         data_version: str | None,
         extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Events: `citations` first, then `delta`s, then `done` (or `degraded` if the LLM is unreachable)."""
+        """Events: `citations` first, then `delta`s (each completed sentence followed by its `attribution` event),
+        then `done` with the attributed answer (or `degraded` if the LLM is unreachable)."""
         context, used = build_context(passages, self.max_context_chars)
         template = self.template  # read once: the version reported is the version sent
         base = self._base(template, used, data_version, extra)
+        prepared = self._prepare(used)  # the passages are embedded while the model starts generating
         try:
             chunks = await self.gateway.chat_stream(caller.key, self._payload(template, question, context))
         except GatewayUnavailable as exc:
@@ -192,11 +207,32 @@ class AnswerService:
                     "citations": citations(used, None),
                 }
             )
-        return self._relay(chunks, base, used)
+        return self._relay(chunks, base, used, prepared)
+
+    def _prepare(self, used: list[Passage]) -> asyncio.Future[PassageIndex] | None:
+        """Embed the passages' sentences on a thread, started now so it overlaps the LLM call."""
+        if self.attributor is None:
+            return None
+        return asyncio.ensure_future(asyncio.to_thread(self.attributor.prepare, [p.text for p in used]))
+
+    async def _attribute(
+        self, text: str, used: list[Passage], prepared: asyncio.Future[PassageIndex] | None
+    ) -> Attribution | None:
+        """Attribute the answer's sentences to the numbered passages (off the event loop: it embeds)."""
+        if self.attributor is None or prepared is None or not text:
+            return None
+        index = await prepared
+        return await asyncio.to_thread(self.attributor.attribute, text, [p.text for p in used], index)
 
     async def _relay(
-        self, chunks: AsyncIterator[dict[str, Any]], base: dict[str, Any], used: list[Passage]
+        self,
+        chunks: AsyncIterator[dict[str, Any]],
+        base: dict[str, Any],
+        used: list[Passage],
+        prepared: asyncio.Future[PassageIndex] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
+        """Relay the deltas; with attribution, an `attribution` event follows each sentence as it completes."""
+        tracker: StreamAttributor | None = None
         yield {
             "type": "citations",
             "citations": citations(used, None),
@@ -215,6 +251,11 @@ class AnswerService:
                     if delta:
                         text += delta
                         yield {"type": "delta", "content": delta}
+                        if tracker is None and self.attributor is not None and prepared is not None:
+                            tracker = StreamAttributor(self.attributor, [], await prepared)  # after the 1st delta
+                        if tracker is not None:
+                            for sentence in await asyncio.to_thread(tracker.feed, delta):
+                                yield {"type": "attribution", **sentence.as_dict()}
         except GatewayUnavailable as exc:
             self.metrics.answers.labels("degraded").inc()
             yield base | {
@@ -227,16 +268,33 @@ class AnswerService:
             }
             return
         self.metrics.answers.labels("answered").inc()
-        yield base | {
-            "type": "done",
-            "answer": text.strip(),
-            "degraded": False,
-            "not_found": False,
-            "citations": citations(used, text),
-            "model_version": version,
-            "usage": usage,
-            "truncated": finish == "length",
-        }
+        attributed = None
+        if tracker is not None:
+            last, attributed = await asyncio.to_thread(tracker.finish)
+            for sentence in last:
+                yield {"type": "attribution", **sentence.as_dict()}
+            text = attributed.answer
+        yield (
+            base
+            | _attribution_meta(attributed)
+            | {
+                "type": "done",
+                "answer": text.strip(),
+                "degraded": False,
+                "not_found": False,
+                "citations": citations(used, text),
+                "model_version": version,
+                "usage": usage,
+                "truncated": finish == "length",
+            }
+        )
+
+
+def _attribution_meta(attributed: Attribution | None) -> dict[str, Any]:
+    """`attribution` (per-sentence support, `unsupported`) and `groundedness` from the same attribution."""
+    if attributed is None:
+        return {}
+    return {"attribution": attributed.meta(), "groundedness": attributed.groundedness}
 
 
 async def _single(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:

@@ -14,6 +14,7 @@ from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
 from llmops_common.service_auth import install_service_auth, require_tokens
 from services.rag.answer import AnswerService
+from services.rag.attribution import Attributor
 from services.rag.catalog import Catalog
 from services.rag.content_check import ContentGuard
 from services.rag.embedder import Embedder
@@ -78,6 +79,7 @@ def build_pipeline(settings: RagSettings, embedder: Embedder, catalog: Catalog) 
             else None
         ),
         group_chunks=settings.ingest_group_chunks,
+        dedup=settings.dedup,
         parse_limits=ParseLimits(
             max_pages=settings.pdf_max_pages,
             max_decompressed_bytes=settings.parse_max_decompressed_bytes,
@@ -169,6 +171,11 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
             model=settings.llm_model,
             max_tokens=settings.llm_max_tokens,
             max_context_chars=settings.max_context_chars,
+            attributor=(
+                Attributor(model, settings.attribution_threshold, settings.attribution_weight)
+                if settings.attribution
+                else None
+            ),
         )
         evaluator = Evaluator(
             retriever, answers, gateway, load_default("rag-judge"), settings.judge_model or settings.llm_model

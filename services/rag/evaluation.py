@@ -192,6 +192,8 @@ class Evaluator:
                 "faithfulness_judge": None,
                 "answer_relevance": None,
                 "answer_f1": None,
+                # The answer's own attribution (attribution.py): share of its claims a passage supports.
+                "groundedness": out.get("groundedness"),
             }
             if answer and not out.get("not_found"):
                 row["faithfulness_lexical"] = await asyncio.to_thread(lexical_faithfulness, embedder, answer, contexts)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from services.rag.catalog import Catalog, now
 from services.rag.chunking import CHUNKER_NAME, CHUNKER_VERSION, Chunk, chunk_text
+from services.rag.dedup import DedupMode, resolve
 from services.rag.embedder import Embedder
 from services.rag.extract import (
     DocumentError,
@@ -113,6 +114,7 @@ class IngestionPipeline:
         redactor: Redactor | None = None,
         group_chunks: int = 64,
         parse_limits: ParseLimits | None = None,
+        dedup: DedupMode = "skip",
     ) -> None:
         self.embedder = embedder
         self.encoder = encoder
@@ -126,6 +128,7 @@ class IngestionPipeline:
         # Small groups: progress moves every few seconds and a job yields the worker to other teams often.
         self.group_chunks = group_chunks
         self.parse_limits = parse_limits or ParseLimits(max_chars=max_chars)
+        self.dedup = dedup  # across runs (dedup.py); inside one job a repeated hash is always a duplicate
 
     def params(self) -> dict[str, Any]:
         """Everything that decides what the index contains (logged with each run)."""
@@ -167,6 +170,11 @@ class IngestionPipeline:
         existing = self.catalog.get_document(team, name, doc_id)
         if existing and existing.get("status") == "indexed" and existing.get("content_hash") == digest:
             return {"doc_id": doc_id, "status": "unchanged", "chunks": existing.get("chunks", 0)}
+        found = {"doc_id": doc_id, "hash": digest, "title": title, "source": raw.filename or "api"}
+        duplicate = resolve(self.catalog, collection, self.dedup, found | {"metadata": raw.metadata}, existing)
+        if duplicate is not None:
+            seen[digest] = duplicate["duplicate_of"]  # a later copy in this job points at the original too
+            return duplicate
         chunks = chunk_text(text, self.embedder.count_tokens, self.chunk_size, self.chunk_overlap)
         source = raw.filename or "api"
         return _Prepared(doc_id, title, digest, chunks, raw.metadata, source, warnings)

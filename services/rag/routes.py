@@ -247,9 +247,11 @@ async def answer(
     record = await rag.collection(caller, name)
     threshold = body.score_threshold if body.score_threshold is not None else rag.settings.default_score_threshold
     result = await rag.retrieve(record, body.question, body, threshold)
-    screened = await rag.screen(caller, result.passages)  # indirect injection: chunks are what the model reads
-    meta = screened.meta()
-    if not screened.passages:
+    abstention = rag.abstention(body.question, result, body.abstain)  # no evidence: no LLM call, no content check
+    # indirect injection: chunks are what the model reads
+    screened = await rag.screen(caller, result.passages) if abstention is None else None
+    meta = screened.meta() if screened is not None else {"abstained": True, "abstention": abstention}
+    if screened is None or not screened.passages:
         out = rag.answers.not_found([], record["data_version"], meta)
         if events is not None:
             events.record(caller, body.question, out, 200, started)

@@ -67,6 +67,11 @@ class AnswerRequest(SearchOptions):
 
     question: str = Field(min_length=1, max_length=4000)
     stream: bool = False
+    abstain: bool | None = Field(
+        None,
+        description="Abstain without calling the model when the retrieval's evidence is too weak (calibrated); "
+        "default: the service's setting (on).",
+    )
 
 
 class EvalQuestion(BaseModel):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmops_common.errors import APIError
+from services.rag.abstention import Abstainer
 from services.rag.answer import AnswerService
 from services.rag.catalog import Catalog
 from services.rag.content_check import ContentGuard, Screened
@@ -54,6 +55,7 @@ class RagService:
         self.run_logger = run_logger
         self.recorder = recorder
         self.guard = guard
+        self.abstainer = Abstainer(settings.abstain_threshold, settings.abstain_weight, settings.abstain)
         self.jobs = JobManager(
             pipeline.steps,
             recorder.record,
@@ -249,6 +251,16 @@ class RagService:
         if body.answers:
             tokens += self.pipeline.embedder.tokens_read(questions[: self.settings.max_answer_eval_questions])
         return tokens
+
+    def abstention(
+        self, question: str, result: RetrievalResult, requested: bool | None = None
+    ) -> dict[str, Any] | None:
+        """The calibrated no-answer decision (None: answer); `requested` overrides the setting per request."""
+        abstainer = self.abstainer
+        if requested is not None and requested != abstainer.enabled:
+            abstainer = Abstainer(abstainer.threshold, abstainer.weight, requested)
+        # Counted with the not_found answers it becomes (llmops_rag_answers_total{outcome="not_found"}).
+        return abstainer.decide(question, [p.relevance for p in result.passages], [p.text for p in result.passages])
 
     async def evaluate(self, caller: Caller, name: str, body: Any) -> dict[str, Any]:
         """Retrieval metrics per strategy (and answer quality when asked), logged as one run per strategy."""

@@ -159,6 +159,33 @@ class RagSettings(ServiceSettings):
     default_score_threshold: float = Field(
         0.25, ge=-1, le=1, description="Minimum cosine relevance for a passage to count in an answer."
     )
+    abstain: bool = Field(
+        True,
+        description="Abstain (no LLM call) when the retrieval evidence is below abstain_threshold (abstention.py).",
+    )
+    abstain_threshold: float = Field(
+        0.36,
+        ge=0,
+        le=1,
+        description="Answer when abstain_weight*top cosine + (1-abstain_weight)*lexical coverage reaches this; "
+        "calibrated on bench/data/rag_dev by bench/rag_trust.py.",
+    )
+    abstain_weight: float = Field(0.6, ge=0, le=1, description="Weight of the top cosine in the abstention score.")
+    attribution: bool = Field(True, description="Attribute answer sentences to passages and insert [n] markers.")
+    attribution_threshold: float = Field(
+        0.66,
+        ge=0,
+        le=1,
+        description="A passage supports a sentence when attribution_weight*cosine + (1-weight)*lexical reaches "
+        "this; calibrated on bench/data/rag_dev by bench/rag_trust.py.",
+    )
+    attribution_weight: float = Field(0.5, ge=0, le=1, description="Weight of the cosine in the support score.")
+    dedup: Literal["skip", "link", "off"] = Field(
+        "skip",
+        description="A document whose normalised content is already indexed in the collection under another id: "
+        "skip = not indexed (result `duplicate`, `duplicate_of`); link = also recorded as a document that points "
+        "at the existing chunks; off = indexed again (dedup only inside one job).",
+    )
     max_context_chars: int = Field(
         4000, ge=200, description="Most characters of retrieved passages put into one answer prompt."
     )

@@ -244,6 +244,7 @@ def test_eval_reports_metrics_per_strategy_and_question(team_a: httpx.Client, an
     answers = report["answers"]
     assert answers["questions"][0]["answer"] == "Cats eat fish [1]."
     assert answers["questions"][0]["faithfulness_lexical"] == 1.0 and answers["metrics"]["answer_relevance"] > 0.3
+    assert answers["questions"][0]["groundedness"] == 1.0 and "groundedness" in answers["metrics"]  # attribution
     assert report["mlflow_run_ids"] == [None, None, None]  # no tracking URI configured
 
 

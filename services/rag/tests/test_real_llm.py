@@ -43,3 +43,24 @@ def test_real_model_answers_with_citations(
     assert out["usage"]["completion_tokens"] > 0 and out["prompt_version"] == "rag-answer@2"
     system, user = (m["content"] for m in fake_gateway[1].chat_calls[-1]["messages"])
     assert "[1] Platform — Gateway" in system and user == "What does the gateway check?"  # prompt v2 layout
+
+
+def test_real_answer_is_attributed_and_off_corpus_abstains(
+    real_inference: str, team_a: httpx.Client, fake_gateway: tuple[str, FakeGatewayState]
+) -> None:
+    """Issue 16: SmolLM2 writes no [n] itself; the platform attributes its sentences and abstains off-corpus."""
+    fake_gateway[1].upstream = real_inference
+    assert team_a.post("/v1/collections", json={"name": "real-llm"}).status_code in (201, 409)
+    doc = {"id": "platform", "title": "Platform", "text": LLMOPS, "content_type": "text/markdown"}
+    team_a.post("/v1/collections/real-llm/documents", json={"documents": [doc], "wait": True}).raise_for_status()
+    out = team_a.post("/v1/collections/real-llm/answer", json={"question": "What does the gateway check?"}).json()
+    attribution = out["attribution"]
+    assert attribution["sentences"] and out["groundedness"] == attribution["groundedness"]
+    cited = {n for s in attribution["sentences"] for n in s["citations"]}
+    assert {c["number"] for c in out["citations"] if c["cited"]} == cited
+    assert all(f"[{n}]" in out["answer"] for n in cited)
+    unsupported = [s["index"] for s in attribution["sentences"] if s["claim"] and not s["supported"]]
+    assert attribution["unsupported"] == unsupported
+    calls = len(fake_gateway[1].chat_calls)
+    off = team_a.post("/v1/collections/real-llm/answer", json={"question": "What is the capital of Australia?"}).json()
+    assert off["abstained"] is True and off["not_found"] is True and len(fake_gateway[1].chat_calls) == calls
