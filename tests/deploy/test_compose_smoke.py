@@ -39,7 +39,10 @@ def stack() -> Iterator[dict[str, str]]:
         pytest.skip(f"no container runtime: {exc}")
     del engine
     try:
-        yield compose_stack.up(PORT)
+        started = compose_stack.up(PORT)
+        # Shown with -s (or in a failure's captured output): how long builds and `up --wait` took this time.
+        print(f"compose smoke: build {started['COMPOSE_SMOKE_BUILD_S']} s, up --wait {started['COMPOSE_SMOKE_UP_S']} s")
+        yield started
     finally:
         compose_stack.down(PORT)
 

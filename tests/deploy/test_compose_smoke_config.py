@@ -4,6 +4,7 @@ trims what the smaller stack lacks and leaves every other setting of compose.yam
 from __future__ import annotations
 
 import json
+import re
 
 from tests.deploy.conftest import COMPOSE_DIR, compose_cmd, run
 
@@ -25,4 +26,8 @@ def test_smoke_gateway_waits_only_for_its_request_path() -> None:
             if k not in {"OTEL_TRACES_EXPORTER", "GATEWAY_REGISTRY_URL"}
         }
         assert unchanged.items() <= smoke[name]["environment"].items()
+        # The one-word probe (podman 4.3 splits CMD arguments at spaces) asks the same URL as compose.yaml's.
+        url = re.search(r"http://127\.0\.0\.1:\d+/readyz", " ".join(full[name]["healthcheck"]["test"]))
+        assert url and " " not in smoke[name]["healthcheck"]["test"][-1]
+        assert f"'{url.group(0)}'" in smoke[name]["healthcheck"]["test"][-1]
     assert smoke["redis"] == full["redis"]
