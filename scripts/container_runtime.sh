@@ -4,7 +4,8 @@
 # v2 binary from requirements/deploy.txt drives (DOCKER_HOST). Idempotent: installs, configures and starts only
 # what is missing, and builds the local base images once (podman keeps them).
 #
-#   scripts/container_runtime.sh   # prints LLMOPS_PYTHON_IMAGE=, LLMOPS_REDIS_IMAGE= and (last) DOCKER_HOST= lines
+#   scripts/container_runtime.sh        # prints LLMOPS_PYTHON_IMAGE=, LLMOPS_REDIS_IMAGE= and (last) DOCKER_HOST= lines
+#   scripts/container_runtime.sh stop   # ends the API service and the healthcheck ticker it started
 #
 # Exit status: 0 ready; 3 "skip: <reason>" (no runtime can run here: not root, not Debian, no podman to install);
 # anything else is a real failure. A DOCKER_HOST that already answers (a real Docker engine) is used as it is.
@@ -25,6 +26,14 @@ MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CONF=/etc/containers/containers.conf.d/50-llmops-runc.conf
 
 skip() { echo "skip: $*"; exit 3; }
+TICKER_PID="$SOCKET_DIR/healthcheck-ticker.pid"
+
+# `stop`: end the ticker and the API service this script started (images and podman stay installed).
+if [ "${1:-}" = stop ]; then
+  [ -f "$TICKER_PID" ] && kill "$(cat "$TICKER_PID")" 2>/dev/null || true
+  [ -f "$SOCKET_DIR/service.pid" ] && kill "$(cat "$SOCKET_DIR/service.pid")" 2>/dev/null || true
+  rm -f "$TICKER_PID" "$SOCKET_DIR/service.pid" "$SOCKET"; exit 0
+fi
 log() { echo "container_runtime: $*" >&2; }
 answers() { curl -fsS --max-time 3 --unix-socket "$1" http://d/_ping >/dev/null 2>&1; }
 
@@ -66,6 +75,7 @@ if ! answers "$SOCKET"; then
   log "starting the Docker API socket (podman system service) at $SOCKET"
   # setsid + nohup: the service outlives this script and the make recipe that ran it.
   setsid nohup podman system service --time=0 "unix://$SOCKET" >"$SOCKET_DIR/service.log" 2>&1 </dev/null &
+  echo $! >"$SOCKET_DIR/service.pid"
   for _ in $(seq 100); do answers "$SOCKET" && break; sleep 0.2; done
   answers "$SOCKET" || { log "podman system service did not answer; see $SOCKET_DIR/service.log"; exit 1; }
 fi
@@ -73,7 +83,6 @@ fi
 # Healthchecks: podman schedules them with systemd timers, and there is no systemd here (PID 1 is not an init),
 # so they would never run and `compose up --wait` would wait for "healthy" forever. A ticker runs them instead,
 # every 5 s, for every running container that has one (the others answer an error, ignored).
-TICKER_PID="$SOCKET_DIR/healthcheck-ticker.pid"
 if [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ] && ! { [ -f "$TICKER_PID" ] && kill -0 "$(cat "$TICKER_PID")" 2>/dev/null; }; then
   log "starting the healthcheck ticker (no systemd to run podman's healthcheck timers)"
   setsid nohup bash -c 'while sleep 5; do for c in $(podman ps -q); do podman healthcheck run "$c" >/dev/null 2>&1; done; done' \

@@ -34,14 +34,15 @@ MODEL = "smollm2-135m-instruct"
 def stack() -> Iterator[dict[str, str]]:
     """The smoke stack, up and ready, with a fresh team key; down -v afterwards."""
     try:
-        engine = compose_stack.runtime()
+        started = compose_stack.up(PORT)
     except compose_stack.Skip as exc:
         pytest.skip(f"no container runtime: {exc}")
-    del engine
+    except BaseException:
+        compose_stack.down(PORT)  # a stack that never became ready is taken down too
+        raise
+    # Shown with -s (or in a failure's captured output): how long builds and `up --wait` took this time.
+    print(f"compose smoke: build {started['COMPOSE_SMOKE_BUILD_S']} s, up --wait {started['COMPOSE_SMOKE_UP_S']} s")
     try:
-        started = compose_stack.up(PORT)
-        # Shown with -s (or in a failure's captured output): how long builds and `up --wait` took this time.
-        print(f"compose smoke: build {started['COMPOSE_SMOKE_BUILD_S']} s, up --wait {started['COMPOSE_SMOKE_UP_S']} s")
         yield started
     finally:
         compose_stack.down(PORT)
