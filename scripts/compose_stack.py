@@ -146,7 +146,8 @@ def up(port: int, build: bool = True) -> dict[str, str]:
         "COMPOSE_SMOKE_KEY": key,
         "COMPOSE_SMOKE_ADMIN_TOKEN": admin,
         "COMPOSE_SMOKE_METRICS_TOKEN": _read_env(_secrets_file())["GATEWAY_METRICS_TOKEN"],
-        "DOCKER_HOST": engine["DOCKER_HOST"],
+        # The engine's lines too, so callers can run compose on the same project (compose(started, ...)).
+        **engine,
         "COMPOSE_SMOKE_BUILD_S": f"{built - started:.0f} {json.dumps(build_times)}",
         "COMPOSE_SMOKE_UP_S": f"{ready - built:.0f}",
     }

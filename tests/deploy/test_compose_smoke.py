@@ -82,8 +82,7 @@ def test_guardrails_block_a_prompt_injection(stack: dict[str, str]) -> None:
 
 def test_only_the_gateway_is_published(stack: dict[str, str]) -> None:
     """Redis, inference and guardrails publish nothing on the host; the gateway only on 127.0.0.1."""
-    engine = {"DOCKER_HOST": stack["DOCKER_HOST"]}
-    rows = [json.loads(line) for line in compose_stack.compose(engine, PORT, "ps", "--format", "json").splitlines()]
+    rows = [json.loads(line) for line in compose_stack.compose(stack, PORT, "ps", "--format", "json").splitlines()]
     published = {row["Service"]: [p for p in row.get("Publishers") or [] if p.get("PublishedPort")] for row in rows}
     assert set(published) >= {"gateway", "redis", "inference", "guardrails"}, published
     assert [(p["URL"], p["PublishedPort"]) for p in published.pop("gateway")] == [("127.0.0.1", PORT)]
@@ -102,3 +101,25 @@ def test_gateway_contract_suite_passes(stack: dict[str, str]) -> None:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "services/gateway/tests/test_contract.py"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+def test_rate_limit_is_enforced_in_the_redis_container(stack: dict[str, str]) -> None:
+    """A key allowed 1 request a minute is refused with 429 key_rpm_exceeded (the limit scripts run in Redis)."""
+    admin = stack["COMPOSE_SMOKE_ADMIN_TOKEN"]
+    status, created = _call(stack, "/admin/keys", {"team": "compose-smoke", "rpm_limit": 1}, token=admin)
+    assert status == 201, created
+    chat = {"model": MODEL, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
+    # Three calls: the window is the calendar minute, so a new one may begin between the first two.
+    codes = [_call(stack, "/v1/chat/completions", chat, token=created["key"]) for _ in range(3)]
+    refused = [body for status, body in codes if status == 429]
+    assert refused and refused[0]["error"]["code"] == "key_rpm_exceeded", codes
+
+
+def test_keys_survive_a_redis_restart(stack: dict[str, str]) -> None:
+    """Redis keeps its AOF on the redis-data volume: after `compose restart redis` the generated key still works."""
+    compose_stack.compose(stack, PORT, "restart", "redis")
+    compose_stack.compose(
+        stack, PORT, "up", "--wait", "--wait-timeout", "120", "--no-build", "--pull", "never", "redis"
+    )
+    status, me = _call(stack, "/v1/me")
+    assert status == 200 and me["team"] == "compose-smoke", me
