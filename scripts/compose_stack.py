@@ -68,7 +68,8 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 180
 
 def build_images(engine: dict[str, str], tag: str) -> dict[str, float]:
     """Build the smoke's images (layer cache: a rebuild with unchanged locks only copies the code); seconds each."""
-    builder = shutil.which("podman") or shutil.which("docker") or "docker"
+    # The engine's own builder: podman's store is the one its API socket serves; a Docker engine builds its own.
+    builder = "podman" if engine.get("LLMOPS_PYTHON_IMAGE") else "docker"
     args: list[str] = []
     if engine.get("LLMOPS_PYTHON_IMAGE"):
         # No registry here: the local base, and only the wheels downloaded on the host (exactly the lock).

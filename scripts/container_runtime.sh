@@ -25,8 +25,11 @@ REDIS_IMAGE="${LLMOPS_LOCAL_REDIS_IMAGE:-localhost/llmops-base/redis:7-bookworm}
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CONF=/etc/containers/containers.conf.d/50-llmops-runc.conf
 
-skip() { echo "skip: $*"; exit 3; }
 TICKER_PID="$SOCKET_DIR/healthcheck-ticker.pid"
+
+skip() { echo "skip: $*"; exit 3; }
+log() { echo "container_runtime: $*" >&2; }
+answers() { curl -fsS --max-time 3 --unix-socket "$1" http://d/_ping >/dev/null 2>&1; }
 
 # `stop`: end the ticker and the API service this script started (images and podman stay installed).
 if [ "${1:-}" = stop ]; then
@@ -34,8 +37,6 @@ if [ "${1:-}" = stop ]; then
   [ -f "$SOCKET_DIR/service.pid" ] && kill "$(cat "$SOCKET_DIR/service.pid")" 2>/dev/null || true
   rm -f "$TICKER_PID" "$SOCKET_DIR/service.pid" "$SOCKET"; exit 0
 fi
-log() { echo "container_runtime: $*" >&2; }
-answers() { curl -fsS --max-time 3 --unix-socket "$1" http://d/_ping >/dev/null 2>&1; }
 
 # A Docker engine (or socket) the caller already set up wins: nothing to install.
 if [[ "${DOCKER_HOST:-}" == unix://* ]] && answers "${DOCKER_HOST#unix://}"; then
