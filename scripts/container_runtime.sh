@@ -99,7 +99,7 @@ if ! podman image exists "$BASE_IMAGE"; then
   debootstrap --variant=minbase \
     --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates,curl \
     bookworm "$rootfs" "$MIRROR" >"$SOCKET_DIR/debootstrap.log" 2>&1 \
-    || { log "debootstrap failed; see $SOCKET_DIR/debootstrap.log"; exit 1; }
+    || skip "debootstrap could not build the base image from $MIRROR (no mirror in reach?); see $SOCKET_DIR/debootstrap.log"
   # The point-release and security suites too, as Debian's own images have them: apt in a build gets fixes.
   printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' \
     "$MIRROR" "$MIRROR" >"$rootfs/etc/apt/sources.list"
