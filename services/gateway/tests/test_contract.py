@@ -2,7 +2,8 @@
 
 Run against any server: `make contract SERVICE=gateway URL=http://localhost:9000` with GATEWAY_CONTRACT_KEY
 (a team key allowed to use GATEWAY_CONTRACT_MODEL, default smollm2-135m-instruct) and, for the admin part,
-GATEWAY_CONTRACT_ADMIN_TOKEN. Without a URL it runs against this gateway in front of the real model.
+GATEWAY_CONTRACT_ADMIN_TOKEN, and GATEWAY_CONTRACT_METRICS_TOKEN where its /metrics demands one. Without a URL
+it runs against this gateway in front of the real model.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def _chat(**extra: object) -> dict:
 
 def test_health_and_metrics(http: httpx.Client) -> None:
     assert http.get("/healthz").status_code == 200 and http.get("/readyz").status_code == 200
-    assert "# TYPE" in http.get("/metrics").text
+    # A gateway with GATEWAY_METRICS_TOKEN set (compose and Helm always set one) answers /metrics to that token only.
+    token = os.environ.get("GATEWAY_CONTRACT_METRICS_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    assert "# TYPE" in http.get("/metrics", headers=headers).text
 
 
 def test_missing_or_wrong_key_is_401_in_the_envelope(target: tuple[str, str, str | None]) -> None:

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# A Docker-API container runtime for `make compose-test` on a root Debian machine with no Docker engine and no
+# image registry in reach: Debian's podman (4.3) with runc, served as a Docker API socket that the Docker Compose
+# v2 binary from requirements/deploy.txt drives (DOCKER_HOST). Idempotent: installs, configures and starts only
+# what is missing, and builds the local base images once (podman keeps them).
+#
+#   scripts/container_runtime.sh        # prints LLMOPS_PYTHON_IMAGE=, LLMOPS_REDIS_IMAGE= and (last) DOCKER_HOST= lines
+#   scripts/container_runtime.sh stop   # ends the API service and the healthcheck ticker it started
+#
+# Exit status: 0 ready; 3 "skip: <reason>" (no runtime can run here: not root, not Debian, no podman to install);
+# anything else is a real failure. A DOCKER_HOST that already answers (a real Docker engine) is used as it is.
+#
+# Why each setting (checked on these machines):
+#   - runc, not crun: crun's setrlimit is refused here and the cgroups are in hybrid (v1) mode.
+#   - default_ulimits = []: podman would otherwise set an nofile ulimit the sandbox does not permit.
+#   - Local base images: nothing can be pulled from a registry, so a Debian bookworm rootfs (debootstrap
+#     --variant=minbase, from the Debian mirror) + python3.11 is imported with `podman import`; the service
+#     Dockerfiles build FROM it through their PYTHON_IMAGE build argument. Redis comes from the same base.
+set -euo pipefail
+
+SOCKET_DIR="${LLMOPS_PODMAN_SOCKET_DIR:-/run/llmops-podman}"
+SOCKET="$SOCKET_DIR/podman.sock"
+BASE_IMAGE="${LLMOPS_BASE_IMAGE:-localhost/llmops-base/python:3.11-bookworm}"
+REDIS_IMAGE="${LLMOPS_LOCAL_REDIS_IMAGE:-localhost/llmops-base/redis:7-bookworm}"
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+CONF=/etc/containers/containers.conf.d/50-llmops-runc.conf
+
+TICKER_PID="$SOCKET_DIR/healthcheck-ticker.pid"
+
+skip() { echo "skip: $*"; exit 3; }
+log() { echo "container_runtime: $*" >&2; }
+answers() { curl -fsS --max-time 3 --unix-socket "$1" http://d/_ping >/dev/null 2>&1; }
+
+# `stop`: end the ticker and the API service this script started (images and podman stay installed).
+if [ "${1:-}" = stop ]; then
+  [ -f "$TICKER_PID" ] && kill "$(cat "$TICKER_PID")" 2>/dev/null || true
+  [ -f "$SOCKET_DIR/service.pid" ] && kill "$(cat "$SOCKET_DIR/service.pid")" 2>/dev/null || true
+  rm -f "$TICKER_PID" "$SOCKET_DIR/service.pid" "$SOCKET"; exit 0
+fi
+
+# A Docker engine (or socket) the caller already set up wins: nothing to install.
+if [[ "${DOCKER_HOST:-}" == unix://* ]] && answers "${DOCKER_HOST#unix://}"; then
+  echo "DOCKER_HOST=$DOCKER_HOST"; exit 0
+fi
+
+[ "$(uname -s)" = Linux ] || skip "not Linux (podman via this script needs a root Debian machine)"
+[ "$(id -u)" = 0 ] || skip "not root (installing and running podman rootful needs root; set DOCKER_HOST to an engine)"
+[ -f /etc/debian_version ] && command -v apt-get >/dev/null || skip "not Debian (no apt-get to install podman)"
+
+missing=()
+for pkg_cmd in podman:podman runc:runc debootstrap:debootstrap curl:curl; do
+  command -v "${pkg_cmd#*:}" >/dev/null || missing+=("${pkg_cmd%%:*}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]} (apt-get)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null 2>&1 \
+    || skip "apt-get could not install ${missing[*]}"
+fi
+
+# A drop-in beside the packaged containers.conf: only our two settings, written once.
+if [ ! -f "$CONF" ]; then
+  mkdir -p "$(dirname "$CONF")"
+  cat >"$CONF" <<'EOF'
+# Written by scripts/container_runtime.sh (llmops): crun cannot setrlimit here and cgroups are hybrid.
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+EOF
+fi
+
+if ! answers "$SOCKET"; then
+  mkdir -p "$SOCKET_DIR"
+  rm -f "$SOCKET"
+  log "starting the Docker API socket (podman system service) at $SOCKET"
+  # setsid + nohup: the service outlives this script and the make recipe that ran it.
+  setsid nohup podman system service --time=0 "unix://$SOCKET" >"$SOCKET_DIR/service.log" 2>&1 </dev/null &
+  echo $! >"$SOCKET_DIR/service.pid"
+  for _ in $(seq 100); do answers "$SOCKET" && break; sleep 0.2; done
+  answers "$SOCKET" || { log "podman system service did not answer; see $SOCKET_DIR/service.log"; exit 1; }
+fi
+
+# Healthchecks: podman schedules them with systemd timers, and there is no systemd here (PID 1 is not an init),
+# so they would never run and `compose up --wait` would wait for "healthy" forever. A ticker runs them instead,
+# every 5 s, for every running container that has one (the others answer an error, ignored).
+if [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ] && ! { [ -f "$TICKER_PID" ] && kill -0 "$(cat "$TICKER_PID")" 2>/dev/null; }; then
+  log "starting the healthcheck ticker (no systemd to run podman's healthcheck timers)"
+  setsid nohup bash -c 'while sleep 5; do for c in $(podman ps -q); do podman healthcheck run "$c" >/dev/null 2>&1; done; done' \
+    >/dev/null 2>&1 </dev/null &
+  echo $! >"$TICKER_PID"
+fi
+
+# Base image: bookworm minbase + python3.11 (venv, pip for `pip wheel` in the builder stage, `python` on PATH).
+if ! podman image exists "$BASE_IMAGE"; then
+  rootfs="$(mktemp -d /var/tmp/llmops-rootfs.XXXXXX)"
+  trap 'rm -rf "$rootfs"' EXIT
+  log "building $BASE_IMAGE with debootstrap from $MIRROR (once; a few minutes)"
+  debootstrap --variant=minbase \
+    --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates,curl \
+    bookworm "$rootfs" "$MIRROR" >"$SOCKET_DIR/debootstrap.log" 2>&1 \
+    || skip "debootstrap could not build the base image from $MIRROR (no mirror in reach?); see $SOCKET_DIR/debootstrap.log"
+  # The point-release and security suites too, as Debian's own images have them: apt in a build gets fixes.
+  printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' \
+    "$MIRROR" "$MIRROR" >"$rootfs/etc/apt/sources.list"
+  chroot "$rootfs" apt-get clean
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/usr/share/doc/* \
+    "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
+  tar -C "$rootfs" -c . | podman import --quiet \
+    --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    - "$BASE_IMAGE" >/dev/null
+  rm -rf "$rootfs"; trap - EXIT
+fi
+
+# Redis in place of the public redis image: Debian's redis-server on the same base, /data as its workdir.
+if ! podman image exists "$REDIS_IMAGE"; then
+  log "building $REDIS_IMAGE (apt-get inside the build; the Debian mirror is reachable from containers)"
+  podman build --quiet -t "$REDIS_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    -f "$(dirname "$0")/../deploy/images/redis/Dockerfile" "$(dirname "$0")/../deploy/images/redis" >/dev/null
+fi
+
+# What builds and compose use: the socket, and the local images standing in for the public ones.
+echo "LLMOPS_PYTHON_IMAGE=$BASE_IMAGE"
+echo "LLMOPS_REDIS_IMAGE=$REDIS_IMAGE"
+echo "DOCKER_HOST=unix://$SOCKET"
