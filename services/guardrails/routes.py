@@ -90,9 +90,10 @@ async def check_input(body: InputCheckRequest, request: Request) -> dict:
         return (await run_in_threadpool(checker.check, "input", inp, policy)).as_dict()
     total = _bound(settings, [m.content for m in body.messages], "messages", "too_many_messages")
     policy = _policy(request, body)
-    # Tool results are text the model reads, not what the user says: indirect injection, judged as content.
+    # What the model reads (tool results, retrieved context) is judged as content (indirect injection), what
+    # a user says as input; the policy's `roles` map says which role is which.
     items: list[tuple[Mode, CheckInput]] = [
-        ("content" if m.role == "tool" else "input", CheckInput(text=m.content, direction="input"))
+        ("content" if m.context else policy.role_mode(m.role), CheckInput(text=m.content, direction="input"))
         for m in body.messages
     ]
     if _inline(total, policy, *{mode for mode, _ in items}):
