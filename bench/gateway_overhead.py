@@ -37,8 +37,9 @@ from tests.support.servers import free_port, uvicorn_service
 BODY = json.dumps(
     {"model": "bench-model", "messages": [{"role": "user", "content": "ping " * 20}], "max_tokens": 16}
 ).encode()
-SCENARIOS = [(1, 50.0), (10, 200.0), (100, 200.0)]  # (connections, total requests/s)
-HEY_SCENARIO = (10, 200.0)
+# (connections, total requests/s); 10 at 20/s is issue 17's "latency at 20 req/s", below every path's saturation.
+SCENARIOS = [(1, 50.0), (10, 20.0), (10, 200.0), (100, 200.0)]
+HEY_SCENARIO = (10, 50.0)  # below every path's saturation: latency and CPU per request are costs, not queueing
 GUARDRAILS_TOKEN = "bench-guardrails-token"
 SYSTEMS = ("direct", "gateway", "guarded")  # guarded: the gateway with the guardrails service in the path
 HEADER = b"x-llmops-overhead-ms"
@@ -104,14 +105,45 @@ async def run(seconds: float, ports: dict[str, int], key: str) -> dict[str, Any]
     return {"fixed_rate": rows, "saturation": saturation}
 
 
-def external(seconds: float, ports: dict[str, int], key: str) -> dict[str, Any]:
-    """The same systems under wrk (saturation) and hey (fixed rate), when installed."""
-    out: dict[str, Any] = {"tools": extgen.tools(), "wrk": {}, "hey": {}}
+def _pid_listening(port: int) -> int | None:
+    """The uvicorn process serving `port` (its command line names the port; Linux /proc)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"uvicorn" in args and b"--port" in args and args[args.index(b"--port") + 1] == str(port).encode():
+            return int(proc.name)
+    return None
+
+
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def external(seconds: float, ports: dict[str, int], key: str, guardrails_port: int) -> dict[str, Any]:
+    """The same systems under wrk (saturation) and hey (fixed rate), when installed; during the hey phase, the
+    CPU each server process spent per answered request (what a request costs, whatever the neighbours take)."""
+    out: dict[str, Any] = {"tools": extgen.tools(), "wrk": {}, "hey": {}, "cpu_ms_per_request": {}}
+    pids = {name: _pid_listening(port) for name, port in ports.items() if name != "direct"}
+    pids["guardrails"] = _pid_listening(guardrails_port)
     for name in SYSTEMS:
         url = f"http://127.0.0.1:{ports[name]}/v1/chat/completions"
         who = None if name == "direct" else key
         out["wrk"][name] = extgen.wrk(url, BODY, who, 100, seconds)
-        out["hey"][name] = extgen.hey(url, BODY, who, *HEY_SCENARIO, seconds)
+        serving = {"gateway": ["gateway"], "guarded": ["guarded", "guardrails"]}.get(name, [])
+        before = {p: _cpu_s(pids.get(p)) for p in serving}
+        out["hey"][name] = hey = extgen.hey(url, BODY, who, *HEY_SCENARIO, seconds)
+        if hey and serving and hey["requests"] > hey["errors"]:
+            answered = hey["requests"] - hey["errors"]
+            for p in serving:
+                out["cpu_ms_per_request"][p] = round((_cpu_s(pids.get(p)) - before[p]) * 1000 / answered, 3)
     return out
 
 
@@ -126,6 +158,10 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         "loadgen_gateway_over_direct": _ratio(s["gateway"]["rps"], s["direct"]["rps"]),
         "loadgen_guarded_over_gateway": _ratio(s["guarded"]["rps"], s["gateway"]["rps"]),
     }
+    cpu = result["external"]["cpu_ms_per_request"]
+    if cpu.get("gateway") and cpu.get("guarded") and "guardrails" in cpu:
+        # Requests per second one core could serve, guardrails on over off: CPU per request, inverted.
+        out["cpu_capacity_guarded_over_gateway"] = round(cpu["gateway"] / (cpu["guarded"] + cpu["guardrails"]), 3)
     if all(w.get(n) for n in SYSTEMS):
         out["wrk_gateway_over_direct"] = _ratio(w["gateway"]["rps"], w["direct"]["rps"])
         out["wrk_guarded_over_gateway"] = _ratio(w["guarded"]["rps"], w["gateway"]["rps"])
@@ -153,6 +189,20 @@ def markdown(result: dict[str, Any]) -> str:
             f"{r['tracing_on']['p50_ms']}, {r['tracing_added_p50_ms']} |"
         )
     s, x, q = result["saturation"], result["external"], result["ratios"]
+    past = [
+        r
+        for r in result["fixed_rate"]
+        if r["guarded"]["errors"] or r["guarded"]["p50_ms"] > 10 * r["gateway"]["p50_ms"]
+    ]
+    if past:
+        lines += [
+            "",
+            "Past saturation: at "
+            + ", ".join(f"{r['connections']} connections / {r['rate_rps']:.0f} req/s" for r in past)
+            + " the gateway with guardrails could not keep up on this machine at this load: its added latency there is "
+            "queueing, not cost, and its errors are the default policy's fail-closed 503s (a check over its 250 ms "
+            "budget). The rows below the saturation rate give the cost.",
+        ]
     lines += [
         "",
         "Saturation, closed loop, 100 connections (200 answers per second; errors: other answers):",
@@ -169,6 +219,19 @@ def markdown(result: dict[str, Any]) -> str:
             f"| wrk ({x['tools']['wrk']}) | {w['direct']['rps']} | {w['gateway']['rps']} (non-2xx "
             f"{w['gateway']['non2xx']}) | {w['guarded']['rps']} (non-2xx {w['guarded']['non2xx']}) | "
             f"{q['wrk_gateway_over_direct']} | {q['wrk_guarded_over_gateway']} |"
+        )
+    lines.append(
+        "\nClosed-loop figures on a shared 2-core machine swing with the neighbours (the guarded path runs three "
+        "server processes, and past the guardrails' 250 ms budget it answers 503): the CPU per request below is "
+        "the steadier measure of cost."
+    )
+    cpu = x["cpu_ms_per_request"]
+    if cpu:
+        lines.append(
+            f"\nServer CPU per answered request (during the hey phase): gateway alone {cpu.get('gateway')} ms; with "
+            f"guardrails: gateway {cpu.get('guarded')} ms + guardrails service {cpu.get('guardrails')} ms (an input "
+            "and an output check). Capacity per core, guardrails on / off: "
+            f"{q.get('cpu_capacity_guarded_over_gateway')}."
         )
     h = x["hey"]
     if all(h.get(n) for n in SYSTEMS):
@@ -259,7 +322,7 @@ def main() -> None:
             key = _key(urls["gateway"])
             ports = {"direct": upstream_port} | {name: int(url.rsplit(":", 1)[1]) for name, url in urls.items()}
             result = asyncio.run(run(args.seconds, ports, key))
-            result["external"] = external(args.seconds, ports, key)
+            result["external"] = external(args.seconds, ports, key, int(guard.rsplit(":", 1)[1]))
         finally:
             fake.terminate()
             import redis
