@@ -106,6 +106,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             max_messages=settings.max_messages,
             max_output_tokens=settings.max_output_tokens,
             max_response_bytes=settings.max_response_bytes,
+            context_tokens=(settings.guardrails_token.get_secret_value(),) if settings.guardrails_token else (),
         )
         app.state.batch, batch_worker = build_batch(settings, redis, app.state.proxy, batch_lines)
         await batch_worker.start()

@@ -31,7 +31,7 @@ class GuardrailChecks:
         """One check of the whole request; redactions are written back into the payload that is forwarded."""
         payload = call.req.payload
         messages = payload["messages"] if call.req.kind == "chat" else _prompt_messages(payload)
-        found: list[Segment] = segments(messages)
+        found: list[Segment] = segments(messages, call.req.context_parts)
         verdict, texts = await self.guard.check_input(found, call.record.team, call.record.project)
         for segment, text in zip(found, texts, strict=True):
             if text is not None:

@@ -139,13 +139,18 @@ class GuardrailsClient:
         return Verdict(stage, data.get("decision", "allow"), data.get("findings", []), data.get("text"))
 
     async def check_input(self, segments: list[Segment], team: str, project: str) -> tuple[Verdict, list[str | None]]:
-        """ONE input check of every text of the request, each with its role (tool results are read by the
-        guardrails as content: indirect injection). Raises on block; returns the verdict and, per segment, its
-        redacted text (None: unchanged)."""
+        """ONE input check of every text of the request, each with its role (the policy maps roles to modes:
+        tool results are read as content, indirect injection) and trusted retrieved context marked as such.
+        Raises on block; returns the verdict and, per segment, its redacted text (None: unchanged)."""
         if not segments:
             return Verdict("input", "allow"), []
         body = {
-            "messages": [{"role": seg.role, "content": seg.text} for seg in segments],
+            "messages": [
+                {"role": seg.role, "content": seg.text, "context": True}
+                if seg.context
+                else {"role": seg.role, "content": seg.text}
+                for seg in segments
+            ],
             "team": team,
             "project": project,
         }

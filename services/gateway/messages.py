@@ -3,6 +3,11 @@
 Every role is checked, and every piece of text a model will read: string content, each text part, and the
 arguments of earlier tool calls. `Segment` remembers where each text came from, so a redaction from the
 guardrails is written back into exactly that place.
+
+Retrieved context: a platform service (RAG) that has already checked its passages in the guardrails' content
+mode may mark the text parts that carry them with `"llmops_context": true`. The gateway honours the mark only
+on a request that also presents the service token (proxy.py), re-checks those parts in content mode (what the
+model reads) instead of input mode (what a user says), and removes the mark before the body goes upstream.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ _KEYS = {
     "assistant": {"role", "content", "name", "tool_calls", "refusal"},
     "tool": {"role", "content", "tool_call_id"},
 }
-_PART_KEYS = {"text": {"type", "text"}, "image_url": {"type", "image_url"}}
+CONTEXT_MARK = "llmops_context"
+_PART_KEYS = {"text": {"type", "text", CONTEXT_MARK}, "image_url": {"type", "image_url"}}
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class Segment:
     role: str
     where: tuple[str | int, ...]  # ("content",) | ("content", part) | ("tool_calls", call)
     text: str
+    context: bool = False  # a trusted, marked retrieved-context part: checked in content mode
 
 
 def _part(where: str, part: Any, allowed: frozenset[str]) -> None:
@@ -43,6 +50,8 @@ def _part(where: str, part: Any, allowed: frozenset[str]) -> None:
         raise bad(where, f"unexpected key(s) {', '.join(sorted(set(part) - _PART_KEYS[kind]))}")
     if kind == "text" and not isinstance(part.get("text"), str):
         raise bad(f"{where}.text", "must be a string")
+    if CONTEXT_MARK in part and part[CONTEXT_MARK] is not True:
+        raise bad(f"{where}.{CONTEXT_MARK}", "must be true when present (marks retrieved context)")
     if kind == "image_url":
         image = part.get("image_url")
         if not (isinstance(image, dict) and isinstance(image.get("url"), str) and set(image) <= {"url", "detail"}):
@@ -105,8 +114,20 @@ def check_messages(messages: Any, max_messages: int, parts: frozenset[str]) -> N
             raise bad(f"{where}.refusal", "must be a string")
 
 
-def segments(messages: list[dict[str, Any]]) -> list[Segment]:
-    """Every non-empty text of already validated messages, in order."""
+def take_context_marks(messages: list[dict[str, Any]]) -> frozenset[tuple[int, int]]:
+    """Remove every `llmops_context` mark (the upstream sees plain OpenAI parts); returns (message, part) of each."""
+    marked: set[tuple[int, int]] = set()
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if part.pop(CONTEXT_MARK, None) is True:
+                    marked.add((i, j))
+    return frozenset(marked)
+
+
+def segments(messages: list[dict[str, Any]], context: frozenset[tuple[int, int]] = frozenset()) -> list[Segment]:
+    """Every non-empty text of already validated messages, in order; `context` parts are marked as such."""
     found: list[Segment] = []
     for i, message in enumerate(messages):
         role = message["role"]
@@ -116,7 +137,7 @@ def segments(messages: list[dict[str, Any]]) -> list[Segment]:
         elif isinstance(content, list):
             for j, part in enumerate(content):
                 if part.get("type") == "text" and part["text"]:
-                    found.append(Segment(i, role, ("content", j), part["text"]))
+                    found.append(Segment(i, role, ("content", j), part["text"], (i, j) in context))
         for k, call in enumerate(message.get("tool_calls") or ()):
             if call["function"]["arguments"]:
                 found.append(Segment(i, role, ("tool_calls", k), call["function"]["arguments"]))

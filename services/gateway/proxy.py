@@ -20,6 +20,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError
+from llmops_common.service_auth import token_matches
 from llmops_common.trace_events import EventEmitter
 from services.gateway.auth import bearer_token
 from services.gateway.call import Call, trace_event, usage_tokens
@@ -71,6 +72,7 @@ class ProxyService:
         max_messages: int = 1000,
         max_output_tokens: int = 131_072,
         max_response_bytes: int = 4 * 1_048_576,
+        context_tokens: tuple[str, ...] = (),
     ) -> None:
         self.keys = keys
         self.limiter = limiter
@@ -83,6 +85,9 @@ class ProxyService:
         self.catalogue = catalogue
         self.max_messages = max_messages
         self.max_output_tokens = max_output_tokens
+        # Service tokens whose holders may mark retrieved context (the guardrails token: whoever may run the
+        # content check itself may say a passage went through it; the gateway still re-checks it as content).
+        self.context_tokens = tuple(t for t in context_tokens if t)
         self._pending: set[asyncio.Task[Any]] = set()
         self.checks = GuardrailChecks(guard, stream_window_chars) if guard is not None else None
         self.relay = Relay(metrics, self.checks, max_response_bytes, self._finish, self._in_background)
@@ -130,14 +135,16 @@ class ProxyService:
         """Count a request that ended before it held a reservation (bad body, unknown model, state store down)."""
         self.metrics.requests.labels(team, model, str(status_of(exc)[0])).inc()
 
-    async def forward(self, record: KeyRecord, kind: Kind, raw: bytes, started: float) -> Completed | Streaming:
-        """Admit, check, route, relay and meter one request."""
+    async def forward(
+        self, record: KeyRecord, kind: Kind, raw: bytes, started: float, service_token: str | None = None
+    ) -> Completed | Streaming:
+        """Admit, check, route, relay and meter one request (`service_token`: x-llmops-service-token, if sent)."""
         model = "unknown"  # the label of requests refused before routing (never the caller's free text)
         try:
             req = parse_request(kind, raw, self.default_max_tokens, self.max_output_tokens)
             route = self._route(record, req)
             model = route.name
-            check_request(req, route, self.max_messages)
+            check_request(req, route, self.max_messages, trusted=token_matches(service_token, self.context_tokens))
             reservation = await self._admit(record, req, route)
         except LimitExceeded as exc:
             self.metrics.limit_rejections.labels(record.team, exc.limit).inc()

@@ -14,7 +14,7 @@ import orjson
 
 from llmops_common.errors import APIError
 from services.gateway.fields import bad, check_fields
-from services.gateway.messages import check_messages
+from services.gateway.messages import CONTEXT_MARK, check_messages, take_context_marks
 from services.gateway.routing import ModelRoute
 
 Kind = Literal["chat", "completion"]
@@ -33,6 +33,7 @@ class ClientRequest:
     payload: dict[str, Any]
     body_bytes: int
     n: int = 1
+    context_parts: frozenset[tuple[int, int]] = frozenset()  # trusted retrieved-context parts (message, part)
 
     @property
     def max_output_tokens(self) -> int:
@@ -96,12 +97,26 @@ def parse_request(kind: Kind, raw: bytes, default_max_tokens: int, max_output_to
     return ClientRequest(kind, model, stream, wants_usage, max_tokens, payload, len(raw))
 
 
-def check_request(req: ClientRequest, route: ModelRoute, max_messages: int) -> None:
-    """Hold the body to the allow-list of its endpoint and to what the model's route accepts."""
+def check_request(req: ClientRequest, route: ModelRoute, max_messages: int, trusted: bool = False) -> None:
+    """Hold the body to the allow-list of its endpoint and to what the model's route accepts.
+
+    `trusted`: the request presented a platform service token, so its retrieved-context marks are honoured;
+    a mark without one is refused (a client must not choose the milder check for its own text)."""
     payload = req.payload
     check_fields(req.kind, payload, route.extra_fields)
     if req.kind == "chat":
         check_messages(payload["messages"], max_messages, route.content_parts)
+        marked = take_context_marks(payload["messages"])
+        if marked and not trusted:
+            i, j = min(marked)
+            raise APIError(
+                403,
+                "untrusted_context",
+                f"content parts marked `{CONTEXT_MARK}` are accepted only from platform services "
+                "(x-llmops-service-token); send the text without the mark",
+                param=f"messages[{i}].content[{j}].{CONTEXT_MARK}",
+            )
+        req.context_parts = marked
     elif payload.get("prompt") is None:
         raise bad("prompt", "prompt is required (a string)")
     n = payload.get("n")

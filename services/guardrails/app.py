@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,9 @@ VERSION = "0.1.0"
 def create_app(settings: GuardrailsSettings | None = None) -> FastAPI:
     """Build the app; the policy file is validated now, the models load in the lifespan."""
     settings = settings or GuardrailsSettings()
+    if not settings.access_log:
+        # uvicorn has configured its loggers before it calls this factory, so the level set here holds.
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # No token outside dev mode is a start failure: guardrails shows policies and must not be an open oracle.
     tokens = require_tokens(
         settings.service_tokens(), service="guardrails", setting="GUARDRAILS_SERVICE_TOKEN", dev_mode=settings.dev_mode

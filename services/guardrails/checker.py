@@ -54,6 +54,7 @@ class CheckResult:
             "timeout_ms": self.policy.timeout_ms,
             "errors": self.errors,
             "latency_ms": round(self.latency_ms, 3),
+            "messages": None,  # the wire shape of CheckResponse: the routes send this dict as it is
         }
 
 

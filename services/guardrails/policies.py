@@ -28,6 +28,19 @@ from services.guardrails.detector_config import (
 __all__ = ["INPUT_DETECTORS", "OUTPUT_DETECTORS", "DetectorPolicy", "Mode", "Policy", "PolicyError", "PolicySet"]
 
 Mode = Literal["input", "content", "output"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+# Which mode judges each role of a chat request. Tool results are what the model reads (indirect injection);
+# system and developer messages stay in input mode: measured in bench/results/guardrails_roles.md, a system
+# prompt that carries documents is blocked *more* often in content mode (its own instructions read as ones
+# planted in a document), and direct injections put there are caught less often. Documents inside a system
+# message are judged as content only when a platform service marks them as retrieved context (see the README).
+DEFAULT_ROLES: dict[Role, Literal["input", "content"]] = {
+    "system": "input",
+    "developer": "input",
+    "user": "input",
+    "assistant": "input",
+    "tool": "content",
+}
 
 
 class Policy(BaseModel):
@@ -51,16 +64,26 @@ class Policy(BaseModel):
     output: dict[str, SerializeAsAny[DetectorPolicy]] = Field(
         default_factory=dict, description="What the model answers."
     )
+    roles: dict[Role, Literal["input", "content"]] = Field(
+        default_factory=lambda: dict(DEFAULT_ROLES),
+        description="The mode each role of a chat request is checked in (roles not named keep the default: "
+        "tool -> content, every other role -> input). Marked retrieved context is always content.",
+    )
     # (name, settings, settings as the dict detectors read), per mode, in run order: built once, read per check.
     _plan: dict[str, list[tuple[str, DetectorPolicy, dict[str, Any]]]] = PrivateAttr(default_factory=dict)
     _fingerprint: str = PrivateAttr("")
 
     def model_post_init(self, context: Any) -> None:
         """Precompute the run plan so a check with many messages does not re-serialise settings."""
+        self.roles = {**DEFAULT_ROLES, **self.roles}
         self._fingerprint = hashlib.blake2b(self.model_dump_json().encode(), digest_size=16).hexdigest()
         for mode in ("input", "content", "output"):
             section = self.section(mode)
             self._plan[mode] = [(name, cfg, cfg.model_dump()) for name, cfg in section.items() if cfg.enabled]
+
+    def role_mode(self, role: str) -> Literal["input", "content"]:
+        """The mode a message of this role is checked in."""
+        return self.roles.get(role, "input")  # type: ignore[call-overload]  # every role is in the map
 
     def section(self, mode: Mode) -> dict[str, DetectorPolicy]:
         """The detector settings of a mode (content falls back to input)."""

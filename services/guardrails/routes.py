@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Security
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -35,6 +38,13 @@ router = APIRouter(prefix="/v1", tags=["guardrails"], dependencies=[Security(ser
 # Longer ones, and any that runs the NER model (~25 ms per 1,000 characters), go to a worker thread so
 # the event loop keeps answering probes and short checks.
 _INLINE_CHARS = 20_000
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """The verdict as JSON, written once by orjson. The check routes return a Response, so FastAPI skips
+    re-validating the dict against `response_model` (kept on the routes for the OpenAPI document) and its
+    generic encoder: the checker builds exactly that shape (tests/contract hold it to the schema)."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def _inline(chars: int, policy: Policy, *modes: Mode) -> bool:
@@ -76,7 +86,7 @@ def _bound(settings: GuardrailsSettings, texts: list[str], param: str, count_cod
 
 
 @router.post("/check/input", response_model=CheckResponse)
-async def check_input(body: InputCheckRequest, request: Request) -> dict:
+async def check_input(body: InputCheckRequest, request: Request) -> Response:
     """Check what goes into the model: one `text`, or every message of a request (tool results as content)."""
     checker = _checker(request)
     settings: GuardrailsSettings = request.app.state.settings
@@ -86,34 +96,35 @@ async def check_input(body: InputCheckRequest, request: Request) -> dict:
         policy = _policy(request, body)
         inp = CheckInput(text=text, direction="input")
         if _inline(len(text), policy, "input"):
-            return checker.check("input", inp, policy).as_dict()
-        return (await run_in_threadpool(checker.check, "input", inp, policy)).as_dict()
+            return _json(checker.check("input", inp, policy).as_dict())
+        return _json((await run_in_threadpool(checker.check, "input", inp, policy)).as_dict())
     total = _bound(settings, [m.content for m in body.messages], "messages", "too_many_messages")
     policy = _policy(request, body)
-    # Tool results are text the model reads, not what the user says: indirect injection, judged as content.
+    # What the model reads (tool results, retrieved context) is judged as content (indirect injection), what
+    # a user says as input; the policy's `roles` map says which role is which.
     items: list[tuple[Mode, CheckInput]] = [
-        ("content" if m.role == "tool" else "input", CheckInput(text=m.content, direction="input"))
+        ("content" if m.context else policy.role_mode(m.role), CheckInput(text=m.content, direction="input"))
         for m in body.messages
     ]
     if _inline(total, policy, *{mode for mode, _ in items}):
-        return checker.check_many(items, policy, "input").as_messages_dict()
-    return (await run_in_threadpool(checker.check_many, items, policy, "input")).as_messages_dict()
+        return _json(checker.check_many(items, policy, "input").as_messages_dict())
+    return _json((await run_in_threadpool(checker.check_many, items, policy, "input")).as_messages_dict())
 
 
 @router.post("/check/content", response_model=ContentCheckResponse)
-async def check_content(body: ContentCheckRequest, request: Request) -> dict:
+async def check_content(body: ContentCheckRequest, request: Request) -> Response:
     """Check what the model is about to read (documents, retrieved chunks, tool results): indirect injection, PII."""
     checker = _checker(request)
     total = _bound(request.app.state.settings, body.texts, "texts", "too_many_texts")
     policy = _policy(request, body)
     items: list[tuple[Mode, CheckInput]] = [("content", CheckInput(text=t, direction="input")) for t in body.texts]
     if _inline(total, policy, "content"):
-        return checker.check_many(items, policy, "content").as_content_dict()
-    return (await run_in_threadpool(checker.check_many, items, policy, "content")).as_content_dict()
+        return _json(checker.check_many(items, policy, "content").as_content_dict())
+    return _json((await run_in_threadpool(checker.check_many, items, policy, "content")).as_content_dict())
 
 
 @router.post("/check/output", response_model=CheckResponse)
-async def check_output(body: OutputCheckRequest, request: Request) -> dict:
+async def check_output(body: OutputCheckRequest, request: Request) -> Response:
     """Check a model answer: leaks (PII, secrets, canaries), deny-lists, JSON schema, groundedness."""
     checker = _checker(request)
     settings: GuardrailsSettings = request.app.state.settings
@@ -129,8 +140,8 @@ async def check_output(body: OutputCheckRequest, request: Request) -> dict:
     )  # fmt: skip
     size = len(body.text) + sum(len(c) for c in body.context or [])
     if _inline(size, policy, "output"):
-        return checker.check("output", inp, policy).as_dict()
-    return (await run_in_threadpool(checker.check, "output", inp, policy)).as_dict()
+        return _json(checker.check("output", inp, policy).as_dict())
+    return _json((await run_in_threadpool(checker.check, "output", inp, policy)).as_dict())
 
 
 @router.get("/policies", tags=["policies"])

@@ -40,12 +40,19 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class Message(BaseModel):
-    """One chat message; `tool` results are checked as content (what the model reads), the rest as input."""
+    """One chat message (or one text part of it); the policy's `roles` map picks its mode (by default `tool`
+    results are checked as content, what the model reads, the rest as input)."""
 
     model_config = ConfigDict(extra="forbid")
 
     role: Role
-    content: str = Field(description="The message text (the caller joins text parts).")
+    content: str = Field(description="The message text (the caller joins text parts, or sends one per part).")
+    context: bool = Field(
+        False,
+        description="Retrieved context a platform service put into the request (RAG's passages): judged in "
+        "content mode whatever the role. Callers are platform services (service token); the gateway sets it "
+        "only for parts it was allowed to trust.",
+    )
 
     @field_validator("content")
     @classmethod

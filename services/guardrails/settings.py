@@ -52,6 +52,11 @@ class GuardrailsSettings(ServiceSettings):
     verdict_cache_ttl_s: float = Field(
         60.0, gt=0, description="Seconds a remembered verdict is reused (a promoted model applies within this)."
     )
+    access_log: bool = Field(
+        False,
+        description="uvicorn's access line per request. Off: the gateway already logs and traces every request, "
+        "and the line costs about a tenth of a 1,000-character check's CPU (bench/results/guardrails_http.md).",
+    )
     max_context_chars: int = Field(
         200_000, ge=1, description="Total characters of RAG context an output check accepts."
     )

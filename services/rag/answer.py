@@ -23,8 +23,9 @@ FENCE_CLOSE = ">>>"
 _CITE = re.compile(r"\[(\d{1,2})\]")
 
 
-def build_context(passages: list[Passage], max_chars: int) -> tuple[str, list[Passage]]:
-    """Number the passages [1]..[n] within a character budget; returns the context and the passages used."""
+def context_blocks(passages: list[Passage], max_chars: int) -> tuple[list[str], list[Passage]]:
+    """Number the passages [1]..[n] ("[n] title — section", the text, fenced when flagged) within a character
+    budget; returns one block per passage used, and those passages."""
     parts: list[str] = []
     used: list[Passage] = []
     budget = max_chars
@@ -39,7 +40,7 @@ def build_context(passages: list[Passage], max_chars: int) -> tuple[str, list[Pa
         budget -= len(text)
         if budget <= 0:
             break
-    return "\n\n".join(parts), used
+    return parts, used
 
 
 def citations(passages: list[Passage], answer: str | None) -> list[dict[str, Any]]:
@@ -81,8 +82,12 @@ class AnswerService:
         max_tokens: int,
         max_context_chars: int,
         attributor: Attributor | None = None,
+        context_token: str | None = None,
     ) -> None:
         self.gateway = gateway
+        # Set when the passages went through guardrails' content check: they are sent as marked context parts
+        # with this token (x-llmops-service-token), so the gateway judges them in content mode.
+        self.context_token = context_token
         self.prompts = prompts
         self.metrics = metrics
         self.model = model
@@ -126,10 +131,14 @@ class AnswerService:
             "usage": None,
         }
 
-    def _payload(self, template: PromptTemplate, question: str, context: str) -> dict[str, Any]:
+    def _payload(self, template: PromptTemplate, question: str, blocks: list[str]) -> dict[str, Any]:
+        if self.context_token:
+            messages: list[dict[str, Any]] = template.messages_with_context(blocks, question=question)
+        else:
+            messages = template.messages(context="\n\n".join(blocks), question=question)
         return {
             "model": self.model,
-            "messages": template.messages(context=context, question=question),
+            "messages": messages,
             "max_tokens": self.max_tokens,
             "temperature": 0,
         }
@@ -143,12 +152,13 @@ class AnswerService:
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Generate a cited answer; degrade to passages only when the LLM cannot be reached."""
-        context, used = build_context(passages, self.max_context_chars)
+        blocks, used = context_blocks(passages, self.max_context_chars)
         template = self.template  # read once: the version reported is the version sent
         base = self._base(template, used, data_version, extra) | {"not_found": False}
         prepared = self._prepare(used)  # the passages are embedded while the model generates
         try:
-            body, headers = await self.gateway.chat(caller.key, self._payload(template, question, context))
+            payload = self._payload(template, question, blocks)
+            body, headers = await self.gateway.chat(caller.key, payload, self.context_token)
         except GatewayUnavailable as exc:
             self.metrics.answers.labels("degraded").inc()
             return base | {
@@ -188,12 +198,13 @@ class AnswerService:
     ) -> AsyncIterator[dict[str, Any]]:
         """Events: `citations` first, then `delta`s (each completed sentence followed by its `attribution` event),
         then `done` with the attributed answer (or `degraded` if the LLM is unreachable)."""
-        context, used = build_context(passages, self.max_context_chars)
+        blocks, used = context_blocks(passages, self.max_context_chars)
         template = self.template  # read once: the version reported is the version sent
         base = self._base(template, used, data_version, extra)
         prepared = self._prepare(used)  # the passages are embedded while the model starts generating
         try:
-            chunks = await self.gateway.chat_stream(caller.key, self._payload(template, question, context))
+            payload = self._payload(template, question, blocks)
+            chunks = await self.gateway.chat_stream(caller.key, payload, self.context_token)
         except GatewayUnavailable as exc:
             self.metrics.answers.labels("degraded").inc()
             return _single(

@@ -164,6 +164,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
         encoder = BM25Encoder()
         retriever = Retriever(model, encoder, store)
         prompts = await open_prompts(settings)
+        guard = build_guard(settings)
         answers = AnswerService(
             gateway,
             prompts,
@@ -176,11 +177,13 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
                 if settings.attribution
                 else None
             ),
+            # Passages went through guardrails' content mode: mark them so the gateway judges them as what the
+            # model reads, not as what the user says (it trusts the mark only with the guardrails token).
+            context_token=settings.guardrails_token if guard is not None else None,
         )
         evaluator = Evaluator(
             retriever, answers, gateway, load_default("rag-judge"), settings.judge_model or settings.llm_model
         )
-        guard = build_guard(settings)
         app.state.store = store
         app.state.gateway = gateway
         app.state.rag = RagService(

@@ -43,6 +43,14 @@ class GatewayRefused(Exception):
         self.message = str(err.get("message") or f"gateway answered {status}")
 
 
+def _headers(key: str, service_token: str | None) -> dict[str, str]:
+    """The caller's key, and RAG's service token when the payload marks retrieved context."""
+    headers = {"authorization": f"Bearer {key}"}
+    if service_token:
+        headers["x-llmops-service-token"] = service_token
+    return headers
+
+
 class GatewayClient:
     """One pooled HTTP client, and the shared identity client (cache dropped on the gateway's key-change feed)."""
 
@@ -97,24 +105,24 @@ class GatewayClient:
             raise GatewayUnavailable(f"the gateway could not meter the request: {exc}") from exc
         self._raise_for(resp.status_code, resp.content, resp.headers.get("retry-after"))
 
-    async def chat(self, key: str, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        """A non-streaming chat completion; returns (body, response headers)."""
+    async def chat(
+        self, key: str, payload: dict[str, Any], service_token: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """A non-streaming chat completion; returns (body, response headers). `service_token` lets the
+        gateway trust the payload's retrieved-context marks."""
         try:
-            resp = await self._http.post(
-                "/v1/chat/completions", json=payload, headers={"authorization": f"Bearer {key}"}
-            )
+            resp = await self._http.post("/v1/chat/completions", json=payload, headers=_headers(key, service_token))
         except httpx.HTTPError as exc:
             raise GatewayUnavailable(f"LLM call through the gateway failed: {exc}") from exc
         self._raise_for(resp.status_code, resp.content, resp.headers.get("retry-after"))
         return resp.json(), dict(resp.headers)
 
-    async def chat_stream(self, key: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(
+        self, key: str, payload: dict[str, Any], service_token: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Stream chat chunks; errors before the first byte raise, so the caller can still degrade."""
         request = self._http.build_request(
-            "POST",
-            "/v1/chat/completions",
-            json=payload | {"stream": True},
-            headers={"authorization": f"Bearer {key}"},
+            "POST", "/v1/chat/completions", json=payload | {"stream": True}, headers=_headers(key, service_token)
         )
         try:
             resp = await self._http.send(request, stream=True)

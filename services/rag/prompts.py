@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,32 @@ class PromptTemplate:
 
         # One pass: a retrieved passage that happens to contain "{{question}}" is inserted, never expanded.
         return [{"role": role, "content": _VARIABLE.sub(fill, content)} for role, content in self.template]
+
+    def messages_with_context(self, passages: list[str], **values: str) -> list[dict[str, Any]]:
+        """`messages`, with `{{context}}` as one text part per passage, each marked as retrieved context.
+
+        The gateway then checks each passage as content (what the model reads) and the template's own words
+        as input. Joined, the parts are the text `messages(context="\n\n".join(passages))` would send.
+        """
+        mark = f"\x00{secrets.token_hex(8)}\x00"  # where the context goes; no question can guess it
+        out: list[dict[str, Any]] = []
+        for message in self.messages(**values, context=mark):  # validates the variables too
+            pieces = message["content"].split(mark)
+            if len(pieces) == 1 or not passages:
+                out.append({"role": message["role"], "content": message["content"].replace(mark, "")})
+                continue
+            parts: list[dict[str, Any]] = []
+            for k, piece in enumerate(pieces):
+                if piece:
+                    parts.append({"type": "text", "text": piece})
+                if k < len(pieces) - 1:
+                    last = len(passages) - 1
+                    parts.extend(
+                        {"type": "text", "text": p + ("" if i == last else "\n\n"), "llmops_context": True}
+                        for i, p in enumerate(passages)
+                    )
+            out.append({"role": message["role"], "content": parts})
+        return out
 
     def as_fallback(self) -> PromptTemplate:
         """This shipped template marked as standing in for an unavailable registry version."""

@@ -5,7 +5,8 @@ gateway's tests: it records every call, and decides with three fixed rules, not 
 - an e-mail address -> redact it to <EMAIL_1>;
 - more than `max_messages` messages -> 413 too_many_messages.
 
-Tool messages are checked in `content` mode, every other role in `input` mode (recorded in `modes`).
+Tool messages, and texts the gateway marks as trusted retrieved context (`"context": true`), are checked in
+`content` mode, every other role in `input` mode (recorded in `modes`), as the default policy's roles map says.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class FakeGuardrails:
         results: list[dict[str, Any]] = []
         findings: list[dict[str, Any]] = []
         for i, message in enumerate(messages):
-            self.modes.append("content" if message["role"] == "tool" else "input")
+            self.modes.append("content" if message["role"] == "tool" or message.get("context") else "input")
             decision, text, found = self._check(i, message["content"])
             results.append({"index": i, "decision": decision, "text": text})
             findings += found

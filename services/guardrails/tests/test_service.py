@@ -59,3 +59,33 @@ def test_long_text_under_the_limit_gets_a_decision_quickly(service_client: TestC
 if __name__ == "__main__":
     OPENAPI.write_text(render_openapi())
     print(f"wrote {OPENAPI}")
+
+
+def test_uvicorns_access_line_is_off_unless_asked_for() -> None:
+    """The gateway logs every request already; the line cost a tenth of a check's CPU (bench/guardrails_http.py)."""
+    import logging
+
+    access = logging.getLogger("uvicorn.access")
+    before = access.level
+    try:
+        create_app(GuardrailsSettings(dev_mode=True))
+        assert not access.isEnabledFor(logging.INFO)
+        access.setLevel(logging.NOTSET)
+        create_app(GuardrailsSettings(dev_mode=True, access_log=True))
+        assert access.level == logging.NOTSET
+    finally:
+        access.setLevel(before)
+
+
+def test_check_answers_keep_the_response_models_shape(service_client: TestClient) -> None:
+    """The routes send the checker's dict as it is (orjson, no response_model pass): same keys as the schema."""
+    from services.guardrails.schemas import CheckResponse, ContentCheckResponse
+
+    text = service_client.post("/v1/check/input", json={"text": "mail x@y.io"}).json()
+    assert set(text) == set(CheckResponse.model_fields) and CheckResponse.model_validate(text).decision == "redact"
+    msgs = service_client.post("/v1/check/input", json={"messages": [{"role": "user", "content": "hi"}]}).json()
+    assert set(msgs) == set(CheckResponse.model_fields)
+    content = service_client.post("/v1/check/content", json={"texts": ["a", "b"]}).json()
+    assert set(content) == set(ContentCheckResponse.model_fields) and len(content["results"]) == 2
+    output = service_client.post("/v1/check/output", json={"text": "fine"}).json()
+    assert set(output) == set(CheckResponse.model_fields)

@@ -36,6 +36,7 @@ class FakeGatewayState:
         self.mode = "ok"
         self.chat_calls: list[dict[str, Any]] = []
         self.chat_keys: list[str] = []
+        self.chat_service_tokens: list[str | None] = []  # x-llmops-service-token of each chat call
         self.me_calls = 0
         # What POST /v1/usage/admit answers: ok (204), or a refusal mode of REFUSALS, or "missing" (404: an old gateway)
         self.admit_mode = "ok"
@@ -90,6 +91,7 @@ def build_fake_gateway(state: FakeGatewayState) -> FastAPI:
         body = await request.json()
         state.chat_calls.append(body)
         state.chat_keys.append(key)
+        state.chat_service_tokens.append(request.headers.get("x-llmops-service-token"))
         if state.mode == "down":
             err = {"error": {"message": "no healthy deployment", "type": "api_error", "code": "upstream_unavailable"}}
             return JSONResponse(err, status_code=503)

@@ -96,6 +96,32 @@ def test_chunks_are_checked_and_dropped_fenced_or_redacted_before_the_prompt(
     assert "Cats eat fish and mice" in prompt
 
 
+def test_checked_passages_reach_the_gateway_as_marked_context_parts_with_the_service_token(
+    client: httpx.Client, cats: str, guardrails: tuple[str, FakeContentGuardrails], fake_gateway: Any
+) -> None:
+    """The gateway checks marked parts as content (what the model reads), not as the user's words: without
+    the mark a RAG answer over a document about injections was blocked at the gateway's input check."""
+    ask(client, cats)
+    state = fake_gateway[1]
+    assert state.chat_service_tokens[-1] == guardrails[1].token
+    system, user = state.chat_calls[-1]["messages"]
+    assert user == {"role": "user", "content": "What do cats eat?"}
+    marked = [p for p in system["content"] if p.get("llmops_context")]
+    assert len(marked) == 3 and marked[0]["text"].startswith("[1] ")  # the three chunks that were not dropped
+    instructions = [p["text"] for p in system["content"] if not p.get("llmops_context")]
+    assert instructions and all("Cats" not in t for t in instructions)
+    assert any(FENCE_OPEN in p["text"] for p in marked)  # a flagged chunk stays fenced inside its part
+
+
+def test_without_a_content_check_passages_are_plain_text(team_a: httpx.Client, fake_gateway: Any) -> None:
+    name = new_collection(team_a)
+    ingest(team_a, name, [{"id": "cats", "text": CLEAN}])
+    team_a.post(f"/v1/collections/{name}/answer", json={"question": "What do cats eat?"})
+    state = fake_gateway[1]
+    assert state.chat_service_tokens[-1] is None
+    assert isinstance(state.chat_calls[-1]["messages"][0]["content"], str)
+
+
 def test_streamed_answers_carry_the_same_metadata(client: httpx.Client, cats: str) -> None:
     body = {"question": "What do cats eat?", "stream": True, "top_k": 4}
     with client.stream("POST", f"/v1/collections/{cats}/answer", json=body) as r:

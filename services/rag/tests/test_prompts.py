@@ -30,6 +30,26 @@ def test_rendering_is_one_pass_so_retrieved_text_is_never_expanded() -> None:
     assert "a passage quoting {{question}} and {braces}" in messages[0]["content"]
 
 
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_context_parts_join_to_the_plain_rendering_and_only_passages_are_marked(version: str) -> None:
+    template = load_default("rag-answer", version)
+    passages = ["[1] Cats eat fish.", "[2] A passage quoting {{question}}."]
+    plain = template.messages(context="\n\n".join(passages), question="What do cats eat?")
+    parted = template.messages_with_context(passages, question="What do cats eat?")
+    for a, b in zip(plain, parted, strict=True):
+        content = b["content"] if isinstance(b["content"], str) else "".join(p["text"] for p in b["content"])
+        assert (a["role"], a["content"]) == (b["role"], content)
+    marked = [
+        p["text"].strip()
+        for m in parted
+        if isinstance(m["content"], list)
+        for p in m["content"]
+        if p.get("llmops_context")
+    ]
+    assert marked == passages
+    assert template.messages_with_context([], question="Q?") == template.messages(context="", question="Q?")
+
+
 def test_a_shipped_template_standing_in_for_the_registry_says_so() -> None:
     fallback = load_default("rag-answer", "2").as_fallback()
     assert fallback.id == "rag-answer@2 (shipped)" and fallback.view()["fallback"] is True
