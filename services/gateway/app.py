@@ -55,6 +55,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.redis_url,
             max_connections=settings.redis_max_connections,
             timeout=5,
+            # Explicit, so a hung Redis costs a request a known bound (503 state_store_unavailable), not a wait.
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
             decode_responses=True,
             health_check_interval=30,
         )
@@ -122,6 +125,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await guard.stop()
             if catalogue is not None:
                 await catalogue.stop()
+            await limiter.close()
             await redis.aclose()
 
     async def readiness() -> dict[str, bool]:

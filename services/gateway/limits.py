@@ -7,18 +7,30 @@ Tokens and cost are reserved up front from an upper estimate and settled to the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.gateway.keys import KeyRecord
 
 _LUA = Path(__file__).parent / "lua"
 WINDOW_S = 60
 WINDOW_TTL_S = 2 * WINDOW_S  # a window outlives its minute so late settlements still land
+# An admission whose reply never came may still run when Redis wakes up (the script sits in its socket buffer):
+# its marker lives this long, and the gateway keeps trying to cancel it for as long.
+MARKER_TTL_S = 600
+CANCEL_RETRY_S = 0.5
+log = logging.getLogger("gateway.limits")
 
 # How each limit is named to the caller, and whether it is a budget (402) or a rate (429).
 LIMIT_LABELS = {
@@ -58,6 +70,7 @@ class Reservation:
     spend_team: str
     tokens: int
     cost_nusd: int
+    marker: str = ""  # the admission's marker key, deleted on settlement
 
 
 class Limiter:
@@ -68,6 +81,8 @@ class Limiter:
         self.p = prefix
         self._admit = redis.register_script((_LUA / "admit.lua").read_text())
         self._settle = redis.register_script((_LUA / "settle.lua").read_text())
+        self._cancel = redis.register_script((_LUA / "cancel.lua").read_text())
+        self._cancels: set[asyncio.Task[None]] = set()
 
     def _keys(self, record: KeyRecord, minute: int) -> list[str]:
         base = f"{self.p}:{{t:{record.team}}}"
@@ -79,6 +94,7 @@ class Limiter:
             f"{base}:spend:k:{record.key_id}",
             f"{base}:spend:team",
             f"{base}:limits",
+            f"{base}:adm:{secrets.token_hex(8)}",  # this admission's marker (same hash slot as its counters)
         ]
 
     async def admit(
@@ -89,30 +105,66 @@ class Limiter:
         now = time.time() if now is None else now
         minute = int(now // WINDOW_S)
         keys = self._keys(record, minute)
-        result = await self._admit(
-            keys=keys,
-            args=[
-                -1 if record.rpm_limit is None else record.rpm_limit,
-                -1 if record.tpm_limit is None else record.tpm_limit,
-                -1 if record.budget_nusd is None else record.budget_nusd,
-                tokens,
-                cost_nusd,
-                WINDOW_TTL_S,
-                requests,
-            ],
-        )
+        reservation = Reservation(keys[1], keys[3], keys[4], keys[5], tokens, cost_nusd, keys[7])
+        try:
+            result = await self._admit(
+                keys=keys,
+                args=[
+                    -1 if record.rpm_limit is None else record.rpm_limit,
+                    -1 if record.tpm_limit is None else record.tpm_limit,
+                    -1 if record.budget_nusd is None else record.budget_nusd,
+                    tokens,
+                    cost_nusd,
+                    WINDOW_TTL_S,
+                    requests,
+                    MARKER_TTL_S,
+                ],
+            )
+        except (RedisTimeoutError, RedisConnectionError):
+            # The script may have been sent and may still run (a hung Redis executes its buffered input when it
+            # wakes): the caller is told "unavailable", so make sure this reservation is never left charged.
+            self._cancel_later(reservation)
+            raise
         if int(result[0]) != 1:
             limit = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
             retry = 0 if LIMIT_LABELS[limit][1] else max(1, math.ceil((minute + 1) * WINDOW_S - now))
             raise LimitExceeded(limit, int(result[2]), int(result[3]), int(result[4]), retry)
-        return Reservation(keys[1], keys[3], keys[4], keys[5], tokens, cost_nusd)
+        return reservation
 
     async def settle(self, reservation: Reservation, tokens: int, cost_nusd: int) -> None:
         """Replace the reservation by the real usage (or refund it when nothing was used)."""
+        keys = [reservation.tpm_key, reservation.tpm_team, reservation.spend_key, reservation.spend_team]
         await self._settle(
-            keys=[reservation.tpm_key, reservation.tpm_team, reservation.spend_key, reservation.spend_team],
+            keys=[*keys, reservation.marker] if reservation.marker else keys,
             args=[tokens - reservation.tokens, cost_nusd - reservation.cost_nusd],
         )
+
+    def _cancel_later(self, reservation: Reservation) -> None:
+        task = asyncio.create_task(self._cancel_until_done(reservation), name="cancel-admission")
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def _cancel_until_done(self, reservation: Reservation) -> None:
+        """Run cancel.lua until Redis answers (it is idempotent), for at most the marker's lifetime."""
+        keys = [reservation.tpm_key, reservation.tpm_team, reservation.spend_key, reservation.spend_team]
+        deadline = time.monotonic() + MARKER_TTL_S
+        while time.monotonic() < deadline:
+            try:
+                refunded = await self._cancel(
+                    keys=[*keys, reservation.marker], args=[reservation.tokens, reservation.cost_nusd, MARKER_TTL_S]
+                )
+                log.info("admission cancelled after a Redis failure", extra={"refunded": bool(refunded)})
+                return
+            except RedisError:
+                await asyncio.sleep(CANCEL_RETRY_S)
+        log.warning("could not cancel an admission: Redis unreachable for the marker's lifetime")
+
+    async def close(self) -> None:
+        """Stop pending cancellations (shutdown)."""
+        for task in list(self._cancels):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def spend_nusd(self, team: str, key_id: str | None = None) -> int:
         """Accumulated spend (reservations in flight included) of a key, or of the team."""

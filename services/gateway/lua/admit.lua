@@ -4,11 +4,17 @@
 -- ARGV: 1 key RPM limit, 2 key TPM limit, 3 key budget (nano-USD), 4 tokens to reserve,
 --       5 cost to reserve (nano-USD), 6 window TTL seconds, 7 requests to count (default 1; 0 for work that
 --       belongs to a request already counted, e.g. the embeddings of an admitted RAG ingestion)
+-- KEYS[8] (optional): this admission's marker; ARGV[8]: its TTL seconds. A marker already there means the gateway
+--       gave up on this admission (its reply timed out) and cancelled it: do nothing. Reserving sets it to 'r',
+--       so a cancel that runs after this script refunds exactly what was reserved (cancel.lua).
 -- A limit below 0 means "no limit". Admitted when used + reserve <= limit (so ">=" holds exactly).
 local function limit(v)
   v = tonumber(v)
   if v == nil or v < 0 then return -1 end
   return v
+end
+if KEYS[8] and redis.call('EXISTS', KEYS[8]) == 1 then
+  return {0, 'cancelled', 0, 0, 0}
 end
 local team = redis.call('HMGET', KEYS[7], 'rpm_limit', 'tpm_limit', 'budget_nusd')
 local tokens, cost, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -36,4 +42,7 @@ for i = 1, 4 do
 end
 redis.call('INCRBY', KEYS[5], cost)
 redis.call('INCRBY', KEYS[6], cost)
+if KEYS[8] then
+  redis.call('SET', KEYS[8], 'r', 'EX', tonumber(ARGV[8]))
+end
 return {1}

@@ -1,0 +1,113 @@
+"""Redis down then back, and Redis hung (SIGSTOP), under a real gateway process in front of a FAKE upstream.
+
+The documented fail mode (services/gateway/README.md, docs/operations.md): without Redis the gateway cannot check
+keys, limits or spend, so it refuses with 503 `state_store_unavailable` and `Retry-After` — fail closed for every
+team, never a free request — within its Redis timeout, and serves again as soon as Redis answers, without restart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.reliability.conftest import COST_USD, GatewayUnderTest, gateway_process
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.fault_redis import FaultRedis, fault_redis
+
+pytestmark = pytest.mark.integration
+
+REDIS_TIMEOUT_S = 1.0  # GATEWAY_REDIS_TIMEOUT_S of the gateway under test
+BOUND_S = 5.0  # no request may take longer than this while Redis is down or hung
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[FaultRedis]:
+    with fault_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, redis_server: FaultRedis, fake_upstream: FakeUpstream):
+    folder: Path = tmp_path_factory.mktemp("redis-faults")
+    deployments = [{"name": "fake", "url": f"http://127.0.0.1:{fake_upstream.port}/v1", "retries": 0}]
+    env = {"GATEWAY_REDIS_TIMEOUT_S": str(REDIS_TIMEOUT_S)}
+    with gateway_process(folder, redis_server.url, deployments, env) as gateway:
+        yield gateway
+
+
+def timed(gw: GatewayUnderTest, key: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = gw.chat(key, timeout=30)
+    return response, time.monotonic() - started
+
+
+def assert_refused_in_time(gw: GatewayUnderTest, key: str) -> None:
+    response, took = timed(gw, key)
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "state_store_unavailable"
+    assert response.headers["retry-after"]
+    assert took < BOUND_S, f"a request took {took:.1f}s while Redis was unavailable"
+
+
+def wait_recovered(gw: GatewayUnderTest, key: str, within_s: float = 15.0) -> int:
+    """Retry until the gateway serves again (no restart); returns how many requests succeeded (1)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        response, took = timed(gw, key)
+        assert took < BOUND_S
+        if response.status_code == 200:
+            return 1
+        assert response.status_code == 503, response.text
+        time.sleep(0.2)
+    raise AssertionError(f"the gateway did not recover within {within_s}s of Redis coming back")
+
+
+def assert_spend_settles_to(gw: GatewayUnderTest, team: str, expected_usd: float, within_s: float = 5.0) -> None:
+    """The team's spend reaches exactly `expected_usd` (admissions cut off by the fault are cancelled in the
+    background once Redis answers) and stays there."""
+    deadline = time.monotonic() + within_s
+    while gw.spend_usd(team) != pytest.approx(expected_usd, rel=1e-6) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # nothing late (a buffered admission executed after the thaw) may change it afterwards
+    assert gw.spend_usd(team) == pytest.approx(expected_usd, rel=1e-6)
+
+
+def test_redis_down_then_back(gw: GatewayUnderTest, redis_server: FaultRedis) -> None:
+    key = gw.key("rel-down")
+    for _ in range(3):
+        assert gw.chat(key).status_code == 200
+    redis_server.stop()
+    try:
+        for _ in range(3):
+            assert_refused_in_time(gw, key)
+        assert httpx.get(gw.url + "/readyz", timeout=10).status_code == 503
+    finally:
+        redis_server.start()
+    served = 3 + wait_recovered(gw, key)
+    for _ in range(2):
+        assert gw.chat(key).status_code == 200
+    served += 2
+    # Counts are right: every served request charged once, refused ones never (no leaked reservation).
+    assert_spend_settles_to(gw, "rel-down", served * COST_USD)
+
+
+def test_redis_hung_then_thawed(gw: GatewayUnderTest, redis_server: FaultRedis) -> None:
+    key = gw.key("rel-hung")
+    assert gw.chat(key).status_code == 200
+    redis_server.freeze()
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 4:  # hung for a few seconds; every request answered in bounded time
+            assert_refused_in_time(gw, key)
+    finally:
+        redis_server.thaw()
+    served = 1 + wait_recovered(gw, key)
+    assert gw.chat(key).status_code == 200
+    served += 1
+    # Regression: admissions sent to the frozen Redis ran when it woke up and stayed charged (a reservation of
+    # max_tokens each, never settled) until the gateway learnt to cancel them.
+    assert_spend_settles_to(gw, "rel-hung", served * COST_USD)
