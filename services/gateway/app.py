@@ -90,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 settings.guardrails_fail_mode,
                 metrics,
                 token=settings.guardrails_token.get_secret_value() if settings.guardrails_token else None,
+                policy_ttl_s=settings.guardrails_policy_ttl_s,
             )
             await guard.start()
         app.state.redis = redis

@@ -86,6 +86,12 @@ class GatewaySettings(ServiceSettings):
     guardrails_fail_mode: Literal["open", "closed"] = Field(
         "closed", description="What to do when guardrails cannot answer and the team's policy is unknown."
     )
+    guardrails_policy_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a team's guardrails policy (fail mode, timeout) is reused before it is asked again; "
+        "while the guardrails service cannot answer, the last policy it gave keeps applying.",
+    )
     guardrails_stream_window_chars: int = Field(
         512, ge=64, description="Streamed answers are checked every this many characters (sliding window)."
     )
