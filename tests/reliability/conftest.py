@@ -49,13 +49,17 @@ class GatewayUnderTest:
 
 @contextmanager
 def gateway_process(
-    folder: Path, redis_url: str, deployments: list[dict], env: dict[str, str] | None = None
+    folder: Path,
+    redis_url: str,
+    deployments: list[dict],
+    env: dict[str, str] | None = None,
+    defaults: dict | None = None,
 ) -> Iterator[GatewayUnderTest]:
     """A gateway subprocess routing FAKE_MODEL to `deployments`, stopped on exit."""
     name = secrets.token_hex(3)
     routes = folder / f"routes-{name}.yaml"
     model = {"name": FAKE_MODEL, "price": PRICE, "deployments": deployments}
-    routes.write_text(yaml.safe_dump({"defaults": {}, "models": [model]}))
+    routes.write_text(yaml.safe_dump({"defaults": defaults or {}, "models": [model]}))
     full_env = {
         "GATEWAY_ADMIN_KEY": ADMIN,
         "GATEWAY_DEV_MODE": "true",  # /metrics open to the test
