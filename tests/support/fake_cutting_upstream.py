@@ -30,9 +30,13 @@ class CuttingUpstream:
         self.requests = 0
         self.port = 0
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
@@ -58,6 +62,7 @@ class CuttingUpstream:
             pass
         finally:
             self._writers.discard(writer)
+            self._tasks.discard(task)
             if self.mode == "cut":
                 writer.transport.abort()  # no terminating chunk: the way a killed process leaves the socket
             else:
@@ -67,7 +72,9 @@ class CuttingUpstream:
         server.close()
         for writer in list(self._writers):
             writer.transport.abort()
-        await asyncio.sleep(0.05)
+        for task in list(self._tasks):  # a stalled handler sleeps for an hour
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 @contextlib.contextmanager
