@@ -13,8 +13,10 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,10 +28,14 @@ from services.gateway.keys import KeyRecord
 _LUA = Path(__file__).parent / "lua"
 WINDOW_S = 60
 WINDOW_TTL_S = 2 * WINDOW_S  # a window outlives its minute so late settlements still land
-# An admission whose reply never came may still run when Redis wakes up (the script sits in its socket buffer):
-# its marker lives this long, and the gateway keeps trying to cancel it for as long.
-MARKER_TTL_S = 600
-CANCEL_RETRY_S = 0.5
+# Each admission leaves a marker until it is settled: it makes settlement idempotent (so a settlement whose reply
+# was lost is sent again until Redis answers) and lets an admission whose reply never came be cancelled. A request
+# in flight longer than RESERVED_TTL_S is settled no more (its reservation stays charged).
+RESERVED_TTL_S = 24 * 3600
+# A cancelled admission may still run when Redis wakes up (the script sits in its socket buffer): its tombstone
+# lives this long, and the gateway keeps retrying a cancel or a settlement for as long.
+CANCELLED_TTL_S = 600
+RETRY_S = 0.5
 log = logging.getLogger("gateway.limits")
 
 # How each limit is named to the caller, and whether it is a budget (402) or a rate (429).
@@ -82,7 +88,7 @@ class Limiter:
         self._admit = redis.register_script((_LUA / "admit.lua").read_text())
         self._settle = redis.register_script((_LUA / "settle.lua").read_text())
         self._cancel = redis.register_script((_LUA / "cancel.lua").read_text())
-        self._cancels: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[None]] = set()  # deferred cancellations and settlements
 
     def _keys(self, record: KeyRecord, minute: int) -> list[str]:
         base = f"{self.p}:{{t:{record.team}}}"
@@ -117,7 +123,7 @@ class Limiter:
                     cost_nusd,
                     WINDOW_TTL_S,
                     requests,
-                    MARKER_TTL_S,
+                    RESERVED_TTL_S,
                 ],
             )
         except (RedisTimeoutError, RedisConnectionError):
@@ -132,36 +138,46 @@ class Limiter:
         return reservation
 
     async def settle(self, reservation: Reservation, tokens: int, cost_nusd: int) -> None:
-        """Replace the reservation by the real usage (or refund it when nothing was used)."""
+        """Replace the reservation by the real usage (or refund it when nothing was used). When Redis cannot be
+        reached, the settlement is retried in the background until it answers (idempotent: the marker)."""
         keys = [reservation.tpm_key, reservation.tpm_team, reservation.spend_key, reservation.spend_team]
-        await self._settle(
-            keys=[*keys, reservation.marker] if reservation.marker else keys,
-            args=[tokens - reservation.tokens, cost_nusd - reservation.cost_nusd],
-        )
+        args = [tokens - reservation.tokens, cost_nusd - reservation.cost_nusd]
+        if not reservation.marker:
+            await self._settle(keys=keys, args=args)
+            return
+        try:
+            await self._settle(keys=[*keys, reservation.marker], args=args)
+        except (RedisTimeoutError, RedisConnectionError):
+            # The answer was served: charge what it used once Redis is back, never leave the reservation charged.
+            self._until_done(lambda: self._settle(keys=[*keys, reservation.marker], args=args), "settlement")
 
     def _cancel_later(self, reservation: Reservation) -> None:
-        task = asyncio.create_task(self._cancel_until_done(reservation), name="cancel-admission")
-        self._cancels.add(task)
-        task.add_done_callback(self._cancels.discard)
-
-    async def _cancel_until_done(self, reservation: Reservation) -> None:
-        """Run cancel.lua until Redis answers (it is idempotent), for at most the marker's lifetime."""
         keys = [reservation.tpm_key, reservation.tpm_team, reservation.spend_key, reservation.spend_team]
-        deadline = time.monotonic() + MARKER_TTL_S
+        args = [reservation.tokens, reservation.cost_nusd, CANCELLED_TTL_S]
+        self._until_done(lambda: self._cancel(keys=[*keys, reservation.marker], args=args), "cancellation")
+
+    def _until_done(self, call: Callable[[], Awaitable[Any]], what: str) -> None:
+        task = asyncio.create_task(self._retry(call, what), name=f"redis-{what}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _retry(self, call: Callable[[], Awaitable[Any]], what: str) -> None:
+        """Run an idempotent script until Redis answers, for at most CANCELLED_TTL_S."""
+        deadline = time.monotonic() + CANCELLED_TTL_S
         while time.monotonic() < deadline:
             try:
-                refunded = await self._cancel(
-                    keys=[*keys, reservation.marker], args=[reservation.tokens, reservation.cost_nusd, MARKER_TTL_S]
-                )
-                log.info("admission cancelled after a Redis failure", extra={"refunded": bool(refunded)})
+                await call()
+                log.info("deferred %s applied after a Redis failure", what)
                 return
             except RedisError:
-                await asyncio.sleep(CANCEL_RETRY_S)
-        log.warning("could not cancel an admission: Redis unreachable for the marker's lifetime")
+                await asyncio.sleep(RETRY_S)
+        log.warning("deferred %s given up: Redis unreachable for %ss", what, CANCELLED_TTL_S)
 
     async def close(self) -> None:
-        """Stop pending cancellations (shutdown)."""
-        for task in list(self._cancels):
+        """Stop deferred cancellations and settlements (shutdown), after a short grace for Redis to answer."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=5.0)
+        for task in list(self._pending):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.reliability.conftest import COST_USD, GatewayUnderTest, gateway_process
+from tests.support.fake_cutting_upstream import cutting_upstream_in_thread
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.fault_redis import FaultRedis, fault_redis
 
@@ -111,3 +113,32 @@ def test_redis_hung_then_thawed(gw: GatewayUnderTest, redis_server: FaultRedis) 
     # Regression: admissions sent to the frozen Redis ran when it woke up and stayed charged (a reservation of
     # max_tokens each, never settled) until the gateway learnt to cancel them.
     assert_spend_settles_to(gw, "rel-hung", served * COST_USD)
+
+
+@pytest.fixture(scope="module")
+def slow_gw(tmp_path_factory: pytest.TempPathFactory, redis_server: FaultRedis):
+    """A gateway whose (FAKE) engine takes 1.5 s to answer: Redis can fail while a request is in flight."""
+    with cutting_upstream_in_thread() as slow:
+        slow.mode, slow.delay_s = "slow", 1.5
+        folder: Path = tmp_path_factory.mktemp("redis-faults-slow")
+        deployments = [{"name": "slow", "url": f"http://127.0.0.1:{slow.port}/v1", "retries": 0}]
+        env = {"GATEWAY_REDIS_TIMEOUT_S": str(REDIS_TIMEOUT_S)}
+        with gateway_process(folder, redis_server.url, deployments, env) as gateway:
+            yield gateway
+
+
+@pytest.mark.parametrize("fault", ["down", "hung"])
+def test_redis_fails_while_a_request_is_in_flight(slow_gw: GatewayUnderTest, redis_server: FaultRedis, fault: str):
+    team = f"rel-inflight-{fault}"
+    key = slow_gw.key(team)
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(slow_gw.chat, key)
+        time.sleep(0.5)  # admitted (reservation taken), waiting for the engine
+        redis_server.stop() if fault == "down" else redis_server.freeze()
+        time.sleep(2.0)  # the engine answers while Redis is unavailable
+        redis_server.start() if fault == "down" else redis_server.thaw()
+        response = future.result(timeout=30)
+    # The answer was produced: the caller gets it, and it is charged what it used, once, not its reservation.
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "pong"
+    assert_spend_settles_to(slow_gw, team, COST_USD, within_s=10)

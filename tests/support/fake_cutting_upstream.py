@@ -5,13 +5,15 @@ Modes (set `mode` between requests):
 - "cut_unframed": the same without chunked framing (`connection: close`, no length): the close looks like an
   orderly end, only the missing `[DONE]` tells;
 - "stall": the first event, then nothing, connection held open (a hung engine);
-- "close_before_reply": the request is read, then the connection is closed with no reply (killed before answering).
+- "close_before_reply": the request is read, then the connection is closed with no reply (killed before answering);
+- "slow": a whole, valid answer after `delay_s` (a request in flight while something else fails).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 
@@ -19,6 +21,16 @@ FIRST_EVENT = (
     b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"fake-model",'
     b'"choices":[{"index":0,"delta":{"role":"assistant","content":"par"},"finish_reason":null}]}\n\n'
 )
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+    }
+).encode()
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
 
@@ -27,6 +39,7 @@ class CuttingUpstream:
 
     def __init__(self) -> None:
         self.mode = "cut"
+        self.delay_s = 1.0
         self.requests = 0
         self.port = 0
         self._writers: set[asyncio.StreamWriter] = set()
@@ -47,6 +60,12 @@ class CuttingUpstream:
                 await reader.readexactly(length)
             self.requests += 1
             if self.mode == "close_before_reply":
+                return
+            if self.mode == "slow":
+                await asyncio.sleep(self.delay_s)
+                head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                writer.write(head % len(ANSWER) + ANSWER)
+                await writer.drain()
                 return
             if self.mode == "cut_unframed":
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")

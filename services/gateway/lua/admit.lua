@@ -4,7 +4,7 @@
 -- ARGV: 1 key RPM limit, 2 key TPM limit, 3 key budget (nano-USD), 4 tokens to reserve,
 --       5 cost to reserve (nano-USD), 6 window TTL seconds, 7 requests to count (default 1; 0 for work that
 --       belongs to a request already counted, e.g. the embeddings of an admitted RAG ingestion)
--- KEYS[8] (optional): this admission's marker; ARGV[8]: its TTL seconds. A marker already there means the gateway
+-- KEYS[8] (optional): this admission's marker; ARGV[8]: its TTL seconds (longer than any request lasts). A marker already there means the gateway
 --       gave up on this admission (its reply timed out) and cancelled it: do nothing. Reserving sets it to 'r',
 --       so a cancel that runs after this script refunds exactly what was reserved (cancel.lua).
 -- A limit below 0 means "no limit". Admitted when used + reserve <= limit (so ">=" holds exactly).

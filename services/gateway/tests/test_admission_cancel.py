@@ -1,11 +1,13 @@
 """An admission whose reply never came (Redis hung, connection broken) is cancelled: refunded if the script ran,
-a no-op if it runs later. Regression test of the leak the Redis-hung fault test found (tests/reliability)."""
+a no-op if it runs later; a settlement that could not reach Redis is retried, and applies once. Regression tests
+of the leaks the Redis fault tests found (tests/reliability/test_redis_faults.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.gateway.keys import KeyStore
@@ -23,7 +25,7 @@ async def _record(store: KeyStore):
 
 async def _cancel(limiter: Limiter, reservation: Reservation) -> None:
     limiter._cancel_later(reservation)
-    await asyncio.gather(*limiter._cancels)
+    await asyncio.gather(*limiter._pending)
 
 
 async def test_cancel_after_the_admission_ran_refunds_it(store: KeyStore, limiter: Limiter, redis: Redis) -> None:
@@ -74,5 +76,30 @@ async def test_a_timed_out_admission_schedules_its_cancel(store: KeyStore, limit
         pass
     else:
         raise AssertionError("the timeout must reach the caller (503)")
-    await asyncio.gather(*limiter._cancels)
+    await asyncio.gather(*limiter._pending)
     assert await limiter.spend_nusd("alpha") == 0
+
+
+async def test_settlement_is_idempotent(store: KeyStore, limiter: Limiter) -> None:
+    record = await _record(store)
+    reservation = await limiter.admit(record, 100, 5000, now=NOW)
+    await limiter.settle(reservation, 10, 700)
+    await limiter.settle(reservation, 10, 700)  # a resend of a settlement whose reply was lost
+    assert await limiter.spend_nusd("alpha") == 700
+
+
+async def test_a_settlement_that_cannot_reach_redis_is_retried(store: KeyStore, limiter: Limiter, monkeypatch) -> None:
+    record = await _record(store)
+    reservation = await limiter.admit(record, 100, 5000, now=NOW)
+    real_settle, failures = limiter._settle, [RedisConnectionError("Connection refused")] * 2
+
+    async def refused_twice(**kwargs):
+        if failures:
+            raise failures.pop()
+        return await real_settle(**kwargs)
+
+    monkeypatch.setattr(limiter, "_settle", refused_twice)
+    monkeypatch.setattr("services.gateway.limits.RETRY_S", 0.01)
+    await limiter.settle(reservation, 10, 700)  # does not raise: the answer was served, charging is deferred
+    await asyncio.gather(*limiter._pending)
+    assert await limiter.spend_nusd("alpha") == 700
