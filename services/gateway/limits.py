@@ -133,6 +133,8 @@ class Limiter:
             raise
         if int(result[0]) != 1:
             limit = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
+            if limit == "cancelled":  # only a resend that arrives after its own cancel: the caller gave up already
+                raise RedisConnectionError("admission cancelled after a lost reply")
             retry = 0 if LIMIT_LABELS[limit][1] else max(1, math.ceil((minute + 1) * WINDOW_S - now))
             raise LimitExceeded(limit, int(result[2]), int(result[3]), int(result[4]), retry)
         return reservation

@@ -103,3 +103,14 @@ async def test_a_settlement_that_cannot_reach_redis_is_retried(store: KeyStore, 
     await limiter.settle(reservation, 10, 700)  # does not raise: the answer was served, charging is deferred
     await asyncio.gather(*limiter._pending)
     assert await limiter.spend_nusd("alpha") == 700
+
+
+async def test_a_resent_admission_reserves_once(store: KeyStore, limiter: Limiter, monkeypatch) -> None:
+    """The Redis client resends a command once when its connection broke: the same admission must not reserve
+    twice (the marker makes the script idempotent)."""
+    record = await _record(store)
+    keys = limiter._keys(record, int(NOW // 60))
+    monkeypatch.setattr(limiter, "_keys", lambda _record, _minute: keys)
+    await limiter.admit(record, 100, 5000, now=NOW)
+    await limiter.admit(record, 100, 5000, now=NOW)  # the resend
+    assert await limiter.spend_nusd("alpha") == 5000
