@@ -9,6 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from llmops_common.app import build_service_app
@@ -55,6 +58,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.redis_url,
             max_connections=settings.redis_max_connections,
             timeout=5,
+            # Explicit, so a hung Redis costs a request a known bound (503 state_store_unavailable), not a wait.
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            # After Redis restarts, every pooled connection is dead: resend once on a fresh one instead of failing
+            # one request per stale connection. Never on a timeout (the command may have run; the bound would
+            # double). The gateway's scripts are idempotent (admission marker), so a resend cannot charge twice.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             decode_responses=True,
             health_check_interval=30,
         )
@@ -87,6 +97,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 settings.guardrails_fail_mode,
                 metrics,
                 token=settings.guardrails_token.get_secret_value() if settings.guardrails_token else None,
+                policy_ttl_s=settings.guardrails_policy_ttl_s,
             )
             await guard.start()
         app.state.redis = redis
@@ -123,6 +134,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await guard.stop()
             if catalogue is not None:
                 await catalogue.stop()
+            await limiter.close()
             await redis.aclose()
 
     async def readiness() -> dict[str, bool]:

@@ -56,6 +56,7 @@ class GuardrailsClient:
         default_fail_mode: FailMode,
         metrics: GatewayMetrics,
         token: str | None = None,
+        policy_ttl_s: float = _POLICY_TTL_S,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._auth = service_headers(token)  # GATEWAY_GUARDRAILS_TOKEN: guardrails answers only platform services
@@ -63,6 +64,7 @@ class GuardrailsClient:
         self.default_fail_mode = default_fail_mode
         self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
+        self.policy_ttl_s = policy_ttl_s
         self._policies: dict[str, tuple[float, FailMode, float]] = {}
 
     async def start(self) -> None:
@@ -75,11 +77,13 @@ class GuardrailsClient:
             await self._session.close()
 
     async def _policy(self, team: str) -> tuple[FailMode, float]:
-        """The team's fail mode and timeout (cached; the gateway's defaults when the service cannot say)."""
+        """The team's fail mode and timeout (cached; when the service cannot say: the last answer it gave, however
+        old, else the gateway's defaults)."""
         cached = self._policies.get(team)
-        if cached and time.monotonic() - cached[0] < _POLICY_TTL_S:
+        if cached and time.monotonic() - cached[0] < self.policy_ttl_s:
             return cached[1], cached[2]
-        fail_mode, timeout_s = self.default_fail_mode, self.default_timeout_s
+        # An outage is exactly when the team's choice matters: a fail-open team stays open past the cache's TTL.
+        fail_mode, timeout_s = (cached[1], cached[2]) if cached else (self.default_fail_mode, self.default_timeout_s)
         try:
             assert self._session is not None
             async with self._session.get(
@@ -93,7 +97,7 @@ class GuardrailsClient:
                     timeout_s = data.get("timeout_ms", timeout_s * 1000) / 1000
                     self._policies[team] = (time.monotonic(), fail_mode, timeout_s)
         except (aiohttp.ClientError, TimeoutError):
-            pass  # keep the defaults; not cached, so the next request asks again
+            pass  # keep the last known policy (or the defaults); the next request asks again
         return fail_mode, timeout_s
 
     async def _post(self, stage: str, body: dict[str, Any], team: str) -> dict[str, Any] | None:

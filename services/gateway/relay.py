@@ -158,6 +158,7 @@ class Relay:
         code: str | None = None
         checked = 0  # characters of the answer already covered by an output check
         received = 0
+        ended = False  # saw the deployment's [DONE]
         try:
             async for line in resp.content:
                 received += len(line)
@@ -169,6 +170,7 @@ class Relay:
                     continue
                 data = line[5:].strip()
                 if data == b"[DONE]":
+                    ended = True
                     break
                 event = orjson.loads(data)
                 if call.ttft_s is None:
@@ -194,6 +196,12 @@ class Relay:
                         yield stop
                         return
                 yield b"data: " + data + b"\n\n"
+            if not ended:
+                # Closed without [DONE]: a close-delimited answer cannot tell a killed engine from an orderly end,
+                # and relaying our own [DONE] would pass a truncated answer off as complete.
+                status, code = 502, "upstream_stream_error"
+                yield error_frame(APIError(502, code, "the deployment's stream ended without [DONE]"))
+                return
             if self.checks is not None and call.response_text and self.checks.window_due(call, checked, final=True):
                 _, stop = await self.checks.check_stream_window(call)
                 if stop is not None:

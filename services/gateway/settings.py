@@ -26,6 +26,14 @@ class GatewaySettings(ServiceSettings):
     redis_max_connections: int = Field(
         256, ge=8, description="Size of the Redis connection pool; requests wait (up to 5 s) when all are busy."
     )
+    redis_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Bound on connecting to Redis and on each Redis reply: a hung Redis (network partition, "
+        "stopped process) makes a request fail with 503 state_store_unavailable after this, instead of waiting "
+        "for it. Keep it above the slowest legitimate command (a batch file write).",
+    )
     key_cache_ttl_s: float = Field(
         10.0,
         ge=0,
@@ -77,6 +85,12 @@ class GatewaySettings(ServiceSettings):
     )
     guardrails_fail_mode: Literal["open", "closed"] = Field(
         "closed", description="What to do when guardrails cannot answer and the team's policy is unknown."
+    )
+    guardrails_policy_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a team's guardrails policy (fail mode, timeout) is reused before it is asked again; "
+        "while the guardrails service cannot answer, the last policy it gave keeps applying.",
     )
     guardrails_stream_window_chars: int = Field(
         512, ge=64, description="Streamed answers are checked every this many characters (sliding window)."
