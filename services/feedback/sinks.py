@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import threading
 from pathlib import Path
@@ -44,7 +45,14 @@ class MlflowSink:
         import mlflow  # optional dependency: only imported when the sink is configured
 
         self.mlflow = mlflow
+        # MLflow keeps the URI in its module state and also exports MLFLOW_TRACKING_URI "so that subprocesses
+        # inherit it"; the export is undone, so nothing started from this process is pointed at this server.
+        exported = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(tracking_uri)
+        if exported is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = exported
         self.experiment = experiment
         self._experiment_id: str | None = None  # resolved on first use: MLflow may start after this service
         # A daemon thread with a plain queue: MLflow's client retries for minutes when the server is gone,
@@ -92,7 +100,11 @@ class MlflowSink:
     def experiment_id(self) -> str:
         """The experiment's id, created on first use (runs on the writer thread, may raise while MLflow is down)."""
         if self._experiment_id is None:
-            self._experiment_id = str(self.mlflow.set_experiment(self.experiment).experiment_id)
+            # Looked up or created with the client, not `mlflow.set_experiment`: that one also exports
+            # MLFLOW_EXPERIMENT_ID into this process' environment, which every process started from here inherits.
+            client = self.mlflow.MlflowClient()
+            found = client.get_experiment_by_name(self.experiment)
+            self._experiment_id = str(found.experiment_id if found else client.create_experiment(self.experiment))
         return self._experiment_id
 
     def _write_trace(self, ev: TraceEvent) -> str:

@@ -83,6 +83,7 @@ async def test_traces_feedback_and_datasets_reach_mlflow(
 ) -> None:
     """An event becomes an MLflow trace tagged with its request id; feedback becomes assessments on it."""
     settings = make_settings(mlflow_tracking_uri=mlflow_server, mlflow_experiment=f"fb-{stream_key[-8:]}")
+    exported_before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     ev = make_event(request_id=f"req-mlflow-{stream_key[-8:]}")
     async with serve(create_app(settings)) as url:
         await emit(redis, stream_key, [ev])
@@ -116,3 +117,6 @@ async def test_traces_feedback_and_datasets_reach_mlflow(
             r = await c.post("/v1/datasets/export", json={"name": "mlflow-ds"})
             assert r.status_code == 201 and r.json()["registered_in"] == "mlflow"
             assert r.json()["registry_ref"].endswith(".jsonl") and r.json()["rows"] == 1
+    # The sink configures MLflow for itself only: nothing it sets leaks into the environment that every process
+    # started from this one inherits (an exported MLFLOW_EXPERIMENT_ID broke later MLflow users).
+    assert {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")} == exported_before
