@@ -5,9 +5,10 @@ honest against the catalogue in `libs/llmops_common/error_codes/`: tests/common/
 code found here is not catalogued, or a catalogued code is found nowhere.
 
 A string counts as an error code where the code puts one (Python's `ast`, so comments and messages never count):
-- an argument of a function or class whose parameter is named `code` or `*_code` (`APIError`, `RegistryError`,
-  `EngineError`, `DocumentError`, `error_body`, `bad(..., code=...)`, `finish(..., error_code=...)`): positional
-  or keyword, and the parameter's default; the `status` argument next to it is kept when it is a literal;
+- an argument of a function or class whose parameter (or dataclass field) is named `code` or `*_code`
+  (`APIError`, `RegistryError` and its subclasses, `EngineError`, `DocumentError`, `error_body`, `Rejected`,
+  `bad(..., code=...)`, `finish(..., error_code=...)`): positional or keyword, and the parameter's default; the
+  `status` argument next to it is kept when it is a literal (or a module constant such as `STATE_STORE_FULL`);
 - a value assigned to a name `code` / `*_code` (`code = "a" if x else "b"`, `status, code = 502, "c"`, a
   `{...}.get(k, "default")` lookup, a module constant such as `GATEWAY_UNAVAILABLE = "gateway_unavailable"`);
 - the value of a `"code"` key in a dict literal (`{"code": "upstream_error", ...}`).
@@ -69,25 +70,31 @@ def source_files(root: Path = ROOT) -> list[Path]:
 def _code_params(trees: list[ast.Module]) -> dict[str, tuple[int, int | None]]:
     """Callable name -> (index of its code parameter, index of its `status` parameter, if any).
 
-    A class is called through its `__init__` (so `self` is dropped), or through its base's when it has none."""
+    A class is called through its `__init__` (so `self` is dropped), through its fields when it has none (a
+    dataclass or NamedTuple: `Rejected(code, message)`), or through its base's (`class AuthError(RegistryError)`)."""
     found: dict[str, tuple[int, int | None]] = {}
     subclasses: dict[str, list[str]] = {}
     for tree in trees:
         for node in ast.walk(tree):
-            func: ast.FunctionDef | ast.AsyncFunctionDef
+            params: list[str]
             if isinstance(node, ast.ClassDef):
                 init = [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
-                if not init:
+                fields = [
+                    f.target.id for f in node.body if isinstance(f, ast.AnnAssign) and isinstance(f.target, ast.Name)
+                ]
+                if init:
+                    params = [a.arg for a in init[0].args.posonlyargs + init[0].args.args][1:]
+                elif fields:
+                    params = fields
+                else:
                     subclasses[node.name] = [b.id for b in node.bases if isinstance(b, ast.Name)]
                     continue
-                func = init[0]
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                func = node
+                params = [a.arg for a in node.args.posonlyargs + node.args.args]
+                if params[:1] in (["self"], ["cls"]):
+                    params = params[1:]
             else:
                 continue
-            params = [a.arg for a in func.args.posonlyargs + func.args.args]
-            if params[:1] in (["self"], ["cls"]):
-                params = params[1:]
             for index, param in enumerate(params):
                 if _is_code_name(param):
                     found[node.name] = (index, params.index("status") if "status" in params else None)

@@ -125,6 +125,9 @@ def test_api_error_builds_the_catalogued_error() -> None:
 
 
 _SHAPES = """
+from dataclasses import dataclass
+
+
 class APIError(Exception):
     def __init__(self, status: int, code: str, message: str, *, param: str | None = None) -> None:
         self.code = code
@@ -147,6 +150,12 @@ class SubError(ShapeError):
     pass
 
 
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    code: str
+
+
 def bad(param: str, message: str, code: str = "from_default") -> APIError:
     return APIError(400, code, message)
 
@@ -154,6 +163,7 @@ def bad(param: str, message: str, code: str = "from_default") -> APIError:
 def raises(limit: str, flag: bool, job) -> None:
     APIError(404, "positional", "m")
     SubError(403, "from_subclass", "m")
+    Refusal("m", "from_dataclass")
     bad("p", "m", code="from_keyword")
     APIError(503, UNAVAILABLE, "m")
     code = "if_true" if flag else "if_false"
@@ -176,6 +186,7 @@ def test_the_scan_reads_every_shape_it_promises(tmp_path: Path) -> None:
     assert found >= {
         ("positional", (404,)),
         ("from_subclass", (403,)),
+        ("from_dataclass", ()),
         ("from_default", ()),
         ("from_keyword", ()),
         ("from_constant", (503,)),
