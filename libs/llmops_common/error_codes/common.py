@@ -63,6 +63,10 @@ CODES = (
 )
 
 # The internal services (inference, guardrails, rag's /v1/prompts) answer only the platform's own callers.
+_SERVICE_TOKEN_MESSAGE = (
+    "the {service} service answers only other platform services: send its service token as "
+    "`Authorization: Bearer <token>` (clients reach the platform through the gateway)"
+)
 SERVICE_TOKEN_CODES = (
     ErrorCode(
         "service_token_required",
@@ -70,15 +74,14 @@ SERVICE_TOKEN_CODES = (
         "a direct call to an internal service without its service token",
         '`set -a; . .llmops/env; set +a` and add `-H "Authorization: Bearer $LLMOPS_GUARDRAILS_TOKEN"` (or the '
         "inference / rag token). Clients normally go through the gateway instead",
-        "the {service} service answers only other platform services: send its service token as "
-        "`Authorization: Bearer <token>` (clients reach the platform through the gateway)",
+        _SERVICE_TOKEN_MESSAGE,
     ),
     ErrorCode(
         "invalid_service_token",
         401,
-        "the token is not one the service holds",
+        "the token is not one the service holds (same message as `service_token_required`)",
         "a stale `.llmops/env`, or a caller configured with another token (`GATEWAY_GUARDRAILS_TOKEN` must be "
         "one of `GUARDRAILS_SERVICE_TOKEN`'s values)",
-        "the same message as `service_token_required`",
+        _SERVICE_TOKEN_MESSAGE,
     ),
 )

@@ -178,7 +178,8 @@ CODES = (
         "upstream_overloaded",
         429,
         "every deployment of the model answered that it is at capacity",
-        "honour `Retry-After` (2 s); if it lasts, the deployments need more capacity (`INFERENCE_MAX_CONCURRENT`)",
+        "honour `Retry-After` (2 s); if it lasts, the model needs more capacity (more deployments in routes.yaml, "
+        "or `INFERENCE_MAX_RUNNING` / `INFERENCE_MAX_QUEUED`)",
         "every deployment of '{model}' is at capacity; retry shortly",
     ),
     ErrorCode(

@@ -38,7 +38,7 @@ CODES = (
         "ingest_run_not_found",
         404,
         "no ingestion run with that id in the collection",
-        "the run id is in the finished job (`ingest_run_id`)",
+        "the collection's `last_ingest_run` (`GET /v1/collections/{name}`) names the latest run",
         "ingestion run '{run_id}' is not in '{name}'",
     ),
     ErrorCode(
