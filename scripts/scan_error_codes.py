@@ -7,10 +7,11 @@ code found here is not catalogued, or a catalogued code is found nowhere.
 A string counts as an error code where the code puts one (Python's `ast`, so comments and messages never count):
 - an argument of a function or class whose parameter (or dataclass field) is named `code` or `*_code`
   (`APIError`, `RegistryError` and its subclasses, `EngineError`, `DocumentError`, `error_body`, `Rejected`,
-  `bad(..., code=...)`, `finish(..., error_code=...)`): positional or keyword, and the parameter's default; the
-  `status` argument next to it is kept when it is a literal (or a module constant such as `STATE_STORE_FULL`);
-- a value assigned to a name `code` / `*_code` (`code = "a" if x else "b"`, `status, code = 502, "c"`, a
-  `{...}.get(k, "default")` lookup, a module constant such as `GATEWAY_UNAVAILABLE = "gateway_unavailable"`);
+  `bad(..., code=...)`, `finish(..., error_code=...)`): positional or keyword, a literal or a constant of the same
+  module (`GATEWAY_UNAVAILABLE`), and the parameter's default; the `status` argument next to it is kept when it is
+  one too (`404`, `STATE_STORE_FULL`, `503 if x else 502`);
+- a value assigned to a name or attribute `code` / `*_code` (`code = "a" if x else "b"`, `status, code = 502, "c"`,
+  `job.error_code = "c"`, a `{...}.get(k, "default")` lookup, `str(err.get("code") or "fallback")`);
 - the value of a `"code"` key in a dict literal (`{"code": "upstream_error", ...}`).
 An f-string in those places (`f"{exc.limit}_exceeded"`) becomes a pattern that must match catalogued codes.
 
