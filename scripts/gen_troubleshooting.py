@@ -7,8 +7,9 @@ Each table sits between two markers that name a section of the catalogue (`SECTI
     <!-- END error codes: gateway -->
 
 Everything outside the markers (start-up problems, symptoms that are not codes, the narrative) is written by hand.
-`python scripts/gen_troubleshooting.py` rewrites the page; `--check` only says whether it is up to date (exit 1 and
-a diff when not: tests/common/test_error_codes.py runs it).
+`python scripts/gen_troubleshooting.py` rewrites the pages; `--check` only says whether they are up to date (exit 1
+and a diff when not; tests/common/test_error_codes.py checks the same). A service README can carry its own section's
+table too: put the markers in it and list it in `PAGES`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "troubleshooting.md"
+# page -> must it hold every section? (troubleshooting.md lists every code; a README only its service's)
+PAGES: dict[Path, bool] = {PAGE: True}
 sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
 
 from llmops_common.error_codes import SECTIONS, ErrorCode  # noqa: E402  (needs the path above)
@@ -59,43 +62,46 @@ def table(section: str) -> str:
     return HEADER + "".join(row(entry) for entry in SECTIONS[section])
 
 
-def render(text: str) -> str:
-    """The page with every marked table regenerated; every catalogue section must have its markers, once."""
+def render(text: str, complete: bool = True, name: str = PAGE.name) -> str:
+    """The page with every marked table regenerated; a `complete` page has each catalogue section once."""
     seen: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
-        name = match.group("name")
-        if name not in SECTIONS:
-            raise SystemExit(f"{PAGE.name}: markers name {name!r}, which is not a catalogue section {list(SECTIONS)}")
-        seen.append(name)
-        return match.group("begin") + table(name) + match.group("end")
+        section = match.group("name")
+        if section not in SECTIONS:
+            raise SystemExit(f"{name}: markers name {section!r}, which is not a catalogue section {list(SECTIONS)}")
+        seen.append(section)
+        return match.group("begin") + table(section) + match.group("end")
 
     out = _BLOCK.sub(replace, text)
-    missing = [name for name in SECTIONS if name not in seen]
-    twice = sorted({name for name in seen if seen.count(name) > 1})
+    missing = [section for section in SECTIONS if complete and section not in seen]
+    twice = sorted({section for section in seen if seen.count(section) > 1})
     if missing or twice:
-        raise SystemExit(f"{PAGE.name}: sections without markers {missing}, marked more than once {twice}")
+        raise SystemExit(f"{name}: sections without markers {missing}, marked more than once {twice}")
     return out
 
 
 def main() -> int:
-    """Write the page, or with --check compare it."""
+    """Write the pages, or with --check compare them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 (with a diff) when the page is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 (with a diff) when a page is out of date")
     args = parser.parse_args()
-    current = PAGE.read_text()
-    wanted = render(current)
-    if args.check:
+    stale = 0
+    for page, complete in PAGES.items():
+        rel = page.relative_to(ROOT)
+        current = page.read_text()
+        wanted = render(current, complete, str(rel))
         if current == wanted:
-            return 0
-        diff = difflib.unified_diff(current.splitlines(True), wanted.splitlines(True), "committed", "generated")
-        sys.stdout.writelines(diff)
-        print(f"\n{PAGE.relative_to(ROOT)} is out of date: run `python scripts/gen_troubleshooting.py`")
-        return 1
-    if current != wanted:
-        PAGE.write_text(wanted)
-        print(f"rewrote {PAGE.relative_to(ROOT)}")
-    return 0
+            continue
+        if args.check:
+            diff = difflib.unified_diff(current.splitlines(True), wanted.splitlines(True), str(rel), "generated")
+            sys.stdout.writelines(diff)
+            print(f"\n{rel} is out of date: run `python scripts/gen_troubleshooting.py`")
+            stale += 1
+        else:
+            page.write_text(wanted)
+            print(f"rewrote {rel}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
