@@ -1,7 +1,7 @@
 """The platform's error catalogue: every `code` a service can answer with, its HTTP status, what it means and
 what to do about it. One entry per code, in the file of the part of the platform that owns it:
 
-    common.py      codes any service answers (the shared error handlers, the body limit, service tokens, keys)
+    common.py      codes any service answers (shared handlers, body limit, key lookup at the gateway, service tokens)
     gateway.py     the gateway's OpenAI API and admin API          gateway_batch.py  its files and batches API
     inference.py   the model server                               rag.py            collections, jobs, answers
     registry.py    models, prompts, datasets, promotions          guardrails.py     the checks
@@ -15,6 +15,10 @@ here, when a status written next to it is not the catalogued one, or when a cata
 To add a code: add an `ErrorCode(...)` to the owner's file (in the order its table should read), raise it, then
 `python scripts/gen_troubleshooting.py` to rewrite the page. `api_error("team_not_found", team="x")` builds the
 APIError from the entry, for a new raise site that wants the catalogued status and message as they are.
+
+Why a catalogue of strings and not a Python Enum: the string is the contract (clients branch on it, other services
+relay it, rag's jobs store it), and the raise sites keep their literal so a reader sees the code where it is raised;
+the test, not the type checker, holds the two together.
 """
 
 from __future__ import annotations
