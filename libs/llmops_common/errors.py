@@ -34,6 +34,11 @@ _TYPE_BY_STATUS = {
 }
 
 
+def error_type(status: int) -> str:
+    """The envelope's `type` for a status (the error catalogue documents codes with it too)."""
+    return _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
 class APIError(Exception):
     """An error a route can raise; it is rendered in the one envelope with its status."""
 
@@ -60,7 +65,7 @@ def error_body(status: int, code: str, message: str, param: str | None = None, *
     """Build the envelope as a plain dict (also used inside SSE streams)."""
     body: dict[str, Any] = {
         "message": message,
-        "type": _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+        "type": error_type(status),
         "param": param,
         "code": code,
         "request_id": current_request_id(),
