@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -109,6 +109,9 @@ demo-traffic: install ## send a realistic mix (chat, streams, RAG, attacks, PII,
 check-exercise: install ## check your solution of an exercise: make check-exercise N=7 (N = 1..8 or bonus; WORK=<folder>, ARGS=--live)
 	@test -n "$(N)" || { echo "usage: make check-exercise N=<1..8|bonus> [WORK=<folder>] [ARGS=...]"; exit 2; }
 	@$(PY) exercises/check.py $(N) $(if $(WORK),--work $(WORK)) $(ARGS)
+
+docs-errors: install ## regenerate the error-code tables of docs/troubleshooting.md from libs/llmops_common/error_codes
+	$(PY) scripts/gen_troubleshooting.py
 
 openapi: install ## regenerate every services/<name>/openapi.json from the code
 	$(PY) scripts/export_openapi.py
