@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -121,5 +122,12 @@ def test_keys_survive_a_redis_restart(stack: dict[str, str]) -> None:
     compose_stack.compose(
         stack, PORT, "up", "--wait", "--wait-timeout", "120", "--no-build", "--pull", "never", "redis"
     )
+    # Redis answers its own healthcheck before the gateway has reconnected: until its /readyz (which pings Redis)
+    # says ready, the documented answer is 503 state_store_unavailable with Retry-After. Wait for that signal,
+    # bounded, then the key must be there.
+    deadline = time.monotonic() + 60
+    while _call(stack, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, "the gateway did not reconnect to Redis within 60 s"
+        time.sleep(0.5)
     status, me = _call(stack, "/v1/me")
     assert status == 200 and me["team"] == "compose-smoke", me
