@@ -45,6 +45,7 @@ from services.guardrails.training.data import load_examples, sha256_file, shared
 RESULTS = ROOT / "bench" / "results"
 PII_FILE = shared_datasets_dir() / "pii" / "generated_small.json"
 PARTIAL = RESULTS / "guardrails_results.partial.json"
+HTTP_TOKEN = "bench-guardrails-token"
 STAGES = ("injection", "injection_latency", "pii", "pii_synthetic", "latency_in_process", "http_one_worker_1000_chars")
 MULTILINGUAL = ROOT / "services" / "guardrails" / "data" / "multilingual_eval.jsonl"
 TYPE_MAP = {
@@ -257,6 +258,7 @@ def http_throughput(pool_text: str) -> dict[str, Any]:
     env = {
         "PYTHONPATH": f"{ROOT}:{ROOT / 'libs'}",
         "GUARDRAILS_LOAD_CONTEXTUAL_ENCODER": "false",
+        "GUARDRAILS_SERVICE_TOKEN": HTTP_TOKEN,  # the service refuses to start without one
         "PATH": "/usr/bin:/bin",
     }
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -275,7 +277,8 @@ def http_throughput(pool_text: str) -> dict[str, Any]:
             ("closed_loop_c10", ["-n", "3000", "-c", "10"]),
             ("rate_50rps_c1", ["-z", "10s", "-c", "1", "-q", "50"]),
         ):
-            run = subprocess.run(["hey", *args, "-m", "POST", "-T", "application/json", "-D", str(body), url],
+            auth = ["-H", f"Authorization: Bearer {HTTP_TOKEN}"]
+            run = subprocess.run(["hey", *args, *auth, "-m", "POST", "-T", "application/json", "-D", str(body), url],
                                  capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
             rps = re.search(r"Requests/sec:\s+([\d.]+)", run.stdout)
             p50 = re.search(r"50% in ([\d.]+) secs", run.stdout)

@@ -6,7 +6,8 @@
   peer (`jailguard`) on a fixed sample of the same rows, side by side.
 * `deployed_shares`: the shipped detector (rules, all views, payload decoding, trained on every allowed
   source) on every benign set, both modes. In-sample for all but the Enron e-mails (never trained on):
-  it shows what the service does, not how it generalises.
+  it shows what the service does, not how it generalises. Plus `repo-docs`: this repository's docs/ passages,
+  held out from everything (what RAG over the course docs checks in content mode).
 * `evasion`: recall of the shipped detector when known attacks are obfuscated.
 """
 
@@ -25,6 +26,7 @@ from services.guardrails.training import fit as F
 from services.guardrails.training.evaluate import choose_threshold, loso_report
 from services.guardrails.training.train_injection import prepare
 
+ROOT = Path(__file__).resolve().parents[1]
 PEER_SAMPLE_PER_SOURCE = 300
 HOMOGLYPHS = str.maketrans({"a": "\u0430", "e": "\u0435", "o": "\u043e", "i": "\u0456", "c": "\u0441"})
 
@@ -102,18 +104,31 @@ def deployed_shares(detector: Any) -> dict[str, Any]:
     from services.guardrails.training.data import load_examples
 
     out: dict[str, Any] = {}
+    held_out_docs = [("repo-docs/en", text) for text in repo_docs_passages()]
     for ex_mode in ("input", "content"):
         counts: dict[str, list[int]] = {}
-        for ex in load_examples(synthetic=False):
-            if ex.label != 0 or (ex_mode == "content" and ex.mode != "content"):
-                continue
-            key = f"{ex.source}/{'en' if ex.lang == 'en' else 'non-en'}"
-            hit = bool(detector.run(CheckInput(text=ex.text, direction="input", mode=ex_mode), {}))
+        texts = [
+            (f"{ex.source}/{'en' if ex.lang == 'en' else 'non-en'}", ex.text)
+            for ex in load_examples(synthetic=False)
+            if ex.label == 0 and (ex_mode == "input" or ex.mode == "content")
+        ]
+        for key, text in texts + held_out_docs:
+            hit = bool(detector.run(CheckInput(text=text, direction="input", mode=ex_mode), {}))
             c = counts.setdefault(key, [0, 0])
             c[0] += hit
             c[1] += 1
         out[ex_mode] = {k: {"n": n, "flagged": round(h / n, 4)} for k, (h, n) in sorted(counts.items())}
     return out
+
+
+def repo_docs_passages() -> list[str]:
+    """This repository's docs/ cut as RAG cuts them (its chunker, words as tokens): the held-out documentation
+    set. Never trained on and never used to choose a threshold; the course's own pages are what RAG retrieves."""
+    from services.rag.chunking import chunk_text
+
+    docs = sorted((ROOT / "docs").rglob("*.md"))
+    count = lambda ts: [len(t.split()) for t in ts]  # noqa: E731
+    return [c.text for path in docs for c in chunk_text(path.read_text(encoding="utf-8"), count)]
 
 
 def obfuscate(text: str, how: str) -> str:
@@ -183,7 +198,7 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
             cells = [row.get(k) for k in ("n_recall", "ours_recall", "jailguard_recall", "n_flagged", "ours_flagged",
                                            "jailguard_flagged", "ours_f1", "jailguard_f1")]  # fmt: skip
             lines.append(f"| {row['source']} | {row['mode']} | " + " | ".join(_cell(c) for c in cells) + " |")
-    lines += ["", "## Shipped detector on the benign sets (in-sample except enron-emails)", ""]
+    lines += ["", "## Shipped detector on the benign sets (in-sample except enron-emails and repo-docs)", ""]
     lines += ["| set/lang | mode | n | flagged |", "|---|---|---|---|"]
     for mode, sets in r["deployed_benign"].items():
         for name, v in sets.items():

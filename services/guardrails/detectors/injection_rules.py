@@ -105,7 +105,9 @@ RULES: tuple[Rule, ...] = (
         "<|[inst]|[/inst]|<<|<system|</system|#|system|assistant",
         r"<\|(?:im_start|im_end|system|endoftext|start_header_id|end_header_id|eot_id)\|>",
         r"\[/?inst\]|<</?sys>>|<\/?system>",
-        r"(?:^|\n)\s*#{2,}\s*(?:system|instruction|new\s+instructions?)\s*:?",
+        # "### Instruction:", "## SYSTEM ##": a heading that is a role marker. Not "## System requirements" or
+        # "## Instructions", the headings of every README (they need the colon or the closing #).
+        r"(?:^|\n)\s*#{2,}\s*(?:system|instructions?|new\s+instructions?)\s*(?::|#)",
         r"(?:^|\n)\s*(?:system|assistant)\s*:\s*(?:you|ignore|new|from\s+now)",
     ),
 )
@@ -156,9 +158,17 @@ RULES = (
         "markdown_exfiltration",
         "data_exfiltration",
         0.8,
-        "a markdown image whose URL carries data in its query string (renders as a silent request to an attacker)",
+        "a markdown image whose URL has a slot for data in its query string (renders as a silent request to an "
+        "attacker, carrying what the model filled in)",
         "![",
-        r"!\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]{1,300}\?[^)\s]*=",
+        # The query value must be a slot the model is to fill: a placeholder ([QUERY], {data}, <OUTPUT>, $X, or
+        # their URL encodings), a name of what to leak (data, secret, history...), or nothing at the end of the
+        # URL. A plain query string is what every README badge has (`badge.svg?branch=main`): matching any
+        # `?k=v` flagged package documentation. (The views are lower case.)
+        r"!\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]{1,300}?[?&][^)\s=&]{1,40}="
+        r"(?:[\[{<$]|%(?:5b|7b|3c|24)|(?:data|secrets?|password|history|conversation|chat|summary|query|output"
+        r"|info|payload|answer|response)(?=[)&\s])|(?=\)))",
+        r"!\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]{1,300}?(?:\{|%7b|<|%3c)",  # a {slot} anywhere in the URL
     ),
     _r(
         "system_override",
@@ -180,6 +190,23 @@ class RuleHit:
     end: int
 
 
+# Text that *describes* the technique rather than using it: "the attack asks the model to ignore the
+# instructions", "nothing tries to override the model's instructions" (documentation, papers, this service's
+# own finding reasons). A match right after such words is skipped and the search goes on, so a document that
+# describes an attack and also carries one is still caught. Third person only: "I need you to ignore..." and
+# "try to ignore..." address the reader and still match.
+_DESCRIBED = re.compile(
+    r"\b(?:tries|tried|trying|attempts?|attempted|attempting|asks|asked|asking|tells|told|telling|tricks|tricked"
+    r"|tricking|gets|makes|made|causes|convinces|persuades)\s+(?:(?:the|a|an|its)\s+)?"
+    r"(?:(?:model|assistant|llm|ai|bot|chatbot|agent)\s+)?to\s*$"
+)
+_DESCRIBABLE = frozenset({"override_instructions", "prompt_extraction"})
+
+
+def _described(text: str, start: int) -> bool:
+    return bool(_DESCRIBED.search(text[max(0, start - 60) : start]))
+
+
 def match_rules(text: str, rules: tuple[Rule, ...] = RULES) -> list[RuleHit]:
     """Every rule's first match in `text` (one per rule keeps the answer short and the cost linear)."""
     hits: list[RuleHit] = []
@@ -187,6 +214,10 @@ def match_rules(text: str, rules: tuple[Rule, ...] = RULES) -> list[RuleHit]:
         if not any(anchor in text for anchor in rule.anchors):
             continue
         found = rule.pattern.search(text)
+        skips = 0  # bounded: a text made of descriptions stops being one after 20 (and the cost stays linear)
+        while found and rule.name in _DESCRIBABLE and skips < 20 and _described(text, found.start()):
+            found = rule.pattern.search(text, found.start() + 1)
+            skips += 1
         if found:
             hits.append(RuleHit(rule, found.start(), found.end()))
     return hits

@@ -96,6 +96,7 @@ def test_register_gate_load_and_swap(registry: dict[str, str], tmp_path: Path) -
     got = httpx.get(f"{registry['url']}/v1/models/{NAME}/versions/{version}").json()
     assert got["tags"]["weights_sha256"] == meta["weights_sha256"]
     assert {d["context"] for d in got["datasets"]} == {"training", "eval"}  # Enron: eval only
+    assert "guardrails-package-docs" in {d["name"] for d in got["datasets"]}  # documentation negatives too
     # The eval numbers are evidence: read by the registry from the guardrails evaluator's run.
     evidence = got["eval_evidence"]["eval_pass_rate"]
     assert evidence["evaluator"] == "guardrails" and evidence["value"] == pytest.approx(

@@ -7,6 +7,8 @@ model reads). Sources that are translations or near copies of each other are one
 documents), so holding one out really hides it.
 
 Licences: the Enron e-mails (AESLC) are CC BY-NC-SA: `trainable=False`, evaluation only, never in an artifact.
+Beside the files: technical documentation from the installed packages (`package_docs.py`, permissive licences
+only), clean content-mode documents of the genre RAG retrieves from a wiki or a docs site.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.guardrails.training import package_docs
 
 SEED = 20261207
 
@@ -166,12 +170,15 @@ def _example(spec: SourceSpec, row: dict[str, str]) -> Example | None:
     return Example(text, label, spec.source, spec.file, lang, mode, spec.trainable, group)
 
 
-def load_examples(root: Path | None = None, synthetic: bool = True, planted: bool = False) -> list[Example]:
+def load_examples(
+    root: Path | None = None, synthetic: bool = True, planted: bool = False, docs: bool = True
+) -> list[Example]:
     """Every row of every file in SOURCES (duplicates within a source dropped), plus the synthetic clean
     tool responses (source `injecagent`, so they are held out with it) and, with `planted`, the synthetic
     documents with an attack planted in them (`planted_attacks`), both only when `synthetic`. `planted` is
     off for the shipped model: measured (bench/guardrails_encoder_loso.py), it moved no held-out source's
-    recall and flagged more non-English paragraphs."""
+    recall and flagged more non-English paragraphs. With `docs`, the passages of the installed packages'
+    documentation (`package_docs`: clean technical documents, source `package-docs`)."""
     root = root or shared_datasets_dir()
     out: list[Example] = []
     seen: set[tuple[str, str]] = set()
@@ -188,6 +195,12 @@ def load_examples(root: Path | None = None, synthetic: bool = True, planted: boo
             out.append(ex)
             if spec.source == "injecagent" and row.get("Tool Response Template"):
                 templates.add(row["Tool Response Template"])
+    if docs:
+        out.extend(
+            Example(text, 0, package_docs.SOURCE, package_docs.FILE, _guess_lang(text), "content", True, rec["name"])
+            for rec in package_docs.collect()
+            for text in rec["passages"]
+        )
     if synthetic:
         out.extend(synthetic_clean_tool_responses(sorted(templates)))
         if planted:

@@ -18,7 +18,7 @@ import numpy as np
 from services.guardrails.detectors.injection_rules import RULES, match_rules
 from services.guardrails.detectors.normalize import decode_payloads, views
 from services.guardrails.training.data import PLANTED, Example
-from services.guardrails.training.fit import CONTENT_EVAL_SOURCES, MODES
+from services.guardrails.training.fit import CONTENT_EVAL_SOURCES, CONTENT_ONLY_BENIGN_SOURCES, MODES
 
 MAX_SHARE = 0.01  # benign share flagged per source
 MAX_FPR = 0.02  # over all benign sources together, and on the benign rows of an attack data set
@@ -38,7 +38,9 @@ def rule_hit(text: str) -> bool:
 def _benign_for_threshold(ex: Example, mode: str) -> bool:
     if ex.label != 0 or not ex.trainable:
         return False
-    return mode == "input" or ex.mode == "content"
+    if mode == "input":
+        return ex.source not in CONTENT_ONLY_BENIGN_SOURCES  # calibrated on what the input model learned from
+    return ex.mode == "content"
 
 
 def choose_threshold(examples: list[Example], scores: np.ndarray, mode: str, exclude: str | None = None) -> float:

@@ -21,6 +21,7 @@ from sklearn.linear_model import SGDClassifier
 
 from services.guardrails.training.data import PLANTED, SEED, Example, origins
 from services.guardrails.training.matrix import Matrix
+from services.guardrails.training.package_docs import SOURCE as DOCS_SOURCE
 
 MODES = ("input", "content")
 CONTENT_ONLY_ATTACK_SOURCES = frozenset({"injecagent", "spikee", PLANTED})
@@ -28,7 +29,11 @@ CONTENT_ONLY_ATTACK_SOURCES = frozenset({"injecagent", "spikee", PLANTED})
 # moderation question, and as positives they teach the model that every security question is an attack
 # (CyberSecEval's benign security prompts). Measured, not trained on.
 HARMFUL_REQUEST_SOURCES = frozenset({"advbench", "forbidden-questions"})
-DOCUMENT_SOURCES = frozenset({"xquad", "llmail-emails", "spikee", "injecagent", "enron-emails"})
+# Documentation passages teach the content model that Markdown, code and "you"-addressed how-tos are what
+# retrieved documents look like. As input-mode negatives they cost jailbreak recall (in-the-wild 0.75 -> 0.70
+# held out: long Markdown-formatted jailbreaks read like a README) for no input-mode benefit, so content only.
+CONTENT_ONLY_BENIGN_SOURCES = frozenset({DOCS_SOURCE})
+DOCUMENT_SOURCES = frozenset({"xquad", "llmail-emails", "spikee", "injecagent", "enron-emails", DOCS_SOURCE})
 CONTENT_EVAL_SOURCES = DOCUMENT_SOURCES | {"cyberseceval-pi"}
 # L2 strength per mode, chosen on the leave-one-source-out results over all sources (1e-5, 1e-4, 1e-3 tried):
 # the input model keeps more recall on jailbreaks with little regularisation; the content model needs more,
@@ -53,6 +58,8 @@ class LinearModel:
 def in_training_set(ex: Example, mode: str) -> bool:
     """Whether `ex` is a training example of the `mode` model (before holding anything out)."""
     if not ex.trainable or (ex.source in HARMFUL_REQUEST_SOURCES and ex.label == 1):
+        return False
+    if mode == "input" and ex.source in CONTENT_ONLY_BENIGN_SOURCES:
         return False
     return mode == "content" or not (ex.label == 1 and ex.source in CONTENT_ONLY_ATTACK_SOURCES)
 

@@ -18,14 +18,16 @@ import httpx
 
 from services.guardrails.detectors.model_source import REGISTERED_MODEL
 
-LICENSE = "model: Apache-2.0; data: MIT, Apache-2.0, CC-BY-3.0/4.0, CC-BY-SA-4.0 (see lineage)"
+LICENSE = "model: Apache-2.0; data: MIT, Apache-2.0, BSD, PSF, CC-BY-3.0/4.0, CC-BY-SA-4.0 (see lineage)"
 
 
 def _dataset_name(file: str) -> str:
     return "guardrails-" + file.replace("/", "-").rsplit(".", 1)[0].replace("_", "-")[:100]
 
 
-def _dataset_version(http: httpx.Client, base: str, file: str, info: dict[str, Any]) -> dict[str, Any]:
+def _dataset_version(
+    http: httpx.Client, base: str, file: str, info: dict[str, Any], source: str | None = None
+) -> dict[str, Any]:
     """The registry's dataset version with this file's digest, created when missing."""
     name = _dataset_name(file)
     digest = f"sha256:{info['sha256']}"
@@ -38,7 +40,7 @@ def _dataset_version(http: httpx.Client, base: str, file: str, info: dict[str, A
         "digest": digest,
         "schema": {"text": "string", "label": "int"},
         "row_count": int(info.get("rows", 0)),
-        "source": f"file://shared/datasets/{file}",
+        "source": source or f"file://shared/datasets/{file}",
         "source_type": "local",
         "description": f"{file} ({info['use']}); source {info['source']}",
     }
@@ -67,6 +69,12 @@ def register(
         for file, info in meta["data"]["lineage"].items():
             ref = _dataset_version(http, base, file, info)
             datasets.append({**ref, "context": "training" if info["use"].startswith("training") else "eval"})
+        docs = meta["data"].get("package_docs")
+        if docs:  # the installed packages' documentation: one dataset version per set of package texts
+            info = {"sha256": docs["sha256"], "rows": docs["passages"], "source": docs["source"], "use": docs["use"]}
+            source = "python-packages://installed/long-descriptions"  # per-package list: in the artifact
+            ref = _dataset_version(http, base, docs["source"], info, source)
+            datasets.append({**ref, "context": "training"})
         body = {
             # The registry's formats and engines describe LLMs; the weights file *is* safetensors, and no
             # inference engine serves it ("openai" + not_served); the tags say what it really is.

@@ -37,6 +37,7 @@ from services.guardrails.detectors.features import CHAR_NGRAMS, HASH_BITS, STRID
 from services.guardrails.detectors.injection_model import FORMAT, MODEL_JSON, WEIGHTS_FILE, write_safetensors
 from services.guardrails.detectors.loader import STATIC_STRIDE, STATIC_TABLE, STATIC_WINDOW
 from services.guardrails.training import fit as F
+from services.guardrails.training import package_docs
 from services.guardrails.training.data import Example, lineage, load_examples, sha256_file, shared_datasets_dir
 from services.guardrails.training.evaluate import choose_threshold, loso_report, rule_hit
 from services.guardrails.training.matrix import Matrix, cached
@@ -132,7 +133,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "modes": modes,
         "threshold_rule": "lowest score with <=1% of each benign training source and <=2% of all of them "
         "flagged, on leave-one-source-out scores (content mode: documents only)",
-        "data": {"lineage": lineage(args.data_dir), "examples": len(examples), "alpha": F.ALPHAS},
+        "data": {
+            "lineage": lineage(args.data_dir),
+            "package_docs": package_docs.lineage(package_docs.collect()),
+            "examples": len(examples),
+            "alpha": F.ALPHAS,
+        },
         "loso": report,
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__},
