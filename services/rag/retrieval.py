@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from services.rag.embedder import Embedder
-from services.rag.fusion import mmr
+from services.rag.fusion import RRF_K, mmr
 from services.rag.sparse import BM25Encoder
 from services.rag.store import Strategy, VectorStore, build_filter
 
@@ -74,10 +74,11 @@ def best_per_document(points: list[Any]) -> list[Any]:
 class Retriever:
     """Stateless over its collaborators; safe to call from many threads."""
 
-    def __init__(self, embedder: Embedder, encoder: BM25Encoder, store: VectorStore) -> None:
+    def __init__(self, embedder: Embedder, encoder: BM25Encoder, store: VectorStore, rrf_k: int = RRF_K) -> None:
         self.embedder = embedder
         self.encoder = encoder
         self.store = store
+        self.rrf_k = rrf_k
 
     def retrieve(
         self,
@@ -106,7 +107,7 @@ class Retriever:
         if group_by == "document":
             depth = max(depth, candidates, 5 * top_k)
         while True:
-            points = self.store.search(qdrant_collection, strategy, dense, sparse, depth, flt, candidates)
+            points = self.store.search(qdrant_collection, strategy, dense, sparse, depth, flt, candidates, self.rrf_k)
             if group_by == "chunk":
                 break
             grouped = best_per_document(points)

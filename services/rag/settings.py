@@ -156,6 +156,13 @@ class RagSettings(ServiceSettings):
         50, ge=1, le=1000, description="Per-document results in a job view; the rest via /v1/jobs/{id}/results."
     )
     default_top_k: int = Field(5, ge=1, le=100, description="Passages retrieved when a request sets no top_k.")
+    rrf_k: int = Field(
+        60,
+        ge=1,
+        le=1000,
+        description="Hybrid retrieval's reciprocal rank fusion constant: 1 / (rrf_k + rank) per list; smaller lets "
+        "one list's top places weigh more (bench/rag_fusion.py measures it per corpus).",
+    )
     default_score_threshold: float = Field(
         0.25, ge=-1, le=1, description="Minimum cosine relevance for a passage to count in an answer."
     )

@@ -20,7 +20,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from services.rag import local_sparse
-from services.rag.fusion import qdrant_k
+from services.rag.fusion import RRF_K, qdrant_k
 from services.rag.sparse import SparseVec
 
 Strategy = Literal["dense", "sparse", "hybrid"]
@@ -196,9 +196,10 @@ class VectorStore:
         limit: int,
         flt: qm.Filter | None,
         candidates: int = 50,
+        rrf_k: int = RRF_K,
     ) -> list[qm.ScoredPoint]:
-        """Dense, sparse or hybrid: plain RRF (fusion.RRF_K) of the dense and sparse top `candidates`, inside
-        Qdrant's query API. Points come with their dense vector (relevance, MMR)."""
+        """Dense, sparse or hybrid: plain RRF (`1 / (rrf_k + rank)`) of the dense and sparse top `candidates`,
+        inside Qdrant's query API. Points come with their dense vector (relevance, MMR)."""
         dense_q = dense.tolist()
         sparse_q = qm.SparseVector(indices=sparse.indices, values=sparse.values)
         fetch = max(candidates, limit)
@@ -214,7 +215,7 @@ class VectorStore:
                 qm.Prefetch(query=dense_q, using="dense", limit=fetch, filter=flt),
                 qm.Prefetch(query=sparse_q, using="sparse", limit=fetch, filter=flt),
             ]
-            query = qm.RrfQuery(rrf=qm.Rrf(k=qdrant_k()))
+            query = qm.RrfQuery(rrf=qm.Rrf(k=qdrant_k(rrf_k)))
         with self._call() as c:
             if not c.collection_exists(name):
                 return []
