@@ -118,7 +118,7 @@ class IngestionPipeline:
         min_chars: int,
         max_chars: int,
         redactor: Redactor | None = None,
-        group_chunks: int = 64,
+        group_chunks: int = 32,
         parse_limits: ParseLimits | None = None,
         dedup: DedupMode = "skip",
     ) -> None:
