@@ -1,6 +1,6 @@
 """Cut the rag_xquad dev fixture from the shared XQuAD copy (see README.md); run once, output committed.
 
-    python bench/data/rag_xquad/make_fixture.py /work/shared/datasets/benign
+python bench/data/rag_xquad/make_fixture.py /work/shared/datasets/benign
 """
 
 from __future__ import annotations
