@@ -162,7 +162,7 @@ def create_app(settings: RagSettings | None = None, embedder: Embedder | None = 
         await gateway.start()
         catalog = Catalog(store, settings.public_team)
         encoder = BM25Encoder()
-        retriever = Retriever(model, encoder, store)
+        retriever = Retriever(model, encoder, store, settings.rrf_k)
         prompts = await open_prompts(settings)
         guard = build_guard(settings)
         answers = AnswerService(

@@ -133,13 +133,14 @@ class Evaluator:
         for q in questions:
             level = "chunk" if q.get("gold_chunk_ids") else "document"
             gold = set(q.get("gold_chunk_ids") or q.get("gold_doc_ids") or [])
-            # Fetch deeper than k: several chunks of one document collapse into one document id.
+            # Document-level gold: top `depth` distinct documents (several chunks of one document count once).
             result = self.retriever.retrieve(
                 qdrant_collection,
                 q["question"],
                 strategy=strategy,
-                top_k=depth * (3 if level == "document" else 1),
+                top_k=depth,
                 candidates=candidates,
+                group_by="document" if level == "document" else "chunk",
             )
             ranked = ranked_ids(result.passages, level)
             metrics = retrieval_metrics(ranked, gold, ks)

@@ -15,6 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from services.rag.catalog import Catalog, now
 from services.rag.chunking import CHUNKER_NAME, CHUNKER_VERSION, Chunk, chunk_text
 from services.rag.dedup import DedupMode, resolve
@@ -72,8 +74,12 @@ class Progress:
     """Live counters a job exposes while it runs (plain ints: written by one thread, read by others)."""
 
     documents_total: int = 0
-    documents_done: int = 0
-    chunks_done: int = 0
+    documents_read: int = 0  # parsed and chunked (or settled without chunks): moves at every document
+    documents_done: int = 0  # settled: indexed, unchanged, duplicate or failed
+    chunks_total: int = 0  # chunks of the documents read so far
+    chunks_embedded: int = 0  # moves at every embedding batch (at most RAG_INGEST_GROUP_CHUNKS chunks)
+    chunks_done: int = 0  # written to the index
+    batches_done: int = 0  # embedding batches done
     results: list[dict[str, Any]] = field(default_factory=list)
     cancel_requested: bool = False  # set by a cancel; the run stops at its next step and reports what it did
     updated_at: float = field(default_factory=time.time)
@@ -112,7 +118,7 @@ class IngestionPipeline:
         min_chars: int,
         max_chars: int,
         redactor: Redactor | None = None,
-        group_chunks: int = 64,
+        group_chunks: int = 32,
         parse_limits: ParseLimits | None = None,
         dedup: DedupMode = "skip",
     ) -> None:
@@ -263,26 +269,30 @@ class IngestionPipeline:
                 if progress.cancel_requested:
                     break
                 if refused is not None:  # the key may not embed more: the rest is reported, not processed
+                    progress.documents_read += 1
                     self._failed(progress, raw.doc_id or raw.filename or f"#{i}", refused.code, refused.message)
                     continue
                 try:
                     prepared = self._prepare(raw, collection, seen, redact)
                 except DocumentError as exc:
+                    progress.documents_read += 1
                     self._failed(progress, raw.doc_id or raw.filename or f"#{i}", exc.code, exc.message)
                     yield
                     continue
+                progress.documents_read += 1
+                progress.updated_at = time.time()
                 if isinstance(prepared, dict):
                     input_digest.update(f"{prepared['doc_id']}:{prepared.get('duplicate_of', '')}".encode())
                     progress.results.append(prepared)
                     progress.documents_done += 1
-                    progress.updated_at = time.time()
                     yield
                     continue
+                progress.chunks_total += len(prepared.chunks)
                 input_digest.update(f"{prepared.doc_id}:{prepared.hash}\n".encode())
                 group.append(prepared)
                 if sum(len(d.chunks) for d in group) >= self.group_chunks or i == len(docs) - 1:
                     try:
-                        pending, spent = self._flush(collection, group, progress, writer, pending)
+                        pending, spent = yield from self._flush(collection, group, progress, writer, pending)
                         embed_s += spent
                     except EmbeddingRefused as exc:
                         refused = exc
@@ -292,7 +302,7 @@ class IngestionPipeline:
                 yield
             if group and not progress.cancel_requested and refused is None:
                 try:
-                    pending, spent = self._flush(collection, group, progress, writer, pending)
+                    pending, spent = yield from self._flush(collection, group, progress, writer, pending)
                     embed_s += spent
                 except EmbeddingRefused as exc:
                     for doc in group:
@@ -310,17 +320,28 @@ class IngestionPipeline:
         progress: Progress,
         writer: ThreadPoolExecutor,
         pending: Future[None] | None,
-    ) -> tuple[Future[None], float]:
+    ) -> Generator[None, None, tuple[Future[None], float]]:
+        """Embed a group in batches of `group_chunks` (one step each: a long document shows progress and yields
+        the worker every batch, not once at its end), then hand it to the writer."""
         texts = [
             f"{d.title} > {c.section}\n{c.text}" if c.section else f"{d.title}\n{c.text}"
             for d in group
             for c in d.chunks
         ]
-        if progress.meter is not None:  # charged to the caller's key before the work (raises EmbeddingRefused)
-            progress.meter(self.embedder.tokens_read(texts))
-        t0 = time.perf_counter()
-        vectors = self.embedder.embed(texts)
-        spent = time.perf_counter() - t0
+        parts, spent = [], 0.0
+        for start in range(0, len(texts), self.group_chunks):
+            batch = texts[start : start + self.group_chunks]
+            if progress.meter is not None:  # charged to the caller's key before the work (raises EmbeddingRefused)
+                progress.meter(self.embedder.tokens_read(batch))
+            t0 = time.perf_counter()
+            parts.append(self.embedder.embed(batch))
+            spent += time.perf_counter() - t0
+            progress.chunks_embedded += len(batch)
+            progress.batches_done += 1
+            progress.updated_at = time.time()
+            if start + self.group_chunks < len(texts):
+                yield
+        vectors = np.concatenate(parts) if parts else np.zeros((0, self.embedder.dimension), dtype=np.float32)
         if pending is not None:
             pending.result()  # keep at most one write in flight, and surface its failure here
         return writer.submit(self._write, collection, list(group), vectors, progress), spent

@@ -55,18 +55,28 @@ class Job:
         return page, (end if end < len(results) or not self.done.is_set() else None)
 
     def view(self, results_limit: int = 50) -> dict[str, Any]:
-        """JSON form for GET /v1/jobs/{id}: counters, and the first `results_limit` per-document results."""
+        """JSON form for GET /v1/jobs/{id}: counters, counts per result status, and the first `results_limit`
+        per-document results (the rest page through GET /v1/jobs/{id}/results)."""
         p = self.progress
         page, _ = self.results_page(0, results_limit)
-        total = len(p.results)
+        results = list(p.results)  # (a snapshot: the worker appends while we count)
+        total = len(results)
+        counts: dict[str, int] = {}
+        for result in results:
+            counts[result["status"]] = counts.get(result["status"], 0) + 1
         return {
             "id": self.id,
             "status": self.status,
             "collection": self.collection,
             "documents_total": p.documents_total,
+            "documents_read": p.documents_read,
             "documents_done": p.documents_done,
+            "chunks_total": p.chunks_total,
+            "chunks_embedded": p.chunks_embedded,
             "chunks_done": p.chunks_done,
-            "errors": len(p.errors),
+            "batches_done": p.batches_done,
+            "counts": counts,
+            "errors": counts.get("failed", 0),
             "created_at": self.created_at,
             "started_at": self.started_at,
             "updated_at": p.updated_at,

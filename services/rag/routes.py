@@ -226,6 +226,7 @@ async def query(name: str, body: QueryRequest, caller: CallerDep, rag: ServiceDe
     return {
         "collection": name,
         "strategy": body.strategy,
+        "group_by": body.group_by,
         "data_version": record["data_version"],
         "passages": [p.as_dict() for p in result.passages],
         "below_threshold": result.below_threshold,

@@ -52,8 +52,17 @@ class SearchOptions(BaseModel):
     top_k: int | None = Field(None, ge=1, le=100)
     filters: Filters | None = Field(None, description="Equality or any-of conditions on metadata and doc_id/title.")
     score_threshold: float | None = Field(None, ge=-1, le=1, description="Minimum cosine relevance of a passage.")
-    mmr: bool = Field(False, description="Rerank for diversity with maximal marginal relevance.")
-    mmr_diversity: float = Field(0.5, ge=0, le=1)
+    mmr: bool = Field(
+        False,
+        description="Re-rank the strategy's top candidates for diversity (maximal marginal relevance); the "
+        "relevance term is the strategy's own score (the fused RRF score for hybrid).",
+    )
+    mmr_diversity: float = Field(0.5, ge=0, le=1, description="0: relevance only; 1: diversity only.")
+    group_by: Literal["chunk", "document"] = Field(
+        "chunk",
+        description="What top_k counts: `chunk` (default: the best chunks, several may come from one document) or "
+        "`document` (distinct documents, each represented by its best chunk).",
+    )
 
 
 class QueryRequest(SearchOptions):

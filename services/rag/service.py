@@ -240,6 +240,7 @@ class RagService:
             filters=opts.filters,
             score_threshold=threshold,
             mmr_diversity=opts.mmr_diversity if opts.mmr else None,
+            group_by=opts.group_by,
         )
         self.metrics.retrieval.labels(opts.strategy).observe(result.latency_s)
         return result

@@ -20,6 +20,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from services.rag import local_sparse
+from services.rag.fusion import RRF_K, qdrant_k
 from services.rag.sparse import SparseVec
 
 Strategy = Literal["dense", "sparse", "hybrid"]
@@ -194,14 +195,15 @@ class VectorStore:
         sparse: SparseVec,
         limit: int,
         flt: qm.Filter | None,
-        mmr_diversity: float | None = None,
         candidates: int = 50,
+        rrf_k: int = RRF_K,
     ) -> list[qm.ScoredPoint]:
-        """Dense, sparse or hybrid (RRF fusion inside Qdrant's query API), optionally MMR-reranked by Qdrant."""
+        """Dense, sparse or hybrid: plain RRF (`1 / (rrf_k + rank)`) of the dense and sparse top `candidates`,
+        inside Qdrant's query API. Points come with their dense vector (relevance, MMR)."""
         dense_q = dense.tolist()
         sparse_q = qm.SparseVector(indices=sparse.indices, values=sparse.values)
         fetch = max(candidates, limit)
-        prefetch: list[qm.Prefetch] | qm.Prefetch | None = None
+        prefetch: list[qm.Prefetch] | None = None
         query: Any
         using: str | None = None
         if strategy == "dense":
@@ -213,15 +215,7 @@ class VectorStore:
                 qm.Prefetch(query=dense_q, using="dense", limit=fetch, filter=flt),
                 qm.Prefetch(query=sparse_q, using="sparse", limit=fetch, filter=flt),
             ]
-            query = qm.FusionQuery(fusion=qm.Fusion.RRF)
-        if mmr_diversity is not None:
-            # MMR needs a dense vector: rerank the strategy's candidates with Qdrant's own MMR.
-            if strategy != "dense":
-                inner = qm.Prefetch(prefetch=prefetch, query=query, using=using, limit=fetch, filter=flt)
-                prefetch, using = inner, "dense"
-            else:
-                using = "dense"
-            query = qm.NearestQuery(nearest=dense_q, mmr=qm.Mmr(diversity=mmr_diversity, candidates_limit=fetch))
+            query = qm.RrfQuery(rrf=qm.Rrf(k=qdrant_k(rrf_k)))
         with self._call() as c:
             if not c.collection_exists(name):
                 return []

@@ -3,19 +3,23 @@ row 10, issue 16 jobs). The scheduler is tested on fake steps (fast, determinist
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from services.rag.app import create_app
+from services.rag.catalog import Catalog
 from services.rag.embedder import Embedder
 from services.rag.extract import DocumentError, ParseLimits, extract
-from services.rag.ingest import CollectionDeleted, Progress, RawDocument
+from services.rag.ingest import CollectionDeleted, IngestionPipeline, Progress, RawDocument
 from services.rag.jobs import Job, JobManager, TooManyJobs
-from services.rag.store import StoreUnavailable, physical_name
+from services.rag.sparse import BM25Encoder
+from services.rag.store import StoreUnavailable, VectorStore, physical_name
 from services.rag.tests.conftest import client_for, rag_settings
 from services.rag.tests.fake_gateway import FakeGatewayState, serve_in_thread
 from services.rag.tests.pdfs import bomb_pdf, many_pages_pdf
@@ -277,3 +281,42 @@ def test_parser_limits_are_per_document_errors() -> None:
         extract(many_pages_pdf(30), "pdf", ParseLimits(max_chars=100))
     assert err.value.code == "document_too_long"
     assert "Page 2 about otters" in extract(many_pages_pdf(3), "pdf")[0]
+
+
+# ---- progress per document and per embedding batch ---------------------------------------------------------------
+def test_progress_moves_per_document_and_per_batch(tmp_path: Path, embedder: Embedder) -> None:
+    """A long document's chunks are embedded a batch per step (updated_at moves each time), not all at its end."""
+    store = VectorStore(None, tmp_path / "qdrant")
+    store.ensure_catalog()
+    catalog = Catalog(store, "public")
+    record = catalog.create_collection("t", "progress", "", embedder.dimension)
+    pipeline = IngestionPipeline(
+        embedder, BM25Encoder(), catalog, chunk_size=32, chunk_overlap=0, min_chars=1, max_chars=100_000,
+        group_chunks=4,
+    )  # fmt: skip
+    long_text = "\n\n".join(f"Otters, part {i}, float on their backs in rivers and crack shells." for i in range(20))
+    progress = Progress()
+    snapshots = []
+    for _ in pipeline.steps(record, [RawDocument("Beavers build dams.", "short"), RawDocument(long_text, "long")],
+                            progress):  # fmt: skip
+        snapshots.append(
+            (progress.documents_read, progress.chunks_embedded, progress.batches_done, progress.updated_at)
+        )
+    store.close()
+    chunks = progress.chunks_total
+    assert chunks >= 10 and progress.chunks_embedded == progress.chunks_done == chunks
+    assert snapshots[0][0] == 1 and progress.documents_read == progress.documents_done == 2
+    embedded = [s[1] for s in snapshots]
+    assert all(0 <= b - a <= 4 for a, b in itertools.pairwise([0, *embedded]))  # at most one batch per step
+    assert progress.batches_done == -(-chunks // 4) and len({s[1] for s in snapshots}) >= chunks // 4
+    assert [s[3] for s in snapshots] == sorted(s[3] for s in snapshots)
+
+
+def test_a_job_poll_is_a_summary_with_counts(a: httpx.Client) -> None:
+    name = new_collection(a)
+    documents = [*many(4, "sum"), {"id": "sum-0-copy", "text": many(1, "sum")[0]["text"]}, {"id": "bad", "text": ""}]
+    job = wait_job(a, submit(a, name, documents)["id"])
+    assert job["counts"] == {"indexed": 4, "duplicate": 1, "failed": 1} and job["errors"] == 1
+    assert (job["documents_read"], job["documents_done"], job["documents_total"]) == (6, 6, 6)
+    assert job["chunks_embedded"] == job["chunks_done"] == job["chunks_total"] == 4 and job["batches_done"] >= 1
+    assert len(job["results"]) == 3 and job["results_total"] == 6  # the first page only (RAG_JOB_RESULTS_PAGE=3)
