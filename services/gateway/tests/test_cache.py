@@ -14,6 +14,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.gateway.cache import ResponseCache
 from services.gateway.metrics import GatewayMetrics
@@ -304,3 +305,59 @@ def test_the_routes_file_cache_section_is_strict() -> None:
     doc["models"][0]["cache"] = {"enabled": True, "hit_cost_fraction": 2}
     with pytest.raises(RouteConfigError, match="hit_cost_fraction"):
         RouteTable.from_dict(doc)
+
+
+class _BrokenRedis:
+    """A Redis whose every command fails (the cache must degrade to a miss, never fail the request)."""
+
+    def register_script(self, _: str) -> Any:
+        async def run(**_: Any) -> Any:
+            raise RedisConnectionError("down")
+
+        return run
+
+    async def get(self, _: str) -> Any:
+        raise RedisConnectionError("down")
+
+
+async def test_a_redis_failure_is_a_miss_and_a_skipped_store() -> None:
+    """The cache never fails a request: a read error is a miss (counted as error), a write error a skipped store."""
+    metrics = GatewayMetrics(CollectorRegistry())
+    cache = ResponseCache(_BrokenRedis(), "p", metrics, team_max_bytes=10_000, checked=False)  # type: ignore[arg-type]
+    key = cache.key("a", "chat", {"model": MODEL}, "v")
+    assert await cache.get(key, MODEL) is None
+    assert not await cache.put(key, "a", MODEL, b"{}", None, None, CacheFields(enabled=True))
+    registry = metrics.registry
+    assert registry.get_sample_value("llmops_gateway_cache_lookups_total", {"model": MODEL, "outcome": "error"}) == 1
+    assert registry.get_sample_value("llmops_gateway_cache_stores_total", {"model": MODEL, "outcome": "error"}) == 1
+
+
+def test_the_key_ignores_fields_that_do_not_change_the_answer_and_splits_teams_versions_checking() -> None:
+    """`stream`, `user`, `metadata`, `temperature: 0` vs `0.0` share an entry; team, version, kind, output checking
+    and any field that changes the answer do not."""
+    plain = ResponseCache(_BrokenRedis(), "p", GatewayMetrics(CollectorRegistry()), 1024, checked=False)  # type: ignore[arg-type]
+    checked = ResponseCache(_BrokenRedis(), "p", GatewayMetrics(CollectorRegistry()), 1024, checked=True)  # type: ignore[arg-type]
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "temperature": 0}
+    key = plain.key("a", "chat", base, "v1")
+    same = {**base, "temperature": 0.0, "stream": True, "user": "u", "metadata": {"a": "b"}, "store": False}
+    assert plain.key("a", "chat", same, "v1") == key
+    assert plain.key("a", "chat", {k: v for k, v in base.items() if k != "temperature"}, "v1") == key
+    for other in (
+        plain.key("b", "chat", base, "v1"),
+        plain.key("a", "chat", base, "v2"),
+        plain.key("a", "completion", base, "v1"),
+        checked.key("a", "chat", base, "v1"),
+        plain.key("a", "chat", {**base, "max_tokens": 9}, "v1"),
+        plain.key("a", "chat", {**base, "seed": 1}, "v1"),
+    ):
+        assert other != key
+    assert key.startswith("p:{t:a}:cache:e:")
+
+
+def test_a_streamed_miss_is_relayed_and_not_stored(gw: Harness) -> None:
+    """A streamed answer is not assembled into an entry: the next identical request misses again."""
+    key, _ = gw.key()
+    first = gw.chat(key, temperature=0, stream=True)
+    assert first.status_code == 200 and first.headers["x-llmops-cache"] == "miss" and "pong" in first.text
+    assert gw.chat(key, temperature=0, stream=True).headers["x-llmops-cache"] == "miss" and _calls(gw) == 2
+    assert gw.metric("llmops_gateway_cache_stores_total", model=MODEL, outcome="stored") == 0
