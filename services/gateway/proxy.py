@@ -31,7 +31,7 @@ from services.gateway.cache import (
     replay_stream,
     route_fingerprint,
 )
-from services.gateway.call import Call, trace_event, usage_tokens
+from services.gateway.call import Call, span_usage, trace_event, usage_tokens
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.checks import GuardrailChecks
 from services.gateway.guardrails import GuardrailsClient, Verdict
@@ -283,6 +283,7 @@ class ProxyService:
             headers["x-llmops-guardrails"] = call.guardrails_header()
         headers["x-llmops-overhead-ms"] = f"{(time.perf_counter() - call.started) * 1000:.3f}"
         cost_usd = nano_to_usd(call.cached_cost)
+        span_usage(call, {})  # the span says what was used: no tokens
         call.recorded = True  # the background finish below is this call's one record
         self._in_background(self._finish(call, 200, None))
         if req.stream:
