@@ -21,6 +21,7 @@ The cache never fails a request: a Redis error while reading is a miss, while st
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -122,19 +123,25 @@ class ResponseCache:
         ).hexdigest()
         return f"{self._team(team)}:e:{digest}"
 
-    async def get(self, key: str, model: str) -> CachedAnswer | None:
-        """The entry, or None (a miss; also when Redis fails or the entry is unreadable)."""
+    async def fetch(self, key: str) -> str | RedisError | None:
+        """The raw entry (None: absent; the RedisError when Redis failed). No metrics: a fetch may be discarded."""
         try:
             raw = await self.redis.get(key)
         except RedisError as exc:
-            log.warning("cache read failed; served as a miss", extra={"error": str(exc)})
+            return exc
+        return None if raw is None else str(raw)
+
+    def answer(self, fetched: str | RedisError | None, model: str) -> CachedAnswer | None:
+        """A fetched entry as an answer, or None (a miss; also when Redis failed or the entry is unreadable)."""
+        if isinstance(fetched, RedisError):
+            log.warning("cache read failed; served as a miss", extra={"error": str(fetched)})
             self.metrics.cache_lookups.labels(model, "error").inc()
             return None
-        if raw is None:
+        if fetched is None:
             self.metrics.cache_lookups.labels(model, "miss").inc()
             return None
         try:
-            head, _, body = str(raw).partition("\n")
+            head, _, body = fetched.partition("\n")
             meta = orjson.loads(head)
             answer = CachedAnswer(
                 body.encode(), orjson.loads(body), meta.get("output"), meta.get("deployment"), meta["at"]
@@ -145,6 +152,10 @@ class ResponseCache:
         self.metrics.cache_lookups.labels(model, "hit").inc()
         self.metrics.cache_bytes.labels(model, "served").inc(len(answer.body))
         return answer
+
+    async def get(self, key: str, model: str) -> CachedAnswer | None:
+        """Fetch and read an entry."""
+        return self.answer(await self.fetch(key), model)
 
     async def put(
         self,
@@ -184,6 +195,20 @@ class ResponseCache:
     async def team_bytes(self, team: str) -> int:
         """Bytes of the team's live entries as the store script counts them."""
         return int(await self.redis.get(f"{self._team(team)}:bytes") or 0)
+
+
+@dataclass
+class Prefetch:
+    """A cache read started before admission (proxy.py), for the key the request had then."""
+
+    key: str
+    task: asyncio.Task[str | RedisError | None]
+
+
+def discard(prefetch: Prefetch | None) -> None:
+    """Drop a read whose answer is not needed (the request was refused, or its key changed)."""
+    if prefetch is not None and not prefetch.task.done():
+        prefetch.task.cancel()
 
 
 def _tool_call_deltas(calls: Any) -> Any:

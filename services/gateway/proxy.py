@@ -25,9 +25,11 @@ from llmops_common.trace_events import EventEmitter
 from services.gateway.auth import bearer_token
 from services.gateway.cache import (
     CachedAnswer,
+    Prefetch,
     ResponseCache,
     cache_policy,
     deterministic,
+    discard,
     replay_stream,
     route_fingerprint,
 )
@@ -157,7 +159,12 @@ class ProxyService:
             route = self._route(record, req)
             model = route.name
             check_request(req, route, self.max_messages, trusted=token_matches(service_token, self.context_tokens))
-            reservation = await self._admit(record, req, route)
+            prefetch = self._prefetch(record, req, route)
+            try:
+                reservation = await self._admit(record, req, route)
+            except BaseException:
+                discard(prefetch)
+                raise
         except LimitExceeded as exc:
             self.metrics.limit_rejections.labels(record.team, exc.limit).inc()
             self.metrics.requests.labels(record.team, model, "402" if exc.is_budget else "429").inc()
@@ -167,13 +174,31 @@ class ProxyService:
             raise
         call = Call(record, req, route, reservation, started)
         try:
-            return await self._serve(call)
+            return await self._serve(call, prefetch)
         except BaseException as exc:
             if not call.recorded:  # whatever ended it, the reservation is settled and the request counted
                 status, code = status_of(exc)  # (a bug is logged by the app's error handler)
                 with anyio.CancelScope(shield=True):
                     await self._finish(call, status, None, error_code=code)
             raise
+        finally:
+            discard(prefetch)
+
+    def _cache_policy(self, record: KeyRecord, req: ClientRequest, route: ModelRoute) -> CacheFields | None:
+        """The cache settings when this request may be answered from the cache (opted in, deterministic)."""
+        policy = cache_policy(record, route) if self.cache is not None else None
+        return policy if policy is not None and deterministic(req.payload, policy) else None
+
+    def _prefetch(self, record: KeyRecord, req: ClientRequest, route: ModelRoute) -> Prefetch | None:
+        """Start reading the cache while admission (and the input check) run: it hides the read's round trip. The
+        entry is used only once both passed, and only if the input check left the body unchanged (same key)."""
+        if self.cache is None or self._cache_policy(record, req, route) is None:
+            return None
+        key = self.cache.key(record.team, req.kind, req.payload, self._served_version(route))
+        task = asyncio.create_task(self.cache.fetch(key))
+        self._pending.add(task)  # a strong reference until done (asyncio holds tasks weakly)
+        task.add_done_callback(self._pending.discard)
+        return Prefetch(key, task)
 
     def _route(self, record: KeyRecord, req: ClientRequest) -> ModelRoute:
         route = self.routes.get(req.model)
@@ -200,7 +225,7 @@ class ProxyService:
         reserve_cost = route.price.cost_nano(req.body_bytes, req.max_output_tokens)
         return await self.limiter.admit(record, reserve_tokens, reserve_cost)
 
-    async def _serve(self, call: Call) -> Completed | Streaming:
+    async def _serve(self, call: Call, prefetch: Prefetch | None = None) -> Completed | Streaming:
         req = call.req
         if self.checks is not None:
             try:
@@ -212,13 +237,16 @@ class ProxyService:
                 raise
         # The cache is read only now: after admission (rpm, budget) and after the input check, so a hit never
         # bypasses a limit or a block, and the key is the body as it would be forwarded (redactions included).
-        policy = cache_policy(call.record, call.route) if self.cache is not None else None
-        if policy is not None and not deterministic(req.payload, policy):
-            policy = None
+        policy = self._cache_policy(call.record, req, call.route)
         if policy is not None:
             assert self.cache is not None
             key = self.cache.key(call.record.team, req.kind, req.payload, self._served_version(call.route))
-            hit = await self.cache.get(key, req.model)
+            if prefetch is not None and prefetch.key == key:
+                fetched = await prefetch.task
+            else:  # redacted by the input check (or a version changed meanwhile): read the key it became
+                discard(prefetch)
+                fetched = await self.cache.fetch(key)
+            hit = self.cache.answer(fetched, req.model)
             if hit is not None:
                 return self._serve_hit(call, hit, policy)
             if not req.stream:  # a whole answer is stored; a streamed one is not assembled for the cache

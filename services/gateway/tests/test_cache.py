@@ -361,3 +361,16 @@ def test_a_streamed_miss_is_relayed_and_not_stored(gw: Harness) -> None:
     assert first.status_code == 200 and first.headers["x-llmops-cache"] == "miss" and "pong" in first.text
     assert gw.chat(key, temperature=0, stream=True).headers["x-llmops-cache"] == "miss" and _calls(gw) == 2
     assert gw.metric("llmops_gateway_cache_stores_total", model=MODEL, outcome="stored") == 0
+
+
+def test_redacted_inputs_are_keyed_on_what_is_forwarded(gw: Harness) -> None:
+    """The key is the body after the input check's redactions: two prompts that differ only in an e-mail address
+    the policy redacts are one entry (the upstream saw the same text); the raw address is never a key's input."""
+    key, _ = gw.key()
+    first = gw.chat(key, temperature=0, messages=[{"role": "user", "content": "mail jane.doe@example.com"}])
+    assert first.headers["x-llmops-cache"] == "miss"
+    assert gw.engine.requests[0]["body"]["messages"][0]["content"] == "mail <EMAIL_1>"
+    _stored(gw)
+    second = gw.chat(key, temperature=0, messages=[{"role": "user", "content": "mail john.roe@example.org"}])
+    assert second.headers["x-llmops-cache"] == "hit" and _calls(gw) == 1
+    assert second.headers["x-llmops-guardrails"].startswith("input=redact")
