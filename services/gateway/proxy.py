@@ -235,7 +235,7 @@ class ProxyService:
                 decision = "block" if exc.code == "guardrail_blocked" else "unavailable"
                 call.verdicts.append(Verdict("input", decision, exc.extra.get("findings", [])))
                 raise
-        # The cache is read only now: after admission (rpm, budget) and after the input check, so a hit never
+        # A cached answer is used only now: after admission (rpm, budget) and after the input check, so a hit never
         # bypasses a limit or a block, and the key is the body as it would be forwarded (redactions included).
         policy = self._cache_policy(call.record, req, call.route)
         if policy is not None:
