@@ -40,6 +40,7 @@ class AdminService:
             "spend_usd": nano_to_usd(await self.limiter.spend_nusd(record.team, record.key_id)),
             "status": record.status,
             "created_at": record.created_at,
+            "cache": record.cache,
         }
 
     async def upsert_team(self, body: TeamIn) -> TeamOut:
@@ -77,6 +78,7 @@ class AdminService:
                 tpm_limit=body.tpm_limit,
                 budget_nusd=_nano(body.budget_usd),
                 plaintext=plaintext,
+                cache=body.cache,
             )
         except TeamNotFound:
             raise APIError(

@@ -20,6 +20,7 @@ from llmops_common.trace_events import EventEmitter
 from services.gateway.admin import AdminService
 from services.gateway.batch import BatchWorker, PathBodyLimitMiddleware
 from services.gateway.batch.setup import build_batch
+from services.gateway.cache import ResponseCache
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.guardrails import GuardrailsClient
 from services.gateway.keycache import KeyCache, KeyChangeListener
@@ -118,6 +119,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             max_output_tokens=settings.max_output_tokens,
             max_response_bytes=settings.max_response_bytes,
             context_tokens=(settings.guardrails_token.get_secret_value(),) if settings.guardrails_token else (),
+            cache=ResponseCache(
+                redis, settings.redis_prefix, metrics, settings.cache_team_bytes_max, checked=guard is not None
+            )
+            if settings.cache_enabled
+            else None,
         )
         app.state.batch, batch_worker = build_batch(settings, redis, app.state.proxy, batch_lines)
         await batch_worker.start()

@@ -34,6 +34,8 @@ class Call:
     input_withheld: bool = False  # refused at the input check (or not checked): its text must not be stored
     output_blocked: bool = False  # the answer was blocked: it must not be stored either
     recorded: bool = False  # metrics, settlement and event are done (exactly once per call)
+    cache_key: str | None = None  # a cacheable request that missed: its answer may be stored under this key
+    cached_cost: int | None = None  # served from the cache: what the hit is charged (nano-USD; no tokens)
 
     def guardrails_header(self) -> str:
         """`input=redact,output=allow` for the x-llmops-guardrails header."""
@@ -111,4 +113,5 @@ def trace_event(
             name for name, gone in (("prompt", call.input_withheld), ("response", call.output_blocked)) if gone
         ],
         "mean_logprob": None,
+        "cached": call.cached_cost is not None,
     }

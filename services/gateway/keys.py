@@ -48,6 +48,7 @@ class KeyRecord:
     budget_nusd: int | None = None
     status: str = "active"
     created_at: float = 0.0
+    cache: bool | None = None  # the response cache: True on, False never, None as the model's route says
 
     def to_redis(self) -> dict[str, str]:
         """Flatten for HSET (None becomes -1, meaning no limit)."""
@@ -63,6 +64,7 @@ class KeyRecord:
             "budget_nusd": str(-1 if self.budget_nusd is None else self.budget_nusd),
             "status": self.status,
             "created_at": repr(self.created_at),
+            "cache": "" if self.cache is None else ("1" if self.cache else "0"),
         }
 
     @classmethod
@@ -80,6 +82,7 @@ class KeyRecord:
             budget_nusd=_opt_int(data.get("budget_nusd")),
             status=data.get("status", "active"),
             created_at=float(data.get("created_at", 0)),
+            cache={"1": True, "0": False}.get(data.get("cache", "")),
         )
 
     def allows(self, model: str) -> bool:
@@ -156,6 +159,7 @@ class KeyStore:
         tpm_limit: int | None,
         budget_nusd: int | None,
         plaintext: str | None = None,
+        cache: bool | None = None,
     ) -> tuple[str, KeyRecord]:
         """Mint a key; returns (plaintext, record). `plaintext` may be given to seed a known demo key."""
         if not await self.redis.sismember(f"{self.p}:teams", team):
@@ -174,6 +178,7 @@ class KeyStore:
             tpm_limit=tpm_limit,
             budget_nusd=budget_nusd,
             created_at=time.time(),
+            cache=cache,
         )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(f"{self.p}:keyrec:{digest}", mapping=record.to_redis())

@@ -137,6 +137,36 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        self.cache_lookups = Counter(
+            "llmops_gateway_cache_lookups_total",
+            "Response-cache lookups of cacheable requests, by model and outcome (hit|miss|error).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.cache_bytes = Counter(
+            "llmops_gateway_cache_bytes_total",
+            "Bytes served from (served) and written to (stored) the response cache, by model.",
+            ["model", "direction"],
+            registry=registry,
+        )
+        self.cache_stores = Counter(
+            "llmops_gateway_cache_stores_total",
+            "Answers offered to the response cache, by model and outcome (stored|too_large|team_full|unchecked|error).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.cache_saved = Counter(
+            "llmops_gateway_cache_saved_usd_total",
+            "Spend avoided by cache hits (the stored answer's price minus what the hit was charged), by model.",
+            ["model"],
+            registry=registry,
+        )
+        self.cache_evictions = Counter(
+            "llmops_gateway_cache_evictions_total",
+            "Live cache entries evicted to keep a team under GATEWAY_CACHE_TEAM_BYTES_MAX.",
+            registry=registry,
+        )
+
     def watch_circuits(self, deployments: Callable[[], list[Deployment]]) -> None:
         """Export breaker states of the route table's deployments."""
         self.registry.register(_CircuitCollector(deployments))

@@ -23,7 +23,17 @@ from llmops_common.errors import APIError
 from llmops_common.service_auth import token_matches
 from llmops_common.trace_events import EventEmitter
 from services.gateway.auth import bearer_token
-from services.gateway.call import Call, trace_event, usage_tokens
+from services.gateway.cache import (
+    CachedAnswer,
+    Prefetch,
+    ResponseCache,
+    cache_policy,
+    deterministic,
+    discard,
+    replay_stream,
+    route_fingerprint,
+)
+from services.gateway.call import Call, span_usage, trace_event, usage_tokens
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.checks import GuardrailChecks
 from services.gateway.guardrails import GuardrailsClient, Verdict
@@ -34,6 +44,7 @@ from services.gateway.pricing import nano_to_usd
 from services.gateway.relay import Completed, Relay, Streaming
 from services.gateway.replies import limit_error, state_store_error
 from services.gateway.requests import PATHS, ClientRequest, Kind, check_request, parse_request
+from services.gateway.routes_config import CacheFields
 from services.gateway.routing import ModelRoute, RouteTable
 from services.gateway.upstream import NoDeploymentAvailable, UpstreamClient
 
@@ -73,6 +84,7 @@ class ProxyService:
         max_output_tokens: int = 131_072,
         max_response_bytes: int = 4 * 1_048_576,
         context_tokens: tuple[str, ...] = (),
+        cache: ResponseCache | None = None,
     ) -> None:
         self.keys = keys
         self.limiter = limiter
@@ -89,6 +101,8 @@ class ProxyService:
         # content check itself may say a passage went through it; the gateway still re-checks it as content).
         self.context_tokens = tuple(t for t in context_tokens if t)
         self._pending: set[asyncio.Task[Any]] = set()
+        self.cache = cache
+        self._fingerprints: dict[str, str] = {}
         self.checks = GuardrailChecks(guard, stream_window_chars) if guard is not None else None
         self.relay = Relay(metrics, self.checks, max_response_bytes, self._finish, self._in_background)
 
@@ -145,7 +159,12 @@ class ProxyService:
             route = self._route(record, req)
             model = route.name
             check_request(req, route, self.max_messages, trusted=token_matches(service_token, self.context_tokens))
-            reservation = await self._admit(record, req, route)
+            prefetch = self._prefetch(record, req, route)
+            try:
+                reservation = await self._admit(record, req, route)
+            except BaseException:
+                discard(prefetch)
+                raise
         except LimitExceeded as exc:
             self.metrics.limit_rejections.labels(record.team, exc.limit).inc()
             self.metrics.requests.labels(record.team, model, "402" if exc.is_budget else "429").inc()
@@ -155,13 +174,31 @@ class ProxyService:
             raise
         call = Call(record, req, route, reservation, started)
         try:
-            return await self._serve(call)
+            return await self._serve(call, prefetch)
         except BaseException as exc:
             if not call.recorded:  # whatever ended it, the reservation is settled and the request counted
                 status, code = status_of(exc)  # (a bug is logged by the app's error handler)
                 with anyio.CancelScope(shield=True):
                     await self._finish(call, status, None, error_code=code)
             raise
+        finally:
+            discard(prefetch)
+
+    def _cache_policy(self, record: KeyRecord, req: ClientRequest, route: ModelRoute) -> CacheFields | None:
+        """The cache settings when this request may be answered from the cache (opted in, deterministic)."""
+        policy = cache_policy(record, route) if self.cache is not None else None
+        return policy if policy is not None and deterministic(req.payload, policy) else None
+
+    def _prefetch(self, record: KeyRecord, req: ClientRequest, route: ModelRoute) -> Prefetch | None:
+        """Start reading the cache while admission (and the input check) run: it hides the read's round trip. The
+        entry is used only once both passed, and only if the input check left the body unchanged (same key)."""
+        if self.cache is None or self._cache_policy(record, req, route) is None:
+            return None
+        key = self.cache.key(record.team, req.kind, req.payload, self._served_version(route))
+        task = asyncio.create_task(self.cache.fetch(key))
+        self._pending.add(task)  # a strong reference until done (asyncio holds tasks weakly)
+        task.add_done_callback(self._pending.discard)
+        return Prefetch(key, task)
 
     def _route(self, record: KeyRecord, req: ClientRequest) -> ModelRoute:
         route = self.routes.get(req.model)
@@ -188,7 +225,7 @@ class ProxyService:
         reserve_cost = route.price.cost_nano(req.body_bytes, req.max_output_tokens)
         return await self.limiter.admit(record, reserve_tokens, reserve_cost)
 
-    async def _serve(self, call: Call) -> Completed | Streaming:
+    async def _serve(self, call: Call, prefetch: Prefetch | None = None) -> Completed | Streaming:
         req = call.req
         if self.checks is not None:
             try:
@@ -198,6 +235,22 @@ class ProxyService:
                 decision = "block" if exc.code == "guardrail_blocked" else "unavailable"
                 call.verdicts.append(Verdict("input", decision, exc.extra.get("findings", [])))
                 raise
+        # A cached answer is used only now: after admission (rpm, budget) and after the input check, so a hit never
+        # bypasses a limit or a block, and the key is the body as it would be forwarded (redactions included).
+        policy = self._cache_policy(call.record, req, call.route)
+        if policy is not None:
+            assert self.cache is not None
+            key = self.cache.key(call.record.team, req.kind, req.payload, self._served_version(call.route))
+            if prefetch is not None and prefetch.key == key:
+                fetched = await prefetch.task
+            else:  # redacted by the input check (or a version changed meanwhile): read the key it became
+                discard(prefetch)
+                fetched = await self.cache.fetch(key)
+            hit = self.cache.answer(fetched, req.model)
+            if hit is not None:
+                return self._serve_hit(call, hit, policy)
+            if not req.stream:  # a whole answer is stored; a streamed one is not assembled for the cache
+                call.cache_key = key
         bodies = {dep.name: self._upstream_body(req, dep.model) for dep in call.route.deployments}
         try:
             call.up = await self.upstream.open(call.route, PATHS[req.kind], bodies, req.stream)
@@ -221,11 +274,67 @@ class ProxyService:
             headers["x-llmops-guardrails"] = call.guardrails_header()
         if call.up.fallbacks:
             headers["x-llmops-fallbacks"] = str(call.up.fallbacks)
+        if policy is not None:
+            headers["x-llmops-cache"] = "miss"
         if req.stream and call.up.response.status == 200:
             headers["x-llmops-overhead-ms"] = f"{(call.up.started - call.started) * 1000:.3f}"
             call.recorded = True  # from here the stream's own finally records it, whenever it ends
             return Streaming(self.relay.stream(call), headers)
-        return await self.relay.complete(call, headers)
+        result = await self.relay.complete(call, headers)
+        if policy is not None and call.cache_key is not None and result.status == 200:
+            self._store(call, result.body, policy)
+        return result
+
+    def _served_version(self, route: ModelRoute) -> str:
+        """What the cache keys on: the registry's production version, else where the route sends the model."""
+        version = self._version(route.name)
+        if version:
+            return "registry:" + version
+        if route.name not in self._fingerprints:
+            self._fingerprints[route.name] = route_fingerprint(route)
+        return self._fingerprints[route.name]
+
+    def _serve_hit(self, call: Call, hit: CachedAnswer, policy: CacheFields) -> Completed | Streaming:
+        """A cached answer: no upstream call; the stored output verdict applies; charged the route's hit fraction
+        of its price, no tokens; recorded (metrics, settlement, trace event flagged cached) like any answer."""
+        req = call.req
+        full = call.route.price.cost_nano(*usage_tokens(hit.usage))
+        call.cached_cost = round(full * policy.hit_cost_fraction)
+        self.metrics.cache_saved.labels(req.model).inc(nano_to_usd(full - call.cached_cost))
+        call.response_text = hit.texts()
+        if hit.output is not None:
+            call.verdicts.append(Verdict("output", str(hit.output.get("decision")), hit.output.get("findings") or []))
+        headers = {"x-llmops-cache": "hit"}
+        if version := self._version(req.model):
+            headers["x-llmops-model-version"] = version
+        if call.verdicts:
+            headers["x-llmops-guardrails"] = call.guardrails_header()
+        headers["x-llmops-overhead-ms"] = f"{(time.perf_counter() - call.started) * 1000:.3f}"
+        cost_usd = nano_to_usd(call.cached_cost)
+        span_usage(call, {})  # the span says what was used: no tokens
+        call.recorded = True  # the background finish below is this call's one record
+        self._in_background(self._finish(call, 200, None))
+        if req.stream:
+            usage = dict(hit.usage, cost_usd=cost_usd) if req.wants_usage else None
+            return Streaming(replay_stream(hit.data, req.kind, usage), headers)
+        headers["x-llmops-cost-usd"] = f"{cost_usd:.9f}"
+        return Completed(200, hit.body, headers)
+
+    def _store(self, call: Call, body: bytes, policy: CacheFields) -> None:
+        """Offer a checked 200 answer to the cache, in the background (the caller never waits for it)."""
+        assert self.cache is not None and call.cache_key is not None
+        output = next((v for v in reversed(call.verdicts) if v.stage == "output"), None)
+        if call.output_blocked or (
+            self.checks is not None and call.response_text and (output is None or output.decision == "unavailable")
+        ):
+            # An answer the output check could not vouch for is relayed once, never reused.
+            self.metrics.cache_stores.labels(call.req.model, "unchecked").inc()
+            return
+        deployment = call.up.deployment.name if call.up else None
+        verdict = output.as_event() if output is not None else None
+        self._in_background(
+            self.cache.put(call.cache_key, call.record.team, call.req.model, body, verdict, deployment, policy)
+        )
 
     def _version(self, model: str) -> str | None:
         return self.catalogue.versions.get(model) if self.catalogue else None
@@ -253,6 +362,8 @@ class ProxyService:
         call.recorded = True
         prompt_tokens, completion_tokens = usage_tokens(usage or {})
         cost = call.route.price.cost_nano(prompt_tokens, completion_tokens)
+        if call.cached_cost is not None:  # a cache hit: no tokens were used, its price is the route's fraction
+            cost = call.cached_cost
         team, model = call.record.team, call.req.model
         elapsed = time.perf_counter() - call.started
         self.metrics.requests.labels(team, model, str(status)).inc()
@@ -260,6 +371,7 @@ class ProxyService:
         if prompt_tokens or completion_tokens:
             self.metrics.tokens.labels(team, model, "prompt").inc(prompt_tokens)
             self.metrics.tokens.labels(team, model, "completion").inc(completion_tokens)
+        if cost:
             self.metrics.cost.labels(team, model).inc(nano_to_usd(cost))
         if completion_tokens > call.req.max_output_tokens:
             # The engine ignored the bound it was sent: charged as used (it was), but never silently.

@@ -46,6 +46,32 @@ class PriceFields(BaseModel):
     output_per_1m: float = Field(0.0, ge=0, le=1e6, allow_inf_nan=False)
 
 
+class CacheFields(BaseModel):
+    """The exact-match response cache of one model (services/gateway/cache.py); off unless `enabled` or a key
+    opts in (its `cache` field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Cache deterministic answers of this model for every key of every team.")
+    ttl_s: int = Field(300, ge=1, le=7 * 86400, description="Seconds an entry is served after it was stored.")
+    max_entry_bytes: int = Field(
+        262_144, ge=256, le=16 * 1_048_576, description="Largest answer stored (larger ones are relayed, not cached)."
+    )
+    greedy_default: bool = Field(
+        False,
+        description="The engines decode greedily when a request sends no temperature, so such requests are "
+        "deterministic too (OpenAI's default is 1 and llama.cpp's 0.8: leave false unless the engine says so).",
+    )
+    hit_cost_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Share of the stored answer's price (at today's price) charged on a hit; 0: hits are free. "
+        "Hits never count tokens against TPM.",
+    )
+
+
 class ModelFields(BaseModel):
     """A public model name, its price, what its engines accept beyond OpenAI's fields, and its deployments."""
 
@@ -64,6 +90,7 @@ class ModelFields(BaseModel):
         default_factory=lambda: ["text"],  # type: ignore[arg-type]  # a Literal list
         description="Message content part types the model accepts.",
     )
+    cache: CacheFields = Field(default_factory=CacheFields, description="The response cache of this model.")
 
     @field_validator("extra_fields")
     @classmethod
@@ -96,6 +123,7 @@ def _schema_at(loc: tuple[Any, ...]) -> type[BaseModel]:
         "deployments": DeploymentFields,
         "price": PriceFields,
         "models": ModelFields,
+        "cache": CacheFields,
     }
     return schemas.get(last, RoutesFile)
 

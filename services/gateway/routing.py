@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from services.gateway.pricing import Price
-from services.gateway.routes_config import DeploymentFields, RoutesFile, describe
+from services.gateway.routes_config import CacheFields, DeploymentFields, RoutesFile, describe
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -97,6 +97,7 @@ class ModelRoute:
     extra_fields: frozenset[str] = frozenset()
     max_n: int = 1
     content_parts: frozenset[str] = frozenset({"text"})
+    cache: CacheFields = field(default_factory=CacheFields)
 
 
 class RouteConfigError(ValueError):
@@ -160,6 +161,7 @@ class RouteTable:
                     extra_fields=frozenset(model.extra_fields),
                     max_n=model.max_n,
                     content_parts=frozenset(model.content_parts) | {"text"},
+                    cache=model.cache,
                 )
             )
         return cls(routes)

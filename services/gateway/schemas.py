@@ -54,6 +54,11 @@ class KeyIn(BaseModel):
     rpm_limit: int | None = _rate()
     tpm_limit: int | None = _rate()
     budget_usd: float | None = _budget()
+    cache: bool | None = Field(
+        None,
+        description="The response cache for this key's deterministic requests: true on, false never, null (default) "
+        "as each model's route says.",
+    )
 
 
 class KeyPatch(BaseModel):
@@ -66,6 +71,11 @@ class KeyPatch(BaseModel):
     rpm_limit: int | None = _rate()
     tpm_limit: int | None = _rate()
     budget_usd: float | None = _budget()
+    cache: bool | None = Field(
+        None,
+        description="The response cache for this key's deterministic requests: true on, false never, null (default) "
+        "as each model's route says.",
+    )
 
 
 class KeyOut(BaseModel):
@@ -83,6 +93,7 @@ class KeyOut(BaseModel):
     spend_usd: float
     status: str
     created_at: float
+    cache: bool | None = None
 
 
 class KeyCreated(KeyOut):

@@ -113,6 +113,17 @@ class GatewaySettings(ServiceSettings):
         description="USD per 1M tokens embedded by RAG (queries and ingested chunks, reported through POST "
         "/v1/usage/admit). The tokens count against TPM whatever the price; 0 makes embedding free.",
     )
+    cache_enabled: bool = Field(
+        True,
+        description="Master switch of the response cache. The cache is opt-in (a route's `cache.enabled`, a key's "
+        "`cache` field); false ignores every opt-in.",
+    )
+    cache_team_bytes_max: int = Field(
+        64 * 1_048_576,
+        ge=1024,
+        description="Most bytes of response-cache entries one team holds in Redis; storing past it evicts the "
+        "team's entries closest to expiry.",
+    )
     batch_max_lines: int = Field(10_000, ge=1, description="Most requests in one batch input file.")
     batch_concurrency: int = Field(
         4, ge=1, description="Batch lines in flight at once on each replica, across all batches."
