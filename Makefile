@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -136,6 +136,12 @@ train-guardrails: install ## retrain the injection detector; registers a version
 
 bench-rag: install ## RAG retrieval latency (10,000 chunks, every strategy) and ingestion vs. the raw embedder
 	$(PY) bench/rag_bench.py
+
+bench-rag-fusion: install ## retrieval quality per strategy beside BM25 and plain RRF on the two dev fixtures
+	$(PY) bench/rag_fusion.py
+
+bench-gateway-cache: install ## response-cache hit vs miss vs cache-off vs direct, in one run (fake upstream)
+	$(PY) bench/gateway_cache.py --seconds 10
 
 bench-rag-trust: install ## RAG abstention calibration and citation attribution on the dev set (bench/data/rag_dev)
 	$(PY) bench/rag_trust.py
