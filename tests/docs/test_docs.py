@@ -3,8 +3,11 @@ the troubleshooting page explains exist in the code. No platform needed."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
+import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -63,6 +66,21 @@ def test_architecture_page() -> None:
     for port in ("8000", "8001", "8002", "8003", "8004", "8005", "5000", "6379"):
         assert f"| {port} |" in text, port
     assert "## Glossary" in text
+
+
+def test_architecture_page_lists_what_make_up_writes_to_its_env_file() -> None:
+    """Every variable `make up` writes to .llmops/env is named on the architecture page, and every LLMOPS_ name the
+    page gives there is one `make up` writes (the page listed 6 of them while `make up` wrote 9)."""
+    spec = importlib.util.spec_from_file_location("platformctl_docs", ROOT / "scripts" / "platformctl.py")
+    assert spec is not None and spec.loader is not None
+    ctl = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ctl  # its dataclasses look their module up there
+    spec.loader.exec_module(ctl)
+    written = {line.split("=", 1)[0] for line in ctl.env_file_text("g", "k", defaultdict(str)).splitlines()}
+    text = (DOCS / "architecture.md").read_text()
+    paragraph = text[text.index("`.llmops/env`") :].split("\n\n", 1)[0]
+    named = set(re.findall(r"`(LLMOPS_[A-Z_]+)`", paragraph))
+    assert named == written, f"missing on the page: {sorted(written - named)}; not written: {sorted(named - written)}"
 
 
 def test_troubleshooting_codes_exist_in_the_code() -> None:
