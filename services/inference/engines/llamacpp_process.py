@@ -122,7 +122,7 @@ class LlamaCppProcessEngine:
         self._stopping = False
         await self._launch(self.load_nice)
 
-    async def _launch(self, nice: int) -> None:
+    async def _launch(self, nice: int, restart: bool = False) -> None:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[str | None] = loop.create_future()
         self._proc = await loop.run_in_executor(None, self._spawn, nice)
@@ -145,8 +145,7 @@ class LlamaCppProcessEngine:
                 f"llama.cpp child exited with status {code} before loading {self.model_path}; "
                 f"its last output: {self._tail()}"
             )
-        self._address = address
-        self._upstream = OpenAIUpstreamEngine(
+        upstream = OpenAIUpstreamEngine(
             address + "/v1",
             upstream_model=self.model_path.name,
             api_key=None,
@@ -154,7 +153,13 @@ class LlamaCppProcessEngine:
             timeout_s=self.request_timeout_s,
             map_error=llamacpp_error,
         )
-        await self._upstream.start()
+        await upstream.start()
+        # Published together, after the last await: whoever sees the engine ready (another thread included) also
+        # sees the restart counted and the new address.
+        if restart:
+            self.restarts += 1
+        self._address = address
+        self._upstream = upstream
         log.info("model loaded", extra={"model_path": str(self.model_path), "engine_http": address, "pid": self.pid})
 
     def _spawn(self, nice: int) -> subprocess.Popen[bytes]:
@@ -213,12 +218,11 @@ class LlamaCppProcessEngine:
                 return
             await self._shutdown()
             try:
-                await self._launch(0)  # nothing else loads now: no reason to load niced
+                await self._launch(0, restart=True)  # nothing else loads now: no reason to load niced
             except (RuntimeError, OSError) as exc:
                 log.error("llama.cpp child restart failed", extra={"error": str(exc)})
                 delay = min(delay * 2, 30.0)
                 continue
-            self.restarts += 1
             log.warning("llama.cpp child restarted", extra={"pid": self.pid, "restarts": self.restarts})
             return
 
