@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
+
+from tests.support.fake_upstream import serve_in_thread
 
 FIRST_EVENT = (
     b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"fake-model",'
@@ -87,6 +88,12 @@ class CuttingUpstream:
             else:
                 writer.close()
 
+    async def serve(self, port: int = 0) -> asyncio.Server:
+        """Start listening on 127.0.0.1."""
+        server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
     async def shutdown(self, server: asyncio.Server) -> None:
         server.close()
         for writer in list(self._writers):
@@ -99,28 +106,5 @@ class CuttingUpstream:
 @contextlib.contextmanager
 def cutting_upstream_in_thread() -> Iterator[CuttingUpstream]:
     """Run a CuttingUpstream on its own event loop thread."""
-    fake = CuttingUpstream()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, asyncio.Server] = {}
-
-    async def serve() -> None:
-        holder["server"] = await asyncio.start_server(fake._handle, "127.0.0.1", 0)
-        fake.port = holder["server"].sockets[0].getsockname()[1]
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(10)
-    try:
+    with serve_in_thread(CuttingUpstream()) as fake:
         yield fake
-    finally:
-        asyncio.run_coroutine_threadsafe(fake.shutdown(holder["server"]), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()

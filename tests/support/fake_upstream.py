@@ -11,6 +11,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
+from typing import Protocol, TypeVar
 
 _CHAT = {
     "id": "chatcmpl-fake",
@@ -90,10 +91,20 @@ class FakeUpstream:
         return server
 
 
+class _ThreadServed(Protocol):
+    """A raw asyncio fake: `serve()` starts listening, `shutdown(server)` closes it and its connections."""
+
+    async def serve(self, port: int = 0) -> asyncio.Server: ...
+
+    async def shutdown(self, server: asyncio.Server) -> None: ...
+
+
+_Fake = TypeVar("_Fake", bound=_ThreadServed)
+
+
 @contextlib.contextmanager
-def fake_upstream_in_thread() -> Iterator[FakeUpstream]:
-    """Run a FakeUpstream on its own event loop thread (so a test's own loop stays free)."""
-    fake = FakeUpstream()
+def serve_in_thread(fake: _Fake) -> Iterator[_Fake]:
+    """Run a raw asyncio fake on its own event loop thread (so a test's own loop stays free)."""
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, asyncio.Server] = {}
@@ -114,3 +125,10 @@ def fake_upstream_in_thread() -> Iterator[FakeUpstream]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+@contextlib.contextmanager
+def fake_upstream_in_thread() -> Iterator[FakeUpstream]:
+    """Run a FakeUpstream on its own event loop thread (so a test's own loop stays free)."""
+    with serve_in_thread(FakeUpstream()) as fake:
+        yield fake
