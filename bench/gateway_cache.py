@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import percentile, versions, write_result
-from bench.gateway_overhead import _cpu_s, _pid_listening
+from bench.gateway_overhead import _cpu_s, _pid_listening, start_fake_upstream
 from bench.loadgen import Phase, build_request
 from scripts.demo_traffic import CHATS, PII_PROMPTS
 from tests.support.servers import free_port, uvicorn_service
@@ -260,12 +259,7 @@ def main() -> None:
     args = parser.parse_args()
     repo = Path(__file__).resolve().parents[1]
     upstream_port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{repo}:{repo / 'libs'}"}
-    serve = (
-        "import asyncio,sys; from tests.support.fake_upstream import FakeUpstream\n"
-        "async def m():\n s = await FakeUpstream().serve(int(sys.argv[1])); await s.serve_forever()\nasyncio.run(m())"
-    )
-    fake = subprocess.Popen([sys.executable, "-c", serve, str(upstream_port)], cwd=repo, env=env)
+    fake = start_fake_upstream(repo, upstream_port)
     load_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder = Path(tmp)

@@ -268,6 +268,16 @@ def _key(url: str) -> str:
     return str(httpx.post(url + "/admin/keys", headers=admin, json={"team": "bench", **limits}).json()["key"])
 
 
+def start_fake_upstream(repo: Path, port: int) -> subprocess.Popen[bytes]:
+    """The FAKE upstream (tests/support/fake_upstream.py) in its own process on `port`; the caller terminates it."""
+    env = {**os.environ, "PYTHONPATH": f"{repo}:{repo / 'libs'}"}
+    serve = (
+        "import asyncio,sys; from tests.support.fake_upstream import FakeUpstream\n"
+        "async def m():\n s = await FakeUpstream().serve(int(sys.argv[1])); await s.serve_forever()\nasyncio.run(m())"
+    )
+    return subprocess.Popen([sys.executable, "-c", serve, str(port)], cwd=repo, env=env)
+
+
 def main() -> None:
     """Start the fake upstream, the guardrails service and three gateways; run the phases; write the results."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -275,12 +285,7 @@ def main() -> None:
     args = parser.parse_args()
     repo = Path(__file__).resolve().parents[1]
     upstream_port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{repo}:{repo / 'libs'}"}
-    serve = (
-        "import asyncio,sys; from tests.support.fake_upstream import FakeUpstream\n"
-        "async def m():\n s = await FakeUpstream().serve(int(sys.argv[1])); await s.serve_forever()\nasyncio.run(m())"
-    )
-    fake = subprocess.Popen([sys.executable, "-c", serve, str(upstream_port)], cwd=repo, env=env)
+    fake = start_fake_upstream(repo, upstream_port)
     load_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder = Path(tmp)
