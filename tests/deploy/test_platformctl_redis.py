@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 import redis
 
-from tests.support.private_redis import private_redis
+from tests.support.fault_redis import private_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 

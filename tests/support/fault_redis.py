@@ -1,5 +1,6 @@
-"""A private redis-server that a test may stop, restart and freeze (SIGSTOP) on purpose, on a free port, so the
-Redis on :6379 that every other test and helper shares is never disturbed. Data survives a restart (AOF)."""
+"""A private redis-server on a free port, so the Redis on :6379 that every other test and helper shares is never
+disturbed: one a test may stop, restart and freeze (SIGSTOP) on purpose (`fault_redis`, data survives a restart),
+or one started with its own configuration, e.g. a tiny maxmemory (`private_redis`, nothing kept on disk)."""
 
 from __future__ import annotations
 
@@ -21,16 +22,22 @@ from tests.support.servers import free_port
 class FaultRedis:
     """One redis-server process at a fixed port and data folder: `stop()` then `start()` is "down, then back"."""
 
-    def __init__(self, binary: str, folder: Path) -> None:
+    def __init__(self, binary: str, folder: Path, *args: str, persistent: bool = True) -> None:
         self.binary = binary
         self.folder = folder
+        self.args = args
+        self.persistent = persistent
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.folder)]
-        cmd += ["--appendonly", "yes", "--appendfsync", "always"]  # keys minted before a restart must survive it
+        if self.persistent:
+            cmd += ["--appendonly", "yes", "--appendfsync", "always"]  # keys minted before a restart must survive it
+        else:
+            cmd += ["--appendonly", "no"]
+        cmd += self.args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
@@ -67,15 +74,22 @@ class FaultRedis:
 
 
 @contextmanager
-def fault_redis() -> Iterator[FaultRedis]:
-    """A started FaultRedis; always stopped (and thawed) at the end."""
+def fault_redis(*args: str, persistent: bool = True) -> Iterator[FaultRedis]:
+    """A started FaultRedis (redis-server with `args`); always stopped (and thawed) at the end."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (scripts/ensure_services.sh installs it)")
     with tempfile.TemporaryDirectory(prefix="fault-redis-") as folder:
-        server = FaultRedis(binary, Path(folder))
+        server = FaultRedis(binary, Path(folder), *args, persistent=persistent)
         server.start()
         try:
             yield server
         finally:
             server.stop()
+
+
+@contextmanager
+def private_redis(*args: str) -> Iterator[tuple[str, int]]:
+    """Start `redis-server` with `args` on a free loopback port (no persistence); yield (url, port), then stop it."""
+    with fault_redis(*args, persistent=False) as server:
+        yield server.url, server.port

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.support.private_redis import private_redis
+from tests.support.fault_redis import private_redis
 
 ADMIN = {"authorization": "Bearer oom-admin"}
 
