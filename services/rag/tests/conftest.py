@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
+import yaml
 
 from services.rag.app import create_app
 from services.rag.embedder import Embedder
 from services.rag.settings import RagSettings
 from services.rag.tests.fake_gateway import FakeGatewayState, build_fake_gateway, serve_in_thread
+from tests.support.servers import uvicorn_service
+
+REDIS_URL = os.environ.get("LLMOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +92,28 @@ def team_b(rag_url: str) -> Iterator[httpx.Client]:
     """A client of team-b."""
     with client_for(rag_url, "key-team-b") as client:
         yield client
+
+
+@contextmanager
+def real_gateway(folder: Path, model: dict, admin_key: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The real gateway in a subprocess (its own event loop and clean shutdown) with one model route, on the shared
+    Redis under a prefix of its own, which is deleted afterwards; yields its URL."""
+    prefix = f"test:rag-gw:{secrets.token_hex(4)}"
+    routes = folder / "routes.yaml"
+    routes.write_text(yaml.safe_dump({"models": [model]}))
+    gateway_env = {
+        "GATEWAY_ADMIN_KEY": admin_key,
+        "GATEWAY_REDIS_URL": REDIS_URL,
+        "GATEWAY_REDIS_PREFIX": prefix,
+        "GATEWAY_ROUTES_FILE": str(routes),
+        "GATEWAY_EVENTS_ENABLED": "false",
+        **(env or {}),
+    }
+    try:
+        with uvicorn_service("services.gateway.app:create_app", gateway_env, log_path=folder / "gateway.log") as url:
+            yield url
+    finally:
+        cleanup = redis.Redis.from_url(REDIS_URL)
+        for key in cleanup.scan_iter(match=f"{prefix}:*", count=1000):
+            cleanup.delete(key)
+        cleanup.close()

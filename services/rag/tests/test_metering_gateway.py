@@ -4,58 +4,38 @@ refusals reach RAG's caller unchanged."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
-import yaml
 
 from services.rag.app import create_app as create_rag
 from services.rag.embedder import Embedder
-from services.rag.tests.conftest import client_for, rag_settings
+from services.rag.tests.conftest import client_for, rag_settings, real_gateway
 from services.rag.tests.fake_gateway import serve_in_thread
 from services.rag.tests.test_api import new_collection
 from tests.support.fake_engine import fake_engine_in_thread
-from tests.support.servers import uvicorn_service
 
-REDIS_URL = os.environ.get("LLMOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN = "meter-admin"
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[str]:
     """The real gateway in a subprocess (its own event loop and clean shutdown), in front of a fake engine."""
-    prefix = f"test:rag-meter:{secrets.token_hex(4)}"
     with fake_engine_in_thread() as engine:
-        routes = tmp_path / "routes.yaml"
         model = {
             "name": "m",
             "price": {"input_per_1m": 1.0, "output_per_1m": 1.0},
             "deployments": [{"name": "fake", "url": engine.url, "api_key_env": "GATEWAY_INFERENCE_TOKEN"}],
         }
-        routes.write_text(yaml.safe_dump({"models": [model]}))
         env = {
-            "GATEWAY_ADMIN_KEY": ADMIN,
-            "GATEWAY_REDIS_URL": REDIS_URL,
-            "GATEWAY_REDIS_PREFIX": prefix,
-            "GATEWAY_ROUTES_FILE": str(routes),
-            "GATEWAY_EVENTS_ENABLED": "false",
             "GATEWAY_METRICS_TOKEN": "meter-metrics",
             "GATEWAY_INFERENCE_TOKEN": "unused",
             "GATEWAY_EMBEDDING_PRICE_PER_1M": "1.0",  # 1 micro-USD per embedded token
         }
-        try:
-            with uvicorn_service("services.gateway.app:create_app", env, log_path=tmp_path / "gateway.log") as url:
-                yield url
-        finally:
-            cleanup = redis.Redis.from_url(REDIS_URL)
-            for key in cleanup.scan_iter(match=f"{prefix}:*", count=1000):
-                cleanup.delete(key)
-            cleanup.close()
+        with real_gateway(tmp_path, model, ADMIN, env) as url:
+            yield url
 
 
 def test_a_key_with_rpm_2_gets_429_on_its_third_call_across_chat_and_rag(

@@ -4,25 +4,20 @@ service with SmolLM2): attributed answers (plain and streamed), abstention witho
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis
-import yaml
 
 from services.rag.app import create_app as create_rag
 from services.rag.embedder import Embedder
-from services.rag.tests.conftest import client_for, rag_settings
+from services.rag.tests.conftest import client_for, rag_settings, real_gateway
 from services.rag.tests.fake_gateway import serve_in_thread
 from services.rag.tests.test_api import ingest, new_collection
 from tests.support.fixtures import MODEL
 from tests.support.servers import uvicorn_service
 
 pytestmark = pytest.mark.integration
-REDIS_URL = os.environ.get("LLMOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN = "trust-admin"
 DOCS = [
     {
@@ -44,28 +39,11 @@ DOCS = [
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real inference service and the real gateway routing the model to it; yields the gateway URL."""
     folder = tmp_path_factory.mktemp("trust-e2e")
-    prefix = f"test:rag-trust:{secrets.token_hex(4)}"
     inference_env = {"INFERENCE_MAX_RUNNING": "1", "INFERENCE_PARALLEL_SLOTS": "1", "INFERENCE_DEV_MODE": "true"}
     with uvicorn_service("services.inference.app:create_app", inference_env, log_path=folder / "inf.log") as inference:
-        routes = folder / "routes.yaml"
         model = {"name": MODEL, "deployments": [{"name": "local", "url": inference + "/v1", "model": MODEL}]}
-        routes.write_text(yaml.safe_dump({"models": [model]}))
-        env = {
-            "GATEWAY_ADMIN_KEY": ADMIN,
-            "GATEWAY_REDIS_URL": REDIS_URL,
-            "GATEWAY_REDIS_PREFIX": prefix,
-            "GATEWAY_ROUTES_FILE": str(routes),
-            "GATEWAY_EVENTS_ENABLED": "false",
-            "GATEWAY_METRICS_TOKEN": "trust-metrics",
-        }
-        try:
-            with uvicorn_service("services.gateway.app:create_app", env, log_path=folder / "gateway.log") as url:
-                yield url
-        finally:
-            cleanup = redis.Redis.from_url(REDIS_URL)
-            for key in cleanup.scan_iter(match=f"{prefix}:*", count=1000):
-                cleanup.delete(key)
-            cleanup.close()
+        with real_gateway(folder, model, ADMIN, {"GATEWAY_METRICS_TOKEN": "trust-metrics"}) as url:
+            yield url
 
 
 @pytest.fixture(scope="module")
