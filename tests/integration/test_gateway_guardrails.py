@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-import redis
 import yaml
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.fixtures import MODEL, REDIS_URL, Gateway, closed_port_url
 from tests.support.servers import uvicorn_service
+from tests.support.trace_events import wait_for_event
 
 pytestmark = pytest.mark.integration
 POLICIES = Path(__file__).resolve().parents[2] / "services" / "guardrails" / "policies.yaml"
@@ -57,14 +57,6 @@ def guarded(start_gateway, inference_url: str, fake_upstream: FakeUpstream, guar
     )
 
 
-def _events(gateway: Gateway) -> list[dict]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        return [orjson.loads(fields[b"event"]) for _, fields in client.xrange(gateway.events_stream)]
-    finally:
-        client.close()
-
-
 def test_injection_is_blocked_before_the_model_with_reasons(guarded: Gateway) -> None:
     key = guarded.key()
     response = httpx.post(
@@ -82,7 +74,7 @@ def test_injection_is_blocked_before_the_model_with_reasons(guarded: Gateway) ->
     error = response.json()["error"]
     assert error["code"] == "guardrail_blocked" and error["stage"] == "input"
     assert "ignore" in error["message"].lower() and error["findings"]
-    event = next(e for e in _events(guarded) if e["request_id"] == error["request_id"])
+    event = wait_for_event(REDIS_URL, guarded.events_stream, request_id=error["request_id"])
     assert event["status"] == 400 and event["guardrails"][0]["decision"] == "block"
     assert event["completion_tokens"] == 0 and event["cost_usd"] == 0
 

@@ -7,12 +7,11 @@ import json
 import time
 from pathlib import Path
 
-import orjson
 import pytest
-import redis
 
 from tests.support.fixtures import MODEL, REDIS_URL
 from tests.support.servers import uvicorn_service
+from tests.support.trace_events import wait_for_events
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +58,5 @@ def test_gateway_to_inference_is_one_trace(start_gateway, tmp_path: Path) -> Non
     assert gw["attributes"]["gen_ai.request.model"] == MODEL
     assert gw["attributes"]["gen_ai.usage.output_tokens"] == usage.completion_tokens
     assert inf["attributes"]["gen_ai.usage.input_tokens"] == usage.prompt_tokens
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        deadline = time.monotonic() + 5
-        events: list[dict] = []
-        while not events and time.monotonic() < deadline:
-            events = [orjson.loads(f[b"event"]) for _, f in client.xrange(gateway.events_stream)]
-            time.sleep(0.1)
-    finally:
-        client.close()
-    assert events and events[-1]["trace_id"] == trace_id
+    events = wait_for_events(REDIS_URL, gateway.events_stream, lambda seen: bool(seen))
+    assert events[-1]["trace_id"] == trace_id

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis
 import yaml
 from fastapi.testclient import TestClient
@@ -21,6 +20,7 @@ from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 from tests.support.fake_engine import FakeEngine, fake_engine_in_thread
 from tests.support.fake_guardrails import FakeGuardrails, fake_guardrails_in_thread
+from tests.support.trace_events import wait_for_event
 
 REDIS_URL = os.environ.get("LLMOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN = "harness-admin"
@@ -72,18 +72,7 @@ class Harness:
         """The trace event of a request, or the first whose fields equal `match` (written in the background)."""
         if request_id is not None:
             match["request_id"] = request_id
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                for _, fields in client.xrange(self.stream):
-                    event = orjson.loads(fields[b"event"])
-                    if all(event.get(k) == v for k, v in match.items()):
-                        return event
-                time.sleep(0.05)
-        finally:
-            client.close()
-        raise AssertionError(f"no trace event with {match}")
+        return wait_for_event(REDIS_URL, self.stream, timeout_s, **match)
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the gateway's /metrics (0 when absent)."""
