@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.reliability.conftest import COST_USD, GatewayUnderTest, gateway_process
-from tests.support.fake_cutting_upstream import cutting_upstream_in_thread
+from tests.support.fake_cutting_upstream import CuttingUpstream, cutting_upstream_in_thread
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.fault_redis import FaultRedis, fault_redis
 
@@ -142,24 +142,33 @@ def test_redis_hung_then_thawed(gw: GatewayUnderTest, redis_server: FaultRedis) 
 
 
 @pytest.fixture(scope="module")
-def slow_gw(tmp_path_factory: pytest.TempPathFactory, redis_server: FaultRedis):
-    """A gateway whose (FAKE) engine takes 1.5 s to answer: Redis can fail while a request is in flight."""
+def slow_upstream() -> Iterator[CuttingUpstream]:
+    """A FAKE engine that takes 1.5 s to answer: Redis can fail while a request is in flight."""
     with cutting_upstream_in_thread() as slow:
         slow.mode, slow.delay_s = "slow", 1.5
-        folder: Path = tmp_path_factory.mktemp("redis-faults-slow")
-        deployments = [{"name": "slow", "url": f"http://127.0.0.1:{slow.port}/v1", "retries": 0}]
-        env = {"GATEWAY_REDIS_TIMEOUT_S": str(REDIS_TIMEOUT_S)}
-        with gateway_process(folder, redis_server.url, deployments, env) as gateway:
-            yield gateway
+        yield slow
+
+
+@pytest.fixture(scope="module")
+def slow_gw(tmp_path_factory: pytest.TempPathFactory, redis_server: FaultRedis, slow_upstream: CuttingUpstream):
+    folder: Path = tmp_path_factory.mktemp("redis-faults-slow")
+    deployments = [{"name": "slow", "url": f"http://127.0.0.1:{slow_upstream.port}/v1", "retries": 0}]
+    env = {"GATEWAY_REDIS_TIMEOUT_S": str(REDIS_TIMEOUT_S)}
+    with gateway_process(folder, redis_server.url, deployments, env) as gateway:
+        yield gateway
 
 
 @pytest.mark.parametrize("fault", ["down", "hung"])
-def test_redis_fails_while_a_request_is_in_flight(slow_gw: GatewayUnderTest, redis_server: FaultRedis, fault: str):
+def test_redis_fails_while_a_request_is_in_flight(
+    slow_gw: GatewayUnderTest, slow_upstream: CuttingUpstream, redis_server: FaultRedis, fault: str
+):
     team = f"rel-inflight-{fault}"
     key = slow_gw.key(team)
     with ThreadPoolExecutor(1) as pool:
+        sent_before = slow_upstream.requests
         future = pool.submit(slow_gw.chat, key)
-        time.sleep(0.5)  # admitted (reservation taken), waiting for the engine
+        # Once the engine has the request, it was admitted (reservation taken); the engine answers 1.5 s later.
+        slow_upstream.wait_for_requests(sent_before + 1)
         redis_server.stop() if fault == "down" else redis_server.freeze()
         time.sleep(2.0)  # the engine answers while Redis is unavailable
         redis_server.start() if fault == "down" else redis_server.thaw()

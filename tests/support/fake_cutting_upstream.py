@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 
 from tests.support.fake_upstream import serve_in_thread
@@ -45,6 +46,14 @@ class CuttingUpstream:
         self.port = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def wait_for_requests(self, count: int, timeout_s: float = 30.0) -> None:
+        """Block (from the test's thread) until `count` requests have reached this upstream."""
+        deadline = time.monotonic() + timeout_s
+        while self.requests < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.requests} of {count} requests reached the upstream in {timeout_s} s")
+            time.sleep(0.01)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)

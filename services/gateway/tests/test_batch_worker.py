@@ -201,7 +201,9 @@ async def test_one_replica_per_batch_and_takeover_after_the_lease(
     service: BatchService, record: KeyRecord, store: KeyStore
 ) -> None:
     batch_id = await submit(service, record, 1)
-    assert await service.store.claim(batch_id, "crashed-replica", 0.4)  # a replica that died holding it
+    # A replica that died holding it. The lease outlives the 0.2 s look below by far, so a starved event loop on
+    # a busy machine cannot let it expire (and the worker take over) before the assertion runs.
+    assert await service.store.claim(batch_id, "crashed-replica", 1.5)
     proxy = ScriptedProxy(store)
     worker = await run_worker(service, proxy)
     try:
