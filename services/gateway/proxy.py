@@ -381,10 +381,9 @@ class ProxyService:
                 extra={"model": model, "completion_tokens": completion_tokens, "bound": call.req.max_output_tokens},
             )
         if self.events is not None:
-            self.events.emit(
-                trace_event(
-                    call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code, self._version(model)
-                )
+            version = self._version(model)
+            self.events.emit_from(
+                lambda: trace_event(call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code, version)
             )
         await self.limiter.settle(call.reservation, prompt_tokens + completion_tokens, cost)
         return cost
