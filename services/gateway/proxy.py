@@ -20,9 +20,8 @@ import orjson
 from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError
-from llmops_common.service_auth import token_matches
+from llmops_common.service_auth import bearer_token, token_matches
 from llmops_common.trace_events import EventEmitter
-from services.gateway.auth import bearer_token
 from services.gateway.cache import (
     CachedAnswer,
     Prefetch,

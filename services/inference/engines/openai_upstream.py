@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from llmops_common.sse import SSEReader
 from llmops_common.telemetry import inject_trace_headers
 from services.inference.engines.base import EngineError, EngineUnavailable, Kind
 
@@ -140,12 +141,7 @@ class OpenAIUpstreamEngine:
             async with await self._post(kind, self._body(payload, True)) as resp:
                 if resp.status != 200:
                     raise self._map_error(resp.status, await resp.read())
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        return
+                async for data in SSEReader(resp.content):
                     event = orjson.loads(data)
                     if "error" in event:
                         err = event["error"]
