@@ -90,8 +90,8 @@ test-repeat: install $(VENV)/.deploy-tools ## run the whole suite N times in shu
 	@scripts/ensure_services.sh
 	@N=$(N) LOAD=$(LOAD) PY=$(PY) scripts/test_repeat.sh
 
-test-fast: install ## unit tests only (no model, no servers)
-	$(PY) -m pytest -q -p no:cacheprovider -m "not integration and not e2e"
+test-fast: install ## unit tests only (no model, no servers: connections to the platform's ports are refused)
+	LLMOPS_TEST_FAST=1 $(PY) -m pytest -q -p no:cacheprovider -m "not integration and not e2e"
 
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check libs services scripts tests bench examples

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "libs")]
+
+from llmops_common.openapi import render  # noqa: E402
 
 
 def main(names: list[str]) -> None:
@@ -21,10 +23,10 @@ def main(names: list[str]) -> None:
     names = names or sorted(p.parent.name for p in (REPO / "services").glob("*/app.py"))
     for name in names:
         module = importlib.import_module(f"services.{name}.app")
-        document = module.create_app().openapi()
+        app = module.create_app()
         target = REPO / "services" / name / "openapi.json"
-        target.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        print(f"wrote {target.relative_to(REPO)} ({len(document.get('paths', {}))} paths)")
+        target.write_text(render(app))
+        print(f"wrote {target.relative_to(REPO)} ({len(app.openapi().get('paths', {}))} paths)")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError
 from llmops_common.feed_cache import FeedCache
+from llmops_common.service_auth import bearer_token
 
 log = logging.getLogger("llmops.identity")
 
@@ -61,12 +62,6 @@ class GatewayUnavailable(Exception):
 def key_digest(key: str) -> str:
     """SHA-256 hex of a key: the same digest the gateway stores and publishes on its change feed."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, or None."""
-    scheme, _, token = (authorization or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def unavailable_error(exc: Exception) -> APIError:

@@ -1,7 +1,12 @@
-"""Server-sent events in the OpenAI style: `data: {json}\\n\\n` frames ending with `data: [DONE]`."""
+"""Server-sent events in the OpenAI style: `data: {json}\\n\\n` frames ending with `data: [DONE]`.
+
+One writer (`sse_frame`, `DONE`) and one reader (`SSEReader`) for every service: the gateway relaying a
+deployment's stream, inference reading an OpenAI-compatible upstream, RAG reading the gateway.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import orjson
@@ -19,3 +24,32 @@ def parse_sse_data(line: bytes) -> bytes | None:
     if line.startswith(b"data:"):
         return line[5:].strip()
     return None
+
+
+class SSEReader:
+    """The `data:` payloads (bytes) of a stream of lines, up to `data: [DONE]` (not yielded).
+
+    `done` tells afterwards whether the stream said [DONE]: a stream that just closes cannot be told apart from
+    one cut short, so callers treat that as an error. Lines may be bytes (aiohttp) or str (httpx `aiter_lines`);
+    comments, blank lines and other fields are skipped.
+    """
+
+    def __init__(self, lines: AsyncIterable[bytes] | AsyncIterable[str]) -> None:
+        self._lines = lines
+        self.done = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        """Each event's data, in order."""
+        async for line in self._lines:
+            data = parse_sse_data(line if isinstance(line, bytes) else line.encode())
+            if data is None:
+                continue
+            if data == b"[DONE]":
+                self.done = True
+                return
+            yield data
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Each event's data parsed as JSON (a ValueError when it is not)."""
+        async for data in self:
+            yield orjson.loads(data)

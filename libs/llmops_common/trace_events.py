@@ -1,6 +1,7 @@
 """Trace events: one per request, written to a Redis stream (`llmops:events`) by a background task.
 
-The gateway writes one per LLM call, RAG one per answer request; the feedback service reads them all.
+The gateway writes one per LLM call, RAG one per answer request; the feedback service reads them all. The event
+is a `llmops_common.trace_schema.TraceEvent`; it is serialised by the writer task, off the request's path.
 `emit` only appends to an in-memory buffer, so a slow or absent Redis never blocks or fails a request.
 The writer XADDs in batches (one pipeline per burst) and retries with backoff while Redis is down; if it
 stays down until the buffer is full, further events are dropped and counted.
@@ -11,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 from prometheus_client import Counter
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from llmops_common.trace_schema import TraceEvent
 
 log = logging.getLogger("llmops.trace_events")
 
@@ -39,16 +43,28 @@ class EventEmitter:
         self.maxlen = maxlen
         self._emitted = emitted
         self._dropped = dropped
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=buffer_size)
+        self._queue: asyncio.Queue[TraceEvent] = asyncio.Queue(maxsize=buffer_size)
         self._task: asyncio.Task[None] | None = None
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: TraceEvent) -> None:
         """Queue an event; never raises, never waits."""
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             if self._dropped is not None:
                 self._dropped.inc()
+
+    def emit_from(self, build: Callable[[], TraceEvent]) -> None:
+        """Build the event and queue it. A producer's event that does not validate is a bug, but the request it
+        describes has been served: it is logged and counted as dropped, never raised into the request."""
+        try:
+            event = build()
+        except ValidationError:
+            log.exception("trace event does not match the schema; dropped")
+            if self._dropped is not None:
+                self._dropped.inc()
+            return
+        self.emit(event)
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -73,7 +89,9 @@ class EventEmitter:
                 try:
                     async with self.redis.pipeline(transaction=False) as pipe:
                         for event in batch:
-                            pipe.xadd(self.stream, {"event": orjson.dumps(event)}, maxlen=self.maxlen, approximate=True)
+                            pipe.xadd(
+                                self.stream, {"event": orjson.dumps(event.wire())}, maxlen=self.maxlen, approximate=True
+                            )
                         await pipe.execute()
                     if self._emitted is not None:
                         self._emitted.inc(len(batch))

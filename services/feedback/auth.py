@@ -13,7 +13,8 @@ from typing import Protocol
 
 from fastapi import Request
 
-from llmops_common.identity import Identity, bearer_token
+from llmops_common.identity import Identity
+from llmops_common.service_auth import bearer_token
 
 
 @dataclass(frozen=True)

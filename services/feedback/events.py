@@ -1,71 +1,25 @@
-"""The trace event the gateway writes to the Redis stream (schema 1), and how it is read."""
+"""The trace events this service reads (the schema lives in llmops_common.trace_schema), and helpers over them."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from llmops_common.trace_schema import InvalidTraceEvent, parse_trace_event
+from llmops_common.trace_schema import TraceEvent as WireEvent
+
+__all__ = ["InvalidEvent", "TraceEvent", "is_guardrail_flagged", "parse_entry", "prompt_text"]
 
 
-class GuardrailResult(BaseModel):
-    """One guardrail check the gateway ran on the request or the response."""
+class TraceEvent(WireEvent):
+    """A trace event as this service keeps it: the shared schema plus what this service decides about it."""
 
-    model_config = ConfigDict(extra="allow")
-
-    stage: Literal["input", "output"]
-    decision: str
-    findings: list[Any] = Field(default_factory=list)
-
-
-class RetrievedChunk(BaseModel):
-    """One chunk the RAG service retrieved for the request."""
-
-    model_config = ConfigDict(extra="allow")
-
-    chunk_id: str
-    document_id: str
-    score: float
-
-
-class TraceEvent(BaseModel):
-    """One served request as the gateway saw it; unknown fields are tolerated for forward compatibility."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    schema_: int = Field(1, alias="schema")
-    request_id: str = Field(min_length=1, max_length=200)
-    trace_id: str | None = None
-    ts: float
-    team: str
-    project: str
-    key_id: str
-    model: str
-    model_version: str | None = None
-    deployment: str | None = None
-    prompt_version: str | None = None
-    endpoint: Literal["chat", "completions", "rag"]
-    status: int
-    error_code: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    stream: bool = False
-    guardrails: list[GuardrailResult] = Field(default_factory=list)
-    retrieval: list[RetrievedChunk] = Field(default_factory=list)
-    # chat: a list of messages; completions: a string, or a list of strings (OpenAI allows a batch).
-    prompt: list[Any] | str | None = None
-    response: str | None = None
-    mean_logprob: float | None = None
     # Set by this service (privacy.withhold_raw_text), not the producer: 'redacted' or 'blocked' when the
     # guardrails redacted or blocked the request, so its raw text was never stored.
     text_withheld: Literal["redacted", "blocked"] | None = None
 
 
-class InvalidEvent(ValueError):
-    """A stream entry that is not a schema-1 trace event; it is dead-lettered, never retried forever."""
+class InvalidEvent(InvalidTraceEvent):
+    """A stream entry that is not a trace event this service reads; it is dead-lettered, never retried forever."""
 
 
 def parse_entry(fields: dict[bytes, bytes]) -> TraceEvent:
@@ -74,17 +28,9 @@ def parse_entry(fields: dict[bytes, bytes]) -> TraceEvent:
     if raw is None:
         raise InvalidEvent("stream entry has no 'event' field")
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"event is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidEvent("event is not a JSON object")
-    if data.get("schema", 1) != 1:
-        raise InvalidEvent(f"unsupported event schema {data.get('schema')!r}")
-    try:
-        return TraceEvent.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidEvent(f"event does not match schema 1: {exc.errors()[0].get('msg')}") from exc
+        return parse_trace_event(raw, TraceEvent)
+    except InvalidTraceEvent as exc:
+        raise InvalidEvent(str(exc)) from exc
 
 
 def prompt_text(prompt: list[Any] | str | None) -> str:

@@ -20,6 +20,7 @@ from llmops_common.trace_events import EventEmitter
 from services.gateway.admin import AdminService
 from services.gateway.batch import BatchWorker, PathBodyLimitMiddleware
 from services.gateway.batch.setup import build_batch
+from services.gateway.budgets import BudgetWatcher
 from services.gateway.cache import ResponseCache
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.guardrails import GuardrailsClient
@@ -75,6 +76,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if settings.key_cache_ttl_s > 0:
             await key_changes.start()
         limiter = Limiter(redis, settings.redis_prefix)
+        budgets = BudgetWatcher(keys, limiter, metrics, settings.budget_refresh_s)
+        if settings.budget_refresh_s > 0:
+            budgets.start()
         upstream = UpstreamClient(metrics)
         await upstream.start()
         events = EventEmitter(
@@ -140,6 +144,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await guard.stop()
             if catalogue is not None:
                 await catalogue.stop()
+            await budgets.stop()
             await limiter.close()
             await redis.aclose()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from llmops_common.request_id import current_request_id
 from llmops_common.telemetry import current_trace_id, set_span_attributes
+from llmops_common.trace_schema import GuardrailResult, TraceEvent
 from services.gateway.guardrails import Verdict
 from services.gateway.keys import KeyRecord
 from services.gateway.limits import Reservation
@@ -74,8 +75,8 @@ def trace_event(
     elapsed: float,
     error_code: str | None,
     model_version: str | None,
-) -> dict[str, Any]:
-    """The request's trace event (schema 1 of the design card), read by the feedback service."""
+) -> TraceEvent:
+    """The request's trace event (llmops_common.trace_schema), read by the feedback service."""
     payload = call.req.payload
     # Nothing raw leaves the gateway when the guardrails redacted (the payload holds the redacted text by now)
     # or refused the request (then no request text is stored at all: it may hold what the policy blocks).
@@ -83,35 +84,29 @@ def trace_event(
     if not call.input_withheld:
         prompt = payload.get("messages") if call.req.kind == "chat" else payload.get("prompt")
     response = None if call.output_blocked else ("".join(call.response_text) or None)
-    return {
-        "schema": 1,
-        "request_id": current_request_id(),
-        "trace_id": current_trace_id(),
-        "ts": time.time(),
-        "team": call.record.team,
-        "project": call.record.project,
-        "key_id": call.record.key_id,
-        "model": call.req.model,
-        "model_version": model_version,
-        "deployment": call.up.deployment.name if call.up else None,
-        "prompt_version": None,
-        "endpoint": "chat" if call.req.kind == "chat" else "completions",
-        "status": status,
-        "error_code": error_code,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "cost_usd": nano_to_usd(cost),
-        "latency_ms": round(elapsed * 1000, 3),
-        "ttft_ms": round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
-        "stream": call.req.stream,
-        "guardrails": [v.as_event() for v in call.verdicts],
-        "retrieval": [],
-        "prompt": prompt,
-        "response": response,
-        "redacted": call.input_redacted,
-        "withheld": [
-            name for name, gone in (("prompt", call.input_withheld), ("response", call.output_blocked)) if gone
-        ],
-        "mean_logprob": None,
-        "cached": call.cached_cost is not None,
-    }
+    return TraceEvent(
+        request_id=current_request_id() or f"gw-{time.time_ns()}",
+        trace_id=current_trace_id(),
+        ts=time.time(),
+        team=call.record.team,
+        project=call.record.project,
+        key_id=call.record.key_id,
+        model=call.req.model,
+        model_version=model_version,
+        deployment=call.up.deployment.name if call.up else None,
+        endpoint="chat" if call.req.kind == "chat" else "completions",
+        status=status,
+        error_code=error_code,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=nano_to_usd(cost),
+        latency_ms=round(elapsed * 1000, 3),
+        ttft_ms=round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
+        stream=call.req.stream,
+        guardrails=[GuardrailResult.model_validate(v.as_event()) for v in call.verdicts],
+        prompt=prompt,
+        response=response,
+        redacted=call.input_redacted,
+        withheld=[name for name, gone in (("prompt", call.input_withheld), ("response", call.output_blocked)) if gone],
+        cached=call.cached_cost is not None,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -75,6 +75,19 @@ class GatewayMetrics:
             "llmops_gateway_limit_rejections_total",
             "Requests refused by a limit or budget.",
             ["team", "limit"],
+            registry=registry,
+        )
+        # Spend against budget per team (budgets.BudgetWatcher sets them from Redis): the budget alert reads them.
+        self.team_spend = Gauge(
+            "llmops_gateway_team_spend_usd",
+            "A team's accumulated spend in USD (requests in flight included), as counted against its budget.",
+            ["team"],
+            registry=registry,
+        )
+        self.team_budget = Gauge(
+            "llmops_gateway_team_budget_usd",
+            "A team's budget in USD (only teams with a budget).",
+            ["team"],
             registry=registry,
         )
         self.auth_failures = Counter(

@@ -20,9 +20,8 @@ import orjson
 from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError
-from llmops_common.service_auth import token_matches
+from llmops_common.service_auth import bearer_token, token_matches
 from llmops_common.trace_events import EventEmitter
-from services.gateway.auth import bearer_token
 from services.gateway.cache import (
     CachedAnswer,
     Prefetch,
@@ -381,10 +380,9 @@ class ProxyService:
                 extra={"model": model, "completion_tokens": completion_tokens, "bound": call.req.max_output_tokens},
             )
         if self.events is not None:
-            self.events.emit(
-                trace_event(
-                    call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code, self._version(model)
-                )
+            version = self._version(model)
+            self.events.emit_from(
+                lambda: trace_event(call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code, version)
             )
         await self.limiter.settle(call.reservation, prompt_tokens + completion_tokens, cost)
         return cost

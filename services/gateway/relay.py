@@ -18,7 +18,7 @@ import anyio
 import orjson
 
 from llmops_common.errors import APIError, error_body
-from llmops_common.sse import DONE
+from llmops_common.sse import DONE, SSEReader
 from services.gateway.call import Call, span_usage, usage_tokens
 from services.gateway.checks import GuardrailChecks
 from services.gateway.guardrails import blocked_error
@@ -27,6 +27,20 @@ from services.gateway.pricing import nano_to_usd
 from services.gateway.replies import as_envelope, error_frame, replace_answer
 
 Finish = Callable[..., Coroutine[Any, Any, int]]
+
+
+class _TooLarge(Exception):
+    """The deployment's stream passed the response size limit."""
+
+
+async def _bounded(lines: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    """The stream's lines, raising _TooLarge once they add up to more than `limit` bytes."""
+    received = 0
+    async for line in lines:
+        received += len(line)
+        if received > limit:
+            raise _TooLarge
+        yield line
 
 
 @dataclass
@@ -157,21 +171,9 @@ class Relay:
         status = 200
         code: str | None = None
         checked = 0  # characters of the answer already covered by an output check
-        received = 0
-        ended = False  # saw the deployment's [DONE]
+        reader = SSEReader(_bounded(resp.content, self.limit))
         try:
-            async for line in resp.content:
-                received += len(line)
-                if received > self.limit:
-                    status, code = 502, "upstream_response_too_large"
-                    yield error_frame(too_large(self.limit))
-                    return
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    ended = True
-                    break
+            async for data in reader:
                 event = orjson.loads(data)
                 if call.ttft_s is None:
                     call.ttft_s = time.perf_counter() - call.started
@@ -196,7 +198,7 @@ class Relay:
                         yield stop
                         return
                 yield b"data: " + data + b"\n\n"
-            if not ended:
+            if not reader.done:
                 # Closed without [DONE]: a close-delimited answer cannot tell a killed engine from an orderly end,
                 # and relaying our own [DONE] would pass a truncated answer off as complete.
                 status, code = 502, "upstream_stream_error"
@@ -209,6 +211,9 @@ class Relay:
                     yield stop
                     return
             yield DONE
+        except _TooLarge:
+            status, code = 502, "upstream_response_too_large"
+            yield error_frame(too_large(self.limit))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             # The deployment broke mid-stream (cut, stalled, an over-long line, bad JSON): say so in the stream.
             status, code = 502, "upstream_stream_error"

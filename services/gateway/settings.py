@@ -74,6 +74,12 @@ class GatewaySettings(ServiceSettings):
         None, description="Registry base URL; when set, production versions and prices come from its catalogue."
     )
     registry_refresh_s: float = Field(30.0, gt=0, description="Seconds between catalogue refreshes.")
+    budget_refresh_s: float = Field(
+        15.0,
+        ge=0,
+        description="Seconds between reads of every team's spend and budget into the llmops_gateway_team_*_usd "
+        "gauges (the budget alert's input); 0: not exported.",
+    )
     guardrails_url: str | None = Field(
         None, description="Base URL of the guardrails service; unset: no guardrail checks."
     )

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from services.guardrails.detectors.base import ACTION_RANK, CheckInput, DetectorError, Finding
+from services.guardrails.detectors.base import ACTION_RANK, CheckInput, Detector, DetectorError, Finding
 from services.guardrails.metrics import GuardrailsMetrics
 from services.guardrails.policies import DetectorPolicy, Mode, Policy
 from services.guardrails.verdict_cache import VerdictCache
@@ -20,16 +20,6 @@ log = logging.getLogger("llmops.guardrails")
 
 # Placeholder names for redaction; anything else uses its entity or category upper-cased.
 PLACEHOLDER = {"US_SSN": "SSN", "IP_ADDRESS": "IP", "CREDIT_CARD": "CARD", "ORGANIZATION": "ORG"}
-
-
-class Detector(Protocol):
-    """What the checker needs from a detector."""
-
-    name: str
-
-    def run(self, inp: CheckInput, config: dict[str, Any]) -> list[Finding]:
-        """Return findings (action is set by the checker from the policy)."""
-        ...
 
 
 @dataclass

@@ -138,28 +138,6 @@ class GroundednessPolicy(DetectorPolicy):
     max_sentences: int = Field(64, ge=1, description="Answer sentences checked.")
 
 
-INPUT_DETECTORS: dict[str, type[DetectorPolicy]] = {
-    "length": LengthPolicy,
-    "injection": InjectionPolicy,
-    "secrets": SecretsPolicy,
-    "pii": PiiPolicy,
-    "denylist": DenylistPolicy,
-    "topics": TopicsPolicy,
-}
-OUTPUT_DETECTORS: dict[str, type[DetectorPolicy]] = {
-    "length": LengthPolicy,
-    "canary": CanaryPolicy,
-    "secrets": SecretsPolicy,
-    "pii": PiiPolicy,
-    "denylist": DenylistPolicy,
-    "json_schema": JsonSchemaPolicy,
-    "groundedness": GroundednessPolicy,
-    "topics": TopicsPolicy,
-}
-# Content (documents, retrieved chunks, tool results) runs the input detectors under its own settings.
-SECTION_DETECTORS = {"input": INPUT_DETECTORS, "content": INPUT_DETECTORS, "output": OUTPUT_DETECTORS}
-
-
 def _known_types(value: list[str] | None, known: tuple[str, ...]) -> list[str] | None:
     if value is None:
         return None

@@ -15,19 +15,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError
 
-from services.guardrails.detector_config import (
-    INPUT_DETECTORS,
-    NER_PII,
-    OUTPUT_DETECTORS,
-    SECTION_DETECTORS,
-    DetectorPolicy,
-    explain,
-    suggest,
-)
+from services.guardrails.detector_config import NER_PII, DetectorPolicy, explain, suggest
+from services.guardrails.detectors.loader import DETECTORS
 
 __all__ = ["INPUT_DETECTORS", "OUTPUT_DETECTORS", "DetectorPolicy", "Mode", "Policy", "PolicyError", "PolicySet"]
 
 Mode = Literal["input", "content", "output"]
+# The detector names each section accepts, with their settings classes, in run order: from the registry.
+INPUT_DETECTORS: dict[str, type[DetectorPolicy]] = {n: d.settings for n, d in DETECTORS.items() if "input" in d.modes}
+OUTPUT_DETECTORS: dict[str, type[DetectorPolicy]] = {n: d.settings for n, d in DETECTORS.items() if "output" in d.modes}
+# Content (documents, retrieved chunks, tool results) runs the input detectors under its own settings.
+SECTION_DETECTORS = {"input": INPUT_DETECTORS, "content": INPUT_DETECTORS, "output": OUTPUT_DETECTORS}
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 # Which mode judges each role of a chat request. Tool results are what the model reads (indirect injection);
 # system and developer messages stay in input mode: measured in bench/results/guardrails_roles.md, a system

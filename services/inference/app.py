@@ -15,7 +15,6 @@ from llmops_common.body_limit import BodySizeLimitMiddleware
 from llmops_common.service_auth import install_service_auth, require_tokens
 from services.inference.admission import AdmissionController
 from services.inference.deployments import DeploymentManager
-from services.inference.engines.openai_upstream import OpenAIUpstreamEngine
 from services.inference.loader import load_deployment
 from services.inference.metrics import InferenceMetrics
 from services.inference.registry_source import RegistrySource, VersionSpec
@@ -89,7 +88,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     async def readiness() -> dict[str, bool]:
         serving: ServingService | None = getattr(app.state, "serving", None)
         engine = serving.manager.production.engine if serving else None
-        if isinstance(engine, OpenAIUpstreamEngine) and not engine.is_ready():
+        if engine is not None and not engine.is_ready():
             await engine.refresh_ready()
         return {"model_loaded": bool(engine and engine.is_ready())}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from llmops_common.settings import ServiceSettings
@@ -16,9 +16,10 @@ class InferenceSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore")
 
     port: int = Field(8001, description="TCP port to listen on.")
-    engine: Literal["llamacpp", "openai"] = Field(
+    engine: str = Field(
         "llamacpp",
-        description="llamacpp: llama.cpp on CPU (see engine_isolation). openai: any OpenAI-compatible upstream (vLLM).",
+        description="A name registered in engines/registry.py (ENGINES): llamacpp: llama.cpp on CPU (see "
+        "engine_isolation); openai / vllm: any OpenAI-compatible upstream at upstream_url (vLLM's server).",
     )
     engine_isolation: Literal["process", "in_process"] = Field(
         "process",
@@ -98,6 +99,15 @@ class InferenceSettings(ServiceSettings):
         "only platform services (the gateway) hold one. Required unless dev_mode is on; probes and /metrics "
         "stay open.",
     )
+
+    @field_validator("engine")
+    @classmethod
+    def _registered_engine(cls, value: str) -> str:
+        # Imported here: the engines' factories read these settings, so the registry imports this module.
+        from services.inference.engines.registry import engine_factory
+
+        engine_factory(value)  # raises, listing the registered names
+        return value
 
     def service_tokens(self) -> list[str]:
         """The accepted service tokens (empty when none is configured)."""

@@ -6,7 +6,6 @@ Answer quality has two faithfulness measures: an LLM judge through the gateway, 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -14,15 +13,13 @@ from typing import Any
 import numpy as np
 
 from services.rag.answer import AnswerService
-from services.rag.embedder import Embedder
+from services.rag.eval_metrics import AnswerSample, claims, score_answer, score_retrieval, token_f1
 from services.rag.gateway import PASSED_ON, Caller, GatewayClient, GatewayRefused, GatewayUnavailable
 from services.rag.prompts import PromptTemplate
 from services.rag.retrieval import Retriever
-from services.rag.sparse import tokenize
 from services.rag.store import Strategy
 
-_CITE = re.compile(r"\[\d{1,2}\]")
-_SENT = re.compile(r"(?<=[.!?])\s+")
+__all__ = ["Evaluator", "claims", "mean", "parse_fraction", "ranked_ids", "retrieval_metrics", "token_f1"]
 
 
 def ranked_ids(passages: Sequence[Any], level: str) -> list[str]:
@@ -36,18 +33,8 @@ def ranked_ids(passages: Sequence[Any], level: str) -> list[str]:
 
 
 def retrieval_metrics(ranked: list[str], gold: set[str], ks: Sequence[int]) -> dict[str, float]:
-    """Binary-relevance metrics of one ranked list."""
-    out: dict[str, float] = {}
-    for k in ks:
-        hits = len(gold.intersection(ranked[:k]))
-        out[f"recall@{k}"] = hits / len(gold) if gold else 0.0
-        out[f"hit@{k}"] = 1.0 if hits else 0.0
-    first = next((i for i, r in enumerate(ranked[:10], start=1) if r in gold), None)
-    out["mrr@10"] = 1.0 / first if first else 0.0
-    dcg = sum(1.0 / math.log2(i + 1) for i, r in enumerate(ranked[:10], start=1) if r in gold)
-    idcg = sum(1.0 / math.log2(i + 1) for i in range(1, min(len(gold), 10) + 1))
-    out["ndcg@10"] = dcg / idcg if idcg else 0.0
-    return out
+    """Binary-relevance metrics of one ranked list (every metric registered in eval_metrics.METRICS)."""
+    return score_retrieval(ranked, gold, ks)
 
 
 def mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -58,39 +45,6 @@ def mean(rows: list[dict[str, float]]) -> dict[str, float]:
         for k in keys
         if any(r.get(k) is not None for r in rows)
     }
-
-
-def claims(answer: str) -> list[str]:
-    """Sentences of an answer without citation markers (each one a claim to check)."""
-    text = _CITE.sub("", answer)
-    return [s.strip() for s in _SENT.split(text) if len(tokenize(s)) >= 2]
-
-
-def lexical_faithfulness(embedder: Embedder, answer: str, contexts: list[str]) -> float | None:
-    """Share of claims whose content words are mostly in the context, or whose embedding is close to a passage."""
-    parts = claims(answer)
-    if not parts or not contexts:
-        return None
-    context_tokens = set(tokenize(" ".join(contexts)))
-    claim_vecs = embedder.embed(parts)
-    ctx_vecs = embedder.embed(contexts)
-    best = (claim_vecs @ ctx_vecs.T).max(axis=1)
-    supported = 0
-    for claim, sim in zip(parts, best, strict=True):
-        words = tokenize(claim)
-        overlap = sum(1 for w in words if w in context_tokens) / len(words)
-        supported += 1 if overlap >= 0.6 or sim >= 0.7 else 0
-    return supported / len(parts)
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """SQuAD-style token F1 between an answer and a reference answer."""
-    pred, ref = tokenize(prediction), tokenize(reference)
-    common = sum(min(pred.count(t), ref.count(t)) for t in set(pred))
-    if not pred or not ref or not common:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
 
 
 def parse_fraction(text: str) -> float | None:
@@ -188,22 +142,19 @@ class Evaluator:
                 out = await self.answers.answer(caller, q["question"], result.passages, data_version)
             answer = out.get("answer") or ""
             contexts = [p["text"] for p in out["passages"]]
-            row: dict[str, Any] = {
-                "faithfulness_lexical": None,
-                "faithfulness_judge": None,
-                "answer_relevance": None,
-                "answer_f1": None,
-                # The answer's own attribution (attribution.py): share of its claims a passage supports.
-                "groundedness": out.get("groundedness"),
-            }
-            if answer and not out.get("not_found"):
-                row["faithfulness_lexical"] = await asyncio.to_thread(lexical_faithfulness, embedder, answer, contexts)
-                vecs = await asyncio.to_thread(embedder.embed, [q["question"], answer])
-                row["answer_relevance"] = float(vecs[0] @ vecs[1])
-                if use_judge:
-                    row["faithfulness_judge"] = await self._judge(caller, answer, "\n\n".join(contexts))
-            if q.get("reference_answer") and answer:
-                row["answer_f1"] = token_f1(answer, q["reference_answer"])
+            sample = AnswerSample(
+                question=q["question"],
+                answer=answer,
+                not_found=bool(out.get("not_found")),
+                contexts=contexts,
+                reference=q.get("reference_answer"),
+                groundedness=out.get("groundedness"),
+                embedder=embedder,
+            )
+            row: dict[str, Any] = await asyncio.to_thread(score_answer, sample)
+            row["faithfulness_judge"] = None
+            if use_judge and answer and not out.get("not_found"):
+                row["faithfulness_judge"] = await self._judge(caller, answer, "\n\n".join(contexts))
             rows.append(row)
             per_question.append(
                 {

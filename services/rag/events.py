@@ -16,11 +16,12 @@ from redis.asyncio import Redis
 from llmops_common.request_id import current_request_id
 from llmops_common.telemetry import current_trace_id
 from llmops_common.trace_events import EventEmitter
+from llmops_common.trace_schema import RetrievedChunk, TraceEvent
 from services.rag.gateway import Caller
 
 
 class RagEvents:
-    """Builds the trace event (schema 1, endpoint `rag`) of each answer request and queues it for writing."""
+    """Builds the trace event (llmops_common.trace_schema, endpoint `rag`) of each answer request and queues it."""
 
     def __init__(
         self,
@@ -43,37 +44,34 @@ class RagEvents:
     ) -> None:
         """Queue the event of one answer request (`out` is the answer body, or the error's envelope)."""
         usage = out.get("usage") or {}
-        event = {
-            "schema": 1,
-            "request_id": current_request_id() or f"rag-{time.time_ns()}",
-            "trace_id": current_trace_id(),
-            "ts": time.time(),
-            "team": caller.team,
-            "project": caller.project,
-            "key_id": caller.key_id,
-            "model": out.get("model") or "unknown",
-            "model_version": out.get("model_version"),
-            "deployment": None,
-            "prompt_version": out.get("prompt_version"),
-            "endpoint": "rag",
-            "status": status,
-            "error_code": (out.get("error") or {}).get("code"),
-            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage.get("completion_tokens") or 0),
-            "cost_usd": 0.0,  # the gateway's own event of the LLM call carries the cost
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-            "ttft_ms": None,
-            "stream": stream,
-            "guardrails": [],
-            "retrieval": [
-                {"chunk_id": p["chunk_id"], "document_id": p["document_id"], "score": p["score"]}
-                for p in out.get("passages") or []
-            ],
-            "prompt": question,
-            "response": out.get("answer"),
-            "mean_logprob": None,
-        }
-        self._writer.emit(event)
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        self._writer.emit_from(
+            lambda: TraceEvent(
+                request_id=current_request_id() or f"rag-{time.time_ns()}",
+                trace_id=current_trace_id(),
+                ts=time.time(),
+                team=caller.team,
+                project=caller.project,
+                key_id=caller.key_id,
+                model=out.get("model") or "unknown",
+                model_version=out.get("model_version"),
+                prompt_version=out.get("prompt_version"),
+                endpoint="rag",
+                status=status,
+                error_code=(out.get("error") or {}).get("code"),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                cost_usd=0.0,  # the gateway's own event of the LLM call carries the cost
+                latency_ms=latency_ms,
+                stream=stream,
+                retrieval=[
+                    RetrievedChunk(chunk_id=p["chunk_id"], document_id=p["document_id"], score=p["score"])
+                    for p in out.get("passages") or []
+                ],
+                prompt=question,
+                response=out.get("answer"),
+            )
+        )
 
     async def aclose(self) -> None:
         """Flush what is buffered (bounded), then close."""

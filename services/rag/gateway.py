@@ -11,6 +11,7 @@ import httpx
 import orjson
 
 from llmops_common.identity import GatewayIdentity, GatewayUnavailable
+from llmops_common.sse import SSEReader
 
 __all__ = ["Caller", "GatewayClient", "GatewayRefused", "GatewayUnavailable"]
 
@@ -136,13 +137,8 @@ class GatewayClient:
 
     async def _iter_sse(self, resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
         try:
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                yield orjson.loads(data)
+            async for event in SSEReader(resp.aiter_lines()).events():
+                yield event
         except httpx.HTTPError as exc:
             raise GatewayUnavailable(f"LLM stream broke: {exc}") from exc
         finally:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from llmops_common.errors import APIError, error_body
+from llmops_common.service_auth import bearer_token
 from llmops_common.sse import DONE, sse_frame
 from services.rag import metering
 from services.rag.events import RagEvents
@@ -36,12 +37,12 @@ def get_service(request: Request) -> RagService:
 
 async def get_caller(request: Request) -> Caller:
     """Authenticate the bearer key through the gateway's /v1/me; the team it returns scopes everything."""
-    header = request.headers.get("authorization", "")
-    if not header.lower().startswith("bearer ") or not header[7:].strip():
+    key = bearer_token(request.headers.get("authorization"))
+    if key is None:
         raise APIError(401, "missing_api_key", "send your virtual key as 'Authorization: Bearer <key>'")
     gateway: GatewayClient = request.app.state.gateway
     try:
-        caller = await gateway.whoami(header[7:].strip())
+        caller = await gateway.whoami(key)
     except GatewayUnavailable as exc:
         raise APIError(503, "gateway_unavailable", f"cannot authenticate: {exc}", headers={"retry-after": "5"}) from exc
     if caller is None:

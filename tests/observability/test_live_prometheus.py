@@ -119,7 +119,12 @@ def platform(
     folder = tmp_path_factory.mktemp("obs-platform")
     routes = _routes(inference_url, fake_upstream)
     gateway = start_gateway(
-        routes, env={"GATEWAY_GUARDRAILS_URL": guardrails_url, "GATEWAY_GUARDRAILS_TOKEN": GUARDRAILS_TOKEN}
+        routes,
+        env={
+            "GATEWAY_GUARDRAILS_URL": guardrails_url,
+            "GATEWAY_GUARDRAILS_TOKEN": GUARDRAILS_TOKEN,
+            "GATEWAY_BUDGET_REFRESH_S": "0.5",  # the team spend/budget gauges move within the traffic's rounds
+        },
     )
     # Guardrails unreachable: the failures series (fail open, so requests still pass).
     unguarded = start_gateway(
@@ -206,6 +211,7 @@ class Traffic:
         self.unguarded: Gateway = urls["unguarded"]
         self.urls = urls
         self.key = self.gateway.key(team="obs-team")
+        self.gateway.team("obs-team", budget_usd=1000)  # the budget panel's ratio (minting the key reset the team)
         self.limited = self.gateway.key(team="obs-limited", rpm_limit=1)
         self.unguarded_key = self.unguarded.key(team="obs-unguarded")
         self.http = httpx.Client(timeout=120)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
 from llmops_common.trace_events import EventEmitter
+from llmops_common.trace_schema import TraceEvent
 from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
 from services.feedback.store.store import Store
@@ -53,7 +54,7 @@ async def test_no_event_lost_or_doubled_across_a_redis_outage(tmp_path: Path, fa
         emitter = EventEmitter(producer_redis, settings.stream_key, dropped=dropped)
         await emitter.start()
         events = [
-            make_event(team=team, key_id=f"key-{team}", project=f"proj-{team}")
+            TraceEvent.model_validate(make_event(team=team, key_id=f"key-{team}", project=f"proj-{team}"))
             for i in range(int(RATE * BURST_S))
             for team in ["team-a" if i % 2 else "team-b"]
         ]
@@ -95,6 +96,6 @@ async def test_no_event_lost_or_doubled_across_a_redis_outage(tmp_path: Path, fa
         await emitter.stop()
         await producer_redis.aclose()
     stored = sorted((r["team"], r["request_id"]) for r in rows)
-    assert stored == sorted((e["team"], e["request_id"]) for e in events)  # 0 lost, exactly once
+    assert stored == sorted((e.team, e.request_id) for e in events)  # 0 lost, exactly once
     assert dropped._value.get() == 0  # the producer buffered through the outage instead of dropping
     assert groups[0]["pending"] == 0

@@ -43,7 +43,8 @@ def pg_database() -> Iterator[str]:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The PostgreSQL variant needs a server: an integration test (make test-fast runs the SQLite one).
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test using it runs on both backends; a PostgreSQL test gets its own schema (search_path)."""
     if request.param == "sqlite":

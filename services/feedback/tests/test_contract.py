@@ -28,6 +28,8 @@ from redis.asyncio import Redis
 
 from services.feedback.tests.helpers import emit, fake_gateway, make_event, serve, wait_for
 
+pytestmark = pytest.mark.integration  # needs a running feedback service and its Redis stream
+
 
 @dataclass(frozen=True)
 class Target:

@@ -72,7 +72,6 @@ redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
 return {}
 """
 )
-ACTIVE_STATES = ("validating", "in_progress", "cancelling")
 TERMINAL_STATES = ("completed", "failed", "expired", "cancelled")
 
 

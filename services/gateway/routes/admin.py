@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from llmops_common.errors import APIError
+from llmops_common.service_auth import bearer_token
 from services.gateway.admin import AdminService
-from services.gateway.auth import admin_matches, bearer_token
+from services.gateway.auth import admin_matches
 from services.gateway.schemas import KeyCreated, KeyIn, KeyOut, KeyPatch, TeamIn, TeamOut
 
 

@@ -22,6 +22,8 @@ from services.gateway.routes_config import CacheFields
 from services.gateway.routing import RouteConfigError, RouteTable
 from services.gateway.tests.harness import MODEL, Harness, harness
 
+pytestmark = pytest.mark.integration  # needs the gateway's real Redis (the harness)
+
 CACHED = {"cache": {"enabled": True}}
 BLOCK = {
     "detector": "injection",

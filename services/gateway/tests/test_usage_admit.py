@@ -12,6 +12,8 @@ import pytest
 
 from services.gateway.tests.harness import ADMIN, MODEL, Harness, harness
 
+pytestmark = pytest.mark.integration  # needs the gateway's real Redis (the harness)
+
 
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[Harness]:

@@ -1,9 +1,13 @@
-"""What every detector returns, and what it is given."""
+"""The detector interface: what every detector is given, what it returns, and how it is registered."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from services.guardrails.detector_config import DetectorPolicy
+    from services.guardrails.detectors.loader import DetectorContext
 
 Action = Literal["allow", "flag", "redact", "block"]
 ACTION_RANK: dict[str, int] = {"allow": 0, "flag": 1, "redact": 2, "block": 3}
@@ -53,3 +57,40 @@ class CheckInput:
 
 class DetectorError(Exception):
     """A detector could not run; the policy's fail mode decides what that means."""
+
+
+class Detector(Protocol):
+    """What the checker needs from a detector. Register one in `loader.DETECTORS` (docs/extending.md)."""
+
+    name: str
+
+    def run(self, inp: CheckInput, config: dict[str, Any]) -> list[Finding]:
+        """Findings in `inp.text` under the policy's settings (`config`: the settings class, dumped to a dict).
+
+        The checker sets each finding's action from the policy; raise DetectorError (or anything) when the
+        detector cannot run, and the policy's fail mode decides.
+        """
+        ...
+
+
+class DetectorFactory(Protocol):
+    """Builds a detector once per process from what the service shares (settings, the token embedder)."""
+
+    def __call__(self, ctx: DetectorContext) -> Detector:
+        """A detector ready to run."""
+        ...
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """One entry of `loader.DETECTORS`: the detector's typed policy settings, where it runs, how it is built."""
+
+    settings: type[DetectorPolicy]
+    # Policy sections the detector may appear in; content (documents, tool results) runs the input ones.
+    modes: frozenset[Literal["input", "output"]]
+    build: DetectorFactory
+
+
+INPUT_AND_OUTPUT: frozenset[Literal["input", "output"]] = frozenset({"input", "output"})
+INPUT_ONLY: frozenset[Literal["input", "output"]] = frozenset({"input"})
+OUTPUT_ONLY: frozenset[Literal["input", "output"]] = frozenset({"output"})

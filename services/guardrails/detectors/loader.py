@@ -1,12 +1,29 @@
-"""Load every detector once per process: the static table, the injection model (from the registry when one is
-configured), the name model."""
+"""DETECTORS, the one list of detectors (policy names, settings classes and the docs derive from it), and
+loading each once per process: the static table, the injection model (from the registry when one is
+configured), the name model.
+
+Adding a detector is one file in this folder (a class implementing `base.Detector`, and its settings: a
+`DetectorPolicy` subclass) and one line in DETECTORS; docs/extending.md walks through it.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from typing import Any
 
+from services.guardrails.detector_config import (
+    CanaryPolicy,
+    DenylistPolicy,
+    GroundednessPolicy,
+    InjectionPolicy,
+    JsonSchemaPolicy,
+    LengthPolicy,
+    PiiPolicy,
+    SecretsPolicy,
+    TopicsPolicy,
+)
+from services.guardrails.detectors.base import INPUT_AND_OUTPUT, INPUT_ONLY, OUTPUT_ONLY, Detector, DetectorSpec
 from services.guardrails.detectors.content import (
     DenyListDetector,
     LengthDetector,
@@ -37,8 +54,23 @@ STATIC_TABLE = "static_minilm_pca128.npz"
 STATIC_WINDOW, STATIC_STRIDE = 256, 128  # token windows of the topic and length detectors
 
 
-def _injection_detector(settings: GuardrailsSettings, embedder: StaticEmbedder) -> InjectionDetector:
+class DetectorContext:
+    """What detectors share, built on first use: the settings and the static token embedder."""
+
+    def __init__(self, settings: GuardrailsSettings) -> None:
+        self.settings = settings
+
+    @functools.cached_property
+    def embedder(self) -> StaticEmbedder:
+        """MiniLM's tokenizer over the static token table (topics, length, injection features, groundedness)."""
+        model_dir = self.settings.model_dir or packaged_model_path()
+        table = StaticTable.load(self.settings.artifacts_dir / STATIC_TABLE).dense()
+        return StaticEmbedder(load_tokenizer(model_dir), table, STATIC_WINDOW, STATIC_STRIDE)
+
+
+def _injection_detector(ctx: DetectorContext) -> InjectionDetector:
     """The injection detector with the registry's production model (watched), else the packaged one."""
+    settings, embedder = ctx.settings, ctx.embedder
     client = HttpRegistryClient(settings.registry_url, settings.registry_token) if settings.registry_url else None
     name, alias = settings.registry_model, settings.registry_alias
     model = resolve_model(client, lambda: InjectionModel.load(settings.artifacts_dir), name, alias)
@@ -52,23 +84,31 @@ def _injection_detector(settings: GuardrailsSettings, embedder: StaticEmbedder) 
     return detector
 
 
-def load_detectors(settings: GuardrailsSettings) -> dict[str, dict[str, Any]]:
-    """Detectors by direction and name, ready to run."""
-    started = time.perf_counter()
-    model_dir = settings.model_dir or packaged_model_path()
-    table = StaticTable.load(settings.artifacts_dir / STATIC_TABLE).dense()
-    embedder = StaticEmbedder(load_tokenizer(model_dir), table, STATIC_WINDOW, STATIC_STRIDE)
-    injection = _injection_detector(settings, embedder)
-    common: dict[str, Any] = {
-        "length": LengthDetector(embedder),
-        "secrets": secrets_detector(),
-        "pii": PiiDetector(load_ner()),  # structured identifiers, and names/places/organisations (spaCy)
-        "denylist": DenyListDetector(),
-        "topics": TopicDetector(embedder),
-    }
-    inputs = {**common, "injection": injection}
-    outputs = {**common, "canary": CanaryDetector(), "json_schema": JsonSchemaDetector()}
+# Name -> settings, modes, factory; in run order (cheap and decisive first), whatever order a policy file uses.
+DETECTORS: dict[str, DetectorSpec] = {
+    "length": DetectorSpec(LengthPolicy, INPUT_AND_OUTPUT, lambda ctx: LengthDetector(ctx.embedder)),
+    "injection": DetectorSpec(InjectionPolicy, INPUT_ONLY, _injection_detector),
+    "canary": DetectorSpec(CanaryPolicy, OUTPUT_ONLY, lambda ctx: CanaryDetector()),
+    "secrets": DetectorSpec(SecretsPolicy, INPUT_AND_OUTPUT, lambda ctx: secrets_detector()),
+    # Structured identifiers, and names/places/organisations (spaCy).
+    "pii": DetectorSpec(PiiPolicy, INPUT_AND_OUTPUT, lambda ctx: PiiDetector(load_ner())),
+    "denylist": DetectorSpec(DenylistPolicy, INPUT_AND_OUTPUT, lambda ctx: DenyListDetector()),
+    "json_schema": DetectorSpec(JsonSchemaPolicy, OUTPUT_ONLY, lambda ctx: JsonSchemaDetector()),
     # Static token vectors, not the transformer: 268 ms per answer was over the check's own budget (issue 13).
-    outputs["groundedness"] = GroundednessDetector(StaticSentenceEncoder(embedder))
+    "groundedness": DetectorSpec(
+        GroundednessPolicy, OUTPUT_ONLY, lambda ctx: GroundednessDetector(StaticSentenceEncoder(ctx.embedder))
+    ),
+    "topics": DetectorSpec(TopicsPolicy, INPUT_AND_OUTPUT, lambda ctx: TopicDetector(ctx.embedder)),
+}
+
+
+def load_detectors(settings: GuardrailsSettings) -> dict[str, dict[str, Detector]]:
+    """Every registered detector, built once (a detector of both directions is one object), by direction."""
+    started = time.perf_counter()
+    ctx = DetectorContext(settings)
+    built = {name: spec.build(ctx) for name, spec in DETECTORS.items()}
     log.info("detectors loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
-    return {"input": inputs, "output": outputs}
+    return {
+        mode: {name: built[name] for name, spec in DETECTORS.items() if mode in spec.modes}
+        for mode in ("input", "output")
+    }

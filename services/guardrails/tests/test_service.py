@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from llmops_common.openapi import render
 from services.guardrails.app import create_app
 from services.guardrails.settings import GuardrailsSettings
 
 OPENAPI = Path(__file__).resolve().parents[1] / "openapi.json"
 
 
-def render_openapi() -> str:
-    """The document as committed: sorted keys, two-space indent, trailing newline."""
-    app = create_app(GuardrailsSettings(dev_mode=True))
-    return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
-
-
 def test_committed_openapi_matches_the_code() -> None:
-    assert OPENAPI.read_text() == render_openapi(), "run: python -m services.guardrails.tests.test_service"
+    """Fails when a route, schema or description changed without regenerating the document."""
+    assert OPENAPI.read_text() == render(create_app(GuardrailsSettings(dev_mode=True))), "run `make openapi`"
 
 
 def test_metrics_count_checks_findings_and_latency(service_client: TestClient) -> None:
@@ -54,11 +49,6 @@ def test_text_over_the_service_limit_is_413(service_client: TestClient) -> None:
 def test_long_text_under_the_limit_gets_a_decision_quickly(service_client: TestClient) -> None:
     response = service_client.post("/v1/check/input", json={"text": "ab1 cd2 " * 100_000, "policy": "default"})
     assert response.status_code == 200 and response.json()["decision"] == "block"  # over max_chars
-
-
-if __name__ == "__main__":
-    OPENAPI.write_text(render_openapi())
-    print(f"wrote {OPENAPI}")
 
 
 def test_uvicorns_access_line_is_off_unless_asked_for() -> None:

@@ -129,6 +129,13 @@ class LlamaCppEngine:
         """Ready once the model has loaded."""
         return self._server is not None
 
+    async def refresh_ready(self) -> bool:
+        """The model is in this process: loaded is ready."""
+        return self.is_ready()
+
+    def restore_priority(self) -> None:
+        """Nothing to restore: the model loaded at this process's own priority."""
+
     def _call(self, kind: Kind, payload: dict[str, Any], callback: Any = None) -> Any:
         if self._server is None:
             raise EngineUnavailable("model is not loaded")

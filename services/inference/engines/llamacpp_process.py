@@ -20,14 +20,19 @@ import threading
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from services.inference.engines.base import EngineUnavailable, Kind
-from services.inference.engines.llamacpp import map_engine_error
+from services.inference.engines.llamacpp import LlamaCppEngine, map_engine_error, packaged_smollm2_path
 from services.inference.engines.llamacpp_child import READY
 from services.inference.engines.openai_upstream import OpenAIUpstreamEngine, upstream_error
+from services.inference.registry_source import resolve_artifact
+
+if TYPE_CHECKING:
+    from services.inference.registry_source import VersionSpec
+    from services.inference.settings import InferenceSettings
 
 log = logging.getLogger("inference.llamacpp.process")
 
@@ -279,6 +284,10 @@ class LlamaCppProcessEngine:
         proc = self._proc
         return self._upstream is not None and proc is not None and proc not in self._ended and proc.poll() is None
 
+    async def refresh_ready(self) -> bool:
+        """Whether the child is still alive (a dead one is restarted by its own watcher, not here)."""
+        return self.is_ready()
+
     def _client(self) -> OpenAIUpstreamEngine:
         if self._upstream is None or not self.is_ready():
             code = self._proc.poll() if self._proc is not None else None
@@ -297,3 +306,35 @@ class LlamaCppProcessEngine:
         async for chunk in self._client().stream(kind, payload):
             chunk.pop("timings", None)
             yield chunk
+
+
+def build(settings: InferenceSettings, spec: VersionSpec | None) -> LlamaCppEngine | LlamaCppProcessEngine:
+    """The engine `llamacpp`: a GGUF file (the version's artifact, or the settings' / packaged SmolLM2)."""
+    args = spec.engine_args if spec else {}
+    if spec is not None:
+        model_path = resolve_artifact(spec.artifact_uri)
+    else:
+        model_path = Path(settings.model_path) if settings.model_path else packaged_smollm2_path()
+    context_length = int(args.get("n_ctx") or (spec.context_length if spec else settings.context_length))
+    parallel_slots = int(args.get("parallel_slots") or settings.parallel_slots)
+    # A fixed port only for the one model from the settings: versions loaded side by side in a swap need two.
+    http_port = settings.engine_http_port if spec is None or settings.registry_url is None else 0
+    if settings.engine_isolation == "in_process":
+        return LlamaCppEngine(
+            model_path,
+            context_length=context_length,
+            parallel_slots=parallel_slots,
+            threads=settings.threads,
+            http_port=http_port,
+        )
+    return LlamaCppProcessEngine(
+        model_path,
+        context_length=context_length,
+        parallel_slots=parallel_slots,
+        threads=settings.threads,
+        http_port=http_port,
+        start_timeout_s=settings.engine_start_timeout_s,
+        request_timeout_s=settings.upstream_timeout_s,
+        load_nice=settings.engine_load_nice,
+        restart_after_s=settings.engine_restart_s,
+    )

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 
+from llmops_common.sse import SSEReader
 from llmops_common.telemetry import inject_trace_headers
 from services.inference.engines.base import EngineError, EngineUnavailable, Kind
+
+if TYPE_CHECKING:
+    from services.inference.registry_source import VersionSpec
+    from services.inference.settings import InferenceSettings
 
 log = logging.getLogger("inference.openai_upstream")
 
@@ -101,6 +106,9 @@ class OpenAIUpstreamEngine:
         """True when the last probe of the upstream succeeded."""
         return self._ready
 
+    def restore_priority(self) -> None:
+        """Nothing to restore: the upstream is another server."""
+
     def _body(self, payload: dict[str, Any], stream: bool) -> bytes:
         body = dict(payload, model=self.upstream_model, stream=stream)
         if stream:
@@ -133,12 +141,7 @@ class OpenAIUpstreamEngine:
             async with await self._post(kind, self._body(payload, True)) as resp:
                 if resp.status != 200:
                     raise self._map_error(resp.status, await resp.read())
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        return
+                async for data in SSEReader(resp.content):
                     event = orjson.loads(data)
                     if "error" in event:
                         err = event["error"]
@@ -146,3 +149,17 @@ class OpenAIUpstreamEngine:
                     yield event
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise EngineUnavailable(f"upstream unreachable: {exc}") from exc
+
+
+def build(settings: InferenceSettings, spec: VersionSpec | None) -> OpenAIUpstreamEngine:
+    """The engines `openai` and `vllm`: the server at INFERENCE_UPSTREAM_URL, under its own model name."""
+    if not settings.upstream_url:
+        raise ValueError("INFERENCE_UPSTREAM_URL is required for the openai/vLLM engine")
+    args = spec.engine_args if spec else {}
+    return OpenAIUpstreamEngine(
+        settings.upstream_url,
+        upstream_model=str(args.get("served_model_name") or settings.upstream_model or settings.served_model_name),
+        api_key=settings.upstream_api_key,
+        context_length=spec.context_length if spec else settings.context_length,
+        timeout_s=settings.upstream_timeout_s,
+    )

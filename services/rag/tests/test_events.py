@@ -7,11 +7,14 @@ import time
 import uuid
 
 import orjson
+import pytest
 import redis
 
 from services.rag.app import create_app
 from services.rag.tests.conftest import client_for, rag_settings
 from services.rag.tests.fake_gateway import serve_in_thread
+
+pytestmark = pytest.mark.integration  # needs the real Redis stream
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

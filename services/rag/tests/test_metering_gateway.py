@@ -17,6 +17,8 @@ from services.rag.tests.fake_gateway import serve_in_thread
 from services.rag.tests.test_api import new_collection
 from tests.support.fake_engine import fake_engine_in_thread
 
+pytestmark = pytest.mark.integration  # needs a real gateway subprocess and Redis
+
 ADMIN = "meter-admin"
 
 
