@@ -109,6 +109,11 @@ def question(payload: dict[str, Any]) -> tuple[str, list[Any]] | None:
     return text, blanked
 
 
+def _b64_width(dimension: int) -> int:
+    """Length of a float16 vector of `dimension` in base64 (384 -> 1024: 768 bytes, no padding)."""
+    return 4 * -(-dimension * 2 // 3)
+
+
 def _is_text(part: Any) -> bool:
     return isinstance(part, dict) and part.get("type") == "text"
 
@@ -251,24 +256,26 @@ class SemanticIndex:
             log.warning("semantic cache read failed; served as a miss", extra={"error": str(exc)})
             self.metrics.cache_lookups.labels(model, "semantic", "error").inc()
             return None
+        width = _b64_width(vector.shape[0])
         keys, rows = [], []
         for key, value in indexed.items():
             stored, _, encoded = str(value).partition(":")
-            if not compatible(probe.fingerprint, stored):
-                continue
-            try:
-                rows.append(np.frombuffer(base64.b64decode(encoded), dtype=np.float16))
-            except ValueError:
-                continue
-            keys.append(str(key))
+            if len(encoded) == width and compatible(probe.fingerprint, stored):  # another width: another encoder
+                keys.append(str(key))
+                rows.append(encoded)
         if not rows:
             self.metrics.cache_lookups.labels(model, "semantic", "miss").inc()
             return None
         try:
-            scores = np.vstack(rows).astype(np.float32) @ vector
-        except ValueError:  # a vector of another dimension (another encoder wrote it): unusable, not an error
-            self.metrics.cache_lookups.labels(model, "semantic", "miss").inc()
+            if (2 * vector.shape[0]) % 3 == 0:  # rows without base64 padding concatenate: one decode for all (384)
+                raw = base64.b64decode("".join(rows), validate=True)
+            else:
+                raw = b"".join(base64.b64decode(row, validate=True) for row in rows)
+            matrix = np.frombuffer(raw, dtype=np.float16).reshape(len(rows), -1)
+        except ValueError:  # not base64: not written by this layer
+            self.metrics.cache_lookups.labels(model, "semantic", "error").inc()
             return None
+        scores = matrix.astype(np.float32) @ vector
         best = int(np.argmax(scores))
         similarity = float(min(1.0, scores[best]))
         probe.similarity = similarity
