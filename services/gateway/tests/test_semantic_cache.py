@@ -90,6 +90,18 @@ def test_a_rewording_hits_and_says_semantic_with_its_similarity(gw: Harness) -> 
     assert _ask(gw, key, ASKED).headers["x-llmops-cache-match"] == "exact"
 
 
+def test_a_streamed_rewording_is_replayed_from_the_stored_answer(gw: Harness) -> None:
+    """A streamed request may hit too: the stored whole answer replays as SSE, marked semantic."""
+    key, _ = gw.key()
+    _ask(gw, key, ASKED)
+    _indexed(gw)
+    response = _ask(gw, key, REWORDED, stream=True)
+    assert response.status_code == 200 and response.headers["x-llmops-cache"] == "hit" and _calls(gw) == 1
+    assert response.headers["x-llmops-cache-match"].startswith("semantic; similarity=")
+    frames = [line[6:] for line in response.text.split("\n\n") if line.startswith("data: ")]
+    assert frames[-1] == "[DONE]" and orjson.loads(frames[0])["choices"][0]["delta"]["content"] == "pong"
+
+
 def test_a_different_question_misses(gw: Harness) -> None:
     """Another question on the same topic is below the threshold: it goes upstream."""
     key, _ = gw.key()
