@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -128,6 +128,12 @@ bench-gateway: install ## gateway overhead, guardrails off and on, vs. a fast fa
 bench-inference: install ## tokens/s and TTFT through the inference service vs. raw llama.cpp
 	$(PY) bench/inference_overhead.py
 
+bench-inference-concurrency: install ## aggregate tokens/s and TTFT at 1/2/4/8 streams: the service vs. the raw engine, same slots
+	$(PY) bench/inference_concurrency.py
+
+bench-semantic-threshold: install ## how the semantic cache's threshold splits paraphrases from different questions
+	$(PY) bench/semantic_cache_threshold.py
+
 bench-swap: install ## requests/s, errors and p99 while a new model version is promoted (MLflow + registry + inference)
 	$(PY) bench/swap_under_load.py
 
@@ -143,7 +149,7 @@ bench-rag: install ## RAG retrieval latency (10,000 chunks, every strategy) and 
 bench-rag-fusion: install ## retrieval quality per strategy beside BM25 and plain RRF on the two dev fixtures
 	$(PY) bench/rag_fusion.py
 
-bench-gateway-cache: install ## response-cache hit vs miss vs cache-off vs direct, in one run (fake upstream)
+bench-gateway-cache: install ## response-cache hit (exact, semantic) vs miss vs cache-off vs direct, in one run (fake upstream)
 	$(PY) bench/gateway_cache.py --seconds 10
 
 bench-rag-trust: install ## RAG abstention calibration and citation attribution on the dev set (bench/data/rag_dev)

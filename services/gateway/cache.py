@@ -16,6 +16,9 @@ What is cached, and why it is safe:
 - entries live in Redis under the team's hash tag with the route's TTL; a team's entries are bounded in bytes
   (GATEWAY_CACHE_TEAM_BYTES_MAX): storing past it evicts the team's entries closest to expiry.
 
+A semantic layer (semantic_cache.py, a route's `cache.semantic`) answers, after an exact miss, close rewordings of
+the last user message with an entry stored here; it keeps every rule above.
+
 The cache never fails a request: a Redis error while reading is a miss, while storing is a skipped store.
 """
 
@@ -39,6 +42,7 @@ from services.gateway.keys import KeyRecord
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.routes_config import CacheFields
 from services.gateway.routing import ModelRoute
+from services.gateway.semantic_cache import Probe, SemanticIndex
 
 log = logging.getLogger("gateway.cache")
 _STORE = (Path(__file__).parent / "lua" / "cache_store.lua").read_text()
@@ -79,6 +83,12 @@ class CachedAnswer:
     output: dict[str, Any] | None  # {"decision", "findings"}; None: no output check (none configured)
     deployment: str | None
     stored_at: float
+    similarity: float | None = None  # a semantic hit: how close the question was to the stored one
+
+    @property
+    def match_header(self) -> str:
+        """x-llmops-cache-match: `exact`, or `semantic; similarity=0.9731`."""
+        return "exact" if self.similarity is None else f"semantic; similarity={self.similarity:.4f}"
 
     @property
     def usage(self) -> dict[str, Any]:
@@ -106,22 +116,47 @@ class ResponseCache:
     team_max_bytes: int
     checked: bool
     _store: Any = field(init=False, repr=False)
+    semantic: SemanticIndex = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._store = self.redis.register_script(_STORE)
+        self.semantic = SemanticIndex(self.redis, self.metrics)  # its encoder loads on a semantic route's first use
 
     def _team(self, team: str) -> str:
         return f"{self.prefix}:{{t:{team}}}:cache"
 
     def key(self, team: str, kind: str, payload: dict[str, Any], version: str) -> str:
         """The Redis key of a request's entry (payload: the body as it will be forwarded)."""
-        material = {k: v for k, v in payload.items() if k not in _NOT_IN_KEY}
-        if material.get("temperature") == 0:  # 0 and 0.0 (and none, where greedy by default) are one entry
-            del material["temperature"]
         digest = hashlib.sha256(
-            orjson.dumps([team, kind, version, self.checked, material], option=orjson.OPT_SORT_KEYS)
+            orjson.dumps([team, kind, version, self.checked, _material(payload)], option=orjson.OPT_SORT_KEYS)
         ).hexdigest()
         return f"{self._team(team)}:e:{digest}"
+
+    def semantic_probe(
+        self, team: str, kind: str, payload: dict[str, Any], version: str, policy: CacheFields
+    ) -> Probe | None:
+        """Start the semantic lookup of a request that missed the exact layer (its embedding runs from now on);
+        None unless the route enables the layer and the request is a chat whose last message is the user's text."""
+        if kind != "chat" or not policy.semantic.enabled:
+            return None
+        material = {"team": team, "kind": kind, "version": version, "checked": self.checked, "body": _material(payload)}
+        head = [team, kind, payload.get("model"), version, self.checked]
+        return self.semantic.probe(self._team(team), material, head, policy.semantic)
+
+    async def semantic_get(self, probe: Probe, model: str) -> CachedAnswer | None:
+        """The entry of the closest indexed question of the probe's context, if close enough and still stored."""
+        match = await self.semantic.lookup(probe, model)
+        if match is None:
+            return None
+        fetched = await self.fetch(match.entry_key)
+        if fetched is None:  # the entry expired or was evicted: its vector goes too
+            await self.semantic.forget(probe, match.entry_key)
+            self.metrics.cache_lookups.labels(model, "semantic", "miss").inc()
+            return None
+        answer = self.answer(fetched, model, layer="semantic")
+        if answer is not None:
+            answer.similarity = match.similarity
+        return answer
 
     async def fetch(self, key: str) -> str | RedisError | None:
         """The raw entry (None: absent; the RedisError when Redis failed). No metrics: a fetch may be discarded."""
@@ -131,14 +166,14 @@ class ResponseCache:
             return exc
         return None if raw is None else str(raw)
 
-    def answer(self, fetched: str | RedisError | None, model: str) -> CachedAnswer | None:
+    def answer(self, fetched: str | RedisError | None, model: str, layer: str = "exact") -> CachedAnswer | None:
         """A fetched entry as an answer, or None (a miss; also when Redis failed or the entry is unreadable)."""
         if isinstance(fetched, RedisError):
             log.warning("cache read failed; served as a miss", extra={"error": str(fetched)})
-            self.metrics.cache_lookups.labels(model, "error").inc()
+            self.metrics.cache_lookups.labels(model, layer, "error").inc()
             return None
         if fetched is None:
-            self.metrics.cache_lookups.labels(model, "miss").inc()
+            self.metrics.cache_lookups.labels(model, layer, "miss").inc()
             return None
         try:
             head, _, body = fetched.partition("\n")
@@ -147,9 +182,9 @@ class ResponseCache:
                 body.encode(), orjson.loads(body), meta.get("output"), meta.get("deployment"), meta["at"]
             )
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            self.metrics.cache_lookups.labels(model, "error").inc()
+            self.metrics.cache_lookups.labels(model, layer, "error").inc()
             return None
-        self.metrics.cache_lookups.labels(model, "hit").inc()
+        self.metrics.cache_lookups.labels(model, layer, "hit").inc()
         self.metrics.cache_bytes.labels(model, "served").inc(len(answer.body))
         return answer
 
@@ -192,9 +227,32 @@ class ResponseCache:
         self.metrics.cache_bytes.labels(model, "stored").inc(len(value))
         return True
 
+    async def put_and_index(
+        self,
+        key: str,
+        team: str,
+        model: str,
+        body: bytes,
+        output: dict[str, Any] | None,
+        deployment: str | None,
+        policy: CacheFields,
+        probe: Probe | None,
+    ) -> None:
+        """Store an answer, then index its question for the semantic layer (only once the entry exists)."""
+        if await self.put(key, team, model, body, output, deployment, policy) and probe is not None:
+            await self.semantic.add(probe, key, model, policy.ttl_s, policy.semantic)
+
     async def team_bytes(self, team: str) -> int:
         """Bytes of the team's live entries as the store script counts them."""
         return int(await self.redis.get(f"{self._team(team)}:bytes") or 0)
+
+
+def _material(payload: dict[str, Any]) -> dict[str, Any]:
+    """The body's fields that change the answer (what both layers key on)."""
+    material = {k: v for k, v in payload.items() if k not in _NOT_IN_KEY}
+    if material.get("temperature") == 0:  # 0 and 0.0 (and none, where greedy by default) are one entry
+        del material["temperature"]
+    return material
 
 
 @dataclass

@@ -152,7 +152,29 @@ class GatewayMetrics:
 
         self.cache_lookups = Counter(
             "llmops_gateway_cache_lookups_total",
-            "Response-cache lookups of cacheable requests, by model and outcome (hit|miss|error).",
+            "Response-cache lookups of cacheable requests, by model, layer (exact; semantic: after an exact miss, "
+            "on routes with cache.semantic) and outcome (hit|miss|error).",
+            ["model", "layer", "outcome"],
+            registry=registry,
+        )
+        self.cache_similarity = Histogram(
+            "llmops_gateway_cache_semantic_similarity",
+            "Best cosine similarity a semantic lookup found among its context's indexed questions, by model "
+            "(what to look at before moving cache.semantic.threshold).",
+            ["model"],
+            buckets=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0),
+            registry=registry,
+        )
+        self.cache_embed_seconds = Histogram(
+            "llmops_gateway_cache_embed_seconds",
+            "Time to embed one last user message for the semantic cache (off the event loop, queue included).",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5),
+            registry=registry,
+        )
+        self.cache_semantic_writes = Counter(
+            "llmops_gateway_cache_semantic_writes_total",
+            "Questions added to the semantic index after their answer was stored, by model and outcome "
+            "(indexed|error).",
             ["model", "outcome"],
             registry=registry,
         )

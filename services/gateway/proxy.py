@@ -45,6 +45,7 @@ from services.gateway.replies import limit_error, state_store_error
 from services.gateway.requests import PATHS, ClientRequest, Kind, check_request, parse_request
 from services.gateway.routes_config import CacheFields
 from services.gateway.routing import ModelRoute, RouteTable
+from services.gateway.semantic_cache import Probe
 from services.gateway.upstream import NoDeploymentAvailable, UpstreamClient
 
 __all__ = ["Completed", "ProxyService", "Streaming"]
@@ -226,6 +227,7 @@ class ProxyService:
 
     async def _serve(self, call: Call, prefetch: Prefetch | None = None) -> Completed | Streaming:
         req = call.req
+        probe: Probe | None = None  # the semantic lookup of a cacheable miss; its vector is indexed if stored
         if self.checks is not None:
             try:
                 call.verdicts.append(await self.checks.check_input(call))
@@ -246,6 +248,12 @@ class ProxyService:
                 discard(prefetch)
                 fetched = await self.cache.fetch(key)
             hit = self.cache.answer(fetched, req.model)
+            if hit is None:  # the semantic layer (when the route enables it): a close rewording's stored answer
+                probe = self.cache.semantic_probe(
+                    call.record.team, req.kind, req.payload, self._served_version(call.route), policy
+                )
+                if probe is not None:
+                    hit = await self.cache.semantic_get(probe, req.model)
             if hit is not None:
                 return self._serve_hit(call, hit, policy)
             if not req.stream:  # a whole answer is stored; a streamed one is not assembled for the cache
@@ -281,7 +289,7 @@ class ProxyService:
             return Streaming(self.relay.stream(call), headers)
         result = await self.relay.complete(call, headers)
         if policy is not None and call.cache_key is not None and result.status == 200:
-            self._store(call, result.body, policy)
+            self._store(call, result.body, policy, probe)
         return result
 
     def _served_version(self, route: ModelRoute) -> str:
@@ -303,7 +311,7 @@ class ProxyService:
         call.response_text = hit.texts()
         if hit.output is not None:
             call.verdicts.append(Verdict("output", str(hit.output.get("decision")), hit.output.get("findings") or []))
-        headers = {"x-llmops-cache": "hit"}
+        headers = {"x-llmops-cache": "hit", "x-llmops-cache-match": hit.match_header}
         if version := self._version(req.model):
             headers["x-llmops-model-version"] = version
         if call.verdicts:
@@ -319,7 +327,7 @@ class ProxyService:
         headers["x-llmops-cost-usd"] = f"{cost_usd:.9f}"
         return Completed(200, hit.body, headers)
 
-    def _store(self, call: Call, body: bytes, policy: CacheFields) -> None:
+    def _store(self, call: Call, body: bytes, policy: CacheFields, probe: Probe | None = None) -> None:
         """Offer a checked 200 answer to the cache, in the background (the caller never waits for it)."""
         assert self.cache is not None and call.cache_key is not None
         output = next((v for v in reversed(call.verdicts) if v.stage == "output"), None)
@@ -332,7 +340,9 @@ class ProxyService:
         deployment = call.up.deployment.name if call.up else None
         verdict = output.as_event() if output is not None else None
         self._in_background(
-            self.cache.put(call.cache_key, call.record.team, call.req.model, body, verdict, deployment, policy)
+            self.cache.put_and_index(
+                call.cache_key, call.record.team, call.req.model, body, verdict, deployment, policy, probe
+            )
         )
 
     def _version(self, model: str) -> str | None:

@@ -46,6 +46,39 @@ class PriceFields(BaseModel):
     output_per_1m: float = Field(0.0, ge=0, le=1e6, allow_inf_nan=False)
 
 
+# The semantic cache's default similarity bar, chosen on bench/data/semantic_cache/pairs.json (40 paraphrase pairs vs.
+# 44 same-topic different questions): 0.94 was the lowest value that served none of the different questions (0.9345:
+# "sort a dictionary by value" vs "by key"), and it served 70% of the paraphrases; one step above it for margin
+# (65%). bench/results/semantic_cache_threshold.md shows how each value splits them.
+SEMANTIC_THRESHOLD_DEFAULT = 0.95
+
+
+class SemanticCacheFields(BaseModel):
+    """The semantic layer of a model's response cache (services/gateway/semantic_cache.py): a request that misses the
+    exact cache is answered with a stored answer to a question whose wording is close enough. Off unless enabled;
+    it applies only where the exact cache does (opted in, deterministic) and only to chat requests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Also serve answers to close rewordings of the last user message.")
+    threshold: float = Field(
+        SEMANTIC_THRESHOLD_DEFAULT,
+        ge=0.7,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Least cosine similarity (all-MiniLM-L6-v2) between the last user messages for a hit. The "
+        "default is one step above the lowest value that served no different question in the calibration set "
+        "(bench/semantic_cache_threshold.py); lower it only with data from your own traffic.",
+    )
+    max_entries: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="Most indexed questions per team and model version; past it the ones closest to expiry "
+        "leave the index (their exact entries stay). Every lookup reads one context's vectors (1 KB each).",
+    )
+
+
 class CacheFields(BaseModel):
     """The exact-match response cache of one model (services/gateway/cache.py); off unless `enabled` or a key
     opts in (its `cache` field)."""
@@ -69,6 +102,9 @@ class CacheFields(BaseModel):
         allow_inf_nan=False,
         description="Share of the stored answer's price (at today's price) charged on a hit; 0: hits are free. "
         "Hits never count tokens against TPM.",
+    )
+    semantic: SemanticCacheFields = Field(
+        default_factory=SemanticCacheFields, description="The semantic layer (similar questions share an answer)."
     )
 
 
@@ -124,6 +160,7 @@ def _schema_at(loc: tuple[Any, ...]) -> type[BaseModel]:
         "price": PriceFields,
         "models": ModelFields,
         "cache": CacheFields,
+        "semantic": SemanticCacheFields,
     }
     return schemas.get(last, RoutesFile)
 

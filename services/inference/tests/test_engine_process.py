@@ -212,3 +212,30 @@ def test_loading_niced_is_off_when_priority_could_not_be_given_back(monkeypatch:
         packaged_smollm2_path(), context_length=512, parallel_slots=1, threads=1, load_nice=10
     )
     assert engine.load_nice == 0  # a version must never serve niced for its whole life
+
+
+async def test_streams_never_reuse_a_connection_the_child_closed() -> None:
+    """llama.cpp's server closes the connection after each stream although it announces keep-alive; the engine
+    asks for that (`Connection: close`) instead of pooling it, so each stream is sent once, on a live connection
+    (before: half of the streams were first written to a dead socket and resent; two dead ones made a 503)."""
+    engine = process_engine()
+    await engine.start()
+    try:
+        upstream = engine._client()
+        assert upstream._session is not None
+        sent = 0
+        post = upstream._session.post
+
+        def counting(*args: object, **kwargs: object) -> object:
+            nonlocal sent
+            sent += 1
+            return post(*args, **kwargs)  # type: ignore[arg-type]
+
+        upstream._session.post = counting  # type: ignore[method-assign]
+        for _ in range(4):
+            chunks = [chunk async for chunk in engine.stream("chat", HI)]
+            assert chunks and chunks[-1].get("usage")
+        assert sent == 4
+        assert (await engine.generate("chat", HI))["usage"]["completion_tokens"] <= 2  # whole answers keep alive
+    finally:
+        await engine.stop()
