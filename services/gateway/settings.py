@@ -48,6 +48,14 @@ class GatewaySettings(ServiceSettings):
         256, ge=1, description="max_tokens set on requests that do not say; bounds what a request can cost."
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    shutdown_drain_s: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, keep serving this long with `Connection: close` on every response and /readyz 503 "
+        "before shutting down, so clients of one of several workers or replicas move at a request boundary "
+        "(a rolling restart loses no request); 0: stop at once (libs/llmops_common/drain.py).",
+    )
     max_output_tokens: int = Field(
         131_072, ge=1, description="Largest max_tokens / max_completion_tokens a request may ask for (per choice)."
     )
