@@ -53,6 +53,8 @@ def test_growth_after_warm_up_is_flagged_and_a_flat_series_is_not() -> None:
     assert result["redis.keys"]["flat"] is True  # the warm-up's jump from 40 to 400 is left out
     assert result["gateway.fds"]["flat"] is True
     assert "flat" not in result["latency.chat.p99_ms"]  # reported, not judged
+    falling = [sample(300 * i, 300 - 20 * i, 400) for i in range(1, 13)]  # pages reclaimed: no leak
+    assert soak.analyse(falling, warmup_s=600)["gateway.rss_bytes"]["flat"] is True
     assert soak.verdict_of(result) == "growth in gateway.rss_bytes"
 
 
@@ -113,6 +115,7 @@ def test_the_recorder_samples_a_running_gateway_under_the_demo_mix(
     for s in samples:
         gateway = s["services"]["gateway"]
         assert gateway["processes"] == 1 and gateway["rss_bytes"] > 20 * soak.MIB and gateway["fds"] > 5
+        assert 0 < gateway["rss_anon_bytes"] < gateway["rss_bytes"]
     last = samples[-1]
     assert last["redis"]["keys"] > 0 and all(k.startswith(prefix) for k in last["redis"]["families"])
     assert f"{prefix}:events" in last["redis"]["streams"] and last["redis"]["streams"][f"{prefix}:events"]["len"] > 0
@@ -122,7 +125,7 @@ def test_the_recorder_samples_a_running_gateway_under_the_demo_mix(
 
     config = {"warmup_s": 0, "duration_s": 4, "window_s": 2, "rate": 20, "max_tokens": 8, "seed": 1}
     result = soak.build_result(samples, {**config, "port_offset": 0, "gateway_workers": 1}, started="smoke")
-    for series in ("gateway.rss_bytes", "gateway.fds", "redis.used_memory", "redis.keys"):
+    for series in ("gateway.rss_bytes", "gateway.rss_anon_bytes", "gateway.fds", "redis.used_memory", "redis.keys"):
         assert result["analysis"][series]["n"] == 3 and isinstance(result["analysis"][series]["flat"], bool)
     json_path, md_path = soak.write_result(result, tmp_path, "soak-smoke")
     assert "gateway.rss_bytes" in md_path.read_text() and json_path.stat().st_size > 0
