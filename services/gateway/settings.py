@@ -77,7 +77,13 @@ class GatewaySettings(ServiceSettings):
         "/metrics is open, allowed only in dev mode (a warning is logged otherwise).",
     )
     events_stream: str = Field("llmops:events", description="Redis stream receiving one trace event per request.")
-    events_maxlen: int = Field(1_000_000, ge=1000, description="Approximate cap on the trace-event stream length.")
+    events_maxlen: int = Field(
+        100_000,
+        ge=1000,
+        description="Approximate cap on the trace-event stream length. An event takes about 2 KB in Redis (the "
+        "soak, bench/results/soak-*.json): 100,000 is about 200 MB, within the default 512 MB cap beside keys and "
+        "limits; a million (the old default) would fill that cap long before trimming and refuse every write (507).",
+    )
     registry_url: str | None = Field(
         None, description="Registry base URL; when set, production versions and prices come from its catalogue."
     )
