@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean
+.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -108,6 +108,18 @@ contract: install ## run a service's contract tests against any base URL: make c
 DURATION ?= 120
 demo-traffic: install ## send a realistic mix (chat, streams, RAG, attacks, PII, 429 bursts, feedback) for DURATION seconds
 	$(PY) scripts/demo_traffic.py --duration $(DURATION)
+
+# A private platform (own state folder in /tmp, ports +21000, own Redis) so a soak never meets `make up` or the tests.
+# DURATION given on the command line wins; plain `make soak` runs the hour the committed result comes from.
+SOAK_DURATION = $(if $(filter command line environment,$(origin DURATION)),$(DURATION),3600)
+soak: install ## the demo mix against a private platform for DURATION s (default 3600): RSS, fds, Redis, latency slopes
+	$(PY) -m bench.soak --duration $(SOAK_DURATION) $(SOAK_ARGS)
+
+load: install ## closed-loop mix (chat, stream, RAG, checks) at 2x the saturation knee for 5 min, private platform
+	$(PY) -m bench.load $(LOAD_ARGS)
+
+rolling-restart: install ## restart each service in turn under steady load (private platform, gateway on 2 workers)
+	$(PY) -m bench.rolling_restart $(ROLL_ARGS)
 
 check-exercise: install ## check your solution of an exercise: make check-exercise N=7 (N = 1..8 or bonus; WORK=<folder>, ARGS=--live)
 	@test -n "$(N)" || { echo "usage: make check-exercise N=<1..8|bonus> [WORK=<folder>] [ARGS=...]"; exit 2; }

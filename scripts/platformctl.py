@@ -34,7 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STATE = REPO / ".llmops"
+DEFAULT_STATE = REPO / ".llmops"
+# A second, private platform beside a developer's `make up` (the soak and load benchmarks, tests that must share no
+# port, Redis or data with it): LLMOPS_STATE_DIR moves every pid, log, secret and data file, LLMOPS_PORT_OFFSET
+# shifts every port (Redis's too: a private redis-server is started on 6379 + offset). Unset: the usual platform.
+STATE = Path(os.environ.get("LLMOPS_STATE_DIR") or DEFAULT_STATE).resolve()
+PORT_OFFSET = int(os.environ.get("LLMOPS_PORT_OFFSET") or 0)
 RUN, LOGS, DATA = STATE / "run", STATE / "logs", STATE / "data"
 SECRETS = STATE / "secrets.json"
 ENV_FILE = STATE / "env"
@@ -71,7 +76,19 @@ GENERATED_SECRETS = {
 # their comparison runs with it (exercises 2 and 3).
 MLFLOW_USERS = {"rag": ("rag",), "feedback": ("llmops-feedback",), "viewer": ("prompt-evals", "rag-chunking")}
 MLFLOW_ADMIN = "llmops-registry"  # MLflow's only admin: the registry (services/registry/mlflow_server.py)
-MLFLOW_URL = "http://127.0.0.1:5000"
+
+
+def local_port(port: int) -> int:
+    """Where a platform port is in this run (shifted by LLMOPS_PORT_OFFSET)."""
+    return port + PORT_OFFSET
+
+
+def redis_url() -> str:
+    """The platform's Redis (the shared one on 6379, or the private one of an offset platform)."""
+    return f"redis://127.0.0.1:{local_port(6379)}/0"
+
+
+MLFLOW_URL = f"http://127.0.0.1:{local_port(5000)}"
 
 
 def composed_secrets(data: dict[str, str]) -> dict[str, str]:
@@ -174,8 +191,28 @@ def service_cmd(service: str, port: int) -> list[str]:
     platform's own; anything else is a command line (any language) that must serve /readyz on 127.0.0.1:<port>."""
     app = replacement(service)
     if app is None or re.fullmatch(r"[\w.]+:[\w.]+", app):
-        return _uvicorn(service, port, app)
+        cmd = _uvicorn(service, local_port(port), app)
+        workers = gateway_workers() if service == "gateway" else 1
+        if workers == 1:
+            return cmd
+        # Two or more workers share the port (uvicorn's supervisor): `kill -HUP` on it then replaces them one at a
+        # time, each new worker ready before the old one stops, so a restart loses no request (docs/operations.md).
+        # The supervisor gives a new worker 5 s to be ready by default, then abandons the roll; the gateway's
+        # start takes longer than that on a busy 2-core machine, and its health pings wait on the same clock.
+        return [*cmd, "--workers", str(workers), "--timeout-worker-healthcheck", str(WORKER_HEALTHCHECK_S)]
     return shlex.split(app)
+
+
+WORKER_HEALTHCHECK_S = 60
+DRAIN_S = 3
+
+
+def gateway_workers() -> int:
+    """GATEWAY_WORKERS: how many uvicorn workers serve the gateway's port (1 when unset)."""
+    raw = os.environ.get("GATEWAY_WORKERS", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 16:
+        sys.exit(f"error: GATEWAY_WORKERS={raw!r} must be a number of workers from 1 to 16")
+    return int(raw)
 
 
 def processes(secrets_: dict[str, str]) -> list[Proc]:
@@ -193,7 +230,7 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         # The explicit dev flag: only `make up` sets it (compose and Helm never do). It gives the seeded demo
         # principals readable tokens (demo-member-token, demo-reviewer-token); the admin token is generated.
         "REGISTRY_DEV_MODE": "true",
-        "REGISTRY_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "REGISTRY_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{local_port(5000)}",
         # MLflow's only admin (its basic-auth app, started by services.registry.mlflow_server); issue 12 row 1.
         "REGISTRY_MLFLOW_USERNAME": MLFLOW_ADMIN,
         # The platform's evaluators plus the course's (its token: LLMOPS_EVALUATOR_TOKEN), in the dev setup only.
@@ -201,32 +238,36 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
     }
     gateway_env = {
         **common,
-        "GATEWAY_INFERENCE_URL": "http://127.0.0.1:8001/v1",
+        "GATEWAY_INFERENCE_URL": f"http://127.0.0.1:{local_port(8001)}/v1",
     }
+    if gateway_workers() > 1:
+        # A worker told to stop serves DRAIN_S more with `Connection: close` (docs/operations.md, rolling restarts).
+        gateway_env["GATEWAY_SHUTDOWN_DRAIN_S"] = str(DRAIN_S)
     inference_env = dict(common)
     rag_env = {
         **common,
-        "RAG_GATEWAY_URL": "http://127.0.0.1:8000",
-        "RAG_EVENTS_REDIS_URL": "redis://127.0.0.1:6379/0",  # its own trace events, beside the gateway's
-        "RAG_GUARDRAILS_URL": "http://127.0.0.1:8005",
-        "RAG_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        "RAG_GATEWAY_URL": f"http://127.0.0.1:{local_port(8000)}",
+        "RAG_EVENTS_REDIS_URL": redis_url(),  # its own trace events, beside the gateway's
+        "RAG_GUARDRAILS_URL": f"http://127.0.0.1:{local_port(8005)}",
+        "RAG_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{local_port(5000)}",
         "RAG_MLFLOW_EXPERIMENT": MLFLOW_USERS["rag"][0],
         "RAG_MLFLOW_USERNAME": "rag",
     }
     if (REPO / "services/registry/app.py").exists():
-        gateway_env["GATEWAY_REGISTRY_URL"] = "http://127.0.0.1:8003"
+        gateway_env["GATEWAY_REGISTRY_URL"] = f"http://127.0.0.1:{local_port(8003)}"
         # Serve what the registry says is in production, and follow promotions.
-        inference_env["INFERENCE_REGISTRY_URL"] = "http://127.0.0.1:8003"
+        inference_env["INFERENCE_REGISTRY_URL"] = f"http://127.0.0.1:{local_port(8003)}"
         # Answer with rag-answer@production (the seed puts it there); register ingestion runs as dataset versions.
-        rag_env["RAG_REGISTRY_URL"] = "http://127.0.0.1:8003"
+        rag_env["RAG_REGISTRY_URL"] = f"http://127.0.0.1:{local_port(8003)}"
         rag_env["RAG_REGISTRY_TOKEN"] = "demo-member-token"  # the seeded demo member (dev mode)
     if (REPO / "services/guardrails/app.py").exists() or replacement("guardrails"):
-        gateway_env["GATEWAY_GUARDRAILS_URL"] = "http://127.0.0.1:8005"  # the platform's service or its replacement
+        # The platform's service or its replacement.
+        gateway_env["GATEWAY_GUARDRAILS_URL"] = f"http://127.0.0.1:{local_port(8005)}"
     procs = [
         Proc(
             "mlflow",
             [PY, "-m", "services.registry.mlflow_server"],
-            "http://127.0.0.1:5000/health",
+            f"http://127.0.0.1:{local_port(5000)}/health",
             common,
             timeout_s=240,
             seed=[PY, "-m", "services.registry.seed"],
@@ -236,26 +277,26 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         Proc(
             "registry",
             service_cmd("registry", 8003),
-            "http://127.0.0.1:8003/readyz",
+            f"http://127.0.0.1:{local_port(8003)}/readyz",
             registry_env,
         ),
-        Proc("inference", service_cmd("inference", 8001), "http://127.0.0.1:8001/readyz", inference_env),
+        Proc("inference", service_cmd("inference", 8001), f"http://127.0.0.1:{local_port(8001)}/readyz", inference_env),
         Proc(
             "guardrails",
             service_cmd("guardrails", 8005),
-            "http://127.0.0.1:8005/readyz",
+            f"http://127.0.0.1:{local_port(8005)}/readyz",
             common,
         ),
         Proc(
             "gateway",
             service_cmd("gateway", 8000),
-            "http://127.0.0.1:8000/readyz",
+            f"http://127.0.0.1:{local_port(8000)}/readyz",
             gateway_env,
         ),
         Proc(
             "rag",
             service_cmd("rag", 8002),
-            "http://127.0.0.1:8002/readyz",
+            f"http://127.0.0.1:{local_port(8002)}/readyz",
             rag_env,
             # The course's own docs become a collection every team can read; local Qdrant locks its folder,
             # so this runs before the service (re-running skips unchanged documents); a replacement brings its own.
@@ -266,20 +307,45 @@ def processes(secrets_: dict[str, str]) -> list[Proc]:
         Proc(
             "feedback",
             service_cmd("feedback", 8004),
-            "http://127.0.0.1:8004/readyz",
+            f"http://127.0.0.1:{local_port(8004)}/readyz",
             {
                 **common,
-                "FEEDBACK_GATEWAY_URL": "http://127.0.0.1:8000",
-                "FEEDBACK_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+                "FEEDBACK_GATEWAY_URL": f"http://127.0.0.1:{local_port(8000)}",
+                "FEEDBACK_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{local_port(5000)}",
                 "FEEDBACK_MLFLOW_EXPERIMENT": MLFLOW_USERS["feedback"][0],
                 "MLFLOW_TRACKING_USERNAME": "feedback",
-                "FEEDBACK_REGISTRY_URL": "http://127.0.0.1:8003",
+                "FEEDBACK_REGISTRY_URL": f"http://127.0.0.1:{local_port(8003)}",
             },
         ),
     ]
     for proc in procs:
-        proc.env = {**proc.env, **secret_env(proc.name, secrets_)}
+        proc.env = {**proc.env, **secret_env(proc.name, secrets_), **private_env(proc.name)}
+        proc.seed_env = {**proc.seed_env, **private_env("registry")} if proc.seed else proc.seed_env
     return procs
+
+
+def private_env(process: str) -> dict[str, str]:
+    """Where a process keeps its data and finds Redis when this is a private platform (LLMOPS_STATE_DIR or
+    LLMOPS_PORT_OFFSET set): the services' defaults all point into the repository's own .llmops/ and at :6379."""
+    if STATE == DEFAULT_STATE and not PORT_OFFSET:
+        return {}  # the usual platform: the services' defaults, so its processes' fingerprints stay as they were
+    return {
+        "mlflow": {
+            "MLFLOW_PORT": str(local_port(5000)),
+            "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{DATA / 'mlflow' / 'mlflow.db'}",
+            "MLFLOW_ARTIFACTS_DESTINATION": str(DATA / "mlflow" / "artifacts"),
+        },
+        "registry": {
+            "REGISTRY_DATABASE_URL": f"sqlite:///{DATA / 'registry' / 'registry.db'}",
+            "REGISTRY_FILE_ARTIFACT_ROOTS": f"{DATA / 'models'},{REPO / 'services' / 'guardrails' / 'artifacts'}",
+        },
+        "rag": {"RAG_DATA_DIR": str(DATA / "rag")},
+        "feedback": {
+            "FEEDBACK_REDIS_URL": redis_url(),
+            "FEEDBACK_SQLITE_PATH": str(DATA / "feedback" / "feedback.db"),
+            "FEEDBACK_EXPORT_DIR": str(DATA / "feedback" / "exports"),
+        },
+    }.get(process, {})
 
 
 def _mlflow_api(path: str, password: str, body: dict[str, str], method: str = "POST") -> tuple[int, dict]:
@@ -464,11 +530,12 @@ def ensure_redis() -> str:
     """Use a Redis already on :6379 (capped with CONFIG SET), else start redis-server with persistence under
     .llmops/data/redis and the cap on its command line."""
     spelled, limit = redis_maxmemory()
-    if _port_open(6379):
-        print("  redis      already listening on 127.0.0.1:6379 (using it)")
+    port = local_port(6379)
+    if _port_open(port):
+        print(f"  redis      already listening on 127.0.0.1:{port} (using it)")
         if limit:
-            cap_shared_redis(spelled, limit)
-        return "redis://127.0.0.1:6379/0"
+            cap_shared_redis(spelled, limit, port)
+        return redis_url()
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit(
@@ -484,7 +551,7 @@ def ensure_redis() -> str:
         [
             binary,
             "--port",
-            "6379",
+            str(port),
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -498,16 +565,16 @@ def ensure_redis() -> str:
         {},
     )
     for _ in range(50):
-        if _port_open(6379):
-            print(f"  redis      started (data in .llmops/data/redis, maxmemory {spelled if limit else 'none'})")
-            return "redis://127.0.0.1:6379/0"
+        if _port_open(port):
+            print(f"  redis      started (data in {DATA / 'redis'}, maxmemory {spelled if limit else 'none'})")
+            return redis_url()
         time.sleep(0.1)
     sys.exit("error: redis-server did not start; see .llmops/logs/redis.log")
 
 
 def _private_state() -> None:
     """.llmops/ readable by its owner only (an older checkout may have left it world-readable)."""
-    STATE.mkdir(mode=0o700, exist_ok=True)
+    STATE.mkdir(mode=0o700, parents=True, exist_ok=True)
     STATE.chmod(0o700)
 
 
@@ -587,13 +654,13 @@ def env_file_text(gateway: str, key: str, data: dict[str, str]) -> str:
     values = {
         "LLMOPS_GATEWAY_URL": gateway,
         "LLMOPS_API_KEY": key,
-        "LLMOPS_REGISTRY_URL": "http://127.0.0.1:8003",
-        "LLMOPS_MLFLOW_URL": "http://127.0.0.1:5000",
+        "LLMOPS_REGISTRY_URL": f"http://127.0.0.1:{local_port(8003)}",
+        "LLMOPS_MLFLOW_URL": f"http://127.0.0.1:{local_port(5000)}",
         "LLMOPS_MLFLOW_USERNAME": "viewer",  # read-only; its password is LLMOPS_MLFLOW_PASSWORD
-        "LLMOPS_RAG_URL": "http://127.0.0.1:8002",
-        "LLMOPS_FEEDBACK_URL": "http://127.0.0.1:8004",
-        "LLMOPS_INFERENCE_URL": "http://127.0.0.1:8001",
-        "LLMOPS_GUARDRAILS_URL": "http://127.0.0.1:8005",
+        "LLMOPS_RAG_URL": f"http://127.0.0.1:{local_port(8002)}",
+        "LLMOPS_FEEDBACK_URL": f"http://127.0.0.1:{local_port(8004)}",
+        "LLMOPS_INFERENCE_URL": f"http://127.0.0.1:{local_port(8001)}",
+        "LLMOPS_GUARDRAILS_URL": f"http://127.0.0.1:{local_port(8005)}",
         **{var: data[name] for var, name in ENV_FILE_SECRETS.items()},
     }
     return "".join(f"{var}={value}\n" for var, value in values.items())
@@ -636,7 +703,7 @@ def up() -> None:
             _run_step(proc, proc.seed, {**env, **proc.seed_env}, "seed", "seeding")
         if proc.setup:
             proc.setup()
-    gateway = "http://127.0.0.1:8000"
+    gateway = f"http://127.0.0.1:{local_port(8000)}"
     key = seed_demo(gateway, data)
     write_private(ENV_FILE, env_file_text(gateway, key, data))
     print(f"""
@@ -674,8 +741,8 @@ def status() -> None:
         )
     redis_pid = _pid("redis")
     print(
-        f"{'redis':<11}{redis_pid or '(external)' if _port_open(6379) else '-':<9}"
-        f"{'yes' if _port_open(6379) else 'no':<7}redis://127.0.0.1:6379"
+        f"{'redis':<11}{redis_pid or '(external)' if _port_open(local_port(6379)) else '-':<9}"
+        f"{'yes' if _port_open(local_port(6379)) else 'no':<7}{redis_url().removesuffix('/0')}"
     )
 
 

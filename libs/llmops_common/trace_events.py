@@ -32,7 +32,7 @@ class EventEmitter:
         self,
         redis: Redis,
         stream: str,
-        maxlen: int = 1_000_000,
+        maxlen: int = 100_000,  # about 200 MB at the ~2 KB an event measured by the soak
         *,
         emitted: Counter | None = None,
         dropped: Counter | None = None,

@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from llmops_common.app import build_service_app
+from llmops_common.drain import Drain, DrainMiddleware
 from llmops_common.errors import error_response
 from llmops_common.trace_events import EventEmitter
 from services.gateway.admin import AdminService
@@ -52,6 +53,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     routes = RouteTable.from_file(settings.routes_file)  # fail fast on a bad routes file
     metrics.watch_circuits(routes.deployments)
     batch_lines = BatchWorker.lines_counter(registry)
+    drain = Drain(settings.shutdown_drain_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +73,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             health_check_interval=30,
         )
         redis = Redis(connection_pool=pool)
+        drain.install()  # here: uvicorn has installed its signal handlers by the time the lifespan starts
         keys = KeyStore(redis, settings.redis_prefix, KeyCache(settings.key_cache_ttl_s))
         key_changes = KeyChangeListener(redis, keys.changes_channel, keys.cache)
         if settings.key_cache_ttl_s > 0:
@@ -172,6 +175,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     install_metrics_auth(app, metrics_token, dev_mode=settings.dev_mode)
+    app.add_middleware(DrainMiddleware, drain=drain)  # outermost: it answers /readyz itself while draining
     app.state.settings = settings
 
     @app.exception_handler(RedisError)

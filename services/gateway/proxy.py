@@ -273,6 +273,9 @@ class ProxyService:
                 503 if exc.all_open else 502,
                 "no_deployment_available",
                 f"no deployment of '{req.model}' could serve the request: " + "; ".join(exc.attempts),
+                # Every circuit open: say when the first one lets a request through (a 503 must tell when to
+                # come back; a restarting engine otherwise saw clients retry at once for the whole cool-down).
+                headers={"retry-after": str(max(1, math.ceil(exc.retry_after_s)))} if exc.all_open else None,
             ) from None
         headers = {"x-llmops-deployment": call.up.deployment.name}
         if version := self._version(req.model):

@@ -56,6 +56,15 @@ class CircuitBreaker:
             return True
         return False
 
+    def retry_after_s(self) -> float:
+        """How long until this deployment takes a request again: the rest of the cool-down while open, a second
+        while a half-open probe is in flight (it decides soon), 0 when a request may go now."""
+        state = self.state
+        if state == self.OPEN:
+            assert self.opened_at is not None
+            return max(0.0, self.cooldown_s - (self.clock() - self.opened_at))
+        return 1.0 if state == self.HALF_OPEN and self._probe_in_flight else 0.0
+
     def record_success(self) -> None:
         """A good answer closes the circuit."""
         self.failures = 0

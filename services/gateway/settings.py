@@ -48,6 +48,14 @@ class GatewaySettings(ServiceSettings):
         256, ge=1, description="max_tokens set on requests that do not say; bounds what a request can cost."
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    shutdown_drain_s: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, keep serving this long with `Connection: close` on every response and /readyz 503 "
+        "before shutting down, so clients of one of several workers or replicas move at a request boundary "
+        "(a rolling restart loses no request); 0: stop at once (libs/llmops_common/drain.py).",
+    )
     max_output_tokens: int = Field(
         131_072, ge=1, description="Largest max_tokens / max_completion_tokens a request may ask for (per choice)."
     )
@@ -69,7 +77,13 @@ class GatewaySettings(ServiceSettings):
         "/metrics is open, allowed only in dev mode (a warning is logged otherwise).",
     )
     events_stream: str = Field("llmops:events", description="Redis stream receiving one trace event per request.")
-    events_maxlen: int = Field(1_000_000, ge=1000, description="Approximate cap on the trace-event stream length.")
+    events_maxlen: int = Field(
+        100_000,
+        ge=1000,
+        description="Approximate cap on the trace-event stream length. An event takes about 2 KB in Redis (the "
+        "soak, bench/results/soak-*.json): 100,000 is about 200 MB, within the default 512 MB cap beside keys and "
+        "limits; a million (the old default) would fill that cap long before trimming and refuse every write (507).",
+    )
     registry_url: str | None = Field(
         None, description="Registry base URL; when set, production versions and prices come from its catalogue."
     )

@@ -23,11 +23,12 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 class NoDeploymentAvailable(Exception):
     """Every deployment failed or has an open circuit; `attempts` says what happened to each."""
 
-    def __init__(self, model: str, attempts: list[str], all_open: bool) -> None:
+    def __init__(self, model: str, attempts: list[str], all_open: bool, retry_after_s: float = 0.0) -> None:
         super().__init__(f"{model}: " + "; ".join(attempts))
         self.model = model
         self.attempts = attempts
         self.all_open = all_open
+        self.retry_after_s = retry_after_s  # when all are open: until the first circuit lets a request through
 
     @property
     def all_overloaded(self) -> bool:
@@ -68,9 +69,11 @@ class UpstreamClient:
         attempts: list[str] = []
         skipped_open = 0
         fallbacks = 0
+        waits: list[float] = []
         for dep in plan(route):
             if not dep.breaker.allow():
                 skipped_open += 1
+                waits.append(dep.breaker.retry_after_s())
                 attempts.append(f"{dep.name}: circuit open")
                 continue
             for attempt in range(dep.retries + 1):
@@ -88,7 +91,8 @@ class UpstreamClient:
                     break  # the circuit just opened: stop hammering this deployment
             fallbacks += 1
             self.metrics.fallbacks.labels(route.name, dep.name).inc()
-        raise NoDeploymentAvailable(route.name, attempts, all_open=skipped_open == len(route.deployments))
+        all_open = skipped_open == len(route.deployments)
+        raise NoDeploymentAvailable(route.name, attempts, all_open, min(waits) if all_open and waits else 0.0)
 
     async def _try(self, dep: Deployment, path: str, body: bytes, stream: bool) -> aiohttp.ClientResponse | str:
         """One attempt: the open response when usable, else a short reason string."""

@@ -64,15 +64,30 @@ def server_process(
 
 
 @contextlib.contextmanager
+def uvicorn_process(
+    app: str,
+    env: dict[str, str],
+    port: int | None = None,
+    log_path: Path | None = None,
+    workers: int = 1,
+    args: tuple[str, ...] = (),
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `uvicorn <app> --factory` in a subprocess; yields its base URL and the process once /readyz is 200
+    (with workers > 1 the process is uvicorn's supervisor: SIGHUP makes it replace its workers one by one)."""
+    port = port or free_port()
+    full_env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'libs'}", **env}
+    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--log-level", "warning", "--workers", str(workers), *args]
+    base = f"http://127.0.0.1:{port}"
+    with server_process(cmd, log_path, env=full_env) as proc:
+        wait_ready(base + "/readyz", proc=proc)
+        yield base, proc
+
+
+@contextlib.contextmanager
 def uvicorn_service(
     app: str, env: dict[str, str], port: int | None = None, log_path: Path | None = None, workers: int = 1
 ) -> Iterator[str]:
     """Run `uvicorn <app> --factory` in a subprocess; yields its base URL once /readyz is 200."""
-    port = port or free_port()
-    full_env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'libs'}", **env}
-    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--log-level", "warning", "--workers", str(workers)]
-    base = f"http://127.0.0.1:{port}"
-    with server_process(cmd, log_path, env=full_env) as proc:
-        wait_ready(base + "/readyz", proc=proc)
+    with uvicorn_process(app, env, port, log_path, workers) as (base, _):
         yield base
