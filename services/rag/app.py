@@ -79,6 +79,7 @@ def build_pipeline(settings: RagSettings, embedder: Embedder, catalog: Catalog) 
             else None
         ),
         group_chunks=settings.ingest_group_chunks,
+        step_target_s=settings.ingest_step_target_s,
         dedup=settings.dedup,
         parse_limits=ParseLimits(
             max_pages=settings.pdf_max_pages,

@@ -146,8 +146,16 @@ class RagSettings(ServiceSettings):
         32,
         ge=1,
         le=4096,
-        description="Chunks embedded per step of a job (smaller: finer progress and turns). 32 full chunks take "
-        "~2 s on one thread of a loaded 2-core box, so progress moves well within 5 s.",
+        description="Most chunks embedded per step of a job (smaller: finer progress and turns); a step also ends "
+        "after about RAG_INGEST_STEP_TARGET_S seconds of embedding.",
+    )
+    ingest_step_target_s: float = Field(
+        1.5,
+        gt=0,
+        le=60,
+        description="Seconds one embedding step of a job aims at: the step's chunk count follows the embedder's "
+        "measured speed, so progress moves at least every 5 s on a slow machine too, and when it gets up to 3x slower "
+        "from one step to the next.",
     )
     pdf_max_pages: int = Field(1000, ge=1, description="PDFs with more pages fail with `too_many_pages`.")
     parse_max_decompressed_bytes: int = Field(
