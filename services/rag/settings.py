@@ -120,6 +120,20 @@ class RagSettings(ServiceSettings):
         "from the packaged weights under data_dir/models; PyTorch is not needed.",
     )
     embedding_batch_size: int = Field(64, ge=1, le=1024, description="Chunks embedded per model call.")
+    embedding_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="ONNX Runtime sessions embedding batches side by side (each on RAG_TORCH_THREADS threads): "
+        "ingestion uses the cores without the intra-op threads' waits on busy cores. 0 = one per available CPU, "
+        "at most 4 (each float session holds ~90 MB).",
+    )
+    embedding_quantized: bool = Field(
+        False,
+        description="Embed with an int8 copy of the model (ONNX Runtime dynamic quantisation of the packaged weights, "
+        "made once under data_dir/models): faster, slightly different vectors (cosine ~0.994 to the float ones; "
+        "retrieval cost in bench/results/rag_embed_speed.md). Re-ingest after switching: stored vectors stay.",
+    )
     chunk_size: int = Field(
         256, ge=16, le=512, description="Chunk size in word pieces; clamped to what the model reads (254)."
     )
