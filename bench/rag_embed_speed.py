@@ -49,7 +49,7 @@ from services.rag.ingest import Progress, RawDocument  # noqa: E402
 from services.rag.retrieval import Retriever  # noqa: E402
 from services.rag.settings import RagSettings  # noqa: E402
 from services.rag.sparse import BM25Encoder  # noqa: E402
-from services.rag.store import VectorStore  # noqa: E402
+from services.rag.store import Strategy, VectorStore  # noqa: E402
 
 DATA = REPO / "bench" / "data"
 QUESTIONS = {"rag_dev": "answerable.jsonl", "rag_xquad": "questions.jsonl"}
@@ -103,7 +103,7 @@ def ingest(embedder: Any, chunks: list[str], settings: RagSettings) -> float:
 def quality(name: str, embedder: Embedder, settings: RagSettings) -> dict[str, dict[str, float]]:
     """nDCG@10, recall@10, MRR@10 of dense and hybrid (document level) on one fixture with this embedder."""
     corpus, questions = load(DATA / name / "corpus.jsonl"), load(DATA / name / QUESTIONS[name])
-    rows: dict[str, list[dict[str, float]]] = {"dense": [], "hybrid": []}
+    rows: dict[Strategy, list[dict[str, float]]] = {"dense": [], "hybrid": []}
     with tempfile.TemporaryDirectory() as tmp:
         store = VectorStore(None, Path(tmp) / "q")
         store.ensure_catalog()
