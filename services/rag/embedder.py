@@ -131,6 +131,9 @@ class Embedder:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # No memory arena: an arena keeps each session's peak (a batch of long chunks: hundreds of MB of attention
+            # scores) for good, per session; a pool of them ran a benchmark out of memory. Freed after each run.
+            options.enable_cpu_mem_arena = False
             session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
             sessions.append(_runner(session))
         self._free: queue.Queue[Any] = queue.Queue()
