@@ -1,4 +1,5 @@
-"""A BM25 baseline for the retrieval bench: `bm25s` when it is installed, else the same formula written out here.
+"""The BM25 baseline of the retrieval bench: the `bm25s` library (requirements/dev.in), with the same formula written
+out here as a cross-check (`same_as_bm25s`), not as a stand-in.
 
 The formula is bm25s' default (`method="lucene"`, k1 = 1.5, b = 0.75), as in Lucene:
 
@@ -116,6 +117,10 @@ class Bm25s:
 
     name = "bm25s (method=lucene, k1=1.5, b=0.75, stopwords=en)"
 
+    @property
+    def version(self) -> str:
+        return str(getattr(self._bm25s, "__version__", "unknown"))
+
     def __init__(self, texts: Sequence[str]) -> None:
         import bm25s
 
@@ -133,12 +138,16 @@ class Bm25s:
         return [int(d) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
 
-def baseline(texts: Sequence[str]) -> LuceneBM25 | Bm25s:
-    """bm25s when importable, else the written-out formula."""
+def baseline(texts: Sequence[str]) -> Bm25s:
+    """The `bm25s` library over the texts; a clear error when it is missing (the bench compares against the real
+    library, not a re-implementation)."""
     try:
         return Bm25s(texts)
-    except ImportError:
-        return LuceneBM25(texts)
+    except ImportError as exc:
+        raise SystemExit(
+            "bench/rag_fusion.py compares against the bm25s library: install it (`pip install bm25s==0.3.16`, "
+            "pinned in requirements/dev.in) or put it on PYTHONPATH"
+        ) from exc
 
 
 def same_as_bm25s(texts: Sequence[str], queries: Sequence[str], k: int = 10) -> float:

@@ -12,8 +12,9 @@ with:
 - what the service did before: `hybrid (qdrant k=2)` (Qdrant's default RRF constant) and `hybrid+mmr (qdrant, dense
   relevance)` (Qdrant's MMR, whose relevance is the dense cosine);
 - baselines computed here, from the same lists: `rrf(dense, sparse)` = plain RRF (k = 60) of the service's dense and
-  sparse top 50, in Python; `bm25` = BM25 over whole documents (`bm25s` when installed, else the Lucene formula
-  written out in bench/bm25_baseline.py); `rrf(dense, bm25)` = plain RRF of the dense document ranking and BM25.
+  sparse top 50, in Python; `bm25s` = BM25 over whole documents by the `bm25s` library (its defaults: Lucene's
+  formula, k1 = 1.5, b = 0.75, English stop words; requirements/dev.in); `rrf(dense, bm25s)` = plain RRF of the
+  dense document ranking and bm25s's. The bench stops when bm25s is not installed.
 
 Metrics (binary relevance, gold = the question's document): nDCG@10, recall@10, MRR@10, and the retrieval's p50
 latency. Writes bench/results/rag_fusion.{json,md}.
@@ -22,10 +23,12 @@ latency. Writes bench/results/rag_fusion.{json,md}.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,9 +167,9 @@ def run_fixture(name: str, settings: RagSettings, embedder: Any) -> dict[str, An
                 swept = first_per_doc([doc_of[c] for c, _ in rrf([[str(p.id) for p in points] for points in lists], k)])
                 sweep.setdefault(k, []).append(retrieval_metrics(swept[:K], gold, [K]))
             bm25_docs = [ids[i] for i in bm25.top(text, DEPTH)]
-            score("bm25", bm25_docs, gold)
+            score("bm25s", bm25_docs, gold)
             dense_docs = first_per_doc([doc_id(p) for p in lists[0]])
-            score(f"rrf(dense, bm25) k={RRF_K}", [d for d, _ in rrf([dense_docs, bm25_docs], RRF_K)], gold)
+            score(f"rrf(dense, bm25s) k={RRF_K}", [d for d, _ in rrf([dense_docs, bm25_docs], RRF_K)], gold)
         store.close()
     table = {}
     for label, metrics in rows.items():
@@ -180,7 +183,7 @@ def run_fixture(name: str, settings: RagSettings, embedder: Any) -> dict[str, An
         "chunks": run["counts"]["chunks"],
         "questions": len(questions),
         "ingest_seconds": round(ingest_s, 2),
-        "bm25": bm25.name,
+        "bm25": f"{bm25.name}, version {bm25.version}",
         "hybrid_equals_plain_rrf": round(float(np.mean(same_as_rrf)), 4),
         "distinct_documents_in_top10_chunks": round(float(np.mean(distinct)), 2),
         "strategies": table,
@@ -229,11 +232,18 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(names: list[str] | None = None) -> dict[str, Any]:
     """Run every fixture (or those named), write the results."""
+    load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         settings = RagSettings(data_dir=tmp, qdrant_url=None, log_json=False)
         embedder = build_embedder(settings)
         fixtures = [run_fixture(name, settings, embedder) for name in (names or list(FIXTURES))]
-    report = {"machine": f"{platform.machine()} {platform.system()}, embedder on 1 thread", "fixtures": fixtures}
+        workers = embedder.workers
+    report = {
+        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, embedder: {workers} ONNX "
+        f"Runtime session(s) of 1 thread; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average "
+        f"{load_before} before, {[round(x, 2) for x in os.getloadavg()]} after (shared machine)",
+        "fixtures": fixtures,
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "rag_fusion.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (OUT / "rag_fusion.md").write_text(markdown(report), encoding="utf-8")

@@ -17,7 +17,7 @@ from services.rag.answer import AnswerService
 from services.rag.attribution import Attributor
 from services.rag.catalog import Catalog
 from services.rag.content_check import ContentGuard
-from services.rag.embedder import Embedder
+from services.rag.embedder import Embedder, available_cpus
 from services.rag.evaluation import Evaluator
 from services.rag.events import RagEvents
 from services.rag.extract import ParseLimits
@@ -60,6 +60,8 @@ def build_embedder(settings: RagSettings) -> Embedder:
         settings.torch_threads,
         settings.embedding_backend,
         settings.resolved_data_dir() / "models",
+        workers=settings.embedding_workers or min(4, available_cpus()),
+        quantized=settings.embedding_quantized,
     )
 
 
@@ -79,6 +81,7 @@ def build_pipeline(settings: RagSettings, embedder: Embedder, catalog: Catalog) 
             else None
         ),
         group_chunks=settings.ingest_group_chunks,
+        step_target_s=settings.ingest_step_target_s,
         dedup=settings.dedup,
         parse_limits=ParseLimits(
             max_pages=settings.pdf_max_pages,

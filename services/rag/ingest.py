@@ -93,6 +93,43 @@ class Progress:
         return [r for r in self.results if r["status"] == "failed"]
 
 
+class StepSizer:
+    """How many chunks the next embedding step may take so that it ends within `target_s` seconds.
+
+    Progress moves once per step, and a fixed number of chunks per step is not a fixed time: 32 long chunks took
+    2.1 s on one idle thread and over 5 s at ~6 chunks/s on a loaded box. The sizer learns the embedder's seconds
+    per word piece from the steps it times and packs the next step's chunks by their token counts up to the
+    target. It reacts at once to a slower step (the estimate never stays below the latest measure) and only
+    gradually to faster ones, so a sudden load costs one step over the target at most. Before the first measure a
+    small probe step is taken. One sizer is shared by the pipeline's jobs (plain floats: the GIL suffices).
+    """
+
+    PROBE_CHUNKS = 4
+
+    def __init__(self, target_s: float, max_chunks: int) -> None:
+        self.target_s = target_s
+        self.max_chunks = max_chunks
+        self.seconds_per_token: float | None = None
+
+    def take(self, tokens: list[int]) -> int:
+        """How many of the next chunks (their word-piece counts, in order) the next step embeds: at least one."""
+        limit = min(len(tokens), self.max_chunks)
+        if self.seconds_per_token is None:
+            return min(limit, self.PROBE_CHUNKS)
+        budget = self.target_s / self.seconds_per_token
+        n, total = 0, 0
+        while n < limit and (n == 0 or total + tokens[n] <= budget):
+            total += tokens[n]
+            n += 1
+        return n
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        """Record a step: `tokens` word pieces embedded in `seconds`."""
+        rate = seconds / max(tokens, 1)
+        old = self.seconds_per_token
+        self.seconds_per_token = rate if old is None else max(rate, 0.7 * old + 0.3 * rate)
+
+
 @dataclass
 class _Prepared:
     doc_id: str
@@ -121,6 +158,8 @@ class IngestionPipeline:
         group_chunks: int = 32,
         parse_limits: ParseLimits | None = None,
         dedup: DedupMode = "skip",
+        step_target_s: float = 1.5,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.embedder = embedder
         self.encoder = encoder
@@ -133,6 +172,9 @@ class IngestionPipeline:
         self.redactor = redactor
         # Small groups: progress moves every few seconds and a job yields the worker to other teams often.
         self.group_chunks = group_chunks
+        # ... and each embedding step is bounded in time too, whatever the chunks' length and the machine's load.
+        self.sizer = StepSizer(step_target_s, group_chunks)
+        self.clock = clock
         self.parse_limits = parse_limits or ParseLimits(max_chars=max_chars)
         self.dedup = dedup  # across runs (dedup.py); inside one job a repeated hash is always a duplicate
 
@@ -321,25 +363,32 @@ class IngestionPipeline:
         writer: ThreadPoolExecutor,
         pending: Future[None] | None,
     ) -> Generator[None, None, tuple[Future[None], float]]:
-        """Embed a group in batches of `group_chunks` (one step each: a long document shows progress and yields
-        the worker every batch, not once at its end), then hand it to the writer."""
+        """Embed a group in steps of at most `group_chunks` chunks and about `step_target_s` seconds (one step each:
+        a long document shows progress and yields the worker every few seconds, not once at its end), then hand
+        it to the writer."""
         texts = [
             f"{d.title} > {c.section}\n{c.text}" if c.section else f"{d.title}\n{c.text}"
             for d in group
             for c in d.chunks
         ]
-        parts, spent = [], 0.0
-        for start in range(0, len(texts), self.group_chunks):
-            batch = texts[start : start + self.group_chunks]
+        # What the model reads per text ([CLS] and [SEP] included): the unit the sizer's time estimate is in.
+        tokens = [min(n, self.embedder.max_tokens) + 2 for n in self.embedder.count_tokens(texts)]
+        parts, spent, start = [], 0.0, 0
+        while start < len(texts):
+            size = self.sizer.take(tokens[start:])
+            batch = texts[start : start + size]
             if progress.meter is not None:  # charged to the caller's key before the work (raises EmbeddingRefused)
-                progress.meter(self.embedder.tokens_read(batch))
-            t0 = time.perf_counter()
+                progress.meter(sum(tokens[start : start + size]) - 2 * size)  # = embedder.tokens_read(batch)
+            t0 = self.clock()
             parts.append(self.embedder.embed(batch))
-            spent += time.perf_counter() - t0
+            took = self.clock() - t0
+            spent += took
+            self.sizer.observe(sum(tokens[start : start + size]), took)
+            start += size
             progress.chunks_embedded += len(batch)
             progress.batches_done += 1
             progress.updated_at = time.time()
-            if start + self.group_chunks < len(texts):
+            if start < len(texts):
                 yield
         vectors = np.concatenate(parts) if parts else np.zeros((0, self.embedder.dimension), dtype=np.float32)
         if pending is not None:

@@ -87,7 +87,7 @@ def _refused(exc: GatewayRefused) -> APIError:
 @router.post("/collections", status_code=201)
 async def create_collection(body: CollectionCreate, caller: CallerDep, rag: ServiceDep) -> dict[str, Any]:
     """Create a collection owned by the caller's team."""
-    return await rag.create_collection(caller, body.name, body.description)
+    return await rag.create_collection(caller, body.name, body.description, body.abstain_threshold)
 
 
 @router.get("/collections")
@@ -249,7 +249,8 @@ async def answer(
     record = await rag.collection(caller, name)
     threshold = body.score_threshold if body.score_threshold is not None else rag.settings.default_score_threshold
     result = await rag.retrieve(record, body.question, body, threshold)
-    abstention = rag.abstention(body.question, result, body.abstain)  # no evidence: no LLM call, no content check
+    # no evidence: no LLM call, no content check (the collection's own threshold when it has one)
+    abstention = rag.abstention(body.question, result, body.abstain, record.get("abstain_threshold"))
     # indirect injection: chunks are what the model reads
     screened = await rag.screen(caller, result.passages) if abstention is None else None
     meta = screened.meta() if screened is not None else {"abstained": True, "abstention": abstention}

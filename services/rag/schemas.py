@@ -19,6 +19,13 @@ class CollectionCreate(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="Lower-case letters, digits, '-' and '_'.")
     description: str = Field("", max_length=1000)
+    abstain_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="This collection's abstention threshold (default: RAG_ABSTAIN_THRESHOLD). The evidence of a broad "
+        "corpus is higher for off-topic questions too: calibrate it with bench/rag_trust.py on your own questions.",
+    )
 
 
 class DocumentIn(BaseModel):

@@ -97,13 +97,18 @@ class RagService:
         return record
 
     # ---- collections -------------------------------------------------------------------------
-    async def create_collection(self, caller: Caller, name: str, description: str) -> dict[str, Any]:
+    async def create_collection(
+        self, caller: Caller, name: str, description: str, abstain_threshold: float | None = None
+    ) -> dict[str, Any]:
         """Create a collection owned by the caller's team."""
         if await self._off_loop(self.catalog.get_collection, caller.team, name, False):
             raise APIError(409, "collection_exists", f"collection '{name}' already exists", param="name")
         record = await self._off_loop(
             self.catalog.create_collection, caller.team, name, description, self.pipeline.embedder.dimension
         )
+        if abstain_threshold is not None:  # per collection: a broad corpus needs a higher one (bench/rag_trust.py)
+            record["abstain_threshold"] = abstain_threshold
+            await self._off_loop(self.catalog.save_collection, record)
         return _public_view(record)
 
     async def list_collections(self, caller: Caller) -> list[dict[str, Any]]:
@@ -254,12 +259,18 @@ class RagService:
         return tokens
 
     def abstention(
-        self, question: str, result: RetrievalResult, requested: bool | None = None
+        self,
+        question: str,
+        result: RetrievalResult,
+        requested: bool | None = None,
+        threshold: float | None = None,
     ) -> dict[str, Any] | None:
-        """The calibrated no-answer decision (None: answer); `requested` overrides the setting per request."""
+        """The calibrated no-answer decision (None: answer); `requested` overrides the setting per request,
+        `threshold` (the collection's own) the service's threshold."""
         abstainer = self.abstainer
-        if requested is not None and requested != abstainer.enabled:
-            abstainer = Abstainer(abstainer.threshold, abstainer.weight, requested)
+        enabled = abstainer.enabled if requested is None else requested
+        if enabled != abstainer.enabled or (threshold is not None and threshold != abstainer.threshold):
+            abstainer = Abstainer(abstainer.threshold if threshold is None else threshold, abstainer.weight, enabled)
         # Counted with the not_found answers it becomes (llmops_rag_answers_total{outcome="not_found"}).
         return abstainer.decide(question, [p.relevance for p in result.passages], [p.text for p in result.passages])
 

@@ -120,6 +120,20 @@ class RagSettings(ServiceSettings):
         "from the packaged weights under data_dir/models; PyTorch is not needed.",
     )
     embedding_batch_size: int = Field(64, ge=1, le=1024, description="Chunks embedded per model call.")
+    embedding_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="ONNX Runtime sessions embedding batches side by side (each on RAG_TORCH_THREADS threads): "
+        "ingestion uses the cores without the intra-op threads' waits on busy cores. 0 = one per available CPU, "
+        "at most 4 (each float session holds ~90 MB).",
+    )
+    embedding_quantized: bool = Field(
+        False,
+        description="Embed with an int8 copy of the model (ONNX Runtime dynamic quantisation of the packaged weights, "
+        "made once under data_dir/models): faster, slightly different vectors (cosine ~0.994 to the float ones; "
+        "retrieval cost in bench/results/rag_embed_speed.md). Re-ingest after switching: stored vectors stay.",
+    )
     chunk_size: int = Field(
         256, ge=16, le=512, description="Chunk size in word pieces; clamped to what the model reads (254)."
     )
@@ -146,8 +160,16 @@ class RagSettings(ServiceSettings):
         32,
         ge=1,
         le=4096,
-        description="Chunks embedded per step of a job (smaller: finer progress and turns). 32 full chunks take "
-        "~2 s on one thread of a loaded 2-core box, so progress moves well within 5 s.",
+        description="Most chunks embedded per step of a job (smaller: finer progress and turns); a step also ends "
+        "after about RAG_INGEST_STEP_TARGET_S seconds of embedding.",
+    )
+    ingest_step_target_s: float = Field(
+        1.5,
+        gt=0,
+        le=60,
+        description="Seconds one embedding step of a job aims at: the step's chunk count follows the embedder's "
+        "measured speed, so progress moves at least every 5 s on a slow machine too, and when it gets up to 3x slower "
+        "from one step to the next.",
     )
     pdf_max_pages: int = Field(1000, ge=1, description="PDFs with more pages fail with `too_many_pages`.")
     parse_max_decompressed_bytes: int = Field(

@@ -66,3 +66,36 @@ def test_the_torch_backend_is_gone() -> None:
 
 def test_empty_input_gives_an_empty_matrix(embedder: Embedder) -> None:
     assert embedder.embed([]).shape == (0, embedder.dimension)
+
+
+# ---- ingestion speed (issue 17): length batching, a session pool, an int8 option --------------------------------
+VARIED = [*TEXTS, *(f"Otters {i} " + "float on rivers and crack shells with stones. " * (i * 3) for i in range(1, 12))]
+
+
+@pytest.mark.parametrize(("workers", "batch_size"), [(1, 64), (1, 3), (3, 4)])
+def test_length_batching_and_the_pool_give_the_same_vectors_as_the_plain_encoder(
+    tmp_path: Path, workers: int, batch_size: int
+) -> None:
+    """The float path: batches sorted by token count, padded per batch, spread over several sessions: the vectors
+    equal the library encoder's (one session, batches of 64 sorted by characters) to float rounding."""
+    fast = Embedder(batch_size=batch_size, threads=1, cache_dir=tmp_path, workers=workers)
+    plain = fast._encoder.encode(VARIED)
+    got = fast.embed(VARIED)
+    assert got.dtype == np.float32 and got.shape == plain.shape
+    assert float(np.abs(got - plain).max()) < 1e-5
+    assert float(np.abs(fast.embed(VARIED[::-1])[::-1] - got).max()) < 1e-5  # order does not matter
+
+
+def test_the_int8_model_is_made_once_cached_and_close_to_the_float_one(tmp_path: Path, embedder: Embedder) -> None:
+    int8 = Embedder(batch_size=8, threads=1, cache_dir=tmp_path, quantized=True)
+    made = list(tmp_path.glob("*-int8-*.onnx"))
+    assert len(made) == 1 and not list(tmp_path.glob("*.tmp"))
+    stamp = made[0].stat().st_mtime_ns
+    again = Embedder(threads=1, cache_dir=tmp_path, quantized=True, workers=2)
+    assert made[0].stat().st_mtime_ns == stamp  # reused, not quantised again
+    assert int8.model_version.endswith("+int8") and not embedder.model_version.endswith("+int8")
+    q, f = int8.embed(VARIED), embedder.embed(VARIED)
+    cosines = (q * f).sum(axis=1)
+    assert np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
+    assert float(cosines.min()) > 0.97 and float(np.abs(q - f).max()) > 1e-4  # close, but really another model
+    assert float(np.abs(again.embed(VARIED) - q).max()) < 1e-5

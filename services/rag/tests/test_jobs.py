@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from services.rag.app import create_app
@@ -320,3 +321,62 @@ def test_a_job_poll_is_a_summary_with_counts(a: httpx.Client) -> None:
     assert (job["documents_read"], job["documents_done"], job["documents_total"]) == (6, 6, 6)
     assert job["chunks_embedded"] == job["chunks_done"] == job["chunks_total"] == 4 and job["batches_done"] >= 1
     assert len(job["results"]) == 3 and job["results_total"] == 6  # the first page only (RAG_JOB_RESULTS_PAGE=3)
+
+
+class _SlowClock:
+    """A fake clock that the fake embedder below advances by what an embedding would cost: deterministic time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _SlowEmbedder:
+    """The real embedder's tokenizer and shape, but each embed call 'takes' seconds_per_token per word piece it
+    reads on the fake clock (unit random vectors instead of the model's: only the timing matters here)."""
+
+    def __init__(self, real: Embedder, clock: _SlowClock, seconds_per_token: float) -> None:
+        self.real, self.clock, self.seconds_per_token = real, clock, seconds_per_token
+        self.calls: list[tuple[int, float]] = []  # (chunks, seconds) per embed call
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def embed(self, texts: list[str]) -> Any:
+        took = self.seconds_per_token * sum(min(n, self.real.max_tokens) + 2 for n in self.real.count_tokens(texts))
+        self.clock.now += took
+        self.calls.append((len(texts), took))
+        vectors = np.random.default_rng(len(self.calls)).standard_normal((len(texts), self.real.dimension))
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_embedding_steps_are_bounded_in_time_not_only_in_chunks(tmp_path: Path, embedder: Embedder) -> None:
+    """At the issue's ~6 long chunks/s a 32-chunk step takes over 5 s: the step size follows the measured speed,
+    so progress moves at least every 5 s (target 1.5 s), also when the machine gets 3x slower in the middle."""
+    store = VectorStore(None, tmp_path / "qdrant")
+    store.ensure_catalog()
+    catalog = Catalog(store, "public")
+    record = catalog.create_collection("t", "slow", "", embedder.dimension)
+    clock = _SlowClock()
+    slow = _SlowEmbedder(embedder, clock, seconds_per_token=1 / (6 * 256))  # ~6 full chunks per second
+    pipeline = IngestionPipeline(
+        slow, BM25Encoder(), catalog, chunk_size=256, chunk_overlap=0, min_chars=1, max_chars=1_000_000,  # type: ignore[arg-type]
+        group_chunks=32, step_target_s=1.5, clock=clock,
+    )  # fmt: skip
+    words = ["otters", "beavers", "rivers", "shells", "dams", "kelp", "pebbles", "currents", "whiskers", "paws"]
+    paragraphs = [" ".join(f"{words[(i * 7 + j) % 10]}{i}x{j}" for j in range(120)) + "." for i in range(80)]
+    progress, moves = Progress(), []
+    steps = pipeline.steps(record, [RawDocument("\n\n".join(paragraphs), "long")], progress)
+    for _ in steps:
+        moves.append((clock.now, progress.chunks_embedded))
+        if progress.chunks_embedded >= progress.chunks_total // 2:
+            slow.seconds_per_token = 3 / (6 * 256)  # the box gets loaded: 2 full chunks per second
+    store.close()
+    assert progress.chunks_total >= 60 and progress.chunks_done == progress.chunks_total
+    assert max(took for _, took in slow.calls) <= 5.0, slow.calls
+    assert sum(took <= 1.5 + 1e-9 for _, took in slow.calls) >= len(slow.calls) - 1  # one step over at the change
+    assert max(n for n, _ in slow.calls) < 32 and slow.calls[0][0] == 4  # a probe first, then sized by time
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise([(0.0, 0), *moves]) if b[1] > a[1]]
+    assert gaps and max(gaps) <= 5.0

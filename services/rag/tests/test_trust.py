@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,24 @@ def test_gibberish_abstains_without_calling_the_model(
     assert fake_gateway[1].chat_calls == []
     forced = team_a.post(f"/v1/collections/{name}/answer", json={"question": "qwzx vbnm plokij", "abstain": False})
     assert forced.json()["abstained"] is False
+
+
+def test_a_collection_can_carry_its_own_abstention_threshold(
+    team_a: httpx.Client, fake_gateway: tuple[str, FakeGatewayState]
+) -> None:
+    """A broad corpus lifts the evidence of off-topic questions too (bench/rag_trust.py, rag_xquad): its collection
+    gets a stricter threshold than the service's, and only that collection uses it."""
+    cats = [{"id": "cats", "text": "# Cats\n\nCats eat fish and mice. Cats purr when content."}]
+    strict = f"strict-{uuid.uuid4().hex[:10]}"
+    made = team_a.post("/v1/collections", json={"name": strict, "abstain_threshold": 0.99})
+    assert made.status_code == 201 and made.json()["abstain_threshold"] == 0.99
+    assert team_a.post("/v1/collections", json={"name": "x-" + strict, "abstain_threshold": 1.5}).status_code == 400
+    plain = new_collection(team_a)
+    for name in (strict, plain):
+        ingest(team_a, name, cats)
+    question = {"question": "What do cats eat?"}
+    out = team_a.post(f"/v1/collections/{strict}/answer", json=question).json()
+    assert out["abstained"] is True and out["abstention"]["threshold"] == 0.99
+    assert team_a.get(f"/v1/collections/{strict}").json()["abstain_threshold"] == 0.99  # kept through the ingest
+    assert team_a.post(f"/v1/collections/{plain}/answer", json=question).json()["abstained"] is False
+    assert len(fake_gateway[1].chat_calls) == 1  # only the plain collection's answer called the model
