@@ -31,8 +31,17 @@ SERVER_FIXTURES = frozenset(
 )
 
 
+# Helpers that start a server-backed service in-process: a test module that imports from one needs that server.
+SERVER_HELPERS = frozenset({"services.gateway.tests.harness"})  # the gateway on the real Redis
+
+
+def _uses_server_helper(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    return module is not None and any(getattr(v, "__module__", None) in SERVER_HELPERS for v in vars(module).values())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a server fixture `integration`."""
+    """Mark every test that uses a server fixture, or a module built on a server helper, `integration`."""
     for item in items:
-        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) or _uses_server_helper(item):
             item.add_marker(pytest.mark.integration)

@@ -17,6 +17,8 @@ import pytest
 
 from services.registry.tests.conftest import Caller, eval_run, unique
 
+pytestmark = pytest.mark.integration  # needs a real MLflow server (a subprocess)
+
 
 def model_body(**overrides: Any) -> dict[str, Any]:
     """Valid metadata of a GGUF model version."""

@@ -29,7 +29,10 @@ from services.registry.tests.conftest import (
 )
 from services.registry.tests.test_contract import error_code, model_body, promote
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.integration,  # needs a real MLflow server (a subprocess)
+]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ from services.registry.settings import RegistrySettings
 from services.registry.tests.conftest import ADMIN_TOKEN, MLFLOW_ADMIN, MLFLOW_READER, MlflowServer, run_mlflow
 from tests.support.servers import REPO
 
+pytestmark = pytest.mark.integration  # needs a real MLflow server (a subprocess)
+
 
 @pytest.fixture(scope="module")
 def empty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MlflowServer, dict[str, str]]]:

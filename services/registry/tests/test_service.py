@@ -21,6 +21,8 @@ from services.registry.settings import RegistrySettings
 from services.registry.tests.conftest import ADMIN_TOKEN, MLFLOW_ADMIN, Caller, RegistryServer, unique
 from services.registry.tests.test_contract import model_body, promote
 
+pytestmark = pytest.mark.integration  # needs a real MLflow server (a subprocess)
+
 
 @pytest.fixture(scope="module")
 def mlflow(registry_server: RegistryServer) -> MlflowClient:
