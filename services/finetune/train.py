@@ -7,6 +7,7 @@ exactly the batches and optimizer state the uninterrupted run had at step k, and
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -139,8 +140,10 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (1.0 - 0.9 * progress)
 
 
+@functools.lru_cache(maxsize=4)
 def make_step(config: LlamaConfig, cfg: TrainConfig) -> Callable[..., Any]:
-    """One jitted optimisation step: (lora, opt, params, batch, lr) -> (lora, opt, loss)."""
+    """One jitted optimisation step: (lora, opt, params, batch, lr) -> (lora, opt, loss). Cached: a resumed run
+    in the same process reuses the compiled step."""
 
     def step(lora: M.Params, opt: dict[str, Any], params: M.Params, batch: dict[str, jax.Array], lr: jax.Array):  # type: ignore[no-untyped-def]
         loss, grads = jax.value_and_grad(answer_nll, argnums=1)(params, lora, batch, config, cfg.scale)
