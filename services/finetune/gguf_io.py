@@ -192,3 +192,35 @@ def write_merged(
     writer.close()
     partial.replace(target)  # a reader (the engine) never sees half a file
     return written
+
+
+def write_truncated(source: Path, target: Path, layers: int) -> Path:
+    """The first `layers` blocks of `source` as a model of its own (same vocabulary, head and tokenizer).
+
+    For tests and demos of the loop where the model's quality does not matter but the file must be a real GGUF
+    that llama.cpp loads: 2 of SmolLM2's 30 blocks train about 4x faster (the 49152-token head stays)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(source))
+    arch = str(_field(reader, "general.architecture"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(target), arch=arch, endianess=reader.endianess)
+    for field in reader.fields.values():
+        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue
+        val_type = field.types[0]
+        sub_type = field.types[-1] if val_type == gguf.GGUFValueType.ARRAY else None
+        value = layers if field.name == f"{arch}.block_count" else field.contents()
+        writer.add_key_value(field.name, value, val_type, sub_type=sub_type)
+    kept = [t for t in reader.tensors if not t.name.startswith("blk.") or int(t.name.split(".")[1]) < layers]
+    for tensor in kept:
+        writer.add_tensor_info(
+            tensor.name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes, tensor.tensor_type
+        )
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for tensor in kept:
+        writer.write_tensor_data(tensor.data, tensor_endianess=reader.endianess)
+    writer.close()
+    return target

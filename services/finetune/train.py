@@ -145,7 +145,9 @@ def make_step(config: LlamaConfig, cfg: TrainConfig) -> Callable[..., Any]:
     """One jitted optimisation step: (lora, opt, params, batch, lr) -> (lora, opt, loss). Cached: a resumed run
     in the same process reuses the compiled step."""
 
-    def step(lora: M.Params, opt: dict[str, Any], params: M.Params, batch: dict[str, jax.Array], lr: jax.Array):  # type: ignore[no-untyped-def]
+    def step(
+        lora: M.Params, opt: dict[str, Any], params: M.Params, batch: dict[str, jax.Array], lr: jax.Array
+    ) -> tuple[M.Params, dict[str, Any], jax.Array]:
         loss, grads = jax.value_and_grad(answer_nll, argnums=1)(params, lora, batch, config, cfg.scale)
         lora, opt = adamw_update(lora, grads, opt, lr, cfg.weight_decay)
         return lora, opt, loss

@@ -1,9 +1,11 @@
-"""The fine-tuning loop on the real model, tiny: the JAX model is the served one, a few LoRA steps lower the loss,
-a resumed run ends where the uninterrupted one does, and one `pipeline.run` goes dataset -> merged GGUF -> llama.cpp
-answers -> MLflow run -> registry version with lineage, evidence and the gate.
+"""The fine-tuning loop, tiny: the JAX model is the served one (the real 30-block GGUF against llama.cpp); then,
+on the first 2 blocks of that GGUF written as a GGUF of their own (llama.cpp loads and serves it; training is ~4x
+cheaper), a few LoRA steps lower the loss, a resumed run ends where the uninterrupted one does, and one
+`pipeline.run` goes dataset -> merged GGUF -> llama.cpp answers -> MLflow run -> registry version with lineage,
+evidence and the gate.
 
-About 3-6 minutes on 2 free cores (most of it loading the GGUF three times, XLA compiling the step, and the MLflow
-and registry servers starting); many times that when the machine is shared with other heavy jobs.
+Bounded by its timeout; a few minutes on 2 free cores (GGUF loads, XLA compiling the step, the MLflow and registry
+servers starting), many times that on a machine shared with other heavy jobs.
 """
 
 from __future__ import annotations
@@ -53,12 +55,19 @@ def tiny_rows() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def base() -> tuple[gguf_io.GgufModel, M.Params]:
-    model = gguf_io.load(packaged_smollm2_path())
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2's first 2 blocks (same vocabulary, head, tokenizer and quantisation) as a GGUF."""
+    return gguf_io.write_truncated(packaged_smollm2_path(), tmp_path_factory.mktemp("tiny") / "tiny.gguf", 2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gguf: Path) -> tuple[gguf_io.GgufModel, M.Params]:
+    model = gguf_io.load(tiny_gguf)
+    assert model.config.layers == 2
     return model, M.to_device(model.weights)
 
 
-def test_jax_model_agrees_with_llama_cpp(base: tuple[gguf_io.GgufModel, M.Params]) -> None:
+def test_jax_model_agrees_with_llama_cpp() -> None:
     """llama.cpp's greedy continuation, fed back to the JAX model: at each position the JAX argmax must be
     llama.cpp's token. Not every one: llama.cpp multiplies Q4_1 weights by activations quantised to 8 bits
     (Q8_1), the JAX model by float32 activations, so near-ties flip (measured: 68 of 72, 94 %); a wrong RoPE
@@ -67,7 +76,8 @@ def test_jax_model_agrees_with_llama_cpp(base: tuple[gguf_io.GgufModel, M.Params
 
     from services.inference.engines.llamacpp import server_params
 
-    model, params = base
+    model = gguf_io.load(packaged_smollm2_path())
+    params = M.to_device(model.weights)
     server = xllamacpp.Server(
         server_params(packaged_smollm2_path(), context_length=512, parallel_slots=1, threads=2, http_port=0)
     )
@@ -92,15 +102,17 @@ def test_jax_model_agrees_with_llama_cpp(base: tuple[gguf_io.GgufModel, M.Params
 
 
 def test_loss_goes_down_and_a_resumed_run_ends_where_the_straight_run_does(
-    base: tuple[gguf_io.GgufModel, M.Params], tmp_path: Path
+    tiny: tuple[gguf_io.GgufModel, M.Params], tmp_path: Path
 ) -> None:
-    model, params = base
+    model, params = tiny
     data = T.pack([chat.encode(model.tokenizer, model.chat_template, r) for r in tiny_rows()], model.config.pad_id, 64)
     cfg = T.TrainConfig(steps=6, batch_size=4, lr=3e-3, warmup_steps=1, checkpoint_every=3, rank=4)
     straight, stats = T.train(
         params, model.config, data, cfg, T.initial_state(model.config, cfg, "d"), None, progress=False
     )
-    assert np.mean(straight.losses[-2:]) < straight.losses[0] * 0.7, straight.losses
+    # The 2-block model starts far off (loss ~30: its head reads a hidden state 28 blocks early); 6 steps cut it
+    # by a sixth (measured 31.9 -> 26.4), the full model by 5-10x in as many (0.6 -> 0.05).
+    assert np.mean(straight.losses[-2:]) < straight.losses[0] * 0.9, straight.losses
     assert stats["train_tokens_per_s"] > 0
 
     folder = tmp_path / "checkpoints"
@@ -129,7 +141,7 @@ def registry(mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_a_tiny_run_registers_a_served_version_with_lineage_and_evidence(
-    registry: tuple[str, str, Path], tmp_path: Path
+    registry: tuple[str, str, Path], tiny_gguf: Path, tmp_path: Path
 ) -> None:
     from mlflow import MlflowClient
 
@@ -148,6 +160,7 @@ def test_a_tiny_run_registers_a_served_version_with_lineage_and_evidence(
             work_dir=tmp_path / "work", models_dir=models, mlflow_tracking_uri=mlflow_url,
             mlflow_username=MLFLOW_ADMIN[0], mlflow_password=MLFLOW_ADMIN[1], registry_url=registry_url,
             registry_token=member_token, evaluator_token=EVALUATOR, admin_token=ADMIN_TOKEN, model_name=name,
+            base_artifact_uri=f"file://{tiny_gguf}",
         )  # fmt: skip
         cfg = T.TrainConfig(steps=3, batch_size=4, lr=3e-3, warmup_steps=1, checkpoint_every=3, rank=4)
         spec = RunSpec(dataset=dataset, train=cfg, eval_rows=4, regression=regression, max_new_tokens=12)
@@ -155,7 +168,7 @@ def test_a_tiny_run_registers_a_served_version_with_lineage_and_evidence(
 
         # The merged GGUF: Q4_1 everywhere but the adapted matrices, and llama.cpp served it (answers came back).
         gguf = Path(summary["gguf"])
-        assert gguf.parent == models and summary["exported"]["tensors_changed"] == 2 * 30
+        assert gguf.parent == models and summary["exported"]["tensors_changed"] == 2 * 2  # q and v of 2 blocks
         tuned_answers = json.loads((settings.work_dir / "runs" / summary["run_key"] / "eval.json").read_text())
         assert all(isinstance(a, str) for a in tuned_answers["tuned"]["heldout_answers"])
         assert any(a.strip() for a in tuned_answers["tuned"]["heldout_answers"])
@@ -184,8 +197,8 @@ def test_a_tiny_run_registers_a_served_version_with_lineage_and_evidence(
         )
         assert summary["registered"]["gate_policy_created"] is True
 
-        # The gate applies to the promotion; three steps on ten facts do not beat the base at the JSON task's
-        # exact match by a point, so approval is refused, saying which rule failed (four-eyes is the registry's).
+        # The gate applies to the promotion: approved only if the tuned model beats the base by a point of exact
+        # match with the regression perplexity within 5 %, else refused naming the policy (four-eyes as ever).
         request = people["member"].http.post("/v1/promotions", json={
             "object_type": "model", "name": name, "alias": "production", "version": version, "reason": "test",
         })  # fmt: skip
