@@ -16,9 +16,12 @@ class TrainingRun:
         from mlflow import MlflowClient
 
         uri = settings.mlflow_tracking_uri
+        artifacts = None
         if not uri:
             settings.work_dir.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{settings.work_dir / 'mlflow.db'}"
+            # Without a server, MLflow would put artifacts in ./mlruns of whatever folder the command ran in.
+            artifacts = (settings.work_dir / "mlflow-artifacts").resolve().as_uri()
         if settings.mlflow_username and settings.mlflow_password:
             # MLflow's client reads its basic-auth credentials from the environment only.
             os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
@@ -26,7 +29,11 @@ class TrainingRun:
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name(settings.mlflow_experiment)
-        exp_id = experiment.experiment_id if experiment else self.client.create_experiment(settings.mlflow_experiment)
+        exp_id = (
+            experiment.experiment_id
+            if experiment
+            else self.client.create_experiment(settings.mlflow_experiment, artifact_location=artifacts)
+        )
         self.run_id: str = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
 
     def params(self, params: dict[str, Any]) -> None:
