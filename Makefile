@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart
+.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart finetune bench-finetune
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,6 +28,12 @@ $(VENV)/.installed: requirements/lock.txt requirements/models.txt pyproject.toml
 	@touch $@
 
 install: $(VENV)/.installed ## create the virtual environment and install pinned dependencies
+
+# The finetune set (requirements/finetune.txt: JAX on CPU, sacrebleu, rouge-score), installed beside lock.txt with
+# its own stamp: only `make finetune` and the tests need it (services/finetune/tests trains a tiny LoRA).
+$(VENV)/.finetune: requirements/finetune.txt | $(VENV)/.installed
+	$(PIP) install --quiet -r requirements/finetune.txt
+	@touch $@
 
 # The requirement sets (requirements/*.in: common, one per service, test, dev, training) and their locks.
 # After editing an .in file (or merging a branch that did): `make lock`, then commit the .in and .txt files.
@@ -78,7 +84,7 @@ status: ## show the platform's processes and whether each is ready
 logs: ## follow the logs (S=gateway for one service)
 	@$(PY) scripts/platformctl.py logs $(S)
 
-test: install $(VENV)/.deploy-tools lock-check lock-pypi-check ## run the whole test suite (starts what it needs)
+test: install $(VENV)/.finetune $(VENV)/.deploy-tools lock-check lock-pypi-check ## run the whole test suite (starts what it needs)
 	@scripts/ensure_services.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -86,11 +92,11 @@ test: install $(VENV)/.deploy-tools lock-check lock-pypi-check ## run the whole 
 # and kept in the log, so `LLMOPS_TEST_SHUFFLE=<seed> make test` replays one), with LOAD=1 one busy loop per core.
 N ?= 3
 LOAD ?= 0
-test-repeat: install $(VENV)/.deploy-tools ## run the whole suite N times in shuffled order (N=3 LOAD=1 for a CPU hog); logs in .llmops/test-repeat/
+test-repeat: install $(VENV)/.finetune $(VENV)/.deploy-tools ## run the whole suite N times in shuffled order (N=3 LOAD=1 for a CPU hog); logs in .llmops/test-repeat/
 	@scripts/ensure_services.sh
 	@N=$(N) LOAD=$(LOAD) PY=$(PY) scripts/test_repeat.sh
 
-test-fast: install ## unit tests only (no model, no servers: connections to the platform's ports are refused)
+test-fast: install $(VENV)/.finetune ## unit tests only (no model, no servers: connections to the platform's ports are refused)
 	LLMOPS_TEST_FAST=1 $(PY) -m pytest -q -p no:cacheprovider -m "not integration and not e2e"
 
 lint: install ## ruff and mypy
@@ -154,6 +160,25 @@ bench-guardrails: install ## guardrails detection quality and latency (uses `hey
 
 train-guardrails: install ## retrain the injection detector; registers a version when REGISTRY_URL (+ REGISTRY_TOKEN) is set
 	$(PY) -m services.guardrails.training.train_injection
+
+# With `make up` running (.llmops/env), the run logs to its MLflow (as the `viewer` login), registers the tuned GGUF
+# as the demo member, records the evidence as the course's evaluator and creates the gate policy as admin;
+# FINETUNE_* variables already set win. ARGS=... passes flags to `run` (--steps 30, --dataset <export>.jsonl ...).
+finetune: install $(VENV)/.finetune ## LoRA-tune SmolLM2 on the worked example (or ARGS=--dataset ..), eval base vs tuned, register
+	@set -a; [ ! -f .llmops/env ] || . .llmops/env; set +a; \
+	if [ -n "$${LLMOPS_REGISTRY_URL:-}" ]; then \
+	  export FINETUNE_REGISTRY_URL=$${FINETUNE_REGISTRY_URL:-$$LLMOPS_REGISTRY_URL} \
+	    FINETUNE_REGISTRY_TOKEN=$${FINETUNE_REGISTRY_TOKEN:-demo-member-token} \
+	    FINETUNE_EVALUATOR_TOKEN=$${FINETUNE_EVALUATOR_TOKEN:-$${LLMOPS_EVALUATOR_TOKEN:-}} \
+	    FINETUNE_ADMIN_TOKEN=$${FINETUNE_ADMIN_TOKEN:-$${LLMOPS_REGISTRY_ADMIN_TOKEN:-}} \
+	    FINETUNE_MLFLOW_TRACKING_URI=$${FINETUNE_MLFLOW_TRACKING_URI:-$${LLMOPS_MLFLOW_URL:-}} \
+	    FINETUNE_MLFLOW_USERNAME=$${FINETUNE_MLFLOW_USERNAME:-viewer} \
+	    FINETUNE_MLFLOW_PASSWORD=$${FINETUNE_MLFLOW_PASSWORD:-$${LLMOPS_MLFLOW_PASSWORD:-}}; \
+	fi; \
+	$(PY) -m services.finetune data && $(PY) -m services.finetune run $(ARGS)
+
+bench-finetune: install $(VENV)/.finetune ## training tokens/s, the worked example's loop, tuned vs base (CI), served tokens/s
+	$(PY) bench/finetune_bench.py
 
 bench-rag: install ## RAG retrieval latency (10,000 chunks, every strategy) and ingestion vs. the raw embedder
 	$(PY) bench/rag_bench.py

@@ -11,7 +11,7 @@ set -euo pipefail
 mode=${1:-write}
 here=$(cd "$(dirname "$0")" && pwd)
 UV=${UV:-$here/../.venv/bin/uv}
-SETS="gateway inference rag registry feedback guardrails training"
+SETS="gateway inference rag registry feedback guardrails training finetune"
 LOCKS="lock.txt $(for s in $SETS; do printf '%s.txt ' "$s"; done)"
 
 [ -x "$UV" ] || command -v "$UV" >/dev/null || { echo "uv not found at $UV (make install puts it in the venv; or UV=/path/to/uv)"; exit 2; }

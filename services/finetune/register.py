@@ -1,0 +1,129 @@
+"""The tuned GGUF into the registry, through its REST API (the one writer of MLflow's model registry).
+
+1. the training set is a dataset version: the one the feedback export registered (checked: same sha256), or a new
+   version of `finetune-<file stem>` for a file made here; the regression set likewise, with context `eval`;
+2. the model version: file:// artifact (under REGISTRY_FILE_ARTIFACT_ROOTS), Q4_1 base, lineage in its tags
+   (training run id, base artifact, dataset digests) and `datasets` (shown in MLflow as "Datasets used");
+3. the eval results as evidence: POST /v1/evaluations with a platform evaluator's token writes the run, which is
+   then attached to the version, so the promotion policy counts them (posted numbers alone are "self-reported");
+4. the gate (policy `finetune-gate`, created with an admin token when missing): regression perplexity at most
+   5 % above the base's, task exact match above the base's. The seeded `production-gate` (eval_pass_rate >= 0.8)
+   applies as well; four-eyes review is the registry's, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+GATE_POLICY = "finetune-gate"
+PPL_RATIO_MAX = 1.05
+TASK_GAIN_MIN = 0.01  # "better": at least one point of exact match (a tie is not an improvement)
+
+
+def gate_policy(name_pattern: str) -> dict[str, Any]:
+    return {
+        "object_type": "model",
+        "name_pattern": name_pattern,
+        "aliases": ["production"],
+        "required_evals": {
+            "finetune_regression_ppl_ratio": {"max": PPL_RATIO_MAX},
+            "finetune_task_exact_gain": {"min": TASK_GAIN_MIN},
+        },
+    }
+
+
+def ensure_gate(base: str, admin_token: str, name_pattern: str) -> bool:
+    """Create the finetune gate for `name_pattern` unless a policy of that name exists; True when created."""
+    with httpx.Client(timeout=60, headers={"authorization": f"Bearer {admin_token}"}) as http:
+        listed = http.get(f"{base}/v1/policies")
+        listed.raise_for_status()
+        if any(p["name"] == GATE_POLICY for p in listed.json()):
+            return False
+        http.put(f"{base}/v1/policies/{GATE_POLICY}", json=gate_policy(name_pattern)).raise_for_status()
+        return True
+
+
+def dataset_version(
+    http: httpx.Client, base: str, name: str, sha256: str, rows: int, source: str, description: str
+) -> dict[str, Any]:
+    """The dataset version of `name` with this digest, registered when missing."""
+    digest = f"sha256:{sha256}"
+    found = http.get(f"{base}/v1/datasets/{name}/versions")
+    if found.status_code == 200:
+        for version in found.json():
+            if version.get("digest") == digest:
+                return {"name": name, "version": int(version["version"])}
+    body = {
+        "digest": digest,
+        "schema": {"messages": "list[{role, content}]"},
+        "row_count": rows,
+        "source": source,
+        "source_type": "local",
+        "description": description,
+    }
+    resp = http.post(f"{base}/v1/datasets/{name}/versions", json=body)
+    resp.raise_for_status()
+    return {"name": name, "version": int(resp.json()["version"])}
+
+
+def check_dataset_ref(http: httpx.Client, base: str, ref: str, sha256: str) -> dict[str, Any]:
+    """`name:version` of an exported dataset; refuses a file whose sha256 is not the registered one."""
+    name, _, version = ref.rpartition(":")
+    resp = http.get(f"{base}/v1/datasets/{name}/versions/{version}")
+    resp.raise_for_status()
+    registered = resp.json()["digest"]
+    if registered != f"sha256:{sha256}":
+        raise ValueError(f"dataset {ref} has digest {registered}, the training file is sha256:{sha256}")
+    return {"name": name, "version": int(version)}
+
+
+def register_version(
+    base_url: str,
+    token: str,
+    model_name: str,
+    artifact_uri: str,
+    datasets: list[dict[str, Any]],
+    eval_results: dict[str, float],
+    tags: dict[str, str],
+    description: str,
+    evaluator_token: str | None,
+) -> dict[str, Any]:
+    """Register the version and, with an evaluator token, its evidence; returns version and evidence run id."""
+    base = base_url.rstrip("/")
+    with httpx.Client(timeout=120, headers={"authorization": f"Bearer {token}"}) as http:
+        body = {
+            "format": "gguf",
+            "artifact_uri": artifact_uri,
+            "engine": "llamacpp",
+            "engine_args": {"n_ctx": 2048, "parallel_slots": 4},
+            "context_length": 2048,
+            "quantisation": tags.get("quantisation", "Q4_1"),
+            "license": "apache-2.0",
+            "price_per_1m_input": 0.10,
+            "price_per_1m_output": 0.20,
+            "eval_results": eval_results,
+            "datasets": datasets,
+            "description": description[:5000],
+            "tags": tags,
+        }
+        resp = http.post(f"{base}/v1/models/{model_name}/versions", json=body)
+        resp.raise_for_status()
+        version = str(resp.json()["version"])
+        evidence = None
+        if evaluator_token:
+            evaluation = {
+                "model": model_name,
+                "version": version,
+                "metrics": eval_results,
+                "params": {"evaluator": "finetune", "training_run": tags.get("training_run_id", "")},
+            }
+            run = http.post(
+                f"{base}/v1/evaluations", json=evaluation, headers={"authorization": f"Bearer {evaluator_token}"}
+            )
+            run.raise_for_status()
+            evidence = str(run.json()["run_id"])
+            attached = http.post(f"{base}/v1/models/{model_name}/versions/{version}/evals", json={"run_id": evidence})
+            attached.raise_for_status()
+        return {"version": version, "evidence_run_id": evidence}
