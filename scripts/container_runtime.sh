@@ -95,10 +95,11 @@ fi
 
 # Healthchecks: podman schedules them with systemd timers, and there is no systemd here (PID 1 is not an init),
 # so they would never run and `compose up --wait` would wait for "healthy" forever. A ticker runs them instead,
-# every 5 s, for every running container that has one (the others answer an error, ignored).
+# every 5 s, for every running container that has one (the others answer an error, ignored), all at once: one
+# after the other, ten containers whose probes each took 12 s under load were checked once every two minutes.
 if [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ] && ! { [ -f "$TICKER_PID" ] && kill -0 "$(cat "$TICKER_PID")" 2>/dev/null; }; then
   log "starting the healthcheck ticker (no systemd to run podman's healthcheck timers)"
-  detach /dev/null bash -c 'while sleep 5; do for c in $(podman ps -q); do podman healthcheck run "$c" >/dev/null 2>&1; done; done'
+  detach /dev/null bash -c 'while sleep 5; do for c in $(podman ps -q); do podman healthcheck run "$c" >/dev/null 2>&1 & done; wait; done'
   echo $! >"$TICKER_PID"
 fi
 
