@@ -196,7 +196,7 @@ compose-test: install $(VENV)/.deploy-tools ## compose for real (podman here; ro
 
 compose-test-full: install $(VENV)/.deploy-tools ## the whole compose CPU profile for real (podman here): build, up --wait, every contract suite and the learner's journey, down -v (not in `make test`: ~10 min cold)
 	@# deploy/compose/compose.full.yaml says what cannot run here and why (Qdrant server, Grafana, OTel, Jaeger).
-	$(PY) -m pytest -q -p no:cacheprovider -rs tests/deploy/test_compose_full.py
+	COMPOSE_TEST_FULL=1 $(PY) -m pytest -q -p no:cacheprovider -rs tests/deploy/test_compose_full.py
 
 helm-lint: $(VENV)/.deploy-tools ## helm lint --strict and template the chart with the cpu and gpu values
 	@# dev=true: the chart makes its own Secret; production names one (secrets.existingSecret), checked too.
