@@ -198,7 +198,12 @@ def up(port: int, build: bool = True, variant: Variant = SMOKE) -> dict[str, str
     build_times = build_images(engine, tag, variant) if build else {}
     built = time.monotonic()
     wait = ("up", "-d", "--wait", "--wait-timeout", "600", "--no-build", "--pull", "never")
-    compose(engine, port, *wait, *variant.up_targets, variant=variant)
+    try:
+        compose(engine, port, *wait, *variant.up_targets, variant=variant)
+    except RuntimeError as exc:
+        # What the containers said, before the caller's `down -v` removes them (a one-shot's exit 1 says nothing).
+        logs = compose(engine, port, "logs", "--no-color", "--tail", "40", variant=variant)
+        raise RuntimeError(f"{exc}\n--- compose logs (last 40 lines each)\n{logs[-12000:]}") from None
     ready = time.monotonic()
     url = f"http://127.0.0.1:{port}"
     secrets_env = _read_env(_secrets_file(variant))
