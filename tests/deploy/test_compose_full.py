@@ -98,7 +98,9 @@ def stack() -> Iterator[dict[str, str]]:
         raise
     print(f"compose full: build {started['COMPOSE_FULL_BUILD_S']} s, up --wait {started['COMPOSE_FULL_UP_S']} s")
     try:
-        _probe(started, "up", "-d", "--wait", "--pull", "never")
+        # No --wait: the forwarder has no healthcheck (podman reports its health as "", which --wait refuses);
+        # the loop below waits for what matters, each forwarded service answering.
+        _probe(started, "up", "-d", "--pull", "never")
         for port in INTERNAL.values():
             _wait_answering(f"http://127.0.0.1:{port}/healthz")
         yield {**started, **compose_stack.stack_secrets(FULL)}
