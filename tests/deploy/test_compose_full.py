@@ -323,7 +323,9 @@ def test_learner_journey(stack: dict[str, str]) -> None:
     assert cited["prompt_version"].startswith("rag-answer@") and cited["model"] == MODEL, cited
 
     # 6. a rate limit: the third request of a 2-per-minute key (a minute may turn between two: one more 200)
-    limited = _new_key(stack, "journey", project="rate-limit-demo", rpm_limit=2)
+    # A second key of the same team (no team upsert here: that would replace the team's limits and budget).
+    body = {"team": "journey", "project": "rate-limit-demo", "rpm_limit": 2}
+    limited = _ok("gateway", "/admin/keys", body, admin, status=201)["key"]
     tiny = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
     codes = []
     for _ in range(5):
