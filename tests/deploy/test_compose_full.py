@@ -149,13 +149,15 @@ def _new_key(stack: dict[str, str], team: str, **limits: Any) -> str:
     return str(_ok("gateway", "/admin/keys", {"team": team, **limits}, admin, status=201)["key"])
 
 
-def _add_principal(stack: dict[str, str], name: str, role: str) -> str:
+def _add_principal(stack: dict[str, str], name: str, role: str, team: str = "compose") -> str:
     """A registry principal made by the operator's break-glass CLI inside the registry container (four-eyes: the
     one admin compose configures cannot approve principals alone); its token."""
-    out = _compose(
-        stack, "exec", "-T", "registry", "python", "-m", "services.registry.admin", "add-principal", name, role
-    )
-    return str(json.loads(out)["token"])
+    cli = ("python", "-m", "services.registry.admin", "add-principal", name, role, "--team", team)
+    out = _compose(stack, "exec", "-T", "registry", *cli)
+    # The CLI prints the principal as indented JSON; log lines (one-line JSON) may come before it on stdout.
+    lines = out.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    return str(json.loads("\n".join(lines[start:]))["token"])
 
 
 # ---------------------------------------------------------------- what runs, and what is reachable
@@ -356,8 +358,8 @@ def test_learner_journey(stack: dict[str, str]) -> None:
     assert [f["rating"] for f in record["feedback"]] == [1]
 
     # 10. a prompt promoted through approval: a member asks, may not approve, a reviewer does
-    member = _add_principal(stack, "journey-member", "member")
-    reviewer = _add_principal(stack, "journey-reviewer", "reviewer")
+    member = _add_principal(stack, "journey-member", "member", team="journey")
+    reviewer = _add_principal(stack, "journey-reviewer", "reviewer", team="journey")
     versions = [
         _ok(
             "registry",
