@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart finetune bench-finetune
+.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart finetune bench-finetune compose-test-full
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -236,6 +236,10 @@ compose-config: $(VENV)/.deploy-tools ## validate deploy/compose (cpu and gpu) w
 compose-test: install $(VENV)/.deploy-tools ## compose for real (podman here; root Debian): build, up --wait gateway+Redis+inference+guardrails, test through the published gateway, down -v
 	@# scripts/container_runtime.sh installs and starts the engine; the test skips, saying why, where none can run.
 	$(PY) -m pytest -q -p no:cacheprovider -rs tests/deploy/test_compose_smoke.py
+
+compose-test-full: install $(VENV)/.deploy-tools ## the whole compose CPU profile for real (podman here): build, up --wait, every contract suite and the learner's journey, down -v (not in `make test`: ~10 min cold)
+	@# deploy/compose/compose.full.yaml says what cannot run here and why (Qdrant server, Grafana, OTel, Jaeger).
+	COMPOSE_TEST_FULL=1 $(PY) -m pytest -q -p no:cacheprovider -rs tests/deploy/test_compose_full.py
 
 helm-lint: $(VENV)/.deploy-tools ## helm lint --strict and template the chart with the cpu and gpu values
 	@# dev=true: the chart makes its own Secret; production names one (secrets.existingSecret), checked too.

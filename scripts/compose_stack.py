@@ -1,14 +1,20 @@
-"""The compose smoke stack: build the images, start gateway + Redis + inference + guardrails with the real Docker
-Compose v2 against a container engine, hand out a team key, and take it all down again.
+"""The compose stacks run for real: build the images, start them with the real Docker Compose v2 against a
+container engine, hand out a team key, and take it all down again. Two variants of compose.yaml:
 
-    python scripts/compose_stack.py up      # prints COMPOSE_SMOKE_URL=..., _KEY=..., _ADMIN_TOKEN=... lines
-    python scripts/compose_stack.py down    # `down -v`: containers, networks and volumes of the smoke project
+- smoke (`make compose-test`): gateway + Redis + inference + guardrails (compose.smoke.yaml), project
+  `llmops-smoke`, gateway on 127.0.0.1:18000;
+- full (`make compose-test-full`): the whole CPU profile, every platform service with Redis, PostgreSQL and
+  Prometheus (compose.full.yaml says what is left out and why), project `llmops-full`, gateway on
+  127.0.0.1:18100, the MLflow and Prometheus UIs on 127.0.0.1:18150 and :18190.
+
+    python scripts/compose_stack.py up [--variant full]    # prints COMPOSE_SMOKE_URL=... (COMPOSE_FULL_...) lines
+    python scripts/compose_stack.py down [--variant full]  # `down -v`: containers, networks and volumes
 
 The engine comes from scripts/container_runtime.sh (podman's Docker API socket on a root Debian machine, or an
 engine DOCKER_HOST already names); exit status 3 and a `skip: <reason>` line where no engine can run. Where it
 built local base images (no registry in reach), the service images build FROM them, from wheels the host
-downloaded (scripts/image_wheels.sh, PIP_NO_INDEX). The gateway is published on 127.0.0.1:<COMPOSE_SMOKE_PORT>
-(18000 by default), never 8000, so the smoke and `make up` do not collide; the project is `llmops-smoke`.
+downloaded (scripts/image_wheels.sh, PIP_NO_INDEX), and PostgreSQL and Prometheus (full) from Debian's packages on
+the same base (deploy/images/). Published ports are never `make up`'s (8000, 5000, 9090), so they do not collide.
 """
 
 from __future__ import annotations
@@ -22,15 +28,58 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
-STATE_DIR = ROOT / ".llmops" / "compose-smoke"
-PROJECT = "llmops-smoke"
-# The platform images the smoke runs (Redis is a third-party image).
-SERVICES = ("gateway", "inference", "guardrails")
 SKIP_STATUS = 3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running compose.yaml here: its override, project, images and published ports."""
+
+    name: str
+    override: str  # a file in deploy/compose, used on top of compose.yaml
+    services: tuple[str, ...]  # the platform images it builds (services/<name>/Dockerfile)
+    # Third-party images built from Debian packages on the local base where nothing can be pulled:
+    # the .env variable naming the image -> deploy/images/<folder>, and the tag given to it.
+    local_images: dict[str, tuple[str, str]] = field(default_factory=dict)
+    up_targets: tuple[str, ...] = ()  # services named to `up` (empty: every service of the active profiles)
+    default_port: int = 18000
+    ui_ports: dict[str, int] = field(default_factory=dict)  # .env port variables of the UIs it publishes
+
+    @property
+    def project(self) -> str:
+        return f"llmops-{self.name}"
+
+    @property
+    def state_dir(self) -> Path:
+        return ROOT / ".llmops" / f"compose-{self.name}"
+
+    @property
+    def prefix(self) -> str:
+        return f"COMPOSE_{self.name.upper()}_"
+
+
+SMOKE = Variant("smoke", "compose.smoke.yaml", ("gateway", "inference", "guardrails"), up_targets=("gateway",))
+FULL = Variant(
+    "full",
+    "compose.full.yaml",
+    ("gateway", "inference", "rag", "registry", "feedback", "guardrails"),
+    local_images={
+        "POSTGRES_IMAGE": ("postgres", "localhost/llmops-base/postgres:15-bookworm"),
+        "PROMETHEUS_IMAGE": ("prometheus", "localhost/llmops-base/prometheus:2-bookworm"),
+    },
+    default_port=18100,
+    ui_ports={"MLFLOW_HOST_PORT": 18150, "PROMETHEUS_HOST_PORT": 18190},
+)
+VARIANTS = {v.name: v for v in (SMOKE, FULL)}
+# The smoke's names, as callers used them before there were variants.
+STATE_DIR = SMOKE.state_dir
+PROJECT = SMOKE.project
+SERVICES = SMOKE.services
 
 
 class Skip(Exception):
@@ -66,17 +115,26 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 180
     return proc.stdout
 
 
-def build_images(engine: dict[str, str], tag: str) -> dict[str, float]:
-    """Build the smoke's images (layer cache: a rebuild with unchanged locks only copies the code); seconds each."""
+def build_images(engine: dict[str, str], tag: str, variant: Variant = SMOKE) -> dict[str, float]:
+    """Build the variant's images (layer cache: a rebuild with unchanged locks only copies the code); seconds each.
+
+    Where no registry is in reach (the local base exists), its third-party stand-ins too: every time, so a changed
+    Dockerfile or entry point is picked up; unchanged, the layer cache answers in a second."""
     # The engine's own builder: podman's store is the one its API socket serves; a Docker engine builds its own.
     builder = "podman" if engine.get("LLMOPS_PYTHON_IMAGE") else "docker"
     args: list[str] = []
+    times = {}
     if engine.get("LLMOPS_PYTHON_IMAGE"):
         # No registry here: the local base, and only the wheels downloaded on the host (exactly the lock).
-        _run(["bash", str(ROOT / "scripts" / "image_wheels.sh"), *SERVICES])
+        _run(["bash", str(ROOT / "scripts" / "image_wheels.sh"), *variant.services])
         args = ["--build-arg", f"PYTHON_IMAGE={engine['LLMOPS_PYTHON_IMAGE']}", "--build-arg", "PIP_NO_INDEX=true"]
-    times = {}
-    for svc in SERVICES:
+        for folder, image in variant.local_images.values():
+            started = time.monotonic()
+            context = ROOT / "deploy" / "images" / folder
+            _run([builder, "build", "-q", "--build-arg", f"BASE_IMAGE={engine['LLMOPS_PYTHON_IMAGE']}",
+                  "-t", image, str(context)])  # fmt: skip
+            times[folder] = round(time.monotonic() - started, 1)
+    for svc in variant.services:
         started = time.monotonic()
         image = f"llmops/{svc}:{tag}"
         _run([builder, "build", "-q", "-f", f"services/{svc}/Dockerfile", *args, "-t", image, "."])
@@ -91,10 +149,10 @@ def _env_file_value(key: str) -> str:
     raise KeyError(key)
 
 
-def _secrets_file() -> Path:
-    """Throwaway secrets for the smoke project (every key of secrets.env.example), kept until `down`."""
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    path = STATE_DIR / "secrets.env"
+def _secrets_file(variant: Variant = SMOKE) -> Path:
+    """Throwaway secrets for the variant's project (every key of secrets.env.example), kept until `down`."""
+    variant.state_dir.mkdir(parents=True, exist_ok=True)
+    path = variant.state_dir / "secrets.env"
     if not path.exists():
         keys = [line.split("=", 1)[0] for line in (COMPOSE_DIR / "secrets.env.example").read_text().splitlines()]
         keys = [k for k in keys if k and not k.lstrip().startswith("#")]
@@ -107,15 +165,18 @@ def _read_env(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
-def compose(engine: dict[str, str], port: int, *args: str, timeout: float = 900) -> str:
-    """Run compose on the smoke project (compose.yaml + compose.smoke.yaml, the private secrets)."""
-    env = dict(os.environ, DOCKER_HOST=engine["DOCKER_HOST"], COMPOSE_PROJECT_NAME=PROJECT)
+def compose(engine: dict[str, str], port: int, *args: str, timeout: float = 900, variant: Variant = SMOKE) -> str:
+    """Run compose on the variant's project (compose.yaml + its override, the private secrets)."""
+    env = dict(os.environ, DOCKER_HOST=engine["DOCKER_HOST"], COMPOSE_PROJECT_NAME=variant.project)
     env.update(GATEWAY_BIND_ADDRESS="127.0.0.1", GATEWAY_HOST_PORT=str(port), COMPOSE_PROFILES="cpu")
+    env.update({name: str(ui_port) for name, ui_port in variant.ui_ports.items()})
     if engine.get("LLMOPS_REDIS_IMAGE"):
         env["REDIS_IMAGE"] = engine["LLMOPS_REDIS_IMAGE"]
-    cmd = [_compose_binary(), "--project-directory", str(COMPOSE_DIR), "-p", PROJECT]
-    cmd += ["-f", str(COMPOSE_DIR / "compose.yaml"), "-f", str(COMPOSE_DIR / "compose.smoke.yaml")]
-    cmd += ["--env-file", str(COMPOSE_DIR / ".env"), "--env-file", str(_secrets_file())]
+    if engine.get("LLMOPS_PYTHON_IMAGE"):
+        env.update({name: image for name, (_, image) in variant.local_images.items()})
+    cmd = [_compose_binary(), "--project-directory", str(COMPOSE_DIR), "-p", variant.project]
+    cmd += ["-f", str(COMPOSE_DIR / "compose.yaml"), "-f", str(COMPOSE_DIR / variant.override)]
+    cmd += ["--env-file", str(COMPOSE_DIR / ".env"), "--env-file", str(_secrets_file(variant))]
     return _run([*cmd, *args], env=env, timeout=timeout)
 
 
@@ -129,53 +190,71 @@ def _admin(url: str, token: str, path: str, body: dict) -> dict:
         return dict(json.loads(response.read()))
 
 
-def up(port: int, build: bool = True) -> dict[str, str]:
-    """Build, start and wait for the smoke stack; a fresh team key. Returns what clients need, with timings."""
+def up(port: int, build: bool = True, variant: Variant = SMOKE) -> dict[str, str]:
+    """Build, start and wait for the variant's stack; a fresh team key. Returns what clients need, with timings."""
     engine = runtime()
     tag = _env_file_value("LLMOPS_IMAGE_TAG")
     started = time.monotonic()
-    build_times = build_images(engine, tag) if build else {}
+    build_times = build_images(engine, tag, variant) if build else {}
     built = time.monotonic()
-    compose(engine, port, "up", "-d", "--wait", "--wait-timeout", "600", "--no-build", "--pull", "never", "gateway")
+    wait = ("up", "-d", "--wait", "--wait-timeout", "600", "--no-build", "--pull", "never")
+    try:
+        compose(engine, port, *wait, *variant.up_targets, variant=variant)
+    except RuntimeError as exc:
+        # What the containers said, before the caller's `down -v` removes them (a one-shot's exit 1 says nothing).
+        logs = compose(engine, port, "logs", "--no-color", "--tail", "40", variant=variant)
+        raise RuntimeError(f"{exc}\n--- compose logs (last 40 lines each)\n{logs[-12000:]}") from None
     ready = time.monotonic()
     url = f"http://127.0.0.1:{port}"
-    admin = _read_env(_secrets_file())["GATEWAY_ADMIN_KEY"]
-    _admin(url, admin, "/admin/teams", {"team": "compose-smoke"})
-    key = str(_admin(url, admin, "/admin/keys", {"team": "compose-smoke"})["key"])
+    secrets_env = _read_env(_secrets_file(variant))
+    admin = secrets_env["GATEWAY_ADMIN_KEY"]
+    team = f"compose-{variant.name}"
+    _admin(url, admin, "/admin/teams", {"team": team})
+    key = str(_admin(url, admin, "/admin/keys", {"team": team})["key"])
+    p = variant.prefix
     return {
-        "COMPOSE_SMOKE_URL": url,
-        "COMPOSE_SMOKE_KEY": key,
-        "COMPOSE_SMOKE_ADMIN_TOKEN": admin,
-        "COMPOSE_SMOKE_METRICS_TOKEN": _read_env(_secrets_file())["GATEWAY_METRICS_TOKEN"],
+        f"{p}URL": url,
+        f"{p}KEY": key,
+        f"{p}TEAM": team,
+        f"{p}ADMIN_TOKEN": admin,
+        f"{p}METRICS_TOKEN": secrets_env["GATEWAY_METRICS_TOKEN"],
         # The engine's lines too, so callers can run compose on the same project (compose(started, ...)).
         **engine,
-        "COMPOSE_SMOKE_BUILD_S": f"{built - started:.0f} {json.dumps(build_times)}",
-        "COMPOSE_SMOKE_UP_S": f"{ready - built:.0f}",
+        f"{p}BUILD_S": f"{built - started:.0f} {json.dumps(build_times)}",
+        f"{p}UP_S": f"{ready - built:.0f}",
     }
 
 
-def down(port: int) -> None:
-    """`down -v` of the smoke project; its secrets go with it."""
+def stack_secrets(variant: Variant = SMOKE) -> dict[str, str]:
+    """The variant's throwaway secrets (what an operator holds: admin tokens, service tokens, passwords)."""
+    return _read_env(_secrets_file(variant))
+
+
+def down(port: int, variant: Variant = SMOKE) -> None:
+    """`down -v` of the variant's project; its secrets go with it."""
     engine = runtime()
-    compose(engine, port, "down", "-v", "--remove-orphans", "--timeout", "10")
-    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    compose(engine, port, "down", "-v", "--remove-orphans", "--timeout", "10", variant=variant)
+    shutil.rmtree(variant.state_dir, ignore_errors=True)
 
 
 def main() -> None:
-    """`up` or `down`; exit 3 with `skip: <reason>` where no engine can run."""
+    """`up`, `ps` or `down`; exit 3 with `skip: <reason>` where no engine can run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["up", "down", "ps"])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("COMPOSE_SMOKE_PORT", "18000")))
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="smoke")
+    parser.add_argument("--port", type=int, help="the gateway's host port (smoke: COMPOSE_SMOKE_PORT or 18000)")
     parser.add_argument("--no-build", action="store_true", help="start the images already built")
     args = parser.parse_args()
+    variant = VARIANTS[args.variant]
+    port = args.port or int(os.environ.get(f"{variant.prefix}PORT", variant.default_port))
     try:
         if args.action == "up":
-            for key, value in up(args.port, build=not args.no_build).items():
+            for key, value in up(port, build=not args.no_build, variant=variant).items():
                 print(f"{key}={value}")
         elif args.action == "ps":
-            print(compose(runtime(), args.port, "ps", "--all"))
+            print(compose(runtime(), port, "ps", "--all", variant=variant))
         else:
-            down(args.port)
+            down(port, variant=variant)
     except Skip as exc:
         print(f"skip: {exc}")
         sys.exit(SKIP_STATUS)

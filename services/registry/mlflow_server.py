@@ -144,11 +144,20 @@ def prepare_auth(settings: MlflowServerSettings) -> Path:
     db = settings.auth_db()
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # The config first: importing MLflow's auth package (for its store, below) reads the file that
+    # MLFLOW_AUTH_CONFIG_PATH names at import time. Compose and Helm set that variable for the server, so on a fresh
+    # volume the import found no file and failed (KeyError: 'mlflow'), and MLflow never started.
+    config = _write_auth_config(settings, db)
     # MLflow's server-side auth store, imported here (only the process that starts the server needs it). Its
     # import and migrations warn about MLflow's own use of deprecated Starlette/Alembic APIs: not ours to fix.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _provision_users(settings, db, password)
+    return config
+
+
+def _write_auth_config(settings: MlflowServerSettings, db: str) -> Path:
+    """The auth app's basic_auth.ini (mode 0600: it holds the auth database URL, which may carry a password)."""
     config = Path(settings.auth_config_path or settings.state_dir() / "basic_auth.ini")
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +178,21 @@ def test_mlflow_auth_store_holds_exactly_the_configured_users(tmp_path: Path) ->
     assert store.authenticate_user("llmops-registry", "second-password-0123")
     assert not store.authenticate_user("llmops-registry", "first-password-0123")
     store.engine.dispose()
+
+
+def test_mlflow_auth_starts_on_a_fresh_volume_with_its_config_path_set(tmp_path: Path) -> None:
+    """Compose and Helm set MLFLOW_AUTH_CONFIG_PATH for the server, and MLflow's auth package reads that file when it
+    is imported: on a fresh volume it did not exist yet, the import failed (KeyError: 'mlflow') and the MLflow
+    container restarted forever (found by `make compose-test-full`). A fresh interpreter: the import happens once."""
+    config = tmp_path / "auth" / "basic_auth.ini"
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_AUTH_DATABASE_URI": f"sqlite:///{tmp_path / 'auth' / 'basic_auth.db'}",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "fresh-volume-password-0123",
+    }
+    code = "from services.registry import mlflow_server as m; print(m.prepare_auth(m.MlflowServerSettings()))"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == str(config) and "[mlflow]" in config.read_text()
