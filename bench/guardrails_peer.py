@@ -88,3 +88,114 @@ def jailguard_scores(texts: list[str], venv: Path, model_dir: Path, cache_dir: P
         memo.parent.mkdir(parents=True, exist_ok=True)
         memo.write_text(json.dumps(scored))
     return scored
+
+
+def peer_report(cache_dir: Path, out: Path) -> dict[str, Any]:
+    """jailguard beside the shipped artifact's recorded leave-one-source-out table, without refitting anything:
+    ours = the training run's held-out figures on every row (rules OR model, input mode; content mode for
+    InjecAgent and spikee), jailguard = its memoised scores on the bench's sample (at most 300 rows per set and
+    label, `guardrails_detection._peer_sample`). For a machine too loaded to finish the bench's own LOSO
+    refit; the bench's side-by-side (same sampled rows for both) supersedes it when it runs."""
+    import numpy as np
+
+    from bench.guardrails_detection import ROOT, _f1, _peer_sample
+    from services.guardrails.training.data import load_examples
+
+    examples = load_examples()
+    sample = _peer_sample(examples)
+    texts = [examples[i].text for i in sample]
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    memo = json.loads((cache_dir / f"jailguard-scores-{digest}.json").read_text())
+    flags = np.asarray(memo["scores"]) >= 0.5
+    src = np.array([examples[i].source for i in sample])
+    lab = np.array([examples[i].label for i in sample])
+    meta = json.loads((ROOT / "services/guardrails/artifacts/injection_model.json").read_text())
+    ours = meta["loso"]
+    content_first = {"injecagent", "spikee"}
+    benign = [s for s in dict.fromkeys(src.tolist()) if not ((src == s) & (lab == 1)).any()]
+    n_benign = {s: int(((src == s) & (lab == 0)).sum()) for s in benign}
+    pooled_n = sum(n_benign.values())
+    jg_pooled = sum(float(flags[(src == s) & (lab == 0)].mean()) * n for s, n in n_benign.items()) / pooled_n
+    rows = []
+    for name in dict.fromkeys(src.tolist()):
+        mode = "content" if name in content_first else "input"
+        mine = ours.get(name, {}).get(mode, {})
+        row: dict[str, Any] = {"source": name, "mode": mode}
+        for label, key in ((1, "recall"), (0, "flagged")):
+            m = (src == name) & (lab == label)
+            if m.any() and f"{key}_all" in mine:
+                row[f"n_{key}"] = int(m.sum())
+                row[f"ours_{key}"] = mine[f"{key}_all"]["rules_or_model"]
+                row[f"ours_n_{key}"] = mine[f"{key}_all"]["n"]
+                row[f"jailguard_{key}"] = round(float(flags[m].mean()), 4)
+        if "ours_recall" in row:
+            our_pooled = sum(ours[s]["input"]["flagged_all"]["rules_or_model"] * n for s, n in n_benign.items())
+            our_pooled /= pooled_n
+            for who, pooled_fpr in (("ours", our_pooled), ("jailguard", jg_pooled)):
+                own = _f1(row[f"{who}_recall"], row.get(f"{who}_flagged"), row["n_recall"], row.get("n_flagged", 0))
+                row[f"{who}_f1_own"] = None if own is None else round(own, 4)
+                row[f"{who}_f1_pooled"] = round(
+                    _f1(row[f"{who}_recall"], pooled_fpr, row["n_recall"], pooled_n) or 0, 4
+                )
+        rows.append(row)
+    result = {
+        "jailguard": {k: v for k, v in memo.items() if k != "scores"},
+        "ours": {"version": meta["trained_at"], "command": meta["command"]},
+        "pooled_benign": {"n": pooled_n, "sets": n_benign},
+        "rows": rows,
+    }
+    cell = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    import platform
+    import time
+
+    run: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python bench/guardrails_peer.py --cache-dir <bench cache>",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average": os.getloadavg(),
+        "jailguard_scored_at_load": "about 20 on 2 shared cores (28 min for 5,263 texts)",
+    }
+    result["run"] = run
+    lines = [
+        "# jailguard beside the shipped guardrails detector",
+        "",
+        f"Date {run['date']}; machine {run['machine']}; load average {run['load_average']}; "
+        f"command `{run['command']}`.",
+        "",
+        f"jailguard {memo['version']} ({memo['onnx_note']}; ONNX sha256 `{memo['onnx_sha256'][:16]}`), scored on "
+        f"the bench's sample (at most 300 rows per set and label; threshold 0.5, its own). Ours: the artifact's "
+        f"recorded leave-one-source-out figures on every row (trained {meta['trained_at']}; each set scored by a "
+        "model that never saw it, threshold chosen without it; rules OR model; InjecAgent and spikee in content "
+        "mode, the rest in input mode). Not the same rows: ours are all rows, jailguard's a sample of them. "
+        "jailguard says it trained on 17 public sources, which may include some of these sets.",
+        "",
+        f"F1 own: against the set's own benign rows. F1 pooled: against the benign sets' sampled rows (n = "
+        f"{pooled_n}; {', '.join(f'{k} {v}' for k, v in n_benign.items())}), each side with its own share "
+        "flagged on each of those sets (ours: input mode's shares, for every row).",
+        "",
+        "| set | mode | recall ours (n) | recall jailguard (n) | flagged ours | flagged jailguard | F1 own ours "
+        "| F1 own jailguard | F1 pooled ours | F1 pooled jailguard |",
+        "|---" * 10 + "|",
+    ]
+    for r in rows:
+        rec_o = f"{cell(r.get('ours_recall'))} ({r.get('ours_n_recall', '-')})" if "ours_recall" in r else "-"
+        rec_j = f"{cell(r.get('jailguard_recall'))} ({r.get('n_recall', '-')})" if "jailguard_recall" in r else "-"
+        keys = ("ours_flagged", "jailguard_flagged", "ours_f1_own", "jailguard_f1_own", "ours_f1_pooled",
+                "jailguard_f1_pooled")  # fmt: skip
+        lines.append(
+            f"| {r['source']} | {r['mode']} | {rec_o} | {rec_j} | " + " | ".join(cell(r.get(k)) for k in keys) + " |"
+        )
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join([*lines, ""]))
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "libs")]
+    parser = argparse.ArgumentParser(description="jailguard beside the artifact's recorded LOSO table")
+    parser.add_argument("--cache-dir", type=Path, required=True, help="where the bench memoised jailguard's scores")
+    args = parser.parse_args()
+    peer_report(args.cache_dir, Path(__file__).resolve().parent / "results" / "guardrails_peer")
