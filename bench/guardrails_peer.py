@@ -95,7 +95,9 @@ def peer_report(cache_dir: Path, out: Path) -> dict[str, Any]:
     ours = the training run's held-out figures on every row (rules OR model, input mode; content mode for
     InjecAgent and spikee), jailguard = its memoised scores on the bench's sample (at most 300 rows per set and
     label, `guardrails_detection._peer_sample`). For a machine too loaded to finish the bench's own LOSO
-    refit; the bench's side-by-side (same sampled rows for both) supersedes it when it runs."""
+    refit; the bench's side-by-side (same sampled rows for both) supersedes it when it runs. The sample
+    includes the installed packages' documentation (`package-docs`), so a change to the venv changes the
+    sample's digest and jailguard must score it again (the bench does that; this report then finds the memo)."""
     import numpy as np
 
     from bench.guardrails_detection import ROOT, _f1, _peer_sample
