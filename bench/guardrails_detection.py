@@ -293,7 +293,8 @@ def issue_table(r: dict[str, Any], results_dir: Path) -> list[str]:
     loso = r["injection"]["loso"]
     rep, sbs = loso["report"], loso.get("side_by_side", [])
     rows = [
-        ("direct injections, English: recall (Giskard; CyberSecEval-PI English rows)", "giskard", "input", "recall_en"),
+        ("direct injections, English: recall (Giskard; CyberSecEval-PI English rows)", "giskard", "input",
+         "recall_all"),
         ("", "cyberseceval-pi", "input", "recall_en"),
         ("direct injections, 16 other languages: recall (CyberSecEval-PI)", "cyberseceval-pi", "input",
          "recall_non-en"),
@@ -330,8 +331,9 @@ def issue_table(r: dict[str, Any], results_dir: Path) -> list[str]:
     ]
     for label, source, mode, key in rows:
         measure = key.split("_", 1)[0]
-        lines.append(f"| {label} | {source} | {mode} | {_loso_cell(rep, source, mode, key)} | "
-                     f"{_peer_cell(sbs, source, mode, measure)} |")  # fmt: skip
+        # The side-by-side is per set, not per language: only the all-language rows have a peer figure.
+        peer = _peer_cell(sbs, source, mode, measure) if key.endswith("_all") else "(per set only: see below)"
+        lines.append(f"| {label} | {source} | {mode} | {_loso_cell(rep, source, mode, key)} | {peer} |")
     pii = results_dir / "guardrails_pii.json"
     if pii.exists():
         p = json.loads(pii.read_text())
