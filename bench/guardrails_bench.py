@@ -32,7 +32,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
-from bench.guardrails_detection import deployed_shares, detection_markdown, evasion, loso_quality  # noqa: E402
+from bench.guardrails_detection import (  # noqa: E402
+    deployed_shares,
+    detection_markdown,
+    evasion,
+    issue_table,
+    loso_quality,
+)
 from services.guardrails.checker import Checker  # noqa: E402
 from services.guardrails.detectors.base import CheckInput  # noqa: E402
 from services.guardrails.detectors.injection import InjectionDetector  # noqa: E402
@@ -46,7 +52,15 @@ RESULTS = ROOT / "bench" / "results"
 PII_FILE = shared_datasets_dir() / "pii" / "generated_small.json"
 PARTIAL = RESULTS / "guardrails_results.partial.json"
 HTTP_TOKEN = "bench-guardrails-token"
-STAGES = ("injection", "injection_latency", "pii", "pii_synthetic", "latency_in_process", "http_one_worker_1000_chars")
+STAGES = (
+    "injection",
+    "injection_deployed",
+    "injection_latency",
+    "pii",
+    "pii_synthetic",
+    "latency_in_process",
+    "http_one_worker_1000_chars",
+)
 MULTILINGUAL = ROOT / "services" / "guardrails" / "data" / "multilingual_eval.jsonl"
 TYPE_MAP = {
     "EMAIL_ADDRESS": "EMAIL",
@@ -301,8 +315,18 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _ran(r: dict[str, Any], stage: str) -> dict[str, Any]:
+    """A stage's results, or {} when this run skipped it."""
+    value = r.get(stage) or {}
+    return {} if "skipped" in value and len(value) == 1 else value
+
+
+def _skipped(r: dict[str, Any], stage: str) -> list[str]:
+    return [f"Not measured in this run ({r.get(stage, {}).get('skipped', 'absent')}).", ""]
+
+
 def markdown(r: dict[str, Any]) -> str:
-    """A readable summary of the JSON results."""
+    """A readable summary of the JSON results (a stage this run skipped says so)."""
     lines = [
         "# Guardrails benchmark",
         "",
@@ -310,44 +334,44 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Injection model: version {r['injection_model']['version']}, trained {r['injection_model']['trained_at']}.",
         "",
-        *detection_markdown(r["injection"]),
+        *issue_table(r, RESULTS),
+        *detection_markdown({**r["injection"], **_ran(r, "injection_deployed")}),
         "## Injection detector alone, in process, 1,000 characters",
         "",
-        "| mode | n | p50 ms | p99 ms | checks/s (one thread) |",
-        "|---|---|---|---|---|",
-        *[
+    ]
+    if _ran(r, "injection_latency"):
+        lines += ["| mode | n | p50 ms | p99 ms | checks/s (one thread) |", "|---|---|---|---|---|"]
+        lines += [
             f"| {mode} | {m['n']} | {m['p50_ms']} | {m['p99_ms']} | {m['checks_per_s']} |"
             for mode, m in r["injection_latency"].items()
-        ],
-    ]
-    lines += [
-        "",
-        "## PII (shared presidio-research sample, overlap match)",
-        "",
-        "| type | gold | TP | FP | precision | recall |",
-        "|---|---|---|---|---|---|",
-    ]
-    for etype, m in r["pii"]["per_type"].items():
-        lines.append(
-            f"| {etype} | {m['gold']} | {m['tp']} | {m['fp']} | {_fmt(m['precision'])} | {_fmt(m['recall'])} |"
-        )
-    synthetic = ", ".join(f"{k} recall {v['recall']:.2f} (n={v['n']})" for k, v in r["pii_synthetic"].items())
-    lines += ["", f"Synthetic, self-generated (valid identifiers in several formats): {synthetic}."]
-    lines += [
-        "",
-        "## Latency of an input check, in process (default policy, all input detectors)",
-        "",
-        "| size | n | p50 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|",
-    ]
-    for size, m in r["latency_in_process"].items():
-        lines.append(f"| {size} | {m['n']} | {m['p50_ms']} | {m['p99_ms']} | {m['max_ms']} |")
+        ]
+    else:
+        lines += _skipped(r, "injection_latency")
+    lines += ["", "## PII (shared presidio-research sample, overlap match)", ""]
+    if _ran(r, "pii"):
+        lines += ["| type | gold | TP | FP | precision | recall |", "|---|---|---|---|---|---|"]
+        for etype, m in r["pii"]["per_type"].items():
+            lines.append(
+                f"| {etype} | {m['gold']} | {m['tp']} | {m['fp']} | {_fmt(m['precision'])} | {_fmt(m['recall'])} |"
+            )
+    else:
+        lines += _skipped(r, "pii")
+    if _ran(r, "pii_synthetic"):
+        synthetic = ", ".join(f"{k} recall {v['recall']:.2f} (n={v['n']})" for k, v in r["pii_synthetic"].items())
+        lines += ["", f"Synthetic, self-generated (valid identifiers in several formats): {synthetic}."]
+    lines += ["", "## Latency of an input check, in process (default policy, all input detectors)", ""]
+    if _ran(r, "latency_in_process"):
+        lines += ["| size | n | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+        for size, m in r["latency_in_process"].items():
+            lines.append(f"| {size} | {m['n']} | {m['p50_ms']} | {m['p99_ms']} | {m['max_ms']} |")
+    else:
+        lines += _skipped(r, "latency_in_process")
     lines += [
         "",
         "## HTTP, one uvicorn worker, 1,000-character input checks (hey)",
         "",
         "```",
-        json.dumps(r["http_one_worker_1000_chars"], indent=2),
+        json.dumps(r.get("http_one_worker_1000_chars"), indent=2),
         "```",
         "",
     ]
@@ -361,6 +385,7 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true", help="do not run jailguard")
     parser.add_argument("--resume", action="store_true", help="reuse the stages a failed run left behind")
     parser.add_argument("--cache-dir", type=Path, default=None, help="memoise features (faster reruns)")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run (default: all)")
     args = parser.parse_args()
     settings = GuardrailsSettings(load_contextual_encoder=False)
     policies = PolicySet.load(settings.policy_file)
@@ -390,15 +415,19 @@ def main() -> None:
                                   "lineage": meta["data"]["lineage"]}  # fmt: skip
     peer_venv = Path("/nonexistent") if args.skip_peer else JAILGUARD_VENV
     # Each stage's result is kept on disk as soon as it exists: a failure late in a long run keeps the rest.
-    if args.resume and PARTIAL.exists():
-        results |= {k: v for k, v in json.loads(PARTIAL.read_text()).items() if k in STAGES}
+    # --resume also continues a finished run that skipped stages (--stages): the stages it ran are kept.
+    previous = PARTIAL if PARTIAL.exists() else RESULTS / "guardrails_results.json"
+    if args.resume and previous.exists():
+        kept = json.loads(previous.read_text())
+        results |= {k: v for k, v in kept.items() if k in STAGES and _ran(kept, k)}
     text_1k = sample_text(1000, benign_pool(), random.Random(3))
     stages = {
+        # Two stages, each kept on disk when done: on a loaded machine the leave-one-source-out part (with
+        # the peer) is worth keeping even when the shipped detector's pass over 60,000 texts does not finish.
         "injection": lambda: {
-            "loso": loso_quality(shared_datasets_dir(), args.cache_dir, peer_venv, JAILGUARD_MODEL_DIR),
-            "deployed_benign": deployed_shares(detector),
-            "evasion": evasion(detector),
+            "loso": loso_quality(shared_datasets_dir(), args.cache_dir, peer_venv, JAILGUARD_MODEL_DIR)
         },
+        "injection_deployed": lambda: {"deployed_benign": deployed_shares(detector), "evasion": evasion(detector)},
         "injection_latency": lambda: injection_latency(checker),
         "pii": lambda: pii_quality(checker),
         "pii_synthetic": lambda: synthetic_pii(checker),
@@ -407,7 +436,10 @@ def main() -> None:
             {"skipped": "--skip-http"} if args.skip_http else http_throughput(text_1k)
         ),
     }
+    wanted = set(args.stages.split(","))
     for name, run in stages.items():
+        if name not in results and name not in wanted:
+            results[name] = {"skipped": "not run this time (--stages)"}
         if name not in results:
             results[name] = run()
             RESULTS.mkdir(parents=True, exist_ok=True)

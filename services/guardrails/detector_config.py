@@ -54,6 +54,12 @@ class InjectionPolicy(DetectorPolicy):
     model_threshold: float | None = Field(None, ge=0, le=1, description="null: the trained artifact's threshold.")
     decode_payloads: bool = Field(True, description="Decode base64/hex/%-encoded runs and check them too.")
     use_model: bool = Field(True, description="Run the learned model (off: rules only).")
+    harmful_requests: bool = Field(
+        True,
+        description="Input mode: also find plainly harmful requests (weapons, violence, hard drugs, fraud, breaking "
+        "into others' accounts, self-harm, hate, abuse of children) as category `harmful_request`; "
+        "`actions: {harmful_request: flag}` flags instead of applying `action`.",
+    )
 
 
 class PiiPolicy(DetectorPolicy):

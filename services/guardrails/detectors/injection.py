@@ -20,6 +20,7 @@ import numpy as np
 from services.guardrails.detectors.base import CheckInput, Finding
 from services.guardrails.detectors.content import canonical_view
 from services.guardrails.detectors.features import WINDOW_CHARS, FeatureExtractor, window_starts, windows
+from services.guardrails.detectors.harmful_rules import find_harmful
 from services.guardrails.detectors.injection_model import InjectionModel
 from services.guardrails.detectors.injection_rules import RULES, match_rules
 from services.guardrails.detectors.model_source import ModelWatcher
@@ -109,6 +110,14 @@ class InjectionDetector:
         for view in all_views:
             via = "" if view.name == "unicode" else f"after {view.name} normalisation"
             findings.extend(self._rule_findings(view, None, via))
+        if mode == "input" and config.get("harmful_requests", True):
+            # A plainly harmful request (its own category; the policy's `actions` decides what it does). Input
+            # only: a news article about a bombing is a document the model may read, not a request.
+            hit = find_harmful(all_views[0].text)
+            if hit is not None:
+                start, end = all_views[0].span(hit.start, hit.end)
+                findings.append(Finding(self.name, hit.rule.category, start, end, hit.rule.score,
+                                        f"rule {hit.rule.name}: {hit.rule.reason}"))  # fmt: skip
         payloads = decode_payloads(inp.text) if config.get("decode_payloads", True) else []
         for payload in payloads:
             span = (payload.start, payload.end)

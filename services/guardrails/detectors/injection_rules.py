@@ -3,7 +3,9 @@
 The patterns follow published attack taxonomies (instruction override, role hijack, restriction removal,
 system-prompt extraction, forged chat-template delimiters), not the rows of any data set. They run on the
 normalised views (lower case, homoglyphs folded), so they stay short. Languages: English, German, French,
-Spanish, Italian and Portuguese.
+Spanish, Italian and Portuguese; instruction override and secret requests also in Russian/Ukrainian,
+Turkish, Arabic, Hindi, Bengali, Vietnamese, Indonesian/Malay, Filipino, Thai, Chinese, Japanese and Korean
+(`injection_rules_i18n.py`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ RULES: tuple[Rule, ...] = (
         0.95,
         "asks the model to ignore or replace the instructions it was given",
         "ignor|disregard|forget|skip|overrid|bypass|drop|abandon|vergiss|vergesst|missacht|überschreib|oubli|néglige"
-        "|olvid|omite|descarta|dimentica|trascura|esqueç|esquec|desconsidere|new|neue|nouvelles|nuevas|nuove",
+        "|olvid|olvíd|omite|descarta|dimentica|trascura|esqueç|esquec|desconsidere|new|neue|nouvelles|nuevas|nuove",
         rf"\b(?:ignore|disregard|forget|skip|override|bypass|drop|abandon)\b(?:\W+\w+){{0,3}}?\W+{_PREV_EN}\W+(?:\w+\W+){{0,2}}{_INSTR_EN}\b",
         r"\b(?:ignorier\w*|vergiss|vergesst|missacht\w*|überschreib\w*)\b(?:\W+\w+){0,4}?\W+(?:anweisung\w*|instruktion\w*|regeln|vorgaben|befehl\w*|richtlinien)",
         r"\bvergiss\w*\s+(?:alles|alle)\b",
@@ -55,7 +57,7 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:oublie[rz]?|ignore[rz]?)\s+tout\b|\b(?:olvida[d]?|ignora)\s+todo\b|\b(?:dimentica|ignora)\s+tutto\b",
         r"\b(?:esque[çc]a|ignore)\s+tudo\b",
         r"\b(?:ignore[rz]?|oublie[rz]?|oubliez|néglige[rz]?)\b(?:\W+\w+){0,4}?\W+(?:instructions?|consignes?|règles|directives)",
-        r"\b(?:ignora|ignore|ignorad|olvida|olvide|olvidad|omite|descarta)\b(?:\W+\w+){0,4}?\W+(?:instrucci\w+|reglas|indicaciones|[oó]rdenes|directrices)",
+        r"\b(?:ignora|ignore|ignorar|ignoren|ignorad|olvida|olvide|olvidar|olvidad|olvídate|omite|descarta)\b(?:\W+\w+){0,4}?\W+(?:instrucci\w+|reglas|indicaciones|[oó]rdenes|directrices)",
         r"\b(?:ignora|dimentica|trascura)\b(?:\W+\w+){0,4}?\W+(?:istruzion\w|regole|indicazioni|direttive)",
         r"\b(?:ignore|ignora|esqueça|esqueca|desconsidere)\b(?:\W+\w+){0,4}?\W+(?:instru[cç][õo]es|regras|diretrizes)",
         r"\bnew\s+(?:instructions|rules|system\s+prompt)\s*:",
@@ -179,6 +181,11 @@ RULES = (
         r"(?:^|[\n\[(<*#])\s*(?:system|admin|administrator|developer|root)\s+(?:override|message|notice|instruction|update)\s*[:\])>*]",
     ),
 )
+
+# The same two techniques in thirteen more languages (injection_rules_i18n.py, which needs `Rule` from here).
+from services.guardrails.detectors.injection_rules_i18n import I18N_RULES  # noqa: E402
+
+RULES = (*RULES, *I18N_RULES)
 
 
 @dataclass(frozen=True)

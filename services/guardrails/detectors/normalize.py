@@ -88,7 +88,8 @@ def _fold_char(ch: str) -> str:
         return chr(code - 0xE0000).lower()
     if _is_invisible(ch):
         return ""
-    return unicodedata.normalize("NFKC", ch).lower().translate(_CONFUSABLES)
+    # Turkish capital dotted I lower-cases to "i" + a combining dot: "TALİMAT" would not read as "talimat".
+    return unicodedata.normalize("NFKC", ch).lower().replace("i\u0307", "i").translate(_CONFUSABLES)
 
 
 def unicode_view(text: str) -> View:

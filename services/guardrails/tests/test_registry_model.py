@@ -92,17 +92,18 @@ def _promote(registry: dict[str, str], version: str) -> httpx.Response:
 
 def test_register_gate_load_and_swap(registry: dict[str, str], tmp_path: Path) -> None:
     folder, meta = _artifact(tmp_path, "v1")
-    version = _register(registry, folder, meta, headline(meta["loso"]))
+    # The per-source figures as training reports them, with a pass rate under the seeded production gate (0.8):
+    # the shipped artifact's own (0.81 since the multilingual and harmful-request rules) would pass it.
+    metrics = {**headline(meta["loso"]), "eval_pass_rate": 0.7}
+    version = _register(registry, folder, meta, metrics)
     got = httpx.get(f"{registry['url']}/v1/models/{NAME}/versions/{version}").json()
     assert got["tags"]["weights_sha256"] == meta["weights_sha256"]
     assert {d["context"] for d in got["datasets"]} == {"training", "eval"}  # Enron: eval only
     assert "guardrails-package-docs" in {d["name"] for d in got["datasets"]}  # documentation negatives too
     # The eval numbers are evidence: read by the registry from the guardrails evaluator's run.
     evidence = got["eval_evidence"]["eval_pass_rate"]
-    assert evidence["evaluator"] == "guardrails" and evidence["value"] == pytest.approx(
-        headline(meta["loso"])["eval_pass_rate"]
-    )
-    # Its honest eval_pass_rate is under the seeded production gate (0.8): the approval is refused.
+    assert evidence["evaluator"] == "guardrails" and evidence["value"] == pytest.approx(metrics["eval_pass_rate"])
+    # Its eval_pass_rate is under the seeded production gate (0.8): the approval is refused.
     refused = _promote(registry, version)
     assert refused.status_code == 422, refused.text
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from services.guardrails.detectors.harmful_rules import find_harmful
 from services.guardrails.detectors.injection_rules import RULES, match_rules
-from services.guardrails.detectors.normalize import decode_payloads, views
+from services.guardrails.detectors.normalize import decode_payloads, unicode_view, views
 from services.guardrails.training.data import PLANTED, Example
 from services.guardrails.training.fit import CONTENT_EVAL_SOURCES, CONTENT_ONLY_BENIGN_SOURCES, MODES
 
@@ -25,6 +26,11 @@ MAX_FPR = 0.02  # over all benign sources together, and on the benign rows of an
 # Benign rows of attack data sets (role-play prompts, advice questions) are hard negatives: the target for
 # them is the FPR of the attack set (2 %); the plain benign sets (e-mails, intents, paragraphs) get 1 %.
 ATTACK_SET_SOURCES = frozenset({"llm-warden", "forbidden-questions", "injecagent", "spikee"})
+
+
+def harmful_hit(text: str) -> bool:
+    """Whether the harmful-request rules fire (the detector runs them in input mode only, on the canonical view)."""
+    return find_harmful(unicode_view(text).text) is not None
 
 
 def rule_hit(text: str) -> bool:
@@ -63,10 +69,15 @@ def _group(ex: Example) -> str:
 
 
 def loso_report(
-    examples: list[Example], oof: dict[str, np.ndarray], rules: np.ndarray, extra: dict[str, np.ndarray] | None = None
+    examples: list[Example],
+    oof: dict[str, np.ndarray],
+    rules: np.ndarray | dict[str, np.ndarray],
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Per held-out source, mode and language group: recall (attacks) or share flagged (benign), with the
-    model alone and with rules OR model (what the service does). `extra`: a peer's scores (0..1, 0.5 cut)."""
+    model alone and with rules OR model (what the service does). `rules`: one hit array for both modes, or one
+    per mode (the harmful-request rules run in input mode only). `extra`: a peer's scores (0..1, 0.5 cut)."""
+    per_mode = rules if isinstance(rules, dict) else dict.fromkeys(MODES, rules)
     report: dict[str, Any] = {}
     src = np.array([ex.source for ex in examples])
     for name in dict.fromkeys(src.tolist()):
@@ -77,7 +88,7 @@ def loso_report(
         for mode in MODES:
             if mode == "content" and name not in CONTENT_EVAL_SOURCES:
                 continue
-            scores = oof[mode]
+            scores, rules = oof[mode], per_mode[mode]
             threshold = choose_threshold(examples, scores, mode, exclude=name)
             rows: dict[str, Any] = {"threshold": round(threshold, 4)}
             for label in (1, 0):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from services.guardrails.detectors import features, normalize
 from services.guardrails.detectors.features import HASH_BITS, FeatureExtractor
 from services.guardrails.detectors.normalize import unicode_view
 from services.guardrails.training.data import Example
@@ -73,6 +74,10 @@ def cached(examples: list[Example], extractor: FeatureExtractor, cache_dir: Path
     if cache_dir is None:
         return build(examples, extractor)
     digest = hashlib.sha256()
+    # The code that turns a text into features is part of the key: a changed normalisation must not reuse
+    # features computed with the old one.
+    for module in (normalize, features):
+        digest.update(Path(module.__file__ or "").read_bytes())
     for ex in examples:
         digest.update(ex.text.encode())
         digest.update(b"\0")

@@ -32,14 +32,17 @@ from typing import Any
 import numpy as np
 import sklearn
 
+from services.guardrails.detectors import normalize
 from services.guardrails.detectors.embeddings import StaticEmbedder, StaticTable, load_tokenizer, packaged_model_path
 from services.guardrails.detectors.features import CHAR_NGRAMS, HASH_BITS, STRIDE_CHARS, WINDOW_CHARS, FeatureExtractor
+from services.guardrails.detectors.harmful_rules import RULE as HARMFUL_RULE
 from services.guardrails.detectors.injection_model import FORMAT, MODEL_JSON, WEIGHTS_FILE, write_safetensors
+from services.guardrails.detectors.injection_rules import RULES
 from services.guardrails.detectors.loader import STATIC_STRIDE, STATIC_TABLE, STATIC_WINDOW
 from services.guardrails.training import fit as F
 from services.guardrails.training import package_docs
 from services.guardrails.training.data import Example, lineage, load_examples, sha256_file, shared_datasets_dir
-from services.guardrails.training.evaluate import choose_threshold, loso_report, rule_hit
+from services.guardrails.training.evaluate import choose_threshold, harmful_hit, loso_report, rule_hit
 from services.guardrails.training.matrix import Matrix, cached
 from services.guardrails.training.register import register
 
@@ -52,17 +55,23 @@ def extractor() -> FeatureExtractor:
     return FeatureExtractor(StaticEmbedder(load_tokenizer(packaged_model_path()), table, STATIC_WINDOW, STATIC_STRIDE))
 
 
-def prepare(root: Path, cache_dir: Path | None) -> tuple[list[Example], Matrix, np.ndarray]:
-    """Examples, their feature matrix and rule hits (cached when a cache folder is given)."""
+def prepare(root: Path, cache_dir: Path | None) -> tuple[list[Example], Matrix, dict[str, np.ndarray]]:
+    """Examples, their feature matrix and rule hits per mode (cached when a cache folder is given): the
+    injection rules in both modes, OR the harmful-request rules in input mode (where the detector runs them)."""
     examples = load_examples(root)
     matrix = cached(examples, extractor(), cache_dir)
-    rules_path = cache_dir / f"guardrails-rules-{len(examples)}-{matrix.hashed.nnz}.npy" if cache_dir else None
+    # The cache key names the rules too: a changed pattern must not reuse hits computed with the old one.
+    digest = hashlib.sha256(
+        "\0".join(r.pattern.pattern for r in (*RULES, HARMFUL_RULE)).encode() + Path(normalize.__file__).read_bytes()
+    ).hexdigest()[:12]
+    rules_path = cache_dir / f"guardrails-rules-{len(examples)}-{matrix.hashed.nnz}-{digest}.npz" if cache_dir else None
     if rules_path is not None and rules_path.exists():
-        rules = np.load(rules_path)
-    else:
-        rules = np.array([rule_hit(ex.text) for ex in examples])
-        if rules_path is not None:
-            np.save(rules_path, rules)
+        with np.load(rules_path) as data:
+            return examples, matrix, {mode: data[mode] for mode in F.MODES}
+    injection = np.array([rule_hit(ex.text) for ex in examples])
+    rules = {"input": injection | np.array([harmful_hit(ex.text) for ex in examples]), "content": injection}
+    if rules_path is not None:
+        np.savez(rules_path, **rules)
     return examples, matrix, rules
 
 
