@@ -79,8 +79,10 @@ class FuzzPlatform:
         return self.targets[service]
 
     def _serve(self, service: str, env: dict[str, str]) -> str:
+        # A generous start deadline: RAG loads its embedder, guardrails its models; minutes on a loaded machine.
+        log = self.folder / f"{service}.log"
         return self.stack.enter_context(
-            uvicorn_service(f"services.{service}.app:create_app", env, log_path=self.folder / f"{service}.log")
+            uvicorn_service(f"services.{service}.app:create_app", env, log_path=log, ready_timeout_s=300)
         )
 
     def _upstream_url(self) -> str:

@@ -65,7 +65,12 @@ def server_process(
 
 @contextlib.contextmanager
 def uvicorn_service(
-    app: str, env: dict[str, str], port: int | None = None, log_path: Path | None = None, workers: int = 1
+    app: str,
+    env: dict[str, str],
+    port: int | None = None,
+    log_path: Path | None = None,
+    workers: int = 1,
+    ready_timeout_s: float = 60.0,
 ) -> Iterator[str]:
     """Run `uvicorn <app> --factory` in a subprocess; yields its base URL once /readyz is 200."""
     port = port or free_port()
@@ -74,5 +79,5 @@ def uvicorn_service(
     cmd += ["--log-level", "warning", "--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"
     with server_process(cmd, log_path, env=full_env) as proc:
-        wait_ready(base + "/readyz", proc=proc)
+        wait_ready(base + "/readyz", timeout_s=ready_timeout_s, proc=proc)
         yield base
