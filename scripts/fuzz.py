@@ -90,7 +90,12 @@ def main() -> int:
     results: list[FuzzResult] = []
     with tempfile.TemporaryDirectory(prefix="llmops-fuzz-") as tmp, fuzz_platform(Path(tmp)) as services:
         for name in args.services.split(","):
-            target = services.get(name)
+            try:
+                target = services.get(name)
+            except (RuntimeError, TimeoutError) as exc:  # reported as a failure, the other services still run
+                results.append(FuzzResult(name, "-", failures={"(service did not start)": [str(exc)]}))
+                print(f"{name}: did not start: {exc}", flush=True)
+                continue
             for caller in target.callers:
                 began = time.monotonic()
                 result = run_schemathesis(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -33,8 +32,9 @@ def schemathesis_cli() -> str | None:
     override = os.environ.get("LLMOPS_SCHEMATHESIS")
     if override:
         return override
+    # Only the venv's own: another `st` on the PATH may be something else entirely (suckless' terminal is one).
     beside = Path(sys.executable).parent / "st"
-    return str(beside) if beside.exists() else shutil.which("st")
+    return str(beside) if beside.exists() else None
 
 
 # A test case whose only finding is a schema-violating value of the wrong JSON type that was accepted (`0` for a
@@ -63,8 +63,10 @@ class FuzzResult:
 
     def findings(self) -> dict[str, set[str]]:
         """Operation -> the failure codes and titles found (what a summary lists)."""
-        return {op: {f"{m.group(1)} {m.group(2)}" for c in cases for m in _FINDING.finditer(c)} for op, cases in
-                self.failures.items()}  # fmt: skip
+        return {
+            op: {f"{m.group(1)} {m.group(2)}" for c in cases for m in _FINDING.finditer(c)} or {cases[0][:200]}
+            for op, cases in self.failures.items()
+        }
 
 
 def run_schemathesis(
