@@ -69,7 +69,8 @@ class Stack:
         self.registry = Restartable(
             lambda: run_registry(
                 folder / "registry", f"http://127.0.0.1:{self.mlflow_port}", port=self.registry_port,
-                extra_env={"REGISTRY_CACHE_TTL_S": "0.2"},
+                # a pending promotion must outlive MLflow's restart (minutes on a loaded machine)
+                extra_env={"REGISTRY_CACHE_TTL_S": "0.2", "REGISTRY_PROMOTION_TTL_S": "3600"},
             )
         )  # fmt: skip
         self.url = f"http://127.0.0.1:{self.registry_port}"
