@@ -147,6 +147,8 @@ def test_mlflow_artifact_store_on_a_full_disk(tmp_path: Path) -> None:
             "engine": "llamacpp",
             "context_length": 2048,
             "license": "apache-2.0",
+            "price_per_1m_input": 0.1,
+            "price_per_1m_output": 0.2,
         }
         filler = fill(disk)
         refused = member.post(f"/v1/models/{name}/versions", json=body)
