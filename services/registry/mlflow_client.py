@@ -57,10 +57,12 @@ class Mlflow:
         except MlflowException as exc:
             if exc.error_code in _NOT_FOUND:
                 raise
+            # Before the transport check: an artifact write the server keeps failing (5xx, retried by the client)
+            # also ends in "Max retries exceeded", but MLflow is answering.
+            if _is_disk_full(str(exc)) or _is_failed_artifact_write(str(exc)):
+                raise RegistryError(507, "artifact_store_full", _FULL) from exc
             if _is_transport(exc):
                 raise RegistryError(503, "mlflow_unavailable", f"MLflow at {self.uri} is not answering") from exc
-            if _is_disk_full(str(exc)):
-                raise RegistryError(507, "artifact_store_full", _FULL) from exc
             raise
         except requests.HTTPError as exc:  # an artifact upload the MLflow server could not store
             if _is_disk_full(str(exc)) or exc.response is None or exc.response.status_code >= 500:
@@ -148,6 +150,12 @@ _FULL = "MLflow could not store the artifact: its artifact store is full or not 
 
 def _is_disk_full(text: str) -> bool:
     return "No space left on device" in text or "Errno 28" in text
+
+
+def _is_failed_artifact_write(text: str) -> bool:
+    # An artifact upload the server took but could not store: a 5xx retried to exhaustion, or the connection
+    # dropped mid-answer. A refused connection is MLflow down (503), not its store.
+    return "mlflow-artifacts" in text and "Connection refused" not in text
 
 
 def _is_transport(exc: MlflowException) -> bool:
