@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart finetune bench-finetune compose-test-full
+.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart finetune bench-finetune compose-test-full fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -110,6 +110,13 @@ contract: install ## run a service's contract tests against any base URL: make c
 	$(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_URL=$(URL) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_ADMIN_TOKEN=$(TOKEN) \
 	  $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_KEY=$(KEY) $(shell echo $(SERVICE) | tr a-z A-Z)_CONTRACT_TOKEN=$(SERVICE_TOKEN) \
 	  $(PY) -m pytest services/$(SERVICE)/tests/test_contract.py -q -p no:cacheprovider
+
+# The long fuzz run (the short one is tests/fuzz in `make test`): EXAMPLES cases per operation with a fixed SEED.
+EXAMPLES ?= 50
+SEED ?= 15
+fuzz: install ## fuzz every service's OpenAPI document (schemathesis, EXAMPLES=50 SEED=15); results in bench/results/fuzz.md
+	@scripts/ensure_services.sh
+	$(PY) scripts/fuzz.py --examples $(EXAMPLES) --seed $(SEED)
 
 DURATION ?= 120
 demo-traffic: install ## send a realistic mix (chat, streams, RAG, attacks, PII, 429 bursts, feedback) for DURATION seconds

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from llmops_common.errors import install_error_handlers
 from llmops_common.health import ReadinessCheck, health_router
 from llmops_common.log_setup import configure_logging
+from llmops_common.openapi_errors import install_error_documentation
 from llmops_common.request_id import RequestIdMiddleware
 from llmops_common.service_auth import SecurityHeadersMiddleware
 from llmops_common.settings import ServiceSettings
@@ -41,5 +42,6 @@ def build_service_app(
     app.add_middleware(SecurityHeadersMiddleware)
     install_tracing(app, name)  # outermost: the span covers the whole request
     install_error_handlers(app)
+    install_error_documentation(app)  # the document says what those handlers answer
     app.include_router(health_router(registry, readiness))
     return app

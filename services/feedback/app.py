@@ -31,7 +31,7 @@ from services.feedback.rules import LabelRules
 from services.feedback.service import FeedbackService
 from services.feedback.settings import FeedbackSettings
 from services.feedback.sinks import MlflowSink, RegistryRegistrar
-from services.feedback.store.store import Store, StoreUnavailable
+from services.feedback.store.store import StorageFull, Store, StoreUnavailable
 
 VERSION = "0.1.0"
 log = logging.getLogger("llmops.feedback")
@@ -165,7 +165,12 @@ def create_app(
     async def store_unavailable(_: Request, exc: Exception) -> Response:
         return error_response(APIError(503, "store_unavailable", f"the feedback store is unavailable: {exc}"))
 
+    async def storage_full(_: Request, exc: Exception) -> Response:
+        # 507 Insufficient Storage: not the client's fault, and retrying before space is freed does not help.
+        return error_response(APIError(507, "storage_full", f"the feedback service's disk is full: {exc}"))
+
     app.add_exception_handler(StoreUnavailable, store_unavailable)
+    app.add_exception_handler(StorageFull, storage_full)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.drift = drift

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -16,7 +17,7 @@ from services.feedback.redact import redact
 from services.feedback.schemas import ExportIn
 from services.feedback.store.db import Row
 from services.feedback.store.labeling import add_dataset, export_candidates, set_dataset_registration
-from services.feedback.store.store import Store
+from services.feedback.store.store import StorageFull, Store
 
 log = logging.getLogger("llmops.feedback.datasets")
 REGISTRY_NAME_MAX = 128  # the registry's limit on dataset names
@@ -88,7 +89,13 @@ def _write_atomically(path: Path, rows: list[dict[str, Any]]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
+    try:
+        tmp.write_bytes(data)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # no half-written file left behind
+        if exc.errno == errno.ENOSPC:
+            raise StorageFull(f"no space left in the export folder {path.parent}") from exc
+        raise
     os.replace(tmp, path)
     return hashlib.sha256(data).hexdigest()
 

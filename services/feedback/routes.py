@@ -49,7 +49,7 @@ def filters(
     has_feedback: bool | None = None,
     team: Annotated[str | None, Query(description="Admin only; a team key always sees its own team.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # SQL BIGINT: a larger offset answered 500
 ) -> RequestFilter:
     """Query parameters shared by the request and feedback listings."""
     return RequestFilter(

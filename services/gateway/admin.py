@@ -100,6 +100,12 @@ class AdminService:
     async def update_key(self, key_id: str, patch: KeyPatch) -> KeyOut:
         """Change limits, allowed models or name."""
         changes = patch.model_dump(exclude_unset=True)
+        # null on a field that has no "unset" state resets it: a null stored as is broke the key for good (its
+        # name could not be written to Redis; `allowed_models: null` was stored and every later read of the key,
+        # its requests included, failed with a 500).
+        for name, reset in (("name", ""), ("allowed_models", [])):
+            if name in changes and changes[name] is None:
+                changes[name] = reset
         if "budget_usd" in changes:
             changes["budget_nusd"] = _nano(changes.pop("budget_usd"))
         try:

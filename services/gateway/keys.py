@@ -76,7 +76,7 @@ class KeyRecord:
             project=data["project"],
             name=data.get("name", ""),
             key_hint=data.get("key_hint", ""),
-            allowed_models=orjson.loads(data.get("allowed_models", "[]")),
+            allowed_models=orjson.loads(data.get("allowed_models", "[]")) or [],  # a stored null: every model
             rpm_limit=_opt_int(data.get("rpm_limit")),
             tpm_limit=_opt_int(data.get("tpm_limit")),
             budget_nusd=_opt_int(data.get("budget_nusd")),

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 
 from llmops_common.errors import APIError, error_body
+from llmops_common.openapi_errors import STREAMING_RESPONSES
 from llmops_common.responses import JSONBytesResponse
 from llmops_common.sse import DONE, sse_frame
 from services.inference.admission import Overloaded
@@ -95,13 +96,13 @@ async def _sse(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]
     yield DONE
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=STREAMING_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """OpenAI chat completions; `stream: true` answers with SSE ending in a usage chunk and [DONE]."""
     return await _run(request, "chat", body.model_dump(exclude_unset=True, exclude_none=True) | {"model": body.model})
 
 
-@router.post("/completions")
+@router.post("/completions", responses=STREAMING_RESPONSES)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     """OpenAI text completions (one prompt per request)."""
     data = body.model_dump(exclude_unset=True, exclude_none=True)

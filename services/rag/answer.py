@@ -131,6 +131,19 @@ class AnswerService:
             "usage": None,
         }
 
+    def store_unavailable(self, reason: str) -> dict[str, Any]:
+        """The answer while the vector store cannot be searched: no passages, no LLM call (an answer without the
+        documents would not rest on them), flagged `degraded` with the reason; the client may retry later."""
+        self.metrics.answers.labels("degraded").inc()
+        return self._base(self.template, [], None) | {
+            "answer": None,
+            "not_found": False,
+            "degraded": True,
+            "degraded_reason": f"vector_store_unavailable: {reason}",
+            "citations": [],
+            "usage": None,
+        }
+
     def _payload(self, template: PromptTemplate, question: str, blocks: list[str]) -> dict[str, Any]:
         if self.context_token:
             messages: list[dict[str, Any]] = template.messages_with_context(blocks, question=question)

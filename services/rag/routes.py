@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from llmops_common.errors import APIError, error_body
+from llmops_common.openapi_errors import STREAMING_RESPONSES
 from llmops_common.service_auth import bearer_token
 from llmops_common.sse import DONE, sse_frame
 from services.rag import metering
@@ -73,6 +74,11 @@ def _job_meter(request: Request, caller: Caller) -> Callable[[int], None]:
     return metering.job_meter(request.app.state.gateway, caller, asyncio.get_running_loop())
 
 
+# What _job_response answers besides the route's own status: documented, so a client is not surprised.
+_FINISHED_JOB: dict[int | str, dict[str, Any]] = {200: {"description": "The finished job (`wait: true`, in time)."}}
+_STILL_STOPPING: dict[int | str, dict[str, Any]] = {202: {"description": "The job is cancelled but still stopping."}}
+
+
 def _job_response(rag: RagService, job: Job, finished: bool) -> JSONResponse:
     """200 with the finished job (wait=true that finished in time), else 202 with the job to poll."""
     return JSONResponse(job.view(rag.settings.job_results_page), status_code=200 if finished else 202)
@@ -110,7 +116,7 @@ async def delete_collection(name: str, caller: CallerDep, rag: ServiceDep) -> di
     return {"deleted": name}
 
 
-@router.post("/collections/{name}/documents", status_code=202)
+@router.post("/collections/{name}/documents", status_code=202, responses=_FINISHED_JOB)
 async def ingest_json(
     name: str, body: IngestRequest, caller: IngestCaller, rag: ServiceDep, request: Request
 ) -> JSONResponse:
@@ -120,7 +126,7 @@ async def ingest_json(
     return _job_response(rag, *await rag.ingest(caller, name, docs, body.redact_pii, body.wait, meter))
 
 
-@router.post("/collections/{name}/documents/upload", status_code=202)
+@router.post("/collections/{name}/documents/upload", status_code=202, responses=_FINISHED_JOB)
 async def ingest_upload(
     name: str,
     caller: IngestCaller,
@@ -208,7 +214,7 @@ async def get_job_results(
     return {"data": page, "next_cursor": next_cursor, "total": len(job.progress.results), "status": job.status}
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=_STILL_STOPPING)
 async def cancel_job(job_id: str, caller: CallerDep, rag: ServiceDep) -> JSONResponse:
     """Cancel a queued or running job: it ends as `cancelled`; documents indexed before the cancel stay indexed
     and are listed in its results (`run.counts.not_processed` says how many were not). 202 if still stopping."""
@@ -235,7 +241,7 @@ async def query(name: str, body: QueryRequest, caller: CallerDep, rag: ServiceDe
     }
 
 
-@router.post("/collections/{name}/answer", response_model=None)
+@router.post("/collections/{name}/answer", response_model=None, responses=STREAMING_RESPONSES)
 async def answer(
     name: str, body: AnswerRequest, caller: CallerDep, rag: ServiceDep, request: Request
 ) -> dict | StreamingResponse:
@@ -246,9 +252,21 @@ async def answer(
     await metering.admit(
         request.app.state.gateway, caller, "rag.embed", rag.pipeline.embedder.tokens_read([body.question])
     )
-    record = await rag.collection(caller, name)
     threshold = body.score_threshold if body.score_threshold is not None else rag.settings.default_score_threshold
-    result = await rag.retrieve(record, body.question, body, threshold)
+    try:
+        record = await rag.collection(caller, name)
+        result = await rag.retrieve(record, body.question, body, threshold)
+    except APIError as exc:
+        if exc.code != "vector_store_unavailable":
+            raise
+        # Qdrant cannot be searched: the documented degraded answer (200, `degraded`, no passages), not an error,
+        # as when the LLM cannot be reached; /query, ingestion and collection routes answer 503 instead.
+        out = rag.answers.store_unavailable(exc.message)
+        if events is not None:
+            events.record(caller, body.question, out, 200, started)
+        if body.stream:
+            return StreamingResponse(_sse(_one(out | {"type": "done"})), media_type="text/event-stream")
+        return out
     # no evidence: no LLM call, no content check (the collection's own threshold when it has one)
     abstention = rag.abstention(body.question, result, body.abstain, record.get("abstain_threshold"))
     # indirect injection: chunks are what the model reads

@@ -6,11 +6,12 @@ team), so a query can never reach another team's points and needs no tenant filt
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,16 +44,45 @@ def physical_name(team: str, collection: str) -> str:
     return f"rag_{hashlib.sha256(team.encode()).hexdigest()[:12]}_{collection}"
 
 
+def _equals(path: str, value: Any) -> qm.Condition:
+    """One equality condition. Qdrant matches only str, int and bool by value: a float is a one-point range."""
+    if isinstance(value, float):
+        return qm.FieldCondition(key=path, range=qm.Range(gte=value, lte=value))
+    return qm.FieldCondition(key=path, match=qm.MatchValue(value=value))
+
+
+def _any_of(path: str, values: list[Any]) -> qm.Condition:
+    """An any-of condition. Qdrant's MatchAny takes a list of strings or of integers only; a list of floats,
+    booleans or mixed types (the API allows them) is the same test spelt as `should` over equalities."""
+    kinds = {type(v) for v in values}
+    if kinds <= {str} or kinds <= {int}:
+        return qm.FieldCondition(key=path, match=qm.MatchAny(any=values))
+    return qm.Filter(should=[_equals(path, v) for v in values])
+
+
 def build_filter(filters: dict[str, Any] | None, extra: Sequence[qm.Condition] = ()) -> qm.Filter | None:
     """Equality (scalar) or any-of (list) conditions; user metadata lives under `meta.`."""
     must: list[qm.Condition] = list(extra)
     for key, value in (filters or {}).items():
         path = key if key in _BUILTIN_FIELDS or key.startswith("meta.") else f"meta.{key}"
-        if isinstance(value, list):
-            must.append(qm.FieldCondition(key=path, match=qm.MatchAny(any=value)))
-        else:
-            must.append(qm.FieldCondition(key=path, match=qm.MatchValue(value=value)))
+        must.append(_any_of(path, value) if isinstance(value, list) else _equals(path, value))
     return qm.Filter(must=must) if must else None
+
+
+def _refuse_if_locked(lock_path: Path) -> None:
+    """Raise when another process holds local mode's folder lock. qdrant-client finds out too, but leaks the lock
+    file's handle each time it does, and the store retries on every call until the folder is free."""
+    if not lock_path.exists():
+        return
+    with open(lock_path, "r+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                "the folder is in use by another process (a second RAG on the same data dir?); "
+                "replicas need a Qdrant server (RAG_QDRANT_URL)"
+            ) from None
+        fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class VectorStore:
@@ -61,33 +91,50 @@ class VectorStore:
     def __init__(self, url: str | None, path: Path, api_key: str | None = None, timeout_s: float = 5.0) -> None:
         self.mode = "server" if url else "local"
         self.location = url or str(path)
+        self._client: QdrantClient | None = None
         if url:
             # No version probe at start: a Qdrant that is down must not stop the service from starting.
             self._client = QdrantClient(
                 url=url, api_key=api_key, timeout=int(max(1, timeout_s)), check_compatibility=False
             )
         else:
-            path.mkdir(parents=True, exist_ok=True)
-            self._client = QdrantClient(path=str(path))
             local_sparse.install()  # local mode's sparse scoring is a Python loop; see local_sparse.py
+        self._path = path
         # Local mode is plain Python state shared by request threads; a server handles its own concurrency.
         self._lock: threading.RLock | None = threading.RLock() if not url else None
         self._catalog_ready = False
+        if not url:
+            # The folder may be locked by another process (a second RAG on the same data dir) or not writable:
+            # start anyway, not ready, and open it on a later call once it can be (_call).
+            with suppress(StoreUnavailable):
+                self._client = self._open_local()
+
+    def _open_local(self) -> QdrantClient:
+        try:
+            self._path.mkdir(parents=True, exist_ok=True)
+            _refuse_if_locked(self._path / ".lock")
+            return QdrantClient(path=str(self._path))
+        except (OSError, RuntimeError) as exc:  # RuntimeError: "already accessed by another instance"
+            raise StoreUnavailable(f"Qdrant (local at {self.location}) cannot be opened: {exc}") from exc
 
     @contextmanager
     def _call(self) -> Iterator[QdrantClient]:
         try:
             if self._lock is None:
+                assert self._client is not None  # server mode: made in __init__
                 yield self._client
             else:
                 with self._lock:
+                    if self._client is None:
+                        self._client = self._open_local()
                     yield self._client
         except (ResponseHandlingException, UnexpectedResponse, ConnectionError, OSError, RuntimeError) as exc:
             raise StoreUnavailable(f"Qdrant ({self.mode} at {self.location}) failed: {exc}") from exc
 
     def close(self) -> None:
         """Release the local-mode lock on the data folder."""
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     def ping(self) -> bool:
         """True when Qdrant answers."""

@@ -109,7 +109,9 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
 
     @app.exception_handler(RegistryError)
     async def _registry_error(_: Request, exc: RegistryError) -> Response:
-        return error_response(APIError(exc.status, exc.code, exc.message, extra=exc.extra))
+        # A 503 (MLflow or the store not answering) passes once it is back: say when to try again.
+        headers = {"retry-after": "5"} if exc.status == 503 else None
+        return error_response(APIError(exc.status, exc.code, exc.message, headers=headers, extra=exc.extra))
 
     @app.exception_handler(MlflowException)
     async def _mlflow_error(_: Request, exc: MlflowException) -> Response:

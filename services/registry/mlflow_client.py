@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -56,8 +57,17 @@ class Mlflow:
         except MlflowException as exc:
             if exc.error_code in _NOT_FOUND:
                 raise
+            # Before the transport check: an artifact write the server keeps failing (5xx, retried by the client)
+            # also ends in "Max retries exceeded", but MLflow is answering.
+            if _is_disk_full(str(exc)) or _is_failed_artifact_write(str(exc)):
+                raise RegistryError(507, "artifact_store_full", _FULL) from exc
             if _is_transport(exc):
                 raise RegistryError(503, "mlflow_unavailable", f"MLflow at {self.uri} is not answering") from exc
+            raise
+        except requests.HTTPError as exc:  # an artifact upload the MLflow server could not store
+            if _is_disk_full(str(exc)) or exc.response is None or exc.response.status_code >= 500:
+                # MLflow's answer to a failed write rarely says why; a full disk is the usual cause, say so.
+                raise RegistryError(507, "artifact_store_full", f"{_FULL} ({str(exc)[:300]})") from exc
             raise
 
     def find(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
@@ -133,6 +143,19 @@ def audit_tag(entry: dict[str, Any]) -> tuple[str, str]:
     # Large payloads (a whole version's metadata) stay in the store; MLflow shows their hash.
     fields["after"] = entry.get("after") if len(after) <= 1500 else {"sha256_of_entry": entry["hash"]}
     return f"llmops.audit.{entry['seq']:06d}", _clip(json.dumps(fields, default=str))
+
+
+_FULL = "MLflow could not store the artifact: its artifact store is full or not writable; free space there and retry"
+
+
+def _is_disk_full(text: str) -> bool:
+    return "No space left on device" in text or "Errno 28" in text
+
+
+def _is_failed_artifact_write(text: str) -> bool:
+    # An artifact upload the server took but could not store: a 5xx retried to exhaustion, or the connection
+    # dropped mid-answer. A refused connection is MLflow down (503), not its store.
+    return "mlflow-artifacts" in text and "Connection refused" not in text
 
 
 def _is_transport(exc: MlflowException) -> bool:

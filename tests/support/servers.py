@@ -71,6 +71,7 @@ def uvicorn_process(
     log_path: Path | None = None,
     workers: int = 1,
     args: tuple[str, ...] = (),
+    ready_timeout_s: float = 60.0,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run `uvicorn <app> --factory` in a subprocess; yields its base URL and the process once /readyz is 200
     (with workers > 1 the process is uvicorn's supervisor: SIGHUP makes it replace its workers one by one)."""
@@ -80,14 +81,19 @@ def uvicorn_process(
     cmd += ["--log-level", "warning", "--workers", str(workers), *args]
     base = f"http://127.0.0.1:{port}"
     with server_process(cmd, log_path, env=full_env) as proc:
-        wait_ready(base + "/readyz", proc=proc)
+        wait_ready(base + "/readyz", timeout_s=ready_timeout_s, proc=proc)
         yield base, proc
 
 
 @contextlib.contextmanager
 def uvicorn_service(
-    app: str, env: dict[str, str], port: int | None = None, log_path: Path | None = None, workers: int = 1
+    app: str,
+    env: dict[str, str],
+    port: int | None = None,
+    log_path: Path | None = None,
+    workers: int = 1,
+    ready_timeout_s: float = 60.0,
 ) -> Iterator[str]:
     """Run `uvicorn <app> --factory` in a subprocess; yields its base URL once /readyz is 200."""
-    with uvicorn_process(app, env, port, log_path, workers) as (base, _):
+    with uvicorn_process(app, env, port, log_path, workers, ready_timeout_s=ready_timeout_s) as (base, _):
         yield base

@@ -49,4 +49,12 @@ CODES = (
         "S=feedback`)",
         "the feedback store is unavailable: {reason}",
     ),
+    ErrorCode(
+        "storage_full",
+        507,
+        "the disk under the feedback store (SQLite file, PostgreSQL) or its export folder is full; nothing was written",
+        "free space (old exports in FEEDBACK_EXPORT_DIR, other files on that disk); the service recovers by itself: "
+        "events wait in Redis and are stored once space is back, then retry the write (docs/operations.md)",
+        "the feedback service's disk is full: {reason}",
+    ),
 )

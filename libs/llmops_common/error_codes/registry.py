@@ -271,4 +271,13 @@ CODES = (
         "`curl -s http://127.0.0.1:5000/health`; `make logs S=mlflow`",
         "MLflow at {uri} is not answering",
     ),
+    ErrorCode(
+        "artifact_store_full",
+        507,
+        "MLflow could not store an artifact (a model version's manifest, a dataset file): its artifact store is full "
+        "or not writable; nothing was registered",
+        "free space where MLflow keeps artifacts (`--artifacts-destination`, .llmops/data/mlflow/artifacts by "
+        "default), then retry; no restart is needed",
+        "MLflow could not store the artifact: its artifact store is full or not writable; free space there and retry",
+    ),
 )

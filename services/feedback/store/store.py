@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -27,6 +28,20 @@ log = logging.getLogger("llmops.feedback.store")
 
 class StoreUnavailable(RuntimeError):
     """The database could not be reached; the connection is reopened on the next call."""
+
+
+class StorageFull(StoreUnavailable):
+    """The disk under the database (or the export folder) is full: nothing was written, retry once space is freed."""
+
+
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+
+
+def _is_full(exc: BaseException) -> bool:
+    """Whether a database error means no space left (SQLite's SQLITE_FULL, PostgreSQL's disk_full, ENOSPC)."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, psycopg.errors.DiskFull) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
 
 
 class Store:
@@ -83,6 +98,10 @@ class Store:
             setattr(self, slot, db)
         try:
             return fn(db, *args)
+        except (sqlite3.Error, psycopg.errors.DiskFull, OSError) as exc:
+            if _is_full(exc):  # the transaction was rolled back: nothing half-written, the file stays sound
+                raise StorageFull(f"no space left on the feedback store's disk ({self.description}): {exc}") from exc
+            raise
         except psycopg.OperationalError as exc:  # server gone or restarted: reconnect next time
             log.warning("database connection lost; reconnecting on the next call", extra={"error": str(exc)})
             setattr(self, slot, None)

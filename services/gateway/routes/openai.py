@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from llmops_common.errors import APIError
+from llmops_common.openapi_errors import STREAMING_RESPONSES
 from services.gateway.proxy import Completed, ProxyService
 from services.gateway.requests import Kind
 from services.gateway.schemas import Me, OpenAIRequestDoc
@@ -40,13 +41,13 @@ async def _forward(request: Request, kind: Kind) -> Response:
     )
 
 
-@router.post("/chat/completions", openapi_extra=_BODY_DOC)
+@router.post("/chat/completions", openapi_extra=_BODY_DOC, responses=STREAMING_RESPONSES)
 async def chat_completions(request: Request) -> Response:
     """Chat completions through the gateway's auth, limits, routing and metering."""
     return await _forward(request, "chat")
 
 
-@router.post("/completions", openapi_extra=_BODY_DOC)
+@router.post("/completions", openapi_extra=_BODY_DOC, responses=STREAMING_RESPONSES)
 async def completions(request: Request) -> Response:
     """Text completions through the gateway's auth, limits, routing and metering."""
     return await _forward(request, "completion")

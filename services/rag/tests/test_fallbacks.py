@@ -36,10 +36,13 @@ def test_qdrant_unreachable_gives_503_and_not_ready(
         ready = httpx.get(url + "/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["qdrant"] is False
         headers = {"authorization": "Bearer key-team-a"}
-        resp = httpx.post(url + "/v1/collections/x/answer", json={"question": "q"}, headers=headers, timeout=30)
+        resp = httpx.post(url + "/v1/collections/x/query", json={"query": "q"}, headers=headers, timeout=30)
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "vector_store_unavailable"
         assert resp.headers["retry-after"] == "5"
         assert "llmops_rag_store_unavailable_total 1.0" in httpx.get(url + "/metrics").text
+        # /answer gives the documented degraded answer instead (tests/reliability/test_qdrant_faults.py)
+        resp = httpx.post(url + "/v1/collections/x/answer", json={"question": "q"}, headers=headers, timeout=30)
+        assert resp.status_code == 200 and resp.json()["degraded"] is True
 
 
 def test_gateway_unreachable_gives_503_on_auth(tmp_path: Path, embedder: Embedder) -> None:

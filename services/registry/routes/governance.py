@@ -105,7 +105,10 @@ async def audit(
     actor: Annotated[str | None, Query(max_length=128)] = None,
     since: Annotated[float | None, Query(description="Unix time, inclusive.")] = None,
     until: Annotated[float | None, Query(description="Unix time, exclusive.")] = None,
-    after_seq: Annotated[int, Query(ge=0, description="Page on: entries after this sequence number.")] = 0,
+    after_seq: Annotated[
+        # bounded by SQL's BIGINT: a larger number did not fit the database driver and answered 500
+        int, Query(ge=0, le=2**63 - 1, description="Page on: entries after this sequence number.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """Audit entries in chain order, filtered by object, actor and time (who holds which role is shown to

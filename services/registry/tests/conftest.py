@@ -50,9 +50,10 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def run_mlflow(folder: Path, backend_store_uri: str | None = None) -> Iterator[MlflowServer]:
-    """A real MLflow server started by the command `make up` uses; SQLite in `folder` unless told otherwise."""
-    port = free_port()
+def run_mlflow(folder: Path, backend_store_uri: str | None = None, port: int | None = None) -> Iterator[MlflowServer]:
+    """A real MLflow server started by the command `make up` uses; SQLite in `folder` unless told otherwise.
+    `port` restarts one where it was (the fault tests stop it and bring it back)."""
+    port = port or free_port()
     settings = MlflowServerSettings(
         backend_store_uri=backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
         artifacts_destination=str(folder / "artifacts"),
@@ -114,9 +115,14 @@ class RegistryServer:
 
 @contextlib.contextmanager
 def run_registry(
-    folder: Path, mlflow_url: str, database_url: str | None = None, extra_env: dict[str, str] | None = None
+    folder: Path,
+    mlflow_url: str,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[RegistryServer]:
-    """The registry service in a subprocess over `mlflow_url`; its governance store is SQLite in `folder` by default."""
+    """The registry service in a subprocess over `mlflow_url`; its governance store is SQLite in `folder` by default.
+    `port` restarts one where it was (the fault tests stop it and bring it back)."""
     database_url = database_url or f"sqlite:///{folder / 'registry.db'}"
     add_admin(database_url, ADMIN2_NAME, ADMIN2_TOKEN)
     env = {
@@ -133,7 +139,7 @@ def run_registry(
         "REGISTRY_SERVICE_TOKENS": f"feedback:{FEEDBACK_TOKEN}",
         **(extra_env or {}),  # e.g. REGISTRY_FILE_ARTIFACT_ROOTS for a test that registers files in tmp_path
     }
-    port = free_port()
+    port = port or free_port()
     cmd = [sys.executable, "-m", "uvicorn", "services.registry.app:create_app", "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning"]  # fmt: skip
     full_env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'libs'}", **env}
