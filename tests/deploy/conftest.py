@@ -64,10 +64,12 @@ def run(cmd: list[str], *, env: dict[str, str] | None = None, check: bool = True
 
 
 def platform_service_dirs() -> list[str]:
-    """Services the code base has: every services/<name>/ with Python code or a Dockerfile."""
+    """Services the code base serves: every services/<name>/ with an app or a Dockerfile. services/finetune has the
+    floor plan (settings, README, tests) but is a job that serves nothing: no image, no port, no requirement set of
+    its own beyond requirements/finetune.in."""
     names = []
     for path in sorted((ROOT / "services").iterdir()):
-        markers = ("Dockerfile", "app.py", "settings.py")
+        markers = ("Dockerfile", "app.py")
         if path.is_dir() and not path.name.startswith((".", "_")) and any((path / m).exists() for m in markers):
             names.append(path.name)
     return names
