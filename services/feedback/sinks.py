@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,16 +86,41 @@ class MlflowSink:
         """Queue feedback for mirroring."""
         self._offer(("feedback", row))
 
+    # Feedback can arrive before its trace is searchable in MLflow (the trace is exported asynchronously, and a
+    # busy server indexes it later): such feedback is tried again with backoff, 0.5 s doubling to 30 s, ~2.5 min.
+    FEEDBACK_ATTEMPTS = 10
+    RETRY_BASE_S = 0.5
+    RETRY_MAX_S = 30.0
+
     def _drain(self) -> None:
-        while (item := self.queue.get()) is not None:
-            kind, payload = item
+        waiting: list[tuple[float, int, dict[str, Any]]] = []  # (due, attempts so far, feedback row)
+        while True:
+            wait_s = max(0.0, min(w[0] for w in waiting) - time.monotonic()) if waiting else None
             try:
-                if kind == "event":
-                    self._write_trace(payload)
-                else:
-                    self._write_feedback(payload)
-            except Exception as exc:  # MLflow down or rejecting: log and go on, the store has the data
-                log.warning("mlflow mirror failed", extra={"kind": kind, "error": repr(exc)})
+                item: tuple[str, Any] | None = self.queue.get(timeout=wait_s)
+            except queue.Empty:
+                item = ("due", None)
+            if item is None:
+                return
+            now = time.monotonic()
+            work: list[tuple[str, Any, int]] = [] if item[0] == "due" else [(item[0], item[1], 0)]
+            work += [("feedback", row, attempts) for due, attempts, row in waiting if due <= now]
+            waiting = [w for w in waiting if w[0] > now]
+            for kind, payload, attempts in work:
+                try:
+                    if kind == "event":
+                        self._write_trace(payload)
+                    elif not self._write_feedback(payload):
+                        if attempts + 1 < self.FEEDBACK_ATTEMPTS:
+                            delay = min(self.RETRY_BASE_S * 2**attempts, self.RETRY_MAX_S)
+                            waiting.append((now + delay, attempts + 1, payload))
+                        else:
+                            log.warning(
+                                "no mlflow trace for feedback; not mirrored",
+                                extra={"request_id": payload["request_id"]},
+                            )
+                except Exception as exc:  # MLflow down or rejecting: log and go on, the store has the data
+                    log.warning("mlflow mirror failed", extra={"kind": kind, "error": repr(exc)})
 
     @property
     def experiment_id(self) -> str:
@@ -131,11 +157,12 @@ class MlflowSink:
         self.mlflow.flush_trace_async_logging()
         return span.trace_id
 
-    def _write_feedback(self, row: dict[str, Any]) -> None:
+    def _write_feedback(self, row: dict[str, Any]) -> bool:
+        """Log the feedback on its trace; False when the trace is not searchable (yet)."""
         from mlflow.entities import AssessmentSource
 
         if "'" in row["request_id"] or "'" in row["team"]:
-            return  # would break out of the filter string's quotes; such ids never come from the gateway
+            return True  # would break out of the filter string's quotes; such ids never come from the gateway
         traces = self.mlflow.search_traces(
             locations=[self.experiment_id],
             # Request ids are per team: two teams may send the same x-request-id.
@@ -146,7 +173,7 @@ class MlflowSink:
         )
         if not traces:
             log.info("no mlflow trace for feedback yet", extra={"request_id": row["request_id"]})
-            return
+            return False
         source = AssessmentSource(source_type="HUMAN", source_id=row.get("key_id") or "unknown")
         trace_id = traces[0].info.trace_id
         self.mlflow.log_feedback(
@@ -156,6 +183,7 @@ class MlflowSink:
             self.mlflow.log_expectation(
                 trace_id=trace_id, name="corrected_answer", value=row["corrected_answer"], source=source
             )
+        return True
 
     async def register(self, record: dict[str, Any], path: Path) -> str:
         """Log the dataset file as a run artifact with its hash and row count; returns the artifact URI."""
