@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from llmops_common.registry_datasets import ensure_dataset_version
+
 GATE_POLICY = "finetune-gate"
 PPL_RATIO_MAX = 1.05
 TASK_GAIN_MIN = 0.01  # "better": at least one point of exact match (a tie is not an improvement)
@@ -49,23 +51,15 @@ def dataset_version(
     http: httpx.Client, base: str, name: str, sha256: str, rows: int, source: str, description: str
 ) -> dict[str, Any]:
     """The dataset version of `name` with this digest, registered when missing."""
-    digest = f"sha256:{sha256}"
-    found = http.get(f"{base}/v1/datasets/{name}/versions")
-    if found.status_code == 200:
-        for version in found.json():
-            if version.get("digest") == digest:
-                return {"name": name, "version": int(version["version"])}
     body = {
-        "digest": digest,
+        "digest": f"sha256:{sha256}",
         "schema": {"messages": "list[{role, content}]"},
         "row_count": rows,
         "source": source,
         "source_type": "local",
         "description": description,
     }
-    resp = http.post(f"{base}/v1/datasets/{name}/versions", json=body)
-    resp.raise_for_status()
-    return {"name": name, "version": int(resp.json()["version"])}
+    return ensure_dataset_version(http, base, name, body)
 
 
 def check_dataset_ref(http: httpx.Client, base: str, ref: str, sha256: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from llmops_common.registry_datasets import ensure_dataset_version
 from services.guardrails.detectors.model_source import REGISTERED_MODEL
 
 LICENSE = "model: Apache-2.0; data: MIT, Apache-2.0, BSD, PSF, CC-BY-3.0/4.0, CC-BY-SA-4.0 (see lineage)"
@@ -29,24 +30,15 @@ def _dataset_version(
     http: httpx.Client, base: str, file: str, info: dict[str, Any], source: str | None = None
 ) -> dict[str, Any]:
     """The registry's dataset version with this file's digest, created when missing."""
-    name = _dataset_name(file)
-    digest = f"sha256:{info['sha256']}"
-    found = http.get(f"{base}/v1/datasets/{name}/versions")
-    if found.status_code == 200:
-        for version in found.json():
-            if version.get("digest") == digest:
-                return {"name": name, "version": int(version["version"])}
     body = {
-        "digest": digest,
+        "digest": f"sha256:{info['sha256']}",
         "schema": {"text": "string", "label": "int"},
         "row_count": int(info.get("rows", 0)),
         "source": source or f"file://shared/datasets/{file}",
         "source_type": "local",
         "description": f"{file} ({info['use']}); source {info['source']}",
     }
-    resp = http.post(f"{base}/v1/datasets/{name}/versions", json=body)
-    resp.raise_for_status()
-    return {"name": name, "version": int(resp.json()["version"])}
+    return ensure_dataset_version(http, base, _dataset_name(file), body)
 
 
 def register(
