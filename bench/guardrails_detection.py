@@ -100,7 +100,7 @@ def side_by_side(
 def loso_quality(data_dir: Path, cache_dir: Path | None, peer_venv: Path, peer_model_dir: Path) -> dict[str, Any]:
     """The leave-one-source-out table, and the peer on a sample of the same rows."""
     examples, matrix, rules = prepare(data_dir, cache_dir)
-    oof = F.loso(examples, matrix, F.ALPHAS, log=False)
+    oof = F.loso_cached(examples, matrix, cache_dir, F.ALPHAS)  # the training run's, when cached
     result: dict[str, Any] = {
         "method": "each source scored by the model trained on all other sources; its threshold chosen on the "
         "other sources' out-of-source benign scores (<=1% per benign set, <=2% on attack sets' benign rows); "

@@ -7,8 +7,11 @@ model reads). Sources that are translations or near copies of each other are one
 documents), so holding one out really hides it.
 
 Licences: the Enron e-mails (AESLC) are CC BY-NC-SA: `trainable=False`, evaluation only, never in an artifact.
-Beside the files: technical documentation from the installed packages (`package_docs.py`, permissive licences
-only), clean content-mode documents of the genre RAG retrieves from a wiki or a docs site.
+Beside the files: technical documentation (`package_docs.py`: Python package READMEs as `package-docs`;
+Debian package manuals, npm READMEs and standard-library docstrings as `system-docs`; permissive licences only,
+read from the snapshots committed in services/guardrails/data/), clean content-mode documents of the genre RAG
+retrieves from a wiki or a docs site; and man pages rendered on this machine (`man_pages.py`, source
+`man-pages`), evaluation only: technical prose the model never trains on.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.guardrails.training import package_docs
+from services.guardrails.training import man_pages, package_docs
 
 SEED = 20261207
 
@@ -178,7 +181,8 @@ def load_examples(
     documents with an attack planted in them (`planted_attacks`), both only when `synthetic`. `planted` is
     off for the shipped model: measured (bench/guardrails_encoder_loso.py), it moved no held-out source's
     recall and flagged more non-English paragraphs. With `docs`, the passages of the installed packages'
-    documentation (`package_docs`: clean technical documents, source `package-docs`)."""
+    documentation snapshots (`package_docs`: clean technical documents, sources `package-docs` and
+    `system-docs`) and the man pages (`man_pages`: evaluation only, `trainable=False`)."""
     root = root or shared_datasets_dir()
     out: list[Example] = []
     seen: set[tuple[str, str]] = set()
@@ -196,9 +200,16 @@ def load_examples(
             if spec.source == "injecagent" and row.get("Tool Response Template"):
                 templates.add(row["Tool Response Template"])
     if docs:
+        for source in package_docs.SNAPSHOTS:
+            file = f"services/guardrails/data/{package_docs.SNAPSHOTS[source]}"
+            out.extend(
+                Example(text, 0, source, file, _guess_lang(text), "content", True, rec["name"])
+                for rec in package_docs.read_snapshot(source)
+                for text in rec["passages"]
+            )
         out.extend(
-            Example(text, 0, package_docs.SOURCE, package_docs.FILE, _guess_lang(text), "content", True, rec["name"])
-            for rec in package_docs.collect()
+            Example(text, 0, man_pages.SOURCE, man_pages.FILE, _guess_lang(text), "content", False, rec["name"])
+            for rec in man_pages.collect()
             for text in rec["passages"]
         )
     if synthetic:
@@ -206,6 +217,17 @@ def load_examples(
         if planted:
             out.extend(planted_attacks(out))
     return out
+
+
+def training_digest(examples: list[Example]) -> str:
+    """sha256 over every trainable example (text, label, source, mode, language, group) in order: two runs
+    that train on the same data give the same digest, whatever machine or venv they ran on."""
+    digest = hashlib.sha256()
+    for ex in examples:
+        if ex.trainable:
+            digest.update("\0".join((ex.text, str(ex.label), ex.source, ex.mode, ex.lang, ex.group)).encode())
+            digest.update(b"\1")
+    return digest.hexdigest()
 
 
 def synthetic_clean_tool_responses(templates: list[str], per_template: int = 8) -> list[Example]:

@@ -13,15 +13,18 @@ size, so 14,000 XQuAD questions do not drown 32 Giskard attacks.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import SGDClassifier
 
 from services.guardrails.training.data import PLANTED, SEED, Example, origins
+from services.guardrails.training.man_pages import SOURCE as MAN_SOURCE
 from services.guardrails.training.matrix import Matrix
-from services.guardrails.training.package_docs import SOURCE as DOCS_SOURCE
+from services.guardrails.training.package_docs import SNAPSHOTS as DOCS_SNAPSHOTS
 
 MODES = ("input", "content")
 CONTENT_ONLY_ATTACK_SOURCES = frozenset({"injecagent", "spikee", PLANTED})
@@ -32,8 +35,10 @@ HARMFUL_REQUEST_SOURCES = frozenset({"advbench", "forbidden-questions"})
 # Documentation passages teach the content model that Markdown, code and "you"-addressed how-tos are what
 # retrieved documents look like. As input-mode negatives they cost jailbreak recall (in-the-wild 0.75 -> 0.70
 # held out: long Markdown-formatted jailbreaks read like a README) for no input-mode benefit, so content only.
-CONTENT_ONLY_BENIGN_SOURCES = frozenset({DOCS_SOURCE})
-DOCUMENT_SOURCES = frozenset({"xquad", "llmail-emails", "spikee", "injecagent", "enron-emails", DOCS_SOURCE})
+CONTENT_ONLY_BENIGN_SOURCES = frozenset({*DOCS_SNAPSHOTS, MAN_SOURCE})
+DOCUMENT_SOURCES = frozenset(
+    {"xquad", "llmail-emails", "spikee", "injecagent", "enron-emails", *DOCS_SNAPSHOTS, MAN_SOURCE}
+)
 CONTENT_EVAL_SOURCES = DOCUMENT_SOURCES | {"cyberseceval-pi"}
 # L2 strength per mode, chosen on the leave-one-source-out results over all sources (1e-5, 1e-4, 1e-3 tried):
 # the input model keeps more recall on jailbreaks with little regularisation; the content model needs more,
@@ -150,4 +155,27 @@ def loso(
             out[mode][held] = score(model, m, held, len(examples))[held]
         if log:
             print(f"loso: {name} done", flush=True)
+    return out
+
+
+def loso_cached(
+    examples: list[Example], m: Matrix, cache_dir: Path | None, alphas: dict[str, float] | None = None
+) -> dict[str, np.ndarray]:
+    """`loso`, memoised on disk: the training run and the bench's quality stage then share one set of
+    out-of-source scores (each is 20 minutes of fitting on a loaded 2-core machine). The key covers every
+    example (text, label, source, mode, trainability), the features, the alphas and this module's code."""
+    if cache_dir is None:
+        return loso(examples, m, alphas)
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(repr(sorted((alphas or ALPHAS).items())).encode())
+    digest.update(f"{m.hashed.shape}:{m.hashed.nnz}:{float(m.dense.sum()):.6e}".encode())
+    for ex in examples:
+        digest.update("\0".join((ex.text, str(ex.label), ex.source, ex.mode, str(ex.trainable), ex.group)).encode())
+    path = cache_dir / f"guardrails-oof-{digest.hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return {mode: data[mode] for mode in MODES}
+    out = loso(examples, m, alphas)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **out)
     return out

@@ -61,10 +61,12 @@ def register(
         for file, info in meta["data"]["lineage"].items():
             ref = _dataset_version(http, base, file, info)
             datasets.append({**ref, "context": "training" if info["use"].startswith("training") else "eval"})
-        docs = meta["data"].get("package_docs")
-        if docs:  # the installed packages' documentation: one dataset version per set of package texts
+        for key in ("package_docs", "system_docs"):  # the committed documentation snapshots
+            docs = meta["data"].get(key)
+            if not docs:
+                continue
             info = {"sha256": docs["sha256"], "rows": docs["passages"], "source": docs["source"], "use": docs["use"]}
-            source = "python-packages://installed/long-descriptions"  # per-package list: in the artifact
+            source = f"repo://services/guardrails/data/{key}.jsonl.gz"  # per-package list: in the artifact
             ref = _dataset_version(http, base, docs["source"], info, source)
             datasets.append({**ref, "context": "training"})
         body = {

@@ -40,8 +40,15 @@ from services.guardrails.detectors.injection_model import FORMAT, MODEL_JSON, WE
 from services.guardrails.detectors.injection_rules import RULES
 from services.guardrails.detectors.loader import STATIC_STRIDE, STATIC_TABLE, STATIC_WINDOW
 from services.guardrails.training import fit as F
-from services.guardrails.training import package_docs
-from services.guardrails.training.data import Example, lineage, load_examples, sha256_file, shared_datasets_dir
+from services.guardrails.training import man_pages, package_docs
+from services.guardrails.training.data import (
+    Example,
+    lineage,
+    load_examples,
+    sha256_file,
+    shared_datasets_dir,
+    training_digest,
+)
 from services.guardrails.training.evaluate import choose_threshold, harmful_hit, loso_report, rule_hit
 from services.guardrails.training.matrix import Matrix, cached
 from services.guardrails.training.register import register
@@ -106,7 +113,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {}
     thresholds = dict.fromkeys(F.MODES, 0.5)
     if not args.skip_loso:
-        oof = F.loso(examples, matrix, F.ALPHAS)
+        oof = F.loso_cached(examples, matrix, args.cache_dir, F.ALPHAS)
         report = loso_report(examples, oof, rules)
         thresholds = {mode: choose_threshold(examples, oof[mode], mode) for mode in F.MODES}
     modes: dict[str, Any] = {}
@@ -140,11 +147,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "tokenizer_sha256": sha256_file(model_dir / "tokenizer.json"),
         },
         "modes": modes,
-        "threshold_rule": "lowest score with <=1% of each benign training source and <=2% of all of them "
-        "flagged, on leave-one-source-out scores (content mode: documents only)",
+        "threshold_rule": "lowest score with <=1% (content mode: <=0.5%) of each benign training source and "
+        "<=2% of all of them flagged, on leave-one-source-out scores (content mode: documents only)",
         "data": {
             "lineage": lineage(args.data_dir),
-            "package_docs": package_docs.lineage(package_docs.collect()),
+            "package_docs": package_docs.lineage(package_docs.read_snapshot(package_docs.SOURCE)),
+            "system_docs": package_docs.lineage(
+                package_docs.read_snapshot(package_docs.SYSTEM_SOURCE), package_docs.SYSTEM_SOURCE
+            ),
+            "man_pages_eval": man_pages.lineage(man_pages.collect()),
+            "training_sha256": training_digest(examples),
             "examples": len(examples),
             "alpha": F.ALPHAS,
         },
