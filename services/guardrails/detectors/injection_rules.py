@@ -182,6 +182,40 @@ RULES = (
     ),
 )
 
+_AI_EN = (
+    r"(?:ai|a\.i\.|llm|large\s+language\s+model|language\s+model|chatbot|ai\s+(?:assistant|agent|model|system)"
+    r"|gpt|chatgpt|claude|copilot|gemini)"
+)
+_DO_EN = (
+    r"(?:ignore|forget|send|forward|e-?mail|transfer|delete|reveal|print|output|include|add|tell|do\s+not|don't"
+    r"|instead|stop|write|say|reply|respond|summari[sz]e|translate|execute|run|click|visit|open|grant|share|make)"
+)
+
+RULES = (
+    *RULES,
+    _r(
+        "addressed_to_model",
+        "prompt_injection",
+        0.8,
+        "text inside data that addresses the AI reading it and gives it an order (an indirect injection: a "
+        "document, e-mail or tool result talks to the assistant, not to its human reader)",
+        "ai|a.i.|llm|model|chatbot|gpt|claude|copilot|gemini|assistant|user|instruction|summari|process|parse",
+        # "If you are an AI (reading this)...", "Note to the AI model:", "AI assistant: ignore ...", and
+        # "assistant, please also ...": a human reader is not called an AI, and a human assistant is not told
+        # to *also* do something in the same breath as the message they are reading.
+        rf"\b(?:if|when|whenever)\s+you\s+are\s+(?:an?\s+)?{_AI_EN}\b",
+        rf"\b(?:note|message|instructions?|attention|reminder|request)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?{_AI_EN}s?\b\s*[:,!-]",
+        rf"(?:^|[\n.!>*#\]]\s*|\b(?:dear|hey|hi|hello)\s+){_AI_EN}\s*[,:]\s*(?:please\s+)?(?:also\s+)?{_DO_EN}\b",
+        rf"\b(?:ai\s+)?assistant\s*[,:]\s*(?:please\s+)?also\s+{_DO_EN}\b",
+        r"\b(?:important|urgent|attention|notice)\s*[:!]+\s*(?:\w+\s+){0,2}(?:new|updated|additional|revised)\s+instructions?\b",
+        rf"\bnew\s+instructions?\s+(?:for|to)\s+(?:the\s+|any\s+)?(?:{_AI_EN}|assistant|agent|model)\b",
+        r"\bignore\s+(?:the\s+|your\s+)?(?:user'?s?|human'?s?)\s+(?:original\s+)?(?:request|question|query|instructions?|prompt|task)",
+        r"(?:^|[\n.!:]\s*)(?:do\s+not|don't|never)\s+(?:tell|inform|notify|alert|warn|let)\s+the\s+user\b",
+        r"\bthe\s+user\s+(?:must|should)\s+(?:not|never)\s+(?:know|find\s+out|be\s+(?:told|informed|notified))\b",
+        rf"\bwhen\s+(?:you|the\s+(?:{_AI_EN}|assistant|model|agent))\s+(?:summari[sz]e|process|parse)s?\s+this\b",
+    ),
+)
+
 # The same two techniques in thirteen more languages (injection_rules_i18n.py, which needs `Rule` from here).
 from services.guardrails.detectors.injection_rules_i18n import I18N_RULES  # noqa: E402
 
