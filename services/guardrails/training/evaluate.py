@@ -2,8 +2,8 @@
 
 Method: every example gets the score of the model trained without its source (`fit.loso`). A mode's
 threshold is the lowest score at which every benign training source (documents only, in content mode)
-has at most `MAX_SHARE` of its texts flagged by the model (`MAX_FPR` for the benign rows of attack sets),
-with at most `MAX_FPR` over all of them. For
+has at most `MAX_SHARE` (content mode: half of it) of its texts flagged by the model (`MAX_FPR` for the
+benign rows of attack sets), with at most `MAX_FPR` over all of them. For
 the report on a held-out source, the threshold is chosen the same way *without* that source's scores, so
 no figure comes from a threshold that saw the data it is measured on. The Enron e-mails (non-commercial
 licence) are never trained on and never used to choose a threshold: they are only measured.
@@ -21,7 +21,15 @@ from services.guardrails.detectors.normalize import decode_payloads, unicode_vie
 from services.guardrails.training.data import PLANTED, Example
 from services.guardrails.training.fit import CONTENT_EVAL_SOURCES, CONTENT_ONLY_BENIGN_SOURCES, MODES
 
-MAX_SHARE = 0.01  # benign share flagged per source
+MAX_SHARE = 0.01  # benign share flagged per source (input mode)
+# Content mode aims at half that on the sources it calibrates on, so that a document genre it has never seen
+# stays under 1 %. Measured, held out: a held-out benign source is flagged at about twice the share the
+# threshold was set for (XQuAD's paragraphs in 12 languages, held out: 2.7 % at the 1 % rule, 0.9 % at
+# 0.5 %; held-out recall of the content model moved by under 1 point). Chosen after seeing that XQuAD
+# figure, so the XQuAD row is not a blind measurement of this rule; the documentation rows and the man pages
+# are (they passed at both). Input mode keeps 1 %: its benign sets are far below it held out, and a higher
+# input threshold costs jailbreak recall.
+MAX_SHARE_BY_MODE = {"input": MAX_SHARE, "content": 0.005}
 MAX_FPR = 0.02  # over all benign sources together, and on the benign rows of an attack data set
 # Benign rows of attack data sets (role-play prompts, advice questions) are hard negatives: the target for
 # them is the FPR of the attack set (2 %); the plain benign sets (e-mails, intents, paragraphs) get 1 %.
@@ -56,7 +64,7 @@ def choose_threshold(examples: list[Example], scores: np.ndarray, mode: str, exc
         if ex.source != exclude and _benign_for_threshold(ex, mode) and not np.isnan(s):
             by_source.setdefault(ex.source, []).append(float(s))
     candidates = [
-        float(np.quantile(v, 1 - (MAX_FPR if name in ATTACK_SET_SOURCES else MAX_SHARE), method="higher"))
+        float(np.quantile(v, 1 - (MAX_FPR if name in ATTACK_SET_SOURCES else MAX_SHARE_BY_MODE[mode]), method="higher"))
         for name, v in by_source.items()
     ]
     pooled = np.concatenate([np.asarray(v) for v in by_source.values()])

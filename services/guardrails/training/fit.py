@@ -177,5 +177,5 @@ def loso_cached(
             return {mode: data[mode] for mode in MODES}
     out = loso(examples, m, alphas)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **out)
+    np.savez(path, input=out["input"], content=out["content"])
     return out
