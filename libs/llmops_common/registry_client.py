@@ -14,7 +14,6 @@ sends it. Pass `http=` to inject a client (a fake transport in tests); one passe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote, unquote, urlparse
 
 import httpx
+
+from llmops_common.tasks import cancel_and_wait
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -298,8 +299,5 @@ class Poller:
 
     async def stop(self) -> None:
         """Stop polling and wait for the task to end."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

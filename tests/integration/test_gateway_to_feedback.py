@@ -93,14 +93,7 @@ def test_trace_event_lands_in_the_store_and_takes_feedback(
     gateway = start_gateway(
         [{"name": "fake-model", "deployments": [{"name": "fake", "url": f"http://127.0.0.1:{fake_upstream.port}/v1"}]}]
     )
-    env = {
-        "FEEDBACK_REDIS_URL": REDIS_URL,
-        "FEEDBACK_STREAM_KEY": gateway.events_stream,
-        "FEEDBACK_GATEWAY_URL": gateway.url,
-        "FEEDBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
-        "FEEDBACK_ADMIN_TOKEN": "test-feedback-admin",
-        "FEEDBACK_DRIFT_ENABLED": "false",
-    }
+    env = _feedback_env(gateway, tmp_path)
     with uvicorn_service("services.feedback.app:create_app", env, log_path=tmp_path / "feedback.log") as feedback:
         key, other = gateway.key(team="fb-team"), gateway.key(team="fb-other")
         mine = {"authorization": f"Bearer {key}"}
@@ -112,13 +105,7 @@ def test_trace_event_lands_in_the_store_and_takes_feedback(
         )
         assert chat.status_code == 200
         request_id = chat.headers["x-request-id"]
-        deadline = time.monotonic() + 20
-        stored = httpx.get(f"{feedback}/v1/requests/{request_id}", headers=mine)
-        while stored.status_code == 404 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            stored = httpx.get(f"{feedback}/v1/requests/{request_id}", headers=mine)
-        assert stored.status_code == 200, stored.text
-        body = stored.json()
+        body = _stored(feedback, request_id, mine)
         assert body["team"] == "fb-team" and body["model"] == "fake-model" and body["status"] == 200
         given = httpx.post(
             f"{feedback}/v1/feedback",
