@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from llmops_common.errors import APIError
 from llmops_common.feed_cache import FeedCache
 from llmops_common.service_auth import bearer_token
+from llmops_common.tasks import cancel_and_wait
 
 log = logging.getLogger("llmops.identity")
 
@@ -114,11 +115,8 @@ class GatewayIdentity:
 
     async def aclose(self) -> None:
         """Stop the listener and close what this client opened."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._own_redis and self._redis is not None:
             await self._redis.aclose()
         if self._own_http:

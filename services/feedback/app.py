@@ -19,6 +19,7 @@ from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
 from llmops_common.errors import APIError, error_response
 from llmops_common.identity import GatewayIdentity
+from llmops_common.registry_client import AsyncRegistryClient
 from services.feedback.auth import Authenticator
 from services.feedback.consumer import StreamConsumer
 from services.feedback.datasets import DatasetExporter, DatasetRegistrar
@@ -77,7 +78,9 @@ def create_app(
         )
         registrar: DatasetRegistrar | None = sink
         if settings.registry_url:
-            registrar = RegistryRegistrar(settings.registry_url, settings.registry_token)
+            registrar = RegistryRegistrar(
+                AsyncRegistryClient(settings.registry_url, settings.registry_token, timeout_s=30)
+            )
         gateway_identity = None
         if identity is None:
             gateway_identity = GatewayIdentity(

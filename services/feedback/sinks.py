@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
+from llmops_common.registry_client import AsyncRegistryClient
 from services.feedback.events import TraceEvent
 
 log = logging.getLogger("llmops.feedback.sinks")
@@ -212,10 +211,8 @@ class RegistryRegistrar:
 
     name = "registry"
 
-    def __init__(self, registry_url: str, token: str | None, client: httpx.AsyncClient | None = None) -> None:
-        self.base = registry_url.rstrip("/") + "/v1/datasets"
-        self.headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.client = client or httpx.AsyncClient(timeout=30.0)
+    def __init__(self, client: AsyncRegistryClient) -> None:
+        self.client = client
 
     async def register(self, record: dict[str, Any], path: Path) -> str:
         """Send hash, schema, row count and file URI; returns `name@version` as the registry numbered it.
@@ -227,10 +224,10 @@ class RegistryRegistrar:
         """
         creator = str(record.get("created_by") or "")
         behalf = "feedback-admin" if creator in ("", "admin") else creator
-        resp = await self.client.post(
-            f"{self.base}/{record['registry_name']}/versions",
-            headers=self.headers | {ON_BEHALF: behalf},
-            json={
+        body = await self.client.create_dataset_version(
+            record["registry_name"],
+            headers={ON_BEHALF: behalf},
+            body={
                 "digest": f"sha256:{record['sha256']}",
                 "schema": {"messages": "list[{role: string, content: string}]"},
                 "row_count": record["rows"],
@@ -240,9 +237,6 @@ class RegistryRegistrar:
                 f"PII-redacted), exported by {record.get('created_by')}",
             },
         )
-        if resp.status_code >= 400:
-            raise RuntimeError(f"registry answered {resp.status_code}: {resp.text[:300]}")
-        body = resp.json()
         return f"{body['name']}@{body['version']}"
 
     async def aclose(self) -> None:

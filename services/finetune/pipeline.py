@@ -209,19 +209,17 @@ def _register(
     eval_results: dict[str, float],
     exported: dict[str, Any],
 ) -> dict[str, Any]:
-    import httpx
-
+    from llmops_common.registry_client import RegistryClient
     from services.finetune import register as R
 
-    base = str(settings.registry_url).rstrip("/")
+    base = str(settings.registry_url)
     token = settings.registry_token.get_secret_value() if settings.registry_token else ""
-    with httpx.Client(timeout=60, headers={"authorization": f"Bearer {token}"}) as http:
+    with RegistryClient(base, token, timeout_s=120) as registry:
         if spec.dataset_ref:
-            training = R.check_dataset_ref(http, base, spec.dataset_ref, dataset_sha)
+            training = R.check_dataset_ref(registry, spec.dataset_ref, dataset_sha)
         else:
             training = R.dataset_version(
-                http,
-                base,
+                registry,
                 f"finetune-{spec.dataset.stem}"[:100],
                 dataset_sha,
                 rows,
@@ -230,37 +228,36 @@ def _register(
             )
         reg_sha = gguf_io.file_sha256(spec.regression)
         regression = R.dataset_version(
-            http,
-            base,
+            registry,
             "finetune-regression",
             reg_sha,
             len(read_rows(spec.regression)),
             f"file://{spec.regression.resolve()}",
             "fixed regression set (chat JSONL)",
         )
-    gate_created = False
-    if settings.admin_token:
-        gate_created = R.ensure_gate(base, settings.admin_token.get_secret_value(), settings.model_name)
-    tags = {
-        "finetuned": "true",
-        "training_run_id": run_id,
-        "base_artifact": settings.base_artifact_uri,
-        "dataset_sha256": dataset_sha,
-        "gguf_sha256": gguf_sha,
-        "quantisation": "Q4_1" if spec.merge_quant == "same" else f"Q4_1+{spec.merge_quant}",
-        "lora": f"rank={spec.train.rank},alpha={spec.train.alpha},targets={','.join(spec.train.targets)}",
-        "steps": str(spec.train.steps),
-    }
-    result = R.register_version(
-        base,
-        token,
-        settings.model_name,
-        f"file://{gguf_path.resolve()}",
-        [{**training, "context": "training"}, {**regression, "context": "eval"}],
-        eval_results,
-        tags,
-        f"LoRA fine-tune of {settings.base_artifact_uri} on {spec.dataset.name} (training run {run_id}); "
-        f"{exported['tensors_changed']} adapted tensors written as {'/'.join(exported['requantised'])}.",
-        settings.evaluator_token.get_secret_value() if settings.evaluator_token else None,
-    )
+        gate_created = False
+        if settings.admin_token:
+            with RegistryClient(base, settings.admin_token.get_secret_value(), timeout_s=60) as admin:
+                gate_created = R.ensure_gate(admin, settings.model_name)
+        tags = {
+            "finetuned": "true",
+            "training_run_id": run_id,
+            "base_artifact": settings.base_artifact_uri,
+            "dataset_sha256": dataset_sha,
+            "gguf_sha256": gguf_sha,
+            "quantisation": "Q4_1" if spec.merge_quant == "same" else f"Q4_1+{spec.merge_quant}",
+            "lora": f"rank={spec.train.rank},alpha={spec.train.alpha},targets={','.join(spec.train.targets)}",
+            "steps": str(spec.train.steps),
+        }
+        result = R.register_version(
+            registry,
+            settings.model_name,
+            f"file://{gguf_path.resolve()}",
+            [{**training, "context": "training"}, {**regression, "context": "eval"}],
+            eval_results,
+            tags,
+            f"LoRA fine-tune of {settings.base_artifact_uri} on {spec.dataset.name} (training run {run_id}); "
+            f"{exported['tensors_changed']} adapted tensors written as {'/'.join(exported['requantised'])}.",
+            settings.evaluator_token.get_secret_value() if settings.evaluator_token else None,
+        )
     return {**result, "datasets": [training, regression], "gate_policy_created": gate_created}

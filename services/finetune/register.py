@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from llmops_common.registry_datasets import ensure_dataset_version
+from llmops_common.registry_client import RegistryClient
 
 GATE_POLICY = "finetune-gate"
 PPL_RATIO_MAX = 1.05
@@ -36,19 +34,17 @@ def gate_policy(name_pattern: str) -> dict[str, Any]:
     }
 
 
-def ensure_gate(base: str, admin_token: str, name_pattern: str) -> bool:
-    """Create the finetune gate for `name_pattern` unless a policy of that name exists; True when created."""
-    with httpx.Client(timeout=60, headers={"authorization": f"Bearer {admin_token}"}) as http:
-        listed = http.get(f"{base}/v1/policies")
-        listed.raise_for_status()
-        if any(p["name"] == GATE_POLICY for p in listed.json()):
-            return False
-        http.put(f"{base}/v1/policies/{GATE_POLICY}", json=gate_policy(name_pattern)).raise_for_status()
-        return True
+def ensure_gate(admin: RegistryClient, name_pattern: str) -> bool:
+    """Create the finetune gate for `name_pattern` unless a policy of that name exists (`admin`: a client with an
+    admin token); True when created."""
+    if any(p["name"] == GATE_POLICY for p in admin.policies()):
+        return False
+    admin.put_policy(GATE_POLICY, gate_policy(name_pattern))
+    return True
 
 
 def dataset_version(
-    http: httpx.Client, base: str, name: str, sha256: str, rows: int, source: str, description: str
+    registry: RegistryClient, name: str, sha256: str, rows: int, source: str, description: str
 ) -> dict[str, Any]:
     """The dataset version of `name` with this digest, registered when missing."""
     body = {
@@ -59,23 +55,20 @@ def dataset_version(
         "source_type": "local",
         "description": description,
     }
-    return ensure_dataset_version(http, base, name, body)
+    return registry.ensure_dataset_version(name, body)
 
 
-def check_dataset_ref(http: httpx.Client, base: str, ref: str, sha256: str) -> dict[str, Any]:
+def check_dataset_ref(registry: RegistryClient, ref: str, sha256: str) -> dict[str, Any]:
     """`name:version` of an exported dataset; refuses a file whose sha256 is not the registered one."""
     name, _, version = ref.rpartition(":")
-    resp = http.get(f"{base}/v1/datasets/{name}/versions/{version}")
-    resp.raise_for_status()
-    registered = resp.json()["digest"]
+    registered = registry.dataset_version(name, version)["digest"]
     if registered != f"sha256:{sha256}":
         raise ValueError(f"dataset {ref} has digest {registered}, the training file is sha256:{sha256}")
     return {"name": name, "version": int(version)}
 
 
 def register_version(
-    base_url: str,
-    token: str,
+    registry: RegistryClient,
     model_name: str,
     artifact_uri: str,
     datasets: list[dict[str, Any]],
@@ -85,39 +78,25 @@ def register_version(
     evaluator_token: str | None,
 ) -> dict[str, Any]:
     """Register the version and, with an evaluator token, its evidence; returns version and evidence run id."""
-    base = base_url.rstrip("/")
-    with httpx.Client(timeout=120, headers={"authorization": f"Bearer {token}"}) as http:
-        body = {
-            "format": "gguf",
-            "artifact_uri": artifact_uri,
-            "engine": "llamacpp",
-            "engine_args": {"n_ctx": 2048, "parallel_slots": 4},
-            "context_length": 2048,
-            "quantisation": tags.get("quantisation", "Q4_1"),
-            "license": "apache-2.0",
-            "price_per_1m_input": 0.10,
-            "price_per_1m_output": 0.20,
-            "eval_results": eval_results,
-            "datasets": datasets,
-            "description": description[:5000],
-            "tags": tags,
-        }
-        resp = http.post(f"{base}/v1/models/{model_name}/versions", json=body)
-        resp.raise_for_status()
-        version = str(resp.json()["version"])
-        evidence = None
-        if evaluator_token:
-            evaluation = {
-                "model": model_name,
-                "version": version,
-                "metrics": eval_results,
-                "params": {"evaluator": "finetune", "training_run": tags.get("training_run_id", "")},
-            }
-            run = http.post(
-                f"{base}/v1/evaluations", json=evaluation, headers={"authorization": f"Bearer {evaluator_token}"}
-            )
-            run.raise_for_status()
-            evidence = str(run.json()["run_id"])
-            attached = http.post(f"{base}/v1/models/{model_name}/versions/{version}/evals", json={"run_id": evidence})
-            attached.raise_for_status()
-        return {"version": version, "evidence_run_id": evidence}
+    body = {
+        "format": "gguf",
+        "artifact_uri": artifact_uri,
+        "engine": "llamacpp",
+        "engine_args": {"n_ctx": 2048, "parallel_slots": 4},
+        "context_length": 2048,
+        "quantisation": tags.get("quantisation", "Q4_1"),
+        "license": "apache-2.0",
+        "price_per_1m_input": 0.10,
+        "price_per_1m_output": 0.20,
+        "eval_results": eval_results,
+        "datasets": datasets,
+        "description": description[:5000],
+        "tags": tags,
+    }
+    version = registry.create_model_version(model_name, body)
+    evidence = None
+    if evaluator_token:
+        params = {"evaluator": "finetune", "training_run": tags.get("training_run_id", "")}
+        evidence = registry.record_evaluation(model_name, version, eval_results, params, evaluator_token)
+        registry.attach_evaluation(model_name, version, evidence)
+    return {"version": version, "evidence_run_id": evidence}

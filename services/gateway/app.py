@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from llmops_common.app import build_service_app
 from llmops_common.drain import Drain, DrainMiddleware
 from llmops_common.errors import error_response
+from llmops_common.registry_client import AsyncRegistryClient
 from llmops_common.trace_events import EventEmitter
 from services.gateway.admin import AdminService
 from services.gateway.batch import BatchWorker, PathBodyLimitMiddleware
@@ -95,7 +96,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await events.start()
         catalogue = None
         if settings.registry_url:
-            catalogue = RegistryCatalogue(settings.registry_url, routes, settings.registry_refresh_s)
+            client = AsyncRegistryClient(settings.registry_url, timeout_s=5.0)
+            catalogue = RegistryCatalogue(client, routes, settings.registry_refresh_s)
             await catalogue.start()
         guard = None
         if settings.guardrails_url:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ class Call:
     recorded: bool = False  # metrics, settlement and event are done (exactly once per call)
     cache_key: str | None = None  # a cacheable request that missed: its answer may be stored under this key
     cached_cost: int | None = None  # served from the cache: what the hit is charged (nano-USD; no tokens)
+    mean_logprob: float | None = None  # the engine's usage.mean_logprob (routes with `mean_logprob: true`)
 
     def guardrails_header(self) -> str:
         """`input=redact,output=allow` for the x-llmops-guardrails header."""
@@ -48,8 +50,19 @@ def usage_tokens(usage: dict[str, Any]) -> tuple[int, int]:
     return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
+def mean_logprob(usage: dict[str, Any]) -> float | None:
+    """usage.mean_logprob from the inference service, when it is a finite number (anything else: unknown)."""
+    value = usage.get("mean_logprob")
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def span_usage(call: Call, usage: dict[str, Any]) -> None:
-    """GenAI semantic-convention attributes on the request's span."""
+    """GenAI semantic-convention attributes on the request's span; the answer's mean log-probability on the call.
+
+    Both relay paths (whole answer and stream) call this once with the final usage, before the trace event."""
+    call.mean_logprob = mean_logprob(usage)
     prompt_tokens, completion_tokens = usage_tokens(usage)
     set_span_attributes(
         {
@@ -62,6 +75,7 @@ def span_usage(call: Call, usage: dict[str, Any]) -> None:
             "llmops.team": call.record.team,
             "llmops.project": call.record.project,
             "llmops.deployment": call.up.deployment.name if call.up else None,
+            "llmops.mean_logprob": call.mean_logprob,
         }
     )
 
@@ -109,4 +123,5 @@ def trace_event(
         redacted=call.input_redacted,
         withheld=[name for name, gone in (("prompt", call.input_withheld), ("response", call.output_blocked)) if gone],
         cached=call.cached_cost is not None,
+        mean_logprob=None if call.output_blocked else call.mean_logprob,  # a withheld answer is not labelled
     )

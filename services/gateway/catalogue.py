@@ -7,16 +7,12 @@ stays in force, so a registry outage never stops traffic.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import time
 from typing import Any
 
-import aiohttp
-import orjson
-
+from llmops_common.registry_client import AsyncRegistryClient, Poller, RegistryError
 from services.gateway.pricing import Price
 from services.gateway.routing import RouteTable
 
@@ -24,16 +20,18 @@ log = logging.getLogger("gateway.catalogue")
 
 
 class RegistryCatalogue:
-    """Polls GET {registry}/v1/catalogue?alias=production and applies versions and prices to the route table."""
+    """Polls the registry's catalogue (`production` aliases) and applies versions and prices to the route table.
 
-    def __init__(self, registry_url: str, routes: RouteTable, refresh_s: float) -> None:
-        self.url = registry_url.rstrip("/") + "/v1/catalogue?alias=production"
+    A background poll, off the request path: it uses the shared registry client (httpx), not the hot path's aiohttp.
+    """
+
+    def __init__(self, client: AsyncRegistryClient, routes: RouteTable, refresh_s: float) -> None:
+        self.client = client
         self.routes = routes
         self.refresh_s = refresh_s
         self.versions: dict[str, str] = {}
         self.refreshed_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._poller = Poller(self.refresh, refresh_s, "registry-catalogue")
 
     def apply(self, catalogue: dict[str, Any]) -> int:
         """Update versions and prices of the routed models the catalogue lists; returns how many matched."""
@@ -52,35 +50,21 @@ class RegistryCatalogue:
         self.refreshed_at = time.time()
         return matched
 
-    async def refresh(self, session: aiohttp.ClientSession) -> bool:
+    async def refresh(self) -> bool:
         """One poll; False (and the old catalogue kept) when the registry cannot answer."""
         try:
-            async with session.get(self.url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                if resp.status != 200:
-                    raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-                self.apply(await resp.json(loads=orjson.loads))
-                return True
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self.apply(await self.client.catalogue("production"))
+            return True
+        except (RegistryError, ValueError, TypeError, AttributeError) as exc:
             log.warning("registry catalogue not refreshed; keeping the last one", extra={"error": str(exc)})
             return False
 
     async def start(self) -> None:
-        """First poll now (bounded), then in the background."""
-        self._session = aiohttp.ClientSession()
-        await self.refresh(self._session)
-        self._task = asyncio.create_task(self._loop(), name="registry-catalogue")
-
-    async def _loop(self) -> None:
-        assert self._session is not None
-        while True:
-            await asyncio.sleep(self.refresh_s)
-            await self.refresh(self._session)
+        """First poll now (bounded by the client's timeout), then in the background."""
+        await self.refresh()
+        self._poller.start()
 
     async def stop(self) -> None:
-        """Stop polling."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._session is not None:
-            await self._session.close()
+        """Stop polling and close the client."""
+        await self._poller.stop()
+        await self.client.aclose()

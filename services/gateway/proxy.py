@@ -258,7 +258,7 @@ class ProxyService:
                 return self._serve_hit(call, hit, policy)
             if not req.stream:  # a whole answer is stored; a streamed one is not assembled for the cache
                 call.cache_key = key
-        bodies = {dep.name: self._upstream_body(req, dep.model) for dep in call.route.deployments}
+        bodies = {dep.name: self._upstream_body(req, dep.model, call.route) for dep in call.route.deployments}
         try:
             call.up = await self.upstream.open(call.route, PATHS[req.kind], bodies, req.stream)
         except NoDeploymentAvailable as exc:
@@ -351,8 +351,10 @@ class ProxyService:
     def _version(self, model: str) -> str | None:
         return self.catalogue.versions.get(model) if self.catalogue else None
 
-    def _upstream_body(self, req: ClientRequest, upstream_model: str) -> bytes:
+    def _upstream_body(self, req: ClientRequest, upstream_model: str, route: ModelRoute) -> bytes:
         body = dict(req.payload, model=upstream_model)
+        if route.mean_logprob:  # internal: clients cannot send this field (the gateway refuses unknown fields)
+            body["mean_logprob"] = True
         if req.stream:
             body["stream_options"] = {"include_usage": True}  # metering needs the final usage chunk
         return orjson.dumps(body)

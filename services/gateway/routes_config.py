@@ -127,6 +127,12 @@ class ModelFields(BaseModel):
         description="Message content part types the model accepts.",
     )
     cache: CacheFields = Field(default_factory=CacheFields, description="The response cache of this model.")
+    mean_logprob: bool = Field(
+        False,
+        description="Ask the deployments for usage.mean_logprob (the mean log-probability of the answer's tokens) "
+        "and put it in the trace event, where the feedback service's low-confidence rule reads it. The deployments "
+        "must be the platform's inference service (it understands the internal `mean_logprob` field).",
+    )
 
     @field_validator("extra_fields")
     @classmethod

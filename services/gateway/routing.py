@@ -107,6 +107,7 @@ class ModelRoute:
     max_n: int = 1
     content_parts: frozenset[str] = frozenset({"text"})
     cache: CacheFields = field(default_factory=CacheFields)
+    mean_logprob: bool = False  # ask the inference service for usage.mean_logprob (trace events)
 
 
 class RouteConfigError(ValueError):
@@ -171,6 +172,7 @@ class RouteTable:
                     max_n=model.max_n,
                     content_parts=frozenset(model.content_parts) | {"text"},
                     cache=model.cache,
+                    mean_logprob=model.mean_logprob,
                 )
             )
         return cls(routes)

@@ -6,12 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiohttp
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
+from llmops_common.registry_client import AsyncRegistryClient, RegistryError
 from llmops_common.service_auth import install_service_auth, require_tokens
 from services.inference.admission import AdmissionController
 from services.inference.deployments import DeploymentManager
@@ -30,12 +30,16 @@ log = logging.getLogger("inference.app")
 async def _resolve_quietly(source: RegistrySource, alias: str) -> VersionSpec | None:
     try:
         return await source.resolve(alias)
-    except (aiohttp.ClientError, TimeoutError):
+    except RegistryError:
         return None
 
 
-def create_app(settings: InferenceSettings | None = None) -> FastAPI:
-    """Build the app; the model loads in the lifespan and /readyz turns 200 when it has."""
+def create_app(
+    settings: InferenceSettings | None = None, registry_client: AsyncRegistryClient | None = None
+) -> FastAPI:
+    """Build the app; the model loads in the lifespan and /readyz turns 200 when it has.
+
+    `registry_client` (tests pass a fake) defaults to one for INFERENCE_REGISTRY_URL when that is set."""
     settings = settings or InferenceSettings()
     # Checked before anything loads: without a token (outside dev mode) the service refuses to start.
     tokens = require_tokens(
@@ -48,11 +52,12 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         source = None
         spec = None
-        if settings.registry_url:
-            source = RegistrySource(settings.registry_url, settings.registry_model or settings.served_model_name)
+        client = registry_client or (AsyncRegistryClient(settings.registry_url) if settings.registry_url else None)
+        if client is not None:
+            source = RegistrySource(client, settings.registry_model or settings.served_model_name)
             try:
                 spec = await source.resolve(settings.registry_alias)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except RegistryError as exc:
                 log.warning("registry unreachable at start; serving the configured model", extra={"error": str(exc)})
         manager = DeploymentManager(
             await load_deployment(settings, spec, settings.registry_alias), settings.drain_timeout_s

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib.metadata
 import logging
 import re
@@ -12,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from llmops_common.registry_client import AsyncRegistryClient, Poller, RegistryError
 
 log = logging.getLogger("inference.registry")
 _PYPI = re.compile(r"^pypi://(?P<dist>[A-Za-z0-9_.-]+)(==(?P<version>[^/]+))?/(?P<file>.+)$")
@@ -53,24 +51,20 @@ def resolve_artifact(uri: str) -> Path:
 
 
 class RegistrySource:
-    """GET {registry}/v1/models/{name}/aliases/{alias}, and a poll loop that reports changes."""
+    """The model's aliases through the registry client (llmops_common), and a poll loop that reports changes.
 
-    def __init__(self, base_url: str, model: str, timeout_s: float = 5.0) -> None:
-        self.base_url = base_url.rstrip("/")
+    `resolve` raises RegistryError when the registry cannot answer (callers keep serving what is loaded)."""
+
+    def __init__(self, client: AsyncRegistryClient, model: str) -> None:
+        self.client = client
         self.model = model
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._task: asyncio.Task[None] | None = None
+        self._poller: Poller | None = None
 
     async def resolve(self, alias: str) -> VersionSpec | None:
         """The version an alias points at; None when the alias is not set (404)."""
-        async with (
-            aiohttp.ClientSession(timeout=self.timeout) as session,
-            session.get(f"{self.base_url}/v1/models/{self.model}/aliases/{alias}") as resp,
-        ):
-            if resp.status == 404:
-                return None
-            resp.raise_for_status()
-            data = await resp.json()
+        data = await self.client.model_alias(self.model, alias)
+        if data is None:
+            return None
         return VersionSpec(
             name=self.model,
             version=str(data["version"]),
@@ -89,26 +83,24 @@ class RegistrySource:
     ) -> None:
         """Poll the aliases; call `on_change(alias, spec)` when one points somewhere new."""
 
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval_s)
-                for alias in aliases:
+        async def poll() -> None:
+            for alias in aliases:
+                try:
+                    spec = await self.resolve(alias)
+                except (RegistryError, KeyError, ValueError, TypeError) as exc:
+                    log.warning("registry poll failed; serving what is loaded", extra={"error": str(exc)})
+                    continue
+                if (spec.version if spec else None) != current(alias):
                     try:
-                        spec = await self.resolve(alias)
-                    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
-                        log.warning("registry poll failed; serving what is loaded", extra={"error": str(exc)})
-                        continue
-                    if (spec.version if spec else None) != current(alias):
-                        try:
-                            await on_change(alias, spec)
-                        except Exception:  # a bad new version must not kill the watcher or the old version
-                            log.exception("loading the new version failed; keeping the old one", extra={"alias": alias})
+                        await on_change(alias, spec)
+                    except Exception:  # a bad new version must not kill the watcher or the old version
+                        log.exception("loading the new version failed; keeping the old one", extra={"alias": alias})
 
-        self._task = asyncio.create_task(loop(), name="registry-watch")
+        self._poller = Poller(poll, interval_s, "registry-watch")
+        self._poller.start()
 
     async def stop(self) -> None:
-        """Stop watching."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop watching and close the client's connections."""
+        if self._poller is not None:
+            await self._poller.stop()
+        await self.client.aclose()

@@ -43,6 +43,12 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     user: str | None = None
+    mean_logprob: bool | None = Field(
+        None,
+        description="Platform extension: report usage.mean_logprob, the mean log-probability of the generated tokens "
+        "(per-token logprobs are returned only when `logprobs` asks for them). The gateway sets it on routes with "
+        "`mean_logprob: true`.",
+    )
 
     @field_validator("stop")
     @classmethod

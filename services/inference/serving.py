@@ -8,6 +8,7 @@ from typing import Any
 
 from llmops_common.telemetry import set_span_attributes
 from services.inference.admission import AdmissionController, Overloaded
+from services.inference.confidence import engine_request
 from services.inference.deployments import DeploymentManager, ModelDeployment
 from services.inference.engines.base import EngineError, Kind
 from services.inference.metrics import InferenceMetrics
@@ -128,7 +129,11 @@ class ServingService:
                 self.metrics.queue_wait.labels(self.model).observe(time.perf_counter() - started)
                 self._gauges()
                 admitted = time.perf_counter()
+                confidence = engine_request(kind, payload)
                 result = await dep.engine.generate(kind, payload)
+                if confidence is not None:
+                    confidence.add(result.get("choices") or ())
+                    confidence.into(result.get("usage"))
                 # Non-streaming: the first token arrives with the last one.
                 self.metrics.ttft.labels(self.model, dep.version).observe(time.perf_counter() - admitted)
             self._record_usage(result.get("usage"), dep.version)
@@ -170,6 +175,7 @@ class ServingService:
         status = "error"
         admitted = time.perf_counter()
         last_token_at: float | None = None
+        confidence = engine_request(kind, payload)
         try:
             async for chunk in dep.engine.stream(kind, payload):
                 now = time.perf_counter()
@@ -179,6 +185,9 @@ class ServingService:
                     else:
                         self.metrics.inter_token.labels(self.model, dep.version).observe(now - last_token_at)
                     last_token_at = now
+                if confidence is not None:
+                    confidence.add(chunk.get("choices") or ())
+                    confidence.into(chunk.get("usage"))  # the last chunk: the whole answer has been counted
                 if chunk.get("usage"):
                     self._record_usage(chunk["usage"], dep.version)
                 yield self._shape(chunk, dep)

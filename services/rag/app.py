@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from llmops_common.app import build_service_app
 from llmops_common.body_limit import BodySizeLimitMiddleware
+from llmops_common.registry_client import AsyncRegistryClient, RegistryClient
 from llmops_common.service_auth import install_service_auth, require_tokens
 from services.rag.answer import AnswerService
 from services.rag.attribution import Attributor
@@ -101,13 +102,11 @@ def build_guard(settings: RagSettings) -> ContentGuard | None:
     )
 
 
-def build_recorder(settings: RagSettings, catalog: Catalog) -> IngestRecorder:
+def build_recorder(settings: RagSettings, catalog: Catalog, registry: RegistryClient | None = None) -> IngestRecorder:
     """Ingestion runs to MLflow (when configured) and to the registry as dataset versions (when configured)."""
-    registrar = (
-        DatasetRegistrar(settings.registry_url, settings.registry_token, settings.registry_timeout_s)
-        if settings.registry_url
-        else None
-    )
+    if registry is None and settings.registry_url:
+        registry = RegistryClient(settings.registry_url, settings.registry_token, timeout_s=settings.registry_timeout_s)
+    registrar = DatasetRegistrar(registry) if registry is not None else None
     return IngestRecorder(
         catalog,
         build_run_logger(settings.mlflow_tracking_uri, settings.mlflow_experiment, settings.mlflow_auth()),
@@ -117,19 +116,18 @@ def build_recorder(settings: RagSettings, catalog: Catalog) -> IngestRecorder:
     )
 
 
-async def open_prompts(settings: RagSettings) -> PromptSource:
-    """The registry's answer prompt at its alias (polled) when a registry is set, else the shipped v2."""
+async def open_prompts(settings: RagSettings, client: AsyncRegistryClient | None = None) -> PromptSource:
+    """The registry's answer prompt at its alias (polled) when a registry is set (or `client` given), else the
+    shipped v2."""
     shipped = load_default("rag-answer", version="2")
-    if not settings.registry_url:
+    if client is None and settings.registry_url:
+        client = AsyncRegistryClient(
+            settings.registry_url, settings.registry_token, timeout_s=settings.registry_timeout_s
+        )
+    if client is None:
         return StaticPrompt(shipped)
     prompts = RegistryPrompts(
-        settings.registry_url,
-        settings.registry_prompt,
-        settings.registry_prompt_alias,
-        shipped,
-        refresh_s=settings.registry_refresh_s,
-        timeout_s=settings.registry_timeout_s,
-        token=settings.registry_token,
+        client, settings.registry_prompt, settings.registry_prompt_alias, shipped, refresh_s=settings.registry_refresh_s
     )
     await prompts.start()
     return prompts

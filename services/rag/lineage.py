@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from llmops_common.registry_client import RegistryError
 from services.rag.catalog import Catalog
-from services.rag.registry import DatasetRegistrar, RegistryUnavailable
+from services.rag.registry import DatasetRegistrar
 from services.rag.tracking import RunLogger, flatten
 
 log = logging.getLogger("rag.lineage")
@@ -85,7 +86,7 @@ class IngestRecorder:
         if self.registrar is not None:
             try:
                 run["dataset_version"] = self._register(run)
-            except RegistryUnavailable as exc:
+            except (RegistryError, KeyError, ValueError, TypeError) as exc:
                 run["dataset_error"] = str(exc)
                 log.warning(
                     "ingestion run not registered as a dataset version; it is in MLflow and the catalog only",

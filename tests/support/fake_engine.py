@@ -1,6 +1,7 @@
 """A FAKE OpenAI-compatible engine that records what the gateway forwards (bodies and headers), for the
 gateway's request-path tests. Not a model: `answer_bytes` makes it answer that much text (an engine told to
-return huge logprobs), `completion_tokens` makes it report more usage than it was allowed.
+return huge logprobs), `completion_tokens` makes it report more usage than it was allowed, `mean_logprob` is
+what it reports in usage when a request asks for it (as the inference service does).
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ class FakeEngine:
     requests: list[dict[str, Any]] = field(default_factory=list)  # {"body", "authorization"}
     answer_bytes: int = 0
     completion_tokens: int | None = None
+    mean_logprob: float = -0.25
     url: str = ""
 
     def _text(self) -> str:
         return "x" * self.answer_bytes if self.answer_bytes else "pong"
 
-    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any]) -> dict[str, Any]:
         bound = body.get("max_completion_tokens") or body.get("max_tokens") or 16
         completion = self.completion_tokens if self.completion_tokens is not None else min(2, bound)
-        return {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion}
+        usage: dict[str, Any] = {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion}
+        if body.get("mean_logprob"):
+            usage["mean_logprob"] = self.mean_logprob
+        return usage
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from llmops_common.registry_client import AsyncRegistryClient
 from services.feedback.auth import Principal
 from services.feedback.datasets import DatasetExporter
 from services.feedback.schemas import ExportIn
@@ -43,9 +44,8 @@ async def test_registry_registrar_sends_the_registry_contract(tmp_path: Path) ->
 
     path = tmp_path / "sft.jsonl"
     path.write_text('{"messages": []}\n')
-    registrar = RegistryRegistrar(
-        "http://registry:8003/", "rk_token", client=httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    registrar = RegistryRegistrar(AsyncRegistryClient("http://registry:8003/", "rk_token", http=http))
     record = {"name": "sft", "registry_name": "t1--sft", "version": 1, "sha256": "ab" * 32, "rows": 1}
     ref = await registrar.register(record | {"created_by": "t1/p1/k1"}, path)
     assert ref == "sft@3"
@@ -56,6 +56,7 @@ async def test_registry_registrar_sends_the_registry_contract(tmp_path: Path) ->
     await registrar.register(record | {"created_by": "admin"}, path)
     assert seen[1].headers["x-llmops-on-behalf-of"] == "feedback-admin"  # never the registry's own `admin`
     await registrar.aclose()
+    await http.aclose()
 
 
 async def test_failed_registration_keeps_the_local_version(tmp_path: Path) -> None:
@@ -64,7 +65,9 @@ async def test_failed_registration_keeps_the_local_version(tmp_path: Path) -> No
     store = Store.from_settings(None, tmp_path / "fb.db")
     await store.open()
     try:
-        exporter = DatasetExporter(store, tmp_path / "exports", RegistryRegistrar("http://registry", None, client))
+        exporter = DatasetExporter(
+            store, tmp_path / "exports", RegistryRegistrar(AsyncRegistryClient("http://registry", http=client))
+        )
         out = await exporter.export(ExportIn(name="empty"), Principal(key_id="k1", team="t1", project="p1"))
     finally:
         await store.close()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import aiohttp
 from aiohttp import web
 
+from llmops_common.registry_client import AsyncRegistryClient
 from services.gateway.catalogue import RegistryCatalogue
 from services.gateway.routing import RouteTable
 
@@ -25,7 +25,7 @@ def _routes() -> RouteTable:
 
 def test_apply_sets_versions_and_prices_of_routed_models() -> None:
     routes = _routes()
-    catalogue = RegistryCatalogue("http://registry", routes, 30)
+    catalogue = RegistryCatalogue(AsyncRegistryClient("http://registry"), routes, 30)
     assert catalogue.apply(CATALOGUE) == 1
     route = routes.get("m")
     assert route is not None and (route.price.input_per_1m, route.price.output_per_1m) == (0.5, 1.5)
@@ -44,12 +44,12 @@ async def test_refresh_against_an_http_catalogue_and_an_outage(unused_tcp_port: 
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
     routes = _routes()
-    catalogue = RegistryCatalogue(f"http://127.0.0.1:{unused_tcp_port}", routes, 30)
+    catalogue = RegistryCatalogue(AsyncRegistryClient(f"http://127.0.0.1:{unused_tcp_port}"), routes, 30)
     try:
-        async with aiohttp.ClientSession() as session:
-            assert await catalogue.refresh(session)
-            state["up"] = False
-            assert not await catalogue.refresh(session)  # outage: the last catalogue stays in force
+        assert await catalogue.refresh()
+        state["up"] = False
+        assert not await catalogue.refresh()  # outage: the last catalogue stays in force
+        await catalogue.stop()
         route = routes.get("m")
         assert route is not None and route.price.output_per_1m == 1.5 and catalogue.versions["m"] == "7"
     finally:

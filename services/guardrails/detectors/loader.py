@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 
+from llmops_common.registry_client import RegistryClient
 from services.guardrails.detector_config import (
     CanaryPolicy,
     DenylistPolicy,
@@ -39,7 +40,7 @@ from services.guardrails.detectors.embeddings import (
 from services.guardrails.detectors.features import FeatureExtractor
 from services.guardrails.detectors.injection import InjectionDetector
 from services.guardrails.detectors.injection_model import InjectionModel
-from services.guardrails.detectors.model_source import HttpRegistryClient, ModelWatcher, resolve_model
+from services.guardrails.detectors.model_source import ModelWatcher, resolve_model
 from services.guardrails.detectors.ner import PiiDetector, load_ner
 from services.guardrails.detectors.output import (
     CanaryDetector,
@@ -57,8 +58,15 @@ STATIC_WINDOW, STATIC_STRIDE = 256, 128  # token windows of the topic and length
 class DetectorContext:
     """What detectors share, built on first use: the settings and the static token embedder."""
 
-    def __init__(self, settings: GuardrailsSettings) -> None:
+    def __init__(self, settings: GuardrailsSettings, registry: RegistryClient | None = None) -> None:
         self.settings = settings
+        self._registry = registry
+
+    def registry_client(self) -> RegistryClient | None:
+        """The injected registry client, else one for GUARDRAILS_REGISTRY_URL when that is set."""
+        if self._registry is None and self.settings.registry_url:
+            self._registry = RegistryClient(self.settings.registry_url, self.settings.registry_token)
+        return self._registry
 
     @functools.cached_property
     def embedder(self) -> StaticEmbedder:
@@ -71,7 +79,7 @@ class DetectorContext:
 def _injection_detector(ctx: DetectorContext) -> InjectionDetector:
     """The injection detector with the registry's production model (watched), else the packaged one."""
     settings, embedder = ctx.settings, ctx.embedder
-    client = HttpRegistryClient(settings.registry_url, settings.registry_token) if settings.registry_url else None
+    client = ctx.registry_client()
     name, alias = settings.registry_model, settings.registry_alias
     model = resolve_model(client, lambda: InjectionModel.load(settings.artifacts_dir), name, alias)
     detector = InjectionDetector(model, FeatureExtractor(embedder, model.hash_bits))
@@ -102,10 +110,14 @@ DETECTORS: dict[str, DetectorSpec] = {
 }
 
 
-def load_detectors(settings: GuardrailsSettings) -> dict[str, dict[str, Detector]]:
-    """Every registered detector, built once (a detector of both directions is one object), by direction."""
+def load_detectors(
+    settings: GuardrailsSettings, registry: RegistryClient | None = None
+) -> dict[str, dict[str, Detector]]:
+    """Every registered detector, built once (a detector of both directions is one object), by direction.
+
+    `registry` (tests pass one) is where the injection model is resolved; default: GUARDRAILS_REGISTRY_URL's."""
     started = time.perf_counter()
-    ctx = DetectorContext(settings)
+    ctx = DetectorContext(settings, registry)
     built = {name: spec.build(ctx) for name, spec in DETECTORS.items()}
     log.info("detectors loaded", extra={"seconds": round(time.perf_counter() - started, 2)})
     return {

@@ -13,23 +13,20 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlparse
 
-import httpx
-
+from llmops_common.registry_client import RegistryError
 from services.guardrails.detectors.injection_model import WEIGHTS_FILE, InjectionModel
 
 log = logging.getLogger("llmops.guardrails")
 REGISTERED_MODEL = "guardrails-injection"
 
 
-class RegistryClient(Protocol):
-    """What the loader needs from the registry (a fake in unit tests)."""
+class ModelRegistry(Protocol):
+    """What the loader needs from the registry: llmops_common's RegistryClient, or a fake in unit tests."""
 
-    def resolve(self, name: str, alias: str) -> dict[str, Any]:
-        """The model version an alias points at (the registry's ModelVersion JSON)."""
+    def model_alias(self, name: str, alias: str) -> dict[str, Any] | None:
+        """The model version an alias points at (the registry's ModelVersion JSON); None when not set."""
         ...
 
     def fetch(self, uri: str) -> bytes:
@@ -37,35 +34,12 @@ class RegistryClient(Protocol):
         ...
 
 
-class HttpRegistryClient:
-    """The registry's REST API over httpx; artifacts from file:// or http(s):// URIs."""
-
-    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 5.0) -> None:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(timeout=timeout_s, headers=headers)
-
-    def resolve(self, name: str, alias: str) -> dict[str, Any]:
-        """GET /v1/models/{name}/aliases/{alias}."""
-        resp = self.http.get(f"{self.base_url}/v1/models/{name}/aliases/{alias}")
-        resp.raise_for_status()
-        data: dict[str, Any] = resp.json()
-        return data
-
-    def close(self) -> None:
-        """Release the HTTP connections."""
-        self.http.close()
-
-    def fetch(self, uri: str) -> bytes:
-        """Read a file:// path or download an http(s):// URL (the registry stores URIs, not bytes)."""
-        parsed = urlparse(uri)
-        if parsed.scheme == "file":
-            return Path(unquote(parsed.path)).read_bytes()
-        if parsed.scheme in ("http", "https"):
-            resp = self.http.get(uri)
-            resp.raise_for_status()
-            return resp.content
-        raise ValueError(f"cannot fetch artifact URI scheme {parsed.scheme!r} ({uri})")
+def resolve_version(client: ModelRegistry, name: str, alias: str) -> dict[str, Any]:
+    """The version `name@alias` points at; an unset alias is an error here (there is nothing to load)."""
+    version = client.model_alias(name, alias)
+    if version is None:
+        raise RegistryError(f"{name}@{alias} is not set in the registry", status=404)
+    return version
 
 
 def weights_uri(model_uri: str) -> str:
@@ -73,7 +47,7 @@ def weights_uri(model_uri: str) -> str:
     return model_uri.rsplit("/", 1)[0] + "/" + WEIGHTS_FILE
 
 
-def load_version(client: RegistryClient, version: dict[str, Any]) -> InjectionModel:
+def load_version(client: ModelRegistry, version: dict[str, Any]) -> InjectionModel:
     """Fetch and verify one registered version (the JSON's sha256 tag, then the weights' sha256)."""
     uri = version["artifact_uri"]
     meta_raw = client.fetch(uri)
@@ -84,13 +58,13 @@ def load_version(client: RegistryClient, version: dict[str, Any]) -> InjectionMo
 
 
 def resolve_model(
-    client: RegistryClient | None, packaged: Callable[[], InjectionModel], name: str, alias: str
+    client: ModelRegistry | None, packaged: Callable[[], InjectionModel], name: str, alias: str
 ) -> InjectionModel:
     """The registry's version when it answers, else the packaged artifact (logged at ERROR level)."""
     if client is None:
         return packaged()
     try:
-        return load_version(client, client.resolve(name, alias))
+        return load_version(client, resolve_version(client, name, alias))
     except Exception as exc:  # any failure means "serve the packaged model", loudly
         log.error(
             "REGISTRY UNAVAILABLE: serving the PACKAGED injection model instead of %s@%s (%s: %s)",
@@ -104,7 +78,7 @@ class ModelWatcher:
 
     def __init__(
         self,
-        client: RegistryClient,
+        client: ModelRegistry,
         name: str,
         alias: str,
         current: str,
@@ -134,7 +108,7 @@ class ModelWatcher:
     def poll_once(self) -> bool:
         """One check; True when a new version was loaded and applied."""
         try:
-            version = self.client.resolve(self.name, self.alias)
+            version = resolve_version(self.client, self.name, self.alias)
             if str(version["version"]) == self.current:
                 return False
             model = load_version(self.client, version)

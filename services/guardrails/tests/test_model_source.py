@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from llmops_common.registry_client import RegistryClient, RegistryError
 from services.guardrails.detectors.base import CheckInput
 from services.guardrails.detectors.injection_model import MODEL_JSON, WEIGHTS_FILE, InjectionModel
 from services.guardrails.detectors.model_source import (
-    HttpRegistryClient,
     ModelWatcher,
     resolve_model,
     weights_uri,
@@ -35,7 +35,7 @@ class FakeRegistry:
         self.versions: dict[str, dict[str, Any]] = {}
         self.alias: str | None = None
         self.down = False
-        self.files = HttpRegistryClient("http://unused")
+        self.files = RegistryClient("http://unused")
 
     def add(self, version: str, folder: Path) -> None:
         meta = (folder / MODEL_JSON).read_bytes()
@@ -45,7 +45,7 @@ class FakeRegistry:
             "tags": {"model_json_sha256": hashlib.sha256(meta).hexdigest()},
         }
 
-    def resolve(self, name: str, alias: str) -> dict[str, Any]:
+    def model_alias(self, name: str, alias: str) -> dict[str, Any] | None:
         if self.down or self.alias is None:
             raise ConnectionError("registry unreachable")
         return self.versions[self.alias]
@@ -148,8 +148,8 @@ def test_the_watcher_thread_polls_and_stops(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("uri", ["ftp://host/x", "s3://bucket/x"])
 def test_unknown_artifact_schemes_are_refused(uri: str) -> None:
-    with pytest.raises(ValueError, match="scheme"):
-        HttpRegistryClient("http://unused").fetch(uri)
+    with pytest.raises(RegistryError, match="scheme"):
+        RegistryClient("http://unused").fetch(uri)
 
 
 def test_safetensors_round_trip(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from llmops_common.registry_client import RegistryClient
 from services.guardrails.detectors.injection_model import MODEL_JSON, WEIGHTS_FILE
 from services.guardrails.detectors.loader import load_detectors
 from services.guardrails.settings import GuardrailsSettings
@@ -74,7 +75,8 @@ def _register(registry: dict[str, str], folder: Path, meta: dict[str, Any], eval
     digest = hashlib.sha256((folder / MODEL_JSON).read_bytes()).hexdigest()
     uri = (folder / MODEL_JSON).as_uri()
     # As `make train-guardrails` with REGISTRY_EVALUATOR_TOKEN: the numbers become the evaluator's run.
-    return register(registry["url"], registry["member"], uri, digest, meta, evals, registry["evaluator"])
+    with RegistryClient(registry["url"], registry["member"], timeout_s=30) as client:
+        return register(client, uri, digest, meta, evals, registry["evaluator"])
 
 
 def _promote(registry: dict[str, str], version: str) -> httpx.Response:

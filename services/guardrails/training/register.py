@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from llmops_common.registry_datasets import ensure_dataset_version
+from llmops_common.registry_client import RegistryClient
 from services.guardrails.detectors.model_source import REGISTERED_MODEL
 
 LICENSE = "model: Apache-2.0; data: MIT, Apache-2.0, BSD, PSF, CC-BY-3.0/4.0, CC-BY-SA-4.0 (see lineage)"
@@ -27,7 +25,7 @@ def _dataset_name(file: str) -> str:
 
 
 def _dataset_version(
-    http: httpx.Client, base: str, file: str, info: dict[str, Any], source: str | None = None
+    registry: RegistryClient, file: str, info: dict[str, Any], source: str | None = None
 ) -> dict[str, Any]:
     """The registry's dataset version with this file's digest, created when missing."""
     body = {
@@ -38,77 +36,65 @@ def _dataset_version(
         "source_type": "local",
         "description": f"{file} ({info['use']}); source {info['source']}",
     }
-    return ensure_dataset_version(http, base, _dataset_name(file), body)
+    return registry.ensure_dataset_version(_dataset_name(file), body)
 
 
 def register(
-    base_url: str,
-    token: str | None,
+    registry: RegistryClient,
     artifact_uri: str,
     model_json_sha256: str,
     meta: dict[str, Any],
     eval_results: dict[str, float],
     evaluator_token: str | None = None,
 ) -> str:
-    """Create the model version; returns its version string. Raises httpx.HTTPStatusError on refusal.
+    """Create the model version; returns its version string. Raises RegistryError on refusal.
 
     With `evaluator_token`, `eval_results` are also recorded as a platform evaluation run and attached to the
     version, so the production gate can count them."""
-    base = base_url.rstrip("/")
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(timeout=30, headers=headers) as http:
-        datasets = []
-        for file, info in meta["data"]["lineage"].items():
-            ref = _dataset_version(http, base, file, info)
-            datasets.append({**ref, "context": "training" if info["use"].startswith("training") else "eval"})
-        for key in ("package_docs", "system_docs"):  # the committed documentation snapshots
-            docs = meta["data"].get(key)
-            if not docs:
-                continue
-            info = {"sha256": docs["sha256"], "rows": docs["passages"], "source": docs["source"], "use": docs["use"]}
-            source = f"repo://services/guardrails/data/{key}.jsonl.gz"  # per-package list: in the artifact
-            ref = _dataset_version(http, base, docs["source"], info, source)
-            datasets.append({**ref, "context": "training"})
-        body = {
-            # The registry's formats and engines describe LLMs; the weights file *is* safetensors, and no
-            # inference engine serves it ("openai" + not_served); the tags say what it really is.
-            "format": "safetensors",
-            "artifact_uri": artifact_uri,
-            "engine": "openai",
-            "engine_args": {"not_served": True, "consumer": "guardrails", "format": meta["format"]},
-            "context_length": int(meta["features"]["window_chars"]),
-            "license": LICENSE,
-            "price_per_1m_input": 0.0,
-            "price_per_1m_output": 0.0,
-            "eval_results": eval_results,
-            "datasets": datasets,
-            "description": meta["kind"],
-            "tags": {
-                "kind": "guardrails-injection-detector",
-                "model_json_sha256": model_json_sha256,
-                "weights_sha256": meta["weights_sha256"],
-                "threshold_input": f"{meta['modes']['input']['threshold']:.6f}",
-                "threshold_content": f"{meta['modes']['content']['threshold']:.6f}",
-                "trained_at": meta["trained_at"],
-            },
-        }
-        resp = http.post(f"{base}/v1/models/{REGISTERED_MODEL}/versions", json=body)
-        resp.raise_for_status()
-        version = str(resp.json()["version"])
-        if evaluator_token and eval_results:
-            attach_evaluation(http, base, evaluator_token, version, eval_results)
-        return version
+    datasets = []
+    for file, info in meta["data"]["lineage"].items():
+        ref = _dataset_version(registry, file, info)
+        datasets.append({**ref, "context": "training" if info["use"].startswith("training") else "eval"})
+    for key in ("package_docs", "system_docs"):  # the committed documentation snapshots
+        docs = meta["data"].get(key)
+        if not docs:
+            continue
+        info = {"sha256": docs["sha256"], "rows": docs["passages"], "source": docs["source"], "use": docs["use"]}
+        source = f"repo://services/guardrails/data/{key}.jsonl.gz"  # per-package list: in the artifact
+        ref = _dataset_version(registry, docs["source"], info, source)
+        datasets.append({**ref, "context": "training"})
+    body = {
+        # The registry's formats and engines describe LLMs; the weights file *is* safetensors, and no
+        # inference engine serves it ("openai" + not_served); the tags say what it really is.
+        "format": "safetensors",
+        "artifact_uri": artifact_uri,
+        "engine": "openai",
+        "engine_args": {"not_served": True, "consumer": "guardrails", "format": meta["format"]},
+        "context_length": int(meta["features"]["window_chars"]),
+        "license": LICENSE,
+        "price_per_1m_input": 0.0,
+        "price_per_1m_output": 0.0,
+        "eval_results": eval_results,
+        "datasets": datasets,
+        "description": meta["kind"],
+        "tags": {
+            "kind": "guardrails-injection-detector",
+            "model_json_sha256": model_json_sha256,
+            "weights_sha256": meta["weights_sha256"],
+            "threshold_input": f"{meta['modes']['input']['threshold']:.6f}",
+            "threshold_content": f"{meta['modes']['content']['threshold']:.6f}",
+            "trained_at": meta["trained_at"],
+        },
+    }
+    version = registry.create_model_version(REGISTERED_MODEL, body)
+    if evaluator_token and eval_results:
+        attach_evaluation(registry, evaluator_token, version, eval_results)
+    return version
 
 
-def attach_evaluation(
-    http: httpx.Client, base: str, evaluator_token: str, version: str, metrics: dict[str, float]
-) -> str:
+def attach_evaluation(registry: RegistryClient, evaluator_token: str, version: str, metrics: dict[str, float]) -> str:
     """Record `metrics` as the guardrails evaluator's run (its own token, not the caller's) and attach the run
     to `version` with the caller's token; returns the run id."""
-    body = {"model": REGISTERED_MODEL, "version": version, "metrics": metrics, "params": {"evaluator": "loso"}}
-    run = http.post(f"{base}/v1/evaluations", json=body, headers={"authorization": f"Bearer {evaluator_token}"})
-    run.raise_for_status()
-    run_id = str(run.json()["run_id"])
-    attached = http.post(f"{base}/v1/models/{REGISTERED_MODEL}/versions/{version}/evals", json={"run_id": run_id})
-    attached.raise_for_status()
+    run_id = registry.record_evaluation(REGISTERED_MODEL, version, metrics, {"evaluator": "loso"}, evaluator_token)
+    registry.attach_evaluation(REGISTERED_MODEL, version, run_id)
     return run_id

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import sklearn
 
+from llmops_common.registry_client import RegistryClient
 from services.guardrails.detectors import normalize
 from services.guardrails.detectors.embeddings import StaticEmbedder, StaticTable, load_tokenizer, packaged_model_path
 from services.guardrails.detectors.features import CHAR_NGRAMS, HASH_BITS, STRIDE_CHARS, WINDOW_CHARS, FeatureExtractor
@@ -200,15 +201,15 @@ def main() -> None:
             Path(uri[7:]).mkdir(parents=True, exist_ok=True)
             for name in (MODEL_JSON, WEIGHTS_FILE):
                 shutil.copy2(ARTIFACTS / name, Path(uri[7:]) / name)
-        version = register(
-            args.registry_url,
-            args.registry_token,
-            f"{uri.rstrip('/')}/{MODEL_JSON}",
-            hashlib.sha256((ARTIFACTS / MODEL_JSON).read_bytes()).hexdigest(),
-            meta,
-            headline(meta["loso"]),
-            evaluator_token=args.evaluator_token,
-        )
+        with RegistryClient(args.registry_url, args.registry_token, timeout_s=30) as registry:
+            version = register(
+                registry,
+                f"{uri.rstrip('/')}/{MODEL_JSON}",
+                hashlib.sha256((ARTIFACTS / MODEL_JSON).read_bytes()).hexdigest(),
+                meta,
+                headline(meta["loso"]),
+                evaluator_token=args.evaluator_token,
+            )
         print(f"registered guardrails-injection version {version}")
 
 
