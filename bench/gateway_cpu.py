@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import extgen, gateway_flamegraph, gateway_peers
-from bench.common import RESULTS
+from bench.common import RESULTS, write_result
 from bench.gateway_overhead import BODY, _key, _routes, start_fake_upstream
 from bench.loadgen import build_request, fixed_rate
 from bench.procstats import tree_pids
@@ -163,6 +163,27 @@ def main() -> None:
             for k in client.scan_iter(match="bench:cpu*", count=1000):
                 client.delete(k)
     print(json.dumps(result, indent=2))
+    if args.baseline:  # an A/B run is a result worth keeping: bench/results/gateway_cpu.json and .md
+        write_result("gateway_cpu", result, markdown(result))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The A/B table of bench/results/gateway_cpu.md."""
+    cpu = result["cpu_ms_per_request"]
+    lines = [
+        f"Load average before: {result['load_before']}, after: {result['load_after']}. Phases of the two gateways "
+        f"interleaved (A B A B ...), fixed rate {result['rate_rps']:.0f} req/s over 10 connections (hey), "
+        f"{result['workers']} worker(s), no guardrails, trace events on.",
+        "",
+        "| gateway | CPU ms / request, median | every phase | errors |",
+        "|---|---|---|---|",
+    ]
+    for name, row in cpu.items():
+        lines.append(f"| {name} | {row['median']} | {row['phases']} | {row['errors']} |")
+    if "baseline" in cpu and cpu["baseline"]["median"]:
+        change = cpu["this"]["median"] / cpu["baseline"]["median"] - 1
+        lines.append(f"\nThis tree over the baseline: {change:+.1%} CPU per request.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
