@@ -299,7 +299,10 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"\nTwo workers (uvicorn --workers 2, i.e. GATEWAY_WORKERS=2), wrk: {w['gateway_2w']['rps']} req/s, "
             f"{q.get('wrk_two_workers_over_one')}x one worker (wrk itself and the fake upstream share the same 2 "
-            "cores, so this cannot reach 2x here)."
+            "cores, so this cannot reach 2x here). CPU per request, saturated: "
+            f"{x.get('cpu_ms_per_request_saturated', {}).get('gateway_2w')} ms with two workers, "
+            f"{x.get('cpu_ms_per_request_saturated', {}).get('gateway')} ms with one: what each request costs does "
+            "not grow with workers, so throughput scales with the free cores."
         )
     lines.append(
         "\nClosed-loop figures on a shared 2-core machine swing with the neighbours (the guarded path runs three "
