@@ -146,7 +146,7 @@ openapi: install ## regenerate every services/<name>/openapi.json from the code
 
 bench: bench-gateway bench-inference bench-guardrails bench-rag bench-swap ## run the benchmarks (results in bench/results/)
 
-bench-gateway: install ## gateway overhead, guardrails off and on, vs. a fast fake upstream (wrk/hey too when installed)
+bench-gateway: install ## gateway (guardrails off and on) vs. LiteLLM proxy vs. direct, one run, fake upstream (wrk/hey when installed)
 	@scripts/ensure_services.sh
 	$(PY) bench/gateway_overhead.py
 

@@ -12,16 +12,18 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
 import orjson
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError
 from llmops_common.service_auth import bearer_token, token_matches
 from llmops_common.trace_events import EventEmitter
+from llmops_common.trace_schema import TraceEvent
 from services.gateway.cache import (
     CachedAnswer,
     Prefetch,
@@ -62,6 +64,21 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, asyncio.CancelledError):
         return 499, "client_closed_request"
     return 500, "internal_error"
+
+
+class _Children:
+    """A labelled metric's children by label values, each looked up once: `labels()` validates the values and takes
+    a lock on every call, on every request. Holds no more than the metric itself keeps (one child per values)."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
 
 
 class ProxyService:
@@ -105,6 +122,8 @@ class ProxyService:
         self._fingerprints: dict[str, str] = {}
         self.checks = GuardrailChecks(guard, stream_window_chars) if guard is not None else None
         self.relay = Relay(metrics, self.checks, max_response_bytes, self._finish, self._in_background)
+        self._requests, self._latency = _Children(metrics.requests), _Children(metrics.latency)
+        self._tokens, self._cost = _Children(metrics.tokens), _Children(metrics.cost)
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
         """Resolve the bearer key; 401 for missing, unknown or revoked keys."""
@@ -380,13 +399,13 @@ class ProxyService:
             cost = call.cached_cost
         team, model = call.record.team, call.req.model
         elapsed = time.perf_counter() - call.started
-        self.metrics.requests.labels(team, model, str(status)).inc()
-        self.metrics.latency.labels(model).observe(elapsed)
+        self._requests(team, model, str(status)).inc()
+        self._latency(model).observe(elapsed)
         if prompt_tokens or completion_tokens:
-            self.metrics.tokens.labels(team, model, "prompt").inc(prompt_tokens)
-            self.metrics.tokens.labels(team, model, "completion").inc(completion_tokens)
+            self._tokens(team, model, "prompt").inc(prompt_tokens)
+            self._tokens(team, model, "completion").inc(completion_tokens)
         if cost:
-            self.metrics.cost.labels(team, model).inc(nano_to_usd(cost))
+            self._cost(team, model).inc(nano_to_usd(cost))
         if completion_tokens > call.req.max_output_tokens:
             # The engine ignored the bound it was sent: charged as used (it was), but never silently.
             self.metrics.usage_over_reservation.labels(model).inc()
@@ -394,10 +413,34 @@ class ProxyService:
                 "completion tokens over the reserved bound",
                 extra={"model": model, "completion_tokens": completion_tokens, "bound": call.req.max_output_tokens},
             )
+        event = None
         if self.events is not None:
-            version = self._version(model)
-            self.events.emit_from(
-                lambda: trace_event(call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code, version)
+            try:
+                event = trace_event(
+                    call, status, prompt_tokens, completion_tokens, cost, elapsed, error_code, self._version(model)
+                )
+            except ValidationError:  # a bug, but the request was served: logged and counted, never raised
+                log.exception("trace event does not match the schema; dropped")
+                self.metrics.events_dropped.inc()
+        # The event rides in the settlement's round trip (one per finished request, not two); when that write
+        # fails it goes to the emitter, whose buffer retries while Redis is away.
+        written = False
+        try:
+            written = await self.limiter.settle(
+                call.reservation, prompt_tokens + completion_tokens, cost, self._xadd(event) if event else None
             )
-        await self.limiter.settle(call.reservation, prompt_tokens + completion_tokens, cost)
+        finally:
+            if event is not None:
+                if written:
+                    self.metrics.events_emitted.inc()
+                else:
+                    assert self.events is not None
+                    self.events.emit(event)
         return cost
+
+    def _xadd(self, event: TraceEvent) -> Callable[[Any], None]:
+        """The trace event's XADD, for the settlement's pipeline (the emitter's stream, bound and encoding)."""
+        assert self.events is not None
+        stream, maxlen = self.events.stream, self.events.maxlen
+        fields = {"event": orjson.dumps(event.wire())}
+        return lambda pipe: pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
