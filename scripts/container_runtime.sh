@@ -61,12 +61,16 @@ starts_containers() {
   answers "$SOCKET" && api 5 -f -o /dev/null http://d/version 2>/dev/null || return 1
   podman image exists "$BASE_IMAGE" 2>/dev/null || return 0
   local name="llmops-probe-$$-$RANDOM" out="$SOCKET_DIR/probe.out" code
+  # A probe whose removal timed out (a loaded machine) is left exited: removed here, by the next probe.
+  podman ps -aq --filter name='^llmops-probe-' --filter status=exited 2>/dev/null | xargs -r podman rm -f >/dev/null 2>&1 \
+    || true
   # What the failing call answered goes to probe.out (the log line quotes it).
   code="$(api 30 -o "$out" -w '%{http_code}' -X POST -H 'content-type: application/json' \
     -d "{\"Image\":\"$BASE_IMAGE\",\"Cmd\":[\"true\"],\"HostConfig\":{\"NetworkMode\":\"none\"}}" \
     "http://d/containers/create?name=$name" 2>&1)" || code="000 $code"
   [ "$code" = 201 ] || { echo "create: $code $(cat "$out" 2>/dev/null)" >"$out"; return 1; }
   code="$(api 60 -o "$out" -w '%{http_code}' -X POST "http://d/containers/$name/start" 2>&1)" || code="000 $code"
+  [ "$code" != 204 ] || api 30 -o /dev/null -X POST "http://d/containers/$name/wait" 2>/dev/null || true
   api 30 -o /dev/null -X DELETE "http://d/containers/$name?force=true" 2>/dev/null || true
   [ "$code" = 204 ] || { echo "start: $code $(cat "$out" 2>/dev/null)" >"$out"; return 1; }
 }
