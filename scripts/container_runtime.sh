@@ -6,6 +6,7 @@
 #
 #   scripts/container_runtime.sh        # prints LLMOPS_PYTHON_IMAGE=, LLMOPS_REDIS_IMAGE= and (last) DOCKER_HOST= lines
 #   scripts/container_runtime.sh stop   # ends the API service and the healthcheck ticker it started
+#   scripts/container_runtime.sh probe  # exit 0 when the API service starts a container, 1 when it cannot
 #
 # Exit status: 0 ready; 3 "skip: <reason>" (no runtime can run here: not root, not Debian, no podman to install);
 # anything else is a real failure. A DOCKER_HOST that already answers (a real Docker engine) is used as it is.
@@ -13,6 +14,9 @@
 # Why each setting (checked on these machines):
 #   - runc, not crun: crun's setrlimit is refused here and the cgroups are in hybrid (v1) mode.
 #   - default_ulimits = []: podman would otherwise set an nofile ulimit the sandbox does not permit.
+#   - A running API service is probed with a real container start, not only /_ping: podman 4.3's service can
+#     wedge so that /_ping and /version answer while every container start fails ("write child: broken pipe"; a
+#     plain `podman run` still works). A wedged service the script started is restarted (about a second).
 #   - Local base images: nothing can be pulled from a registry, so a Debian bookworm rootfs (debootstrap
 #     --variant=minbase, from the Debian mirror) + python3.11 is imported with `podman import`; the service
 #     Dockerfiles build FROM it through their PYTHON_IMAGE build argument. Redis comes from the same base.
@@ -44,11 +48,66 @@ detach() {  # detach LOGFILE COMMAND...
   ) &
 }
 
+SERVICE_PID="$SOCKET_DIR/service.pid"
+
+# Ask the API service over its socket (curl; the caller's timeout, a status line in $SOCKET_DIR/probe.out).
+api() { local t="$1"; shift; curl -sS --max-time "$t" --unix-socket "$SOCKET" "$@"; }
+
+# Whether the API service does its job: /_ping and /version answer, and a container of the base image (`true`, no
+# network) is created, started and removed through the API, as compose does. Where the base image is not built yet
+# there is nothing to start: the two calls decide. About half a second on an idle machine; a start that takes
+# more than 60 s (a loaded machine takes a few) counts as failed.
+starts_containers() {
+  answers "$SOCKET" && api 5 -f -o /dev/null http://d/version 2>/dev/null || return 1
+  podman image exists "$BASE_IMAGE" 2>/dev/null || return 0
+  local name="llmops-probe-$$-$RANDOM" out="$SOCKET_DIR/probe.out" code
+  # A probe whose removal timed out (a loaded machine) is left exited: removed here, by the next probe.
+  podman ps -aq --filter name='^llmops-probe-' --filter status=exited 2>/dev/null | xargs -r podman rm -f >/dev/null 2>&1 \
+    || true
+  # What the failing call answered goes to probe.out (the log line quotes it).
+  code="$(api 30 -o "$out" -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    -d "{\"Image\":\"$BASE_IMAGE\",\"Cmd\":[\"true\"],\"HostConfig\":{\"NetworkMode\":\"none\"}}" \
+    "http://d/containers/create?name=$name" 2>&1)" || code="000 $code"
+  [ "$code" = 201 ] || { echo "create: $code $(cat "$out" 2>/dev/null)" >"$out"; return 1; }
+  code="$(api 60 -o "$out" -w '%{http_code}' -X POST "http://d/containers/$name/start" 2>&1)" || code="000 $code"
+  [ "$code" != 204 ] || api 30 -o /dev/null -X POST "http://d/containers/$name/wait" 2>/dev/null || true
+  api 30 -o /dev/null -X DELETE "http://d/containers/$name?force=true" 2>/dev/null || true
+  [ "$code" = 204 ] || { echo "start: $code $(cat "$out" 2>/dev/null)" >"$out"; return 1; }
+}
+
+# End the API service this script started (its pid file; only if that pid is still a podman API service).
+stop_service() {
+  local pid
+  pid="$(cat "$SERVICE_PID" 2>/dev/null || true)"
+  if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "podman system service"; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$SERVICE_PID" "$SOCKET"
+}
+
+start_service() {
+  mkdir -p "$SOCKET_DIR"
+  rm -f "$SOCKET"
+  log "starting the Docker API socket (podman system service) at $SOCKET"
+  detach "$SOCKET_DIR/service.log" podman system service --time=0 "unix://$SOCKET"
+  echo $! >"$SERVICE_PID"
+  for _ in $(seq 100); do answers "$SOCKET" && break; sleep 0.2; done
+  answers "$SOCKET" || { log "podman system service did not answer; see $SOCKET_DIR/service.log"; exit 1; }
+}
+
 # `stop`: end the ticker and the API service this script started (images and podman stay installed).
 if [ "${1:-}" = stop ]; then
   [ -f "$TICKER_PID" ] && kill "$(cat "$TICKER_PID")" 2>/dev/null || true
-  [ -f "$SOCKET_DIR/service.pid" ] && kill "$(cat "$SOCKET_DIR/service.pid")" 2>/dev/null || true
-  rm -f "$TICKER_PID" "$SOCKET_DIR/service.pid" "$SOCKET"; exit 0
+  stop_service
+  rm -f "$TICKER_PID"; exit 0
+fi
+# `probe`: only the check (nothing installed, started or restarted).
+if [ "${1:-}" = probe ]; then
+  mkdir -p "$SOCKET_DIR"
+  starts_containers
+  exit
 fi
 
 # A Docker engine (or socket) the caller already set up wins: nothing to install.
@@ -66,7 +125,10 @@ for pkg_cmd in podman:podman runc:runc debootstrap:debootstrap curl:curl; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]} (apt-get)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null 2>&1 \
+  # Another apt-get (a peer installing its own tools) may hold dpkg's lock: wait for it rather than fail.
+  { apt-get -o DPkg::Lock::Timeout=600 update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}"; } \
+      >/dev/null 2>&1 \
     || skip "apt-get could not install ${missing[*]}"
 fi
 
@@ -83,15 +145,19 @@ runtime = "runc"
 EOF
 fi
 
-if ! answers "$SOCKET"; then
-  mkdir -p "$SOCKET_DIR"
-  rm -f "$SOCKET"
-  log "starting the Docker API socket (podman system service) at $SOCKET"
-  detach "$SOCKET_DIR/service.log" podman system service --time=0 "unix://$SOCKET"
-  echo $! >"$SOCKET_DIR/service.pid"
-  for _ in $(seq 100); do answers "$SOCKET" && break; sleep 0.2; done
-  answers "$SOCKET" || { log "podman system service did not answer; see $SOCKET_DIR/service.log"; exit 1; }
+# A service that answers may still be wedged: restart it (only ours: the pid file says which), then start one.
+probed=0
+if answers "$SOCKET"; then
+  if starts_containers; then
+    probed=1
+  else
+    log "the API service at $SOCKET answers but cannot start a container ($(head -c 300 "$SOCKET_DIR/probe.out" \
+      2>/dev/null)); restarting it"
+    [ -f "$SERVICE_PID" ] || { log "it was not started by this script (no $SERVICE_PID): stop it first"; exit 1; }
+    stop_service
+  fi
 fi
+answers "$SOCKET" || start_service
 
 # Healthchecks: podman schedules them with systemd timers, and there is no systemd here (PID 1 is not an init),
 # so they would never run and `compose up --wait` would wait for "healthy" forever. A ticker runs them instead,
@@ -130,6 +196,13 @@ if ! podman image exists "$REDIS_IMAGE"; then
   log "building $REDIS_IMAGE (apt-get inside the build; the Debian mirror is reachable from containers)"
   podman build --quiet -t "$REDIS_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     -f "$(dirname "$0")/../deploy/images/redis/Dockerfile" "$(dirname "$0")/../deploy/images/redis" >/dev/null
+fi
+
+# A service started (or found) above has not yet shown that it starts containers: once, now the base image exists.
+if [ "$probed" = 0 ] && ! starts_containers; then
+  log "the API service at $SOCKET cannot start a container ($(head -c 300 "$SOCKET_DIR/probe.out" 2>/dev/null));"
+  log "see $SOCKET_DIR/service.log"
+  exit 1
 fi
 
 # What builds and compose use: the socket, and the local images standing in for the public ones.

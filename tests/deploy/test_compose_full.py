@@ -20,6 +20,7 @@ Jaeger: images that cannot be pulled and that no package provides). What is chec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -106,6 +107,10 @@ def stack() -> Iterator[dict[str, str]]:
         yield {**started, **compose_stack.stack_secrets(FULL)}
     finally:
         try:
+            # Every container's log, kept after `down -v` (a failure is read from it): .llmops/compose-full.log.
+            with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
+                logs = _compose(started, "logs", "--no-color", "--timestamps")
+                (ROOT / ".llmops" / "compose-full.log").write_text(logs)
             _probe(started, "down", "--timeout", "5")
         finally:
             compose_stack.down(PORT, variant=FULL)
