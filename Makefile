@@ -148,6 +148,10 @@ bench: bench-gateway bench-inference bench-guardrails bench-rag bench-swap ## ru
 
 bench-gateway: install ## gateway (guardrails off and on) vs. LiteLLM proxy vs. direct, one run, fake upstream (wrk/hey when installed)
 	@scripts/ensure_services.sh
+	@# The independent load generators come from Debian; without root or apt the bench says it ran without them.
+	@command -v wrk >/dev/null && command -v hey >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && echo "installing wrk and hey (apt-get)" && apt-get update -qq >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey >/dev/null; } || true
 	$(PY) bench/gateway_overhead.py
 
 bench-inference: install ## tokens/s and TTFT through the inference service vs. raw llama.cpp
