@@ -79,7 +79,20 @@ class InferenceSettings(ServiceSettings):
     max_queued: int = Field(
         16, ge=0, description="Requests allowed to wait for a slot; beyond it the service answers 429."
     )
-    queue_timeout_s: float = Field(30.0, gt=0, description="Longest a request waits in the queue before it gets a 429.")
+    queue_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a request waits in the queue before it gets a 429 (the cap of its budget)."
+    )
+    queue_wait_factor: float = Field(
+        1.0,
+        ge=0,
+        description="A queued request may wait this many times its own expected service time (its max_tokens x the "
+        "measured seconds per token); when the estimated wait is longer it gets a 429 with Retry-After at once "
+        "instead of queueing, so an admitted request's latency stays within about (1 + factor) x its service "
+        "time under overload. 0: no such budget, only queue_timeout_s.",
+    )
+    queue_wait_min_s: float = Field(
+        0.5, ge=0, description="Smallest wait budget, so a short request is not refused for a wait of moments."
+    )
     default_max_tokens: int = Field(256, ge=1, description="max_tokens applied when a chat request does not set one.")
     registry_url: str | None = Field(
         None, description="Registry base URL; when set, the service serves <registry_model>@<registry_alias>."
