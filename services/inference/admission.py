@@ -58,7 +58,7 @@ class AdmissionController:
         max_queued: int,
         queue_timeout_s: float,
         *,
-        wait_factor: float = 1.0,
+        wait_factor: float = 0.5,
         min_wait_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

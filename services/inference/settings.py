@@ -45,7 +45,8 @@ class InferenceSettings(ServiceSettings):
         le=19,
         description="Nice value a new version's llama.cpp child loads and warms at, so the version serving "
         "during a swap keeps the CPU; it gets normal priority back before it takes traffic. Needs CAP_SYS_NICE "
-        "(root outside containers) to give it back: without it versions load at normal priority. 0: off.",
+        "(root outside containers) to give it back (the service's own priority): without it versions load at normal "
+        "priority. 0: off.",
     )
     served_model_name: str = Field(
         "smollm2-135m-instruct", description="Model id clients use in `model` and see in /v1/models."
@@ -83,12 +84,13 @@ class InferenceSettings(ServiceSettings):
         30.0, gt=0, description="Longest a request waits in the queue before it gets a 429 (the cap of its budget)."
     )
     queue_wait_factor: float = Field(
-        1.0,
+        0.5,
         ge=0,
         description="A queued request may wait this many times its own expected service time (its max_tokens x the "
         "measured seconds per token); when the estimated wait is longer it gets a 429 with Retry-After at once "
         "instead of queueing, so an admitted request's latency stays within about (1 + factor) x its service "
-        "time under overload. 0: no such budget, only queue_timeout_s.",
+        "time under overload (0.5: with 4 generations sharing 2 CPU threads, each about 1.8x slower than alone, "
+        "within 3x of one request alone). 0: no such budget, only queue_timeout_s.",
     )
     queue_wait_min_s: float = Field(
         0.5, ge=0, description="Smallest wait budget, so a short request is not refused for a wait of moments."
