@@ -5,7 +5,8 @@
 
 A private platform (scripts/platformctl.py with its own state folder, ports and Redis; see bench/soak.py) gets a
 mix of chats, streamed chats, RAG answers and guardrails checks from closed-loop clients (each sends its next
-request when the last one is answered). Three phases:
+request when the last one is answered; after a 429/503 it first waits the Retry-After, as the OpenAI SDK does,
+unless --ignore-retry-after). Three phases:
 
 1. unloaded: one client, --unloaded seconds: the reference latency of each kind;
 2. ramp: 1, 2, 4, ... clients, --step seconds each, until answered requests per second stop growing (< +10%):
@@ -244,7 +245,7 @@ def report_markdown(result: dict[str, Any]) -> str:
         f"- date: {result['started']} → {result['finished']} (UTC)",
         f"- machine: {m['host']}, {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_bytes'] / 2**30:.1f} GiB, {m['os']}",
         f"- load average at start {result['loadavg_start']}, at end {result['loadavg_end']}: **the machine is "
-        "shared** with other sessions' tests (and this session's soak), so absolute figures are low and noisy",
+        "shared** with other sessions' tests, so absolute figures are low and noisy: compare ratios within a run",
         f"- platform: private (scripts/platformctl.py, ports +{result['config']['port_offset']}, own Redis), "
         f"gateway workers {result['config']['gateway_workers']}; model SmolLM2-135M on llama.cpp (CPU), "
         f"max_tokens {result['config']['max_tokens']}",
@@ -252,7 +253,7 @@ def report_markdown(result: dict[str, Any]) -> str:
         "- clients: closed loop; after a refusal a client "
         + (
             "sends its next request at once"
-            if result["config"].get("ignore_retry_after")
+            if result["config"].get("ignore_retry_after", True)  # older results: it sent at once
             else "waits the refusal's Retry-After first (capped at the phase's end)"
         ),
         f"- knee: {result['knee_clients']} clients; hold: {result['hold']['clients']} clients for "
