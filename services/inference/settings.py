@@ -76,7 +76,14 @@ class InferenceSettings(ServiceSettings):
     upstream_timeout_s: float = Field(
         120.0, gt=0, description="Total timeout of one upstream call (engine=openai, or the llama.cpp child process)."
     )
-    max_running: int = Field(4, ge=1, description="Generations running at once; more wait in the queue.")
+    max_running: int = Field(
+        2,
+        ge=1,
+        description="Generations running at once; more wait in the queue. About one per CPU thread for llama.cpp "
+        "(threads): each generation beyond that shares the same cores and slows every running one (bench/load: "
+        "with 4 on 2 threads an admitted chat took 2.7x its time alone at p50, 4.5x at p99, while long RAG answers "
+        "held the other slots). Raise it for a GPU engine (vLLM batches hundreds).",
+    )
     max_queued: int = Field(
         16, ge=0, description="Requests allowed to wait for a slot; beyond it the service answers 429."
     )
