@@ -181,7 +181,8 @@ def series(samples: list[dict[str, Any]]) -> dict[str, tuple[str, list[tuple[flo
             add(f"redis.stream[{name}].len", "stream_len", t, stream["len"])
         for kind, lat in s["latency"].items():
             for q in ("p50_ms", "p99_ms"):
-                add(f"latency.{kind}.{q}", "latency_ms", t, lat[q])
+                if (value := _ms(lat.get(q))) is not None:  # an empty window has no latency, not a NaN one
+                    add(f"latency.{kind}.{q}", "latency_ms", t, value)
     return out
 
 
@@ -352,12 +353,7 @@ def report_markdown(result: dict[str, Any]) -> str:
     lines.append("| t | " + " | ".join(kinds) + " |")
     lines.append("|---:|" + "---|" * len(kinds))
     for s in result["samples"][1:]:
-        cells = [
-            f"{s['latency'][k]['p50_ms']:.0f} / {s['latency'][k]['p99_ms']:.0f} ({s['latency'][k]['count']})"
-            if k in s["latency"]
-            else "-"
-            for k in kinds
-        ]
+        cells = [latency_cell(s["latency"].get(k)) for k in kinds]
         lines.append(f"| {s['t_s'] / 60:.1f} min | " + " | ".join(cells) + " |")
     totals: Counter[str] = Counter()
     for s in result["samples"]:
@@ -369,6 +365,19 @@ def report_markdown(result: dict[str, Any]) -> str:
     if result.get("notes"):
         lines += ["", "## Notes", "", *[f"- {n}" for n in result["notes"]]]
     return "\n".join(lines) + "\n"
+
+
+def _ms(value: Any) -> float | None:
+    """A latency figure, or None where a window had none to measure (absent, null, or NaN in older results)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def latency_cell(lat: dict[str, Any] | None) -> str:
+    """`p50 / p99 (count)` of one kind in one window; `- (n=0)` when it had no request to measure: a NaN in the
+    table read as a broken run, not as an empty window."""
+    if not lat or _ms(lat.get("p50_ms")) is None or _ms(lat.get("p99_ms")) is None:
+        return f"- (n={lat.get('count', 0) if lat else 0})"
+    return f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ({lat['count']})"
 
 
 def verdict_of(analysis: dict[str, dict[str, Any]]) -> str:
@@ -457,7 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-up", action="store_true", help="leave the private platform running afterwards")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", help="result file name (default soak-<UTC date and time>)")
+    parser.add_argument("--render", type=Path, help="only rewrite the .md of this result .json (no run)")
     args = parser.parse_args(argv)
+    if args.render:
+        args.render.with_suffix(".md").write_text(report_markdown(json.loads(args.render.read_text())))
+        print(f"wrote {args.render.with_suffix('.md')}")
+        return 0
     if args.window is None:
         args.window = 300.0 if args.duration >= 1200 else args.duration / 4
     if not 0 < args.duration <= 7 * 86400 or not 0 < args.window <= args.duration or not 0 < args.rate <= 20:
@@ -490,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"[{sample['t_s'] / 60:5.1f} min] load {sample['loadavg'][0]}  {rss}  redis "
                 f"{sample['redis']['used_memory'] / MIB:.1f}MiB {sample['redis']['keys']} keys  "
-                + "  ".join(f"{k} p99 {v['p99_ms']:.0f}ms ({v['count']})" for k, v in sample["latency"].items()),
+                + "  ".join(f"{k} {latency_cell(v)}" for k, v in sample["latency"].items()),
                 flush=True,
             )
 

@@ -286,7 +286,8 @@ class ProxyService:
                     429,
                     "upstream_overloaded",
                     f"every deployment of '{req.model}' is at capacity; retry shortly",
-                    headers={"retry-after": "2"},
+                    # The deployments' own hint (the soonest), from their measured service time.
+                    headers={"retry-after": str(max(1, math.ceil(exc.retry_after_s)))},
                 ) from None
             raise APIError(
                 503 if exc.all_open else 502,

@@ -4,6 +4,7 @@ and circuit breakers that skip a failing deployment for a cool-down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -32,8 +33,17 @@ class NoDeploymentAvailable(Exception):
 
     @property
     def all_overloaded(self) -> bool:
-        """Every deployment answered 429: the caller should back off, not see a 502."""
-        return bool(self.attempts) and all(a.endswith("status_429") for a in self.attempts)
+        """Every deployment answered 429 or has an open circuit, and at least one answered 429: the model is at
+        capacity, so the caller should back off (429 with Retry-After), not see a 502."""
+        return any(a.endswith("status_429") for a in self.attempts) and all(
+            a.endswith(("status_429", "circuit open")) for a in self.attempts
+        )
+
+
+class _AtCapacity(str):
+    """A deployment's 429: it is healthy and shedding load, not failing. Its Retry-After rides along."""
+
+    retry_after_s: float = 1.0
 
 
 @dataclass
@@ -70,6 +80,7 @@ class UpstreamClient:
         skipped_open = 0
         fallbacks = 0
         waits: list[float] = []
+        at_capacity = False
         for dep in plan(route):
             if not dep.breaker.allow():
                 skipped_open += 1
@@ -86,13 +97,23 @@ class UpstreamClient:
                     return UpstreamResponse(dep, failure, started, fallbacks)
                 attempts.append(f"{dep.name}: {failure}")
                 self.metrics.upstream_errors.labels(dep.name, failure.split(" ")[0]).inc()
+                if isinstance(failure, _AtCapacity):
+                    # Admission control said "later": retrying it at once only re-queues the load it shed, and it
+                    # is no fault, so the circuit stays as it is (429s had opened it, turning shed load into 30 s
+                    # of 503s). Try the next deployment; the client gets the deployment's Retry-After.
+                    waits.append(failure.retry_after_s)
+                    at_capacity = True
+                    if dep.breaker.state == CircuitBreaker.HALF_OPEN:
+                        dep.breaker.record_success()  # the probe was answered: the deployment is back
+                    break
                 dep.breaker.record_failure()
                 if dep.breaker.state != CircuitBreaker.CLOSED:
                     break  # the circuit just opened: stop hammering this deployment
             fallbacks += 1
             self.metrics.fallbacks.labels(route.name, dep.name).inc()
         all_open = skipped_open == len(route.deployments)
-        raise NoDeploymentAvailable(route.name, attempts, all_open, min(waits) if all_open and waits else 0.0)
+        at_capacity = at_capacity or all_open
+        raise NoDeploymentAvailable(route.name, attempts, all_open, min(waits) if at_capacity and waits else 0.0)
 
     async def _try(self, dep: Deployment, path: str, body: bytes, stream: bool) -> aiohttp.ClientResponse | str:
         """One attempt: the open response when usable, else a short reason string."""
@@ -111,6 +132,12 @@ class UpstreamClient:
             return f"timeout after {dep.timeout_s:g}s"
         except aiohttp.ClientError as exc:
             return f"connection_error ({type(exc).__name__}: {exc})"
+        if resp.status == 429:
+            refused = _AtCapacity("status_429")
+            with contextlib.suppress(ValueError):  # an HTTP date, or garbage: keep the one-second default
+                refused.retry_after_s = max(1.0, float(resp.headers.get("retry-after", "1")))
+            resp.release()
+            return refused
         if resp.status in RETRYABLE_STATUS:
             resp.release()
             return f"status_{resp.status}"

@@ -64,7 +64,13 @@ def create_app(
         )
         serving = ServingService(
             manager,
-            AdmissionController(settings.max_running, settings.max_queued, settings.queue_timeout_s),
+            AdmissionController(
+                settings.max_running,
+                settings.max_queued,
+                settings.queue_timeout_s,
+                wait_factor=settings.queue_wait_factor,
+                min_wait_s=settings.queue_wait_min_s,
+            ),
             metrics,
             served_model_name=settings.served_model_name,
             default_max_tokens=settings.default_max_tokens,

@@ -125,7 +125,7 @@ class ServingService:
         status = "error"
         dep.acquire()  # before any await: a swap now cannot unload this version under us
         try:
-            async with self.admission.slot():
+            async with self.admission.slot(_cost(payload)):
                 self.metrics.queue_wait.labels(self.model).observe(time.perf_counter() - started)
                 self._gauges()
                 admitted = time.perf_counter()
@@ -155,7 +155,7 @@ class ServingService:
         """Admit (before the caller sends headers), then yield chunks; the last one carries usage."""
         endpoint = "chat" if kind == "chat" else "completions"
         started = time.perf_counter()
-        slot = self.admission.slot()
+        slot = self.admission.slot(_cost(payload))
         dep.acquire()
         try:
             await slot.__aenter__()  # raises Overloaded before any byte is sent
@@ -200,6 +200,11 @@ class ServingService:
             dep.release()
             self._gauges()
             self._finish(endpoint, status, started, dep.version)
+
+
+def _cost(payload: dict[str, Any]) -> float:
+    """What a request may cost the engine, for admission: the tokens it may generate (prepare() set max_tokens)."""
+    return float(payload.get("max_tokens") or 1)
 
 
 def _has_token(chunk: dict[str, Any]) -> bool:

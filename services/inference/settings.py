@@ -45,7 +45,8 @@ class InferenceSettings(ServiceSettings):
         le=19,
         description="Nice value a new version's llama.cpp child loads and warms at, so the version serving "
         "during a swap keeps the CPU; it gets normal priority back before it takes traffic. Needs CAP_SYS_NICE "
-        "(root outside containers) to give it back: without it versions load at normal priority. 0: off.",
+        "(root outside containers) to give it back (the service's own priority): without it versions load at normal "
+        "priority. 0: off.",
     )
     served_model_name: str = Field(
         "smollm2-135m-instruct", description="Model id clients use in `model` and see in /v1/models."
@@ -75,11 +76,32 @@ class InferenceSettings(ServiceSettings):
     upstream_timeout_s: float = Field(
         120.0, gt=0, description="Total timeout of one upstream call (engine=openai, or the llama.cpp child process)."
     )
-    max_running: int = Field(4, ge=1, description="Generations running at once; more wait in the queue.")
+    max_running: int = Field(
+        2,
+        ge=1,
+        description="Generations running at once; more wait in the queue. About one per CPU thread for llama.cpp "
+        "(threads): each generation beyond that shares the same cores and slows every running one (bench/load: "
+        "with 4 on 2 threads an admitted chat took 2.7x its time alone at p50, 4.5x at p99, while long RAG answers "
+        "held the other slots). Raise it for a GPU engine (vLLM batches hundreds).",
+    )
     max_queued: int = Field(
         16, ge=0, description="Requests allowed to wait for a slot; beyond it the service answers 429."
     )
-    queue_timeout_s: float = Field(30.0, gt=0, description="Longest a request waits in the queue before it gets a 429.")
+    queue_timeout_s: float = Field(
+        30.0, gt=0, description="Longest a request waits in the queue before it gets a 429 (the cap of its budget)."
+    )
+    queue_wait_factor: float = Field(
+        0.5,
+        ge=0,
+        description="A queued request may wait this many times its own expected service time (its max_tokens x the "
+        "measured seconds per token); when the estimated wait is longer it gets a 429 with Retry-After at once "
+        "instead of queueing, so an admitted request's latency stays within about (1 + factor) x its service "
+        "time under overload (0.5: with 4 generations sharing 2 CPU threads, each about 1.8x slower than alone, "
+        "within 3x of one request alone). 0: no such budget, only queue_timeout_s.",
+    )
+    queue_wait_min_s: float = Field(
+        0.5, ge=0, description="Smallest wait budget, so a short request is not refused for a wait of moments."
+    )
     default_max_tokens: int = Field(256, ge=1, description="max_tokens applied when a chat request does not set one.")
     registry_url: str | None = Field(
         None, description="Registry base URL; when set, the service serves <registry_model>@<registry_alias>."

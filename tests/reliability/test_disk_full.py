@@ -3,7 +3,10 @@ to the last byte. Writes answer 507 `storage_full` in the error envelope (feedba
 stay pending in the Redis stream; nothing is half-written (no partial export file, `PRAGMA integrity_check` ok).
 Once space is freed everything recovers by itself: every event stored exactly once, writes accepted again.
 
-Mounting a tmpfs needs root (CAP_SYS_ADMIN); without it the test skips and says so.
+The same with the store on PostgreSQL: a private cluster whose feedback database lives in a tablespace on the
+tiny tmpfs (SQLSTATE 53100 disk_full is the 507); amcheck verifies the tables and indexes afterwards.
+
+Mounting a tmpfs needs root (CAP_SYS_ADMIN); without it the tests skip and say so.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from redis.asyncio import Redis
 
@@ -26,6 +32,7 @@ from services.feedback.app import create_app
 from services.feedback.settings import FeedbackSettings
 from services.feedback.tests.helpers import emit, make_event, serve, wait_for
 from tests.support.fixtures import REDIS_URL
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -68,60 +75,135 @@ async def _rows(admin: httpx.AsyncClient) -> list[dict[str, Any]]:
     return list(listed.json()["data"])
 
 
-async def test_feedback_store_on_a_full_disk(tmp_path: Path) -> None:
+async def _full_disk_scenario(disk: Path, database_url: str) -> list[str]:
+    """The feedback service on `database_url`, whose storage is `disk`: fill it, check the refusals, free it,
+    check the recovery. Returns the stored request ids (each event must be there once)."""
     stream = f"test:rel:full:{secrets.token_hex(4)}"
+    settings = FeedbackSettings(
+        redis_url=REDIS_URL,
+        stream_key=stream,
+        database_url=database_url,
+        admin_token=ADMIN,
+        consumer_name="full-consumer",
+        block_ms=50,
+        drift_enabled=False,
+        export_dir=str(disk / "exports"),
+        log_json=False,
+    )
+    redis = Redis.from_url(REDIS_URL)
+    before = [make_event(request_id=f"before-{i}") for i in range(20)]
+    # Incompressible prompts: PostgreSQL would compress repeated text into the pages it already has.
+    during = [make_event(request_id=f"during-{i}", prompt=secrets.token_hex(1000)) for i in range(50)]
+    try:
+        async with (
+            serve(create_app(settings)) as url,
+            httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=30) as admin,
+        ):
+            await emit(redis, stream, before)
+
+            async def stored(n: int) -> bool:
+                return len(await _rows(admin)) >= n
+
+            await wait_for(lambda: stored(len(before)))
+            filler = fill(disk)
+
+            await emit(redis, stream, during)  # the consumer cannot store these: they stay pending
+            full = await admin.post("/v1/feedback", json={"request_id": "before-0", "thumbs": "up"})
+            assert full.status_code == 507, full.text
+            assert full.json()["error"]["code"] == "storage_full"
+            export = await admin.post("/v1/datasets/export", json={"team": "team-a", "min_rating": 1})
+            assert export.status_code == 507, export.text
+            assert export.json()["error"]["code"] == "storage_full"
+            assert not list((disk / "exports").rglob("*.tmp")) if (disk / "exports").exists() else True
+            assert len(await _rows(admin)) == len(before)  # reads still work
+
+            filler.unlink()  # space is back: no restart, no operator action on the service
+            await wait_for(lambda: stored(len(before) + len(during)), timeout=30)
+            ok = await admin.post("/v1/feedback", json={"request_id": "before-0", "thumbs": "up"})
+            assert ok.status_code == 201, ok.text
+            rows = await _rows(admin)
+        ids = sorted(r["request_id"] for r in rows)
+        assert ids == sorted(e["request_id"] for e in before + during)  # every event once
+        pending = await redis.xpending(stream, settings.consumer_group)
+        assert pending["pending"] == 0
+        return ids
+    finally:
+        await redis.delete(stream)
+        await redis.aclose()
+
+
+async def test_feedback_store_on_a_full_disk(tmp_path: Path) -> None:
     with tiny_disk(tmp_path / "disk") as disk:
-        settings = FeedbackSettings(
-            redis_url=REDIS_URL,
-            stream_key=stream,
-            database_url=f"sqlite:///{disk / 'feedback.db'}",
-            admin_token=ADMIN,
-            consumer_name="full-consumer",
-            block_ms=50,
-            drift_enabled=False,
-            export_dir=str(disk / "exports"),
-            log_json=False,
-        )
-        redis = Redis.from_url(REDIS_URL)
-        before = [make_event(request_id=f"before-{i}") for i in range(20)]
-        during = [make_event(request_id=f"during-{i}", prompt="x" * 2000) for i in range(50)]
-        try:
-            async with (
-                serve(create_app(settings)) as url,
-                httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {ADMIN}"}, timeout=30) as admin,
-            ):
-                await emit(redis, stream, before)
+        await _full_disk_scenario(disk, f"sqlite:///{disk / 'feedback.db'}")
+        with sqlite3.connect(disk / "feedback.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-                async def stored(n: int) -> bool:
-                    return len(await _rows(admin)) >= n
 
-                await wait_for(lambda: stored(len(before)))
-                filler = fill(disk)
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 
-                await emit(redis, stream, during)  # the consumer cannot store these: they stay pending
-                full = await admin.post("/v1/feedback", json={"request_id": "before-0", "thumbs": "up"})
-                assert full.status_code == 507, full.text
-                assert full.json()["error"]["code"] == "storage_full"
-                export = await admin.post("/v1/datasets/export", json={"team": "team-a", "min_rating": 1})
-                assert export.status_code == 507, export.text
-                assert export.json()["error"]["code"] == "storage_full"
-                assert not list((disk / "exports").rglob("*.tmp")) if (disk / "exports").exists() else True
-                assert len(await _rows(admin)) == len(before)  # reads still work
 
-                filler.unlink()  # space is back: no restart, no operator action on the service
-                await wait_for(lambda: stored(len(before) + len(during)), timeout=30)
-                ok = await admin.post("/v1/feedback", json={"request_id": "before-0", "thumbs": "up"})
-                assert ok.status_code == 201, ok.text
-                rows = await _rows(admin)
-            ids = sorted(r["request_id"] for r in rows)
-            assert ids == sorted(e["request_id"] for e in before + during)  # every event once
-            pending = await redis.xpending(stream, settings.consumer_group)
-            assert pending["pending"] == 0
-            with sqlite3.connect(disk / "feedback.db") as db:
-                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        finally:
-            await redis.delete(stream)
-            await redis.aclose()
+def _as_postgres(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL tool as the postgres user (the server refuses to run as root)."""
+    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def private_postgres() -> Iterator[tuple[str, Path]]:
+    """A throw-away PostgreSQL cluster on a free port whose database `feedback` lives in a tablespace on a tiny
+    tmpfs: (admin URL of that database, the tmpfs). The cluster's own files and WAL stay on the normal disk, as
+    on a server with a separate data volume: with the WAL on the full disk too PostgreSQL stops altogether
+    (PANIC), which the feedback service meets as a store that is down (docs/operations.md)."""
+    if PG_BIN is None or os.geteuid() != 0 or shutil.which("runuser") is None:
+        pytest.skip("needs root, runuser and the PostgreSQL server binaries (/usr/lib/postgresql/*/bin)")
+    base = Path(tempfile.mkdtemp(prefix="llmops-pg-full-"))  # not under tmp_path: postgres must traverse it
+    base.chmod(0o755)
+    shutil.chown(base, "postgres", "postgres")
+    port = free_port()
+    data, log = base / "data", base / "server.log"
+    try:
+        made = _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync",
+                            "-E", "UTF8", "--no-instructions", timeout=120)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=20"
+        started = _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
+                               "-w", "-t", "60", "start", timeout=90)  # fmt: skip
+        assert started.returncode == 0, started.stderr + log.read_text()
+        with tiny_disk(base / "disk") as disk:
+            shutil.chown(disk, "postgres", "postgres")
+            disk.chmod(0o700)
+            tablespace = disk / "pg"  # the tablespace folder, so the filler beside it is not inside it
+            tablespace.mkdir()
+            shutil.chown(tablespace, "postgres", "postgres")
+            admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f"CREATE TABLESPACE tiny LOCATION '{tablespace}'")
+                conn.execute("CREATE DATABASE feedback TABLESPACE tiny")
+            try:
+                yield f"postgresql://postgres@127.0.0.1:{port}/feedback", disk
+            finally:
+                _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.timeout(300)  # initdb and a server start: seconds, more on a loaded machine
+async def test_feedback_postgresql_store_on_a_full_disk() -> None:
+    """The same fault with the store on PostgreSQL (compose / Helm): 53100 disk_full is 507 `storage_full`,
+    the events wait in the stream, and after space returns every event is stored once and amcheck finds the
+    tables and indexes intact."""
+    with private_postgres() as (url, disk):
+        await _full_disk_scenario(disk, url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+            for (index,) in conn.execute(
+                "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'btree' AND c.relnamespace = 'public'::regnamespace"
+            ).fetchall():
+                conn.execute("SELECT bt_index_check(%s::regclass, true)", (index,))  # heap and index agree
+            for (table,) in conn.execute(
+                "SELECT oid::regclass::text FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+            ).fetchall():
+                assert not conn.execute(f"SELECT * FROM verify_heapam('{table}')").fetchall(), table
 
 
 @pytest.mark.timeout(900)  # a real MLflow server starts here: minutes on a loaded machine

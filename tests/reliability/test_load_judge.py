@@ -3,6 +3,7 @@ failed or broken request, and the admitted p99 of each kind within 3x its unload
 
 from __future__ import annotations
 
+from bench import load
 from bench.load import Outcome, Phase, coded, judge
 
 
@@ -42,3 +43,21 @@ def test_an_error_status_keeps_its_code() -> None:
     assert coded(200, "{}") == "200"
     assert coded(429, '{"error": {"message": "busy", "code": "server_overloaded"}}') == "429 server_overloaded"
     assert coded(500, "not json") == "500"
+
+
+async def test_the_unloaded_reference_is_topped_up_cheapest_kind_first() -> None:
+    mix = load.Mix.__new__(load.Mix)  # no platform: only the top-up's choice of kinds is under test
+    sent: list[str] = []
+
+    async def send(kind: str) -> load.Outcome:
+        sent.append(kind)
+        return load.Outcome(kind, "200", 0.01, False, 0.0)
+
+    mix.send = send  # type: ignore[method-assign]
+    unloaded = load.Phase("unloaded", 1, 60)
+    unloaded.outcomes += [load.Outcome("chat", "200", 1.0, False, 0.0), load.Outcome("rag", "429 x", 0.1, True, 0.0)]
+    await mix.top_up(unloaded, 3, cap_s=60)
+    assert sent == ["check"] * 3 + ["chat"] * 2 + ["stream"] * 3 + ["rag"] * 3  # a refusal is no sample
+    sent.clear()
+    await mix.top_up(load.Phase("unloaded", 1, 60), 3, cap_s=0)
+    assert sent == []  # the cap bounds it

@@ -65,6 +65,31 @@ def test_percentiles_and_windows_per_kind() -> None:
     assert math.isnan(soak.percentile([], 99))
 
 
+def test_a_window_without_a_measured_request_of_a_kind_reads_n_0_not_nan() -> None:
+    """The per-window table and the slopes: an empty window (absent, null, or NaN from an older result) is
+    shown as `- (n=0)` and left out of the latency series, never printed as NaN."""
+    chat = soak.window_latency([("chat", 0.010, "200"), ("chat", 0.030, "200")])["chat"]
+    empty_nan = {"count": 0, "outcomes": {}, "p50_ms": math.nan, "p99_ms": math.nan}
+    empty_null = {"count": 0, "outcomes": {}, "p50_ms": None, "p99_ms": None}
+    assert soak.latency_cell(chat) == "10 / 30 (2)"
+    assert soak.latency_cell(None) == soak.latency_cell(empty_nan) == soak.latency_cell(empty_null) == "- (n=0)"
+    latencies = ({"chat": chat}, {"chat": empty_nan}, {"rag": chat}, {"chat": empty_null}, {"chat": chat})
+    samples = [sample(300 * i, 100, 40) for i in range(1, 6)]
+    for s, lat in zip(samples, latencies, strict=True):
+        s["latency"] = lat
+    result = {"machine": {"host": "h", "cpus": 2, "cpu_model": "c", "memory_bytes": 2**30, "os": "o", "python": "3"},
+              "config": {"duration_s": 1500, "port_offset": 0, "gateway_workers": 1, "rate": 1, "max_tokens": 8,
+                         "seed": 1, "window_s": 300, "warmup_s": 0},
+              "started": "s", "finished": "f", "loadavg_start": [0], "loadavg_end": [0], "services": ["gateway"],
+              "analysis": soak.analyse(samples, 0), "verdict": "flat", "samples": samples}  # fmt: skip
+    text = soak.report_markdown(result)
+    assert "nan" not in text.lower()
+    assert "| 10.0 min | - (n=0) | - (n=0) |" in text  # NaN figures
+    assert "| 15.0 min | - (n=0) | 10 / 30 (2) |" in text  # the kind absent from the window
+    assert "| 20.0 min | - (n=0) | - (n=0) |" in text  # null figures
+    assert result["analysis"]["latency.chat.p99_ms"]["n"] == 2  # the slope uses the two measured windows only
+
+
 @pytest.fixture
 def gateway_proc(tmp_path: Path, fake_upstream: FakeUpstream) -> Iterator[tuple[str, int, str]]:
     """A gateway process routing FAKE_MODEL to the FAKE upstream: (url, pid, Redis prefix)."""

@@ -170,16 +170,18 @@ CODES = (
         "no_deployment_available",
         (502, 503),
         "every deployment of the model failed (502) or has an open circuit (503)",
-        "`status_429` in the message means inference refused for load (`server_overloaded`); `connection_error` "
+        "`status_429` in the message means inference refused for load (`server_overloaded`; a 429 never opens a "
+        "circuit); `connection_error` "
         "means it is down: `make status`. A circuit re-tries after `circuit_cooldown_s` (30 s)",
         "no deployment of '{model}' could serve the request: {attempts}",
     ),
     ErrorCode(
         "upstream_overloaded",
         429,
-        "every deployment of the model answered that it is at capacity",
-        "honour `Retry-After` (2 s); if it lasts, the model needs more capacity (more deployments in routes.yaml, "
-        "or `INFERENCE_MAX_RUNNING` / `INFERENCE_MAX_QUEUED`)",
+        "every deployment of the model answered that it is at capacity (or has an open circuit)",
+        "honour `Retry-After` (the soonest the deployments gave, from their measured service time); if it lasts, "
+        "the model needs more capacity (more deployments in routes.yaml, or `INFERENCE_MAX_RUNNING` / "
+        "`INFERENCE_MAX_QUEUED` / `INFERENCE_QUEUE_WAIT_FACTOR`)",
         "every deployment of '{model}' is at capacity; retry shortly",
     ),
     ErrorCode(

@@ -9,7 +9,9 @@ CODES = (
     ErrorCode(
         "server_overloaded",
         429,
-        "admission control: every generation slot is busy and the queue is full, or a slot did not free in time",
+        "admission control: every generation slot is busy and the queue is full, or the wait for a slot would be "
+        "longer than the request's budget (`INFERENCE_QUEUE_WAIT_FACTOR` x its expected service time), or a slot "
+        "did not free in time",
         "honour `Retry-After`. Through the gateway this shows as `no_deployment_available … status_429` (some "
         "deployments) or `upstream_overloaded` (all of them)",
         "server busy: {running} generations running and {queued} queued (limits {max_running} and {max_queued})",
