@@ -377,8 +377,8 @@ async def run_load(args: argparse.Namespace, url: str, registry_api: Registry, l
     `--min-swap-requests` requests; returns the per-window figures and the ratios with their intervals.
 
     Within a cycle the two windows are `--gap-s` apart (neither holds the other's tail), and their order alternates
-    (swap first in even cycles, baseline first in odd ones, with the previous swap's length), so load that drifts
-    on the shared cores, or any after-effect of a swap, falls on both sides alike."""
+    every two cycles (a baseline that comes first takes the previous swap's length), so load that drifts on the
+    shared cores, or any after-effect of a swap, falls on both sides alike."""
     versions_cycle = ["2", "1"]
     traffic = Traffic(url, args.rate, args.connections, args.max_tokens)
     traffic.start()
@@ -419,7 +419,8 @@ async def run_load(args: argparse.Namespace, url: str, registry_api: Registry, l
         and (cycle < args.min_swaps or swap_requests() < args.min_swap_requests)
     ):
         target = versions_cycle[cycle % 2]
-        if cycle % 2 == 0:
+        # Order S B, S B, B S, B S, ...: both orders equally often, and the baselines fall on each version alike.
+        if (cycle // 2) % 2 == 0:
             await do_swap(target)
             await asyncio.sleep(args.gap_s)
             await do_baseline(swap_windows[-1][1] - swap_windows[-1][0])
