@@ -4,8 +4,10 @@
 
 Writes bench/results/guardrails_results.json and bench/results/guardrails_results.md. Injection quality is
 leave-one-source-out over ../shared/datasets (bench/guardrails_detection.py), with `jailguard` beside it when
-its venv exists (bench/guardrails_peer.py). Run it once on a quiet machine: the latency part is CPU-bound
-and these machines are shared.
+its venv exists (`JAILGUARD_VENV`, default ../jg-venv; how to make it: bench/guardrails_peer.py). Run it once
+on a quiet machine: the latency part is CPU-bound and these machines are shared. After a retrain, re-run only
+what the model changes: `--resume --stages injection,injection_deployed,injection_latency --cache-dir DIR`
+(the named stages run again, the others are kept and the results say from when).
 """
 
 from __future__ import annotations
