@@ -440,7 +440,7 @@ def main() -> None:
     meta = detector.model.metadata
     results["injection_model"] = {"version": detector.model.version, "trained_at": meta.get("trained_at"),
                                   "lineage": meta["data"]["lineage"]}  # fmt: skip
-    peer_venv = Path("/nonexistent") if args.skip_peer else JAILGUARD_VENV
+    peer_venv = None if args.skip_peer else JAILGUARD_VENV
     # Each stage's result is kept on disk as soon as it exists: a failure late in a long run keeps the rest.
     # --resume also continues a finished run that skipped stages (--stages): the stages it ran are kept.
     # A stage named in --stages is re-run over a finished results file (e.g. `--resume --stages injection` after

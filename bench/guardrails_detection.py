@@ -105,8 +105,10 @@ def side_by_side(
     return out
 
 
-def loso_quality(data_dir: Path, cache_dir: Path | None, peer_venv: Path, peer_model_dir: Path) -> dict[str, Any]:
-    """The leave-one-source-out table, and the peer on a sample of the same rows."""
+def loso_quality(
+    data_dir: Path, cache_dir: Path | None, peer_venv: Path | None, peer_model_dir: Path
+) -> dict[str, Any]:
+    """The leave-one-source-out table, and the peer on a sample of the same rows (none: --skip-peer)."""
     examples, matrix, rules = prepare(data_dir, cache_dir)
     oof = F.loso_cached(examples, matrix, cache_dir, F.ALPHAS)  # the training run's, when cached
     result: dict[str, Any] = {
@@ -119,7 +121,11 @@ def loso_quality(data_dir: Path, cache_dir: Path | None, peer_venv: Path, peer_m
     }
     result["cyberseceval_by_variant"] = cyberseceval_by_variant(data_dir, examples, oof, rules)
     sample = _peer_sample(examples)
-    peer = jailguard_scores([examples[i].text for i in sample], peer_venv, peer_model_dir, cache_dir)
+    peer = (
+        {"skipped": "--skip-peer"}
+        if peer_venv is None
+        else jailguard_scores([examples[i].text for i in sample], peer_venv, peer_model_dir, cache_dir)
+    )
     if "scores" in peer:
         result["side_by_side"] = side_by_side(examples, oof, rules, sample, np.asarray(peer.pop("scores")))
     result["peer"] = peer
