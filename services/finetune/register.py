@@ -24,6 +24,12 @@ PPL_RATIO_MAX = 1.05
 TASK_GAIN_MIN = 0.01  # "better": at least one point of exact match (a tie is not an improvement)
 
 
+# The tag every tuned version carries (pipeline._register): the gate covers those versions only, so a plain
+# re-registration or a rollback to the base is gated by the platform's other policies, not by fine-tuning evidence
+# it cannot have.
+SCOPE = {"finetuned": "true"}
+
+
 def gate_policy(name_pattern: str) -> dict[str, Any]:
     return {
         "object_type": "model",
@@ -33,15 +39,21 @@ def gate_policy(name_pattern: str) -> dict[str, Any]:
             "finetune_regression_ppl_ratio": {"max": PPL_RATIO_MAX},
             "finetune_task_exact_gain": {"min": TASK_GAIN_MIN},
         },
+        "version_tags": SCOPE,
     }
 
 
 def ensure_gate(base: str, admin_token: str, name_pattern: str) -> bool:
-    """Create the finetune gate for `name_pattern` unless a policy of that name exists; True when created."""
+    """Create the finetune gate for `name_pattern` unless it exists; True when created. An existing one without the
+    version scope (made before policies had one) gets it, keeping its pattern and thresholds."""
     with httpx.Client(timeout=60, headers={"authorization": f"Bearer {admin_token}"}) as http:
         listed = http.get(f"{base}/v1/policies")
         listed.raise_for_status()
-        if any(p["name"] == GATE_POLICY for p in listed.json()):
+        old = next((p for p in listed.json() if p["name"] == GATE_POLICY), None)
+        if old is not None:
+            if not old.get("version_tags"):
+                keep = {k: old[k] for k in ("object_type", "name_pattern", "aliases", "required_evals")}
+                http.put(f"{base}/v1/policies/{GATE_POLICY}", json=keep | {"version_tags": SCOPE}).raise_for_status()
             return False
         http.put(f"{base}/v1/policies/{GATE_POLICY}", json=gate_policy(name_pattern)).raise_for_status()
         return True
@@ -103,8 +115,13 @@ def register_version(
             "tags": tags,
         }
         resp = http.post(f"{base}/v1/models/{model_name}/versions", json=body)
-        resp.raise_for_status()
-        version = str(resp.json()["version"])
+        if resp.status_code == 409 and resp.json().get("error", {}).get("code") == "duplicate_version":
+            # The same merged GGUF (same dataset, same config: a re-run resumed to the end) is that version
+            # already: take it, and record this run's evaluation for it again below.
+            version = str(resp.json()["error"]["existing_version"])
+        else:
+            resp.raise_for_status()
+            version = str(resp.json()["version"])
         evidence = None
         if evaluator_token:
             evaluation = {
