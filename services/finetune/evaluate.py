@@ -20,7 +20,7 @@ import numpy as np
 from services.finetune import chat, task
 
 TASK_TOKEN_MARGIN = 16
-EVAL_VERSION = 2  # part of the base evaluation's cache key: bump when how answers are generated changes
+EVAL_VERSION = 3  # part of the base evaluation's cache key: bump when how answers are generated changes
 
 
 def task_max_tokens(tokenizer: Any, references: list[str]) -> int:
@@ -31,8 +31,16 @@ def task_max_tokens(tokenizer: Any, references: list[str]) -> int:
 def engine_answers(
     gguf: Path, prompts: list[list[dict[str, str]]], max_tokens: int | list[int], threads: int = 2, slots: int = 4
 ) -> list[str]:
-    """Greedy answers of llama.cpp for each prompt, from the inference service's own engine: a llama.cpp child
-    process (engines/llamacpp_process.py, with its OpenMP settings) serving `gguf` exactly as a version is served."""
+    """Greedy answers of llama.cpp for each prompt (see engine_generate)."""
+    return [text for text, _ in engine_generate(gguf, prompts, max_tokens, threads, slots)]
+
+
+def engine_generate(
+    gguf: Path, prompts: list[list[dict[str, str]]], max_tokens: int | list[int], threads: int = 2, slots: int = 4
+) -> list[tuple[str, bool]]:
+    """(answer, cut by its token budget) of llama.cpp for each prompt, greedy, from the inference service's own
+    engine: a llama.cpp child process (engines/llamacpp_process.py, with its OpenMP settings) serving `gguf`
+    exactly as a version is served."""
     from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
 
     budgets = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
@@ -41,16 +49,17 @@ def engine_answers(
         gguf, context_length=1024, parallel_slots=slots, threads=threads, start_timeout_s=600, request_timeout_s=600
     )
 
-    async def answer_all() -> list[str]:
+    async def answer_all() -> list[tuple[str, bool]]:
         await engine.start()
         try:
             gate = asyncio.Semaphore(slots)
 
-            async def ask(messages: list[dict[str, str]], budget: int) -> str:
+            async def ask(messages: list[dict[str, str]], budget: int) -> tuple[str, bool]:
                 async with gate:
                     body = {"messages": messages, "max_tokens": budget, "temperature": 0.0, "seed": 0}
                     result = await engine.generate("chat", body)
-                    return str(result["choices"][0]["message"].get("content") or "")
+                    cut = int(result.get("usage", {}).get("completion_tokens", 0)) >= budget
+                    return str(result["choices"][0]["message"].get("content") or ""), cut
 
             return list(await asyncio.gather(*(ask(m, b) for m, b in zip(prompts, budgets, strict=True))))
         finally:
@@ -100,8 +109,16 @@ def text_metrics(answers: list[str], references: list[str]) -> dict[str, float]:
     return {"bleu": float(sacrebleu.corpus_bleu(answers, [references]).score), "rougeL": float(np.mean(rouge))}
 
 
-def task_metrics(answers: list[str], references: list[str]) -> dict[str, float]:
-    scores = [task.score(a, r) for a, r in zip(answers, references, strict=True)]
+def task_scores(answers: list[str], references: list[str], cut: list[bool] | None = None) -> list[dict[str, float]]:
+    """task.score of each answer; an answer cut by its token budget scores 0: the model had not stopped, so it
+    was not answering with the JSON object only (whatever the cut-off text happens to parse as)."""
+    cut = cut or [False] * len(answers)
+    zero = {"format_ok": 0.0, "exact": 0.0, "fields": 0.0}
+    return [zero if c else task.score(a, r) for a, r, c in zip(answers, references, cut, strict=True)]
+
+
+def task_metrics(answers: list[str], references: list[str], cut: list[bool] | None = None) -> dict[str, float]:
+    scores = task_scores(answers, references, cut)
     return {k: float(np.mean([s[k] for s in scores])) for k in ("format_ok", "exact", "fields")}
 
 
@@ -151,16 +168,18 @@ def evaluate_model(
     loaded = gguf_io.load(gguf)
     held_refs, reg_refs = [a for _, a in split], [a for _, a in reg]
     # One engine start for both sets; the held-out task's answers need no more tokens than its longest reference
-    # plus a margin: an answer longer than that is not the strict JSON object, cut or not (format and exact
-    # match cannot change), and the base model's rambling was most of the generation time.
+    # plus a margin: an answer that reaches that budget had not stopped, so it is not the JSON object alone and
+    # scores 0 (task_scores) as it would have at any budget; the base model's rambling was most of the generation.
     held_cap = min(max_tokens, task_max_tokens(loaded.tokenizer, held_refs))
-    answers = engine_answers(
+    generated = engine_generate(
         gguf, [p for p, _ in split] + [p for p, _ in reg], [held_cap] * len(split) + [max_tokens] * len(reg)
     )
+    answers = [text for text, _ in generated]
+    held_cut = [cut for _, cut in generated[: len(split)]]
     held_answers, reg_answers = answers[: len(split)], answers[len(split) :]
     params = M.to_device(loaded.weights)
     metrics: dict[str, float] = {}
-    metrics.update({f"task_{k}": v for k, v in task_metrics(held_answers, held_refs).items()})
+    metrics.update({f"task_{k}": v for k, v in task_metrics(held_answers, held_refs, held_cut).items()})
     metrics.update({f"heldout_{k}": v for k, v in text_metrics(held_answers, held_refs).items()})
     metrics.update({f"regression_{k}": v for k, v in text_metrics(reg_answers, reg_refs).items()})
     args = (params, loaded.config, loaded.tokenizer, loaded.chat_template)
@@ -168,7 +187,8 @@ def evaluate_model(
     metrics["regression_perplexity"] = perplexity(*args, regression)
     return {
         "metrics": metrics,
-        "per_example_exact": [task.score(a, r)["exact"] for a, r in zip(held_answers, held_refs, strict=True)],
+        "per_example_exact": [s["exact"] for s in task_scores(held_answers, held_refs, held_cut)],
+        "heldout_cut": held_cut,
         "heldout_answers": held_answers,
         "regression_answers": reg_answers,
     }

@@ -113,3 +113,12 @@ def test_guardrails_output_check_flags_what_the_service_flags() -> None:
     assert result["metrics"] == {"heldout_flagged": 0.5, "regression_flagged": 0.0}
     table = evaluate.table({"heldout_flagged": 0.5}, {"heldout_flagged": 0.0})
     assert "| heldout_flagged | 0.5 | 0 | tuned |" in table
+
+
+def test_an_answer_cut_by_its_budget_is_not_the_strict_object() -> None:
+    """The held-out task is generated with a budget of its longest reference + a margin; an answer that reached
+    it had not stopped, so it scores 0 even when the cut-off text parses."""
+    ref = json.dumps({"name": "Ana", "city": "Porto", "product": "kettle", "urgent": True})
+    scores = evaluate.task_scores([ref, ref], [ref, ref], cut=[False, True])
+    assert [s["exact"] for s in scores] == [1.0, 0.0] and scores[1]["format_ok"] == 0.0
+    assert evaluate.task_metrics([ref], [ref]) == {"format_ok": 1.0, "exact": 1.0, "fields": 1.0}
