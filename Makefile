@@ -173,7 +173,8 @@ train-guardrails: install ## retrain the injection detector; registers a version
 	$(PY) -m services.guardrails.training.train_injection
 
 # With `make up` running (.llmops/env), the run logs to its MLflow (as the `viewer` login), registers the tuned GGUF
-# as the demo member, records the evidence as the course's evaluator and creates the gate policy as admin;
+# as the demo member, records the evidence as the course's evaluator, creates the gate policy as admin and puts
+# every answer through the guardrails' output check;
 # FINETUNE_* variables already set win. ARGS=... passes flags to `run` (--steps 30, --dataset <export>.jsonl ...).
 finetune: install $(VENV)/.finetune ## LoRA-tune SmolLM2 on the worked example (or ARGS=--dataset ..), eval base vs tuned, register
 	@set -a; [ ! -f .llmops/env ] || . .llmops/env; set +a; \
@@ -184,7 +185,9 @@ finetune: install $(VENV)/.finetune ## LoRA-tune SmolLM2 on the worked example (
 	    FINETUNE_ADMIN_TOKEN=$${FINETUNE_ADMIN_TOKEN:-$${LLMOPS_REGISTRY_ADMIN_TOKEN:-}} \
 	    FINETUNE_MLFLOW_TRACKING_URI=$${FINETUNE_MLFLOW_TRACKING_URI:-$${LLMOPS_MLFLOW_URL:-}} \
 	    FINETUNE_MLFLOW_USERNAME=$${FINETUNE_MLFLOW_USERNAME:-viewer} \
-	    FINETUNE_MLFLOW_PASSWORD=$${FINETUNE_MLFLOW_PASSWORD:-$${LLMOPS_MLFLOW_PASSWORD:-}}; \
+	    FINETUNE_MLFLOW_PASSWORD=$${FINETUNE_MLFLOW_PASSWORD:-$${LLMOPS_MLFLOW_PASSWORD:-}} \
+	    FINETUNE_GUARDRAILS_URL=$${FINETUNE_GUARDRAILS_URL:-$${LLMOPS_GUARDRAILS_URL:-}} \
+	    FINETUNE_GUARDRAILS_TOKEN=$${FINETUNE_GUARDRAILS_TOKEN:-$${LLMOPS_GUARDRAILS_TOKEN:-}}; \
 	fi; \
 	$(PY) -m services.finetune data && $(PY) -m services.finetune run $(ARGS)
 

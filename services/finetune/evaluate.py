@@ -3,7 +3,9 @@ engine), perplexity from the JAX forward on the weights read back from the same 
 
 Metrics: perplexity of the reference answers (lower is better; only comparable with the same tokenizer),
 BLEU (sacrebleu, corpus level) and ROUGE-L F1 (rouge-score) against the references, and for the worked task
-format accuracy (strict JSON with the right keys and types) and exact match (every field right).
+format accuracy (strict JSON with the right keys and types) and exact match (every field right), and, with a
+guardrails service, the share of answers its output check flags (`POST /v1/check/output`: leaks, deny-lists,
+secrets): a tune must not teach the model to say what the platform would stop.
 """
 
 from __future__ import annotations
@@ -17,30 +19,49 @@ import numpy as np
 
 from services.finetune import chat, task
 
+TASK_TOKEN_MARGIN = 16
+EVAL_VERSION = 3  # part of the base evaluation's cache key: bump when how answers are generated changes
+
+
+def task_max_tokens(tokenizer: Any, references: list[str]) -> int:
+    """The generation budget of a task with short exact answers: its longest reference's tokens plus a margin."""
+    return max(len(tokenizer.encode(r, add_special_tokens=False).ids) for r in references) + TASK_TOKEN_MARGIN
+
 
 def engine_answers(
-    gguf: Path, prompts: list[list[dict[str, str]]], max_tokens: int, threads: int = 2, slots: int = 4
+    gguf: Path, prompts: list[list[dict[str, str]]], max_tokens: int | list[int], threads: int = 2, slots: int = 4
 ) -> list[str]:
-    """Greedy answers of llama.cpp for each prompt, from the inference service's own engine: a llama.cpp child
-    process (engines/llamacpp_process.py, with its OpenMP settings) serving `gguf` exactly as a version is served."""
+    """Greedy answers of llama.cpp for each prompt (see engine_generate)."""
+    return [text for text, _ in engine_generate(gguf, prompts, max_tokens, threads, slots)]
+
+
+def engine_generate(
+    gguf: Path, prompts: list[list[dict[str, str]]], max_tokens: int | list[int], threads: int = 2, slots: int = 4
+) -> list[tuple[str, bool]]:
+    """(answer, cut by its token budget) of llama.cpp for each prompt, greedy, from the inference service's own
+    engine: a llama.cpp child process (engines/llamacpp_process.py, with its OpenMP settings) serving `gguf`
+    exactly as a version is served."""
     from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
+
+    budgets = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
 
     engine = LlamaCppProcessEngine(
         gguf, context_length=1024, parallel_slots=slots, threads=threads, start_timeout_s=600, request_timeout_s=600
     )
 
-    async def answer_all() -> list[str]:
+    async def answer_all() -> list[tuple[str, bool]]:
         await engine.start()
         try:
             gate = asyncio.Semaphore(slots)
 
-            async def ask(messages: list[dict[str, str]]) -> str:
+            async def ask(messages: list[dict[str, str]], budget: int) -> tuple[str, bool]:
                 async with gate:
-                    body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0.0, "seed": 0}
+                    body = {"messages": messages, "max_tokens": budget, "temperature": 0.0, "seed": 0}
                     result = await engine.generate("chat", body)
-                    return str(result["choices"][0]["message"].get("content") or "")
+                    cut = int(result.get("usage", {}).get("completion_tokens", 0)) >= budget
+                    return str(result["choices"][0]["message"].get("content") or ""), cut
 
-            return list(await asyncio.gather(*(ask(m) for m in prompts)))
+            return list(await asyncio.gather(*(ask(m, b) for m, b in zip(prompts, budgets, strict=True))))
         finally:
             await engine.stop()
 
@@ -88,9 +109,42 @@ def text_metrics(answers: list[str], references: list[str]) -> dict[str, float]:
     return {"bleu": float(sacrebleu.corpus_bleu(answers, [references]).score), "rougeL": float(np.mean(rouge))}
 
 
-def task_metrics(answers: list[str], references: list[str]) -> dict[str, float]:
-    scores = [task.score(a, r) for a, r in zip(answers, references, strict=True)]
+def task_scores(answers: list[str], references: list[str], cut: list[bool] | None = None) -> list[dict[str, float]]:
+    """task.score of each answer; an answer cut by its token budget scores 0: the model had not stopped, so it
+    was not answering with the JSON object only (whatever the cut-off text happens to parse as)."""
+    cut = cut or [False] * len(answers)
+    zero = {"format_ok": 0.0, "exact": 0.0, "fields": 0.0}
+    return [zero if c else task.score(a, r) for a, r, c in zip(answers, references, cut, strict=True)]
+
+
+def task_metrics(answers: list[str], references: list[str], cut: list[bool] | None = None) -> dict[str, float]:
+    scores = task_scores(answers, references, cut)
     return {k: float(np.mean([s[k] for s in scores])) for k in ("format_ok", "exact", "fields")}
+
+
+def guardrails_flags(answers: list[str], prompts: list[str], http: Any, policy: str | None = None) -> list[str]:
+    """The guardrails service's decision on each answer (`allow`, `flag`, `redact`, `block`), from its real output
+    check: `http` is an httpx.Client with the service's base URL and token (or a TestClient of its app)."""
+    decisions = []
+    for answer, prompt in zip(answers, prompts, strict=True):
+        body: dict[str, Any] = {"text": answer or " ", "prompt": prompt}
+        if policy:
+            body["policy"] = policy
+        resp = http.post("/v1/check/output", json=body)
+        resp.raise_for_status()
+        decisions.append(str(resp.json()["decision"]))
+    return decisions
+
+
+def guardrails_metrics(
+    result: dict[str, Any], held_prompts: list[str], reg_prompts: list[str], http: Any, policy: str | None = None
+) -> None:
+    """Add `heldout_flagged` / `regression_flagged` (share of answers not allowed as they are) to `result`'s
+    metrics, from its stored answers, so a cached base evaluation gets them too; decisions kept beside them."""
+    for split, prompts in (("heldout", held_prompts), ("regression", reg_prompts)):
+        decisions = guardrails_flags(result[f"{split}_answers"], prompts, http, policy)
+        result[f"{split}_guardrails"] = decisions
+        result["metrics"][f"{split}_flagged"] = float(np.mean([d != "allow" for d in decisions])) if decisions else 0.0
 
 
 def bootstrap_ci(values: list[float], rounds: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -111,13 +165,21 @@ def evaluate_model(
 
     split = [chat.split_example(e) for e in held_out]
     reg = [chat.split_example(e) for e in regression]
-    held_answers = engine_answers(gguf, [p for p, _ in split], max_tokens)
-    reg_answers = engine_answers(gguf, [p for p, _ in reg], max_tokens)
     loaded = gguf_io.load(gguf)
-    params = M.to_device(loaded.weights)
     held_refs, reg_refs = [a for _, a in split], [a for _, a in reg]
+    # One engine start for both sets; the held-out task's answers need no more tokens than its longest reference
+    # plus a margin: an answer that reaches that budget had not stopped, so it is not the JSON object alone and
+    # scores 0 (task_scores) as it would have at any budget; the base model's rambling was most of the generation.
+    held_cap = min(max_tokens, task_max_tokens(loaded.tokenizer, held_refs))
+    generated = engine_generate(
+        gguf, [p for p, _ in split] + [p for p, _ in reg], [held_cap] * len(split) + [max_tokens] * len(reg)
+    )
+    answers = [text for text, _ in generated]
+    held_cut = [cut for _, cut in generated[: len(split)]]
+    held_answers, reg_answers = answers[: len(split)], answers[len(split) :]
+    params = M.to_device(loaded.weights)
     metrics: dict[str, float] = {}
-    metrics.update({f"task_{k}": v for k, v in task_metrics(held_answers, held_refs).items()})
+    metrics.update({f"task_{k}": v for k, v in task_metrics(held_answers, held_refs, held_cut).items()})
     metrics.update({f"heldout_{k}": v for k, v in text_metrics(held_answers, held_refs).items()})
     metrics.update({f"regression_{k}": v for k, v in text_metrics(reg_answers, reg_refs).items()})
     args = (params, loaded.config, loaded.tokenizer, loaded.chat_template)
@@ -125,7 +187,8 @@ def evaluate_model(
     metrics["regression_perplexity"] = perplexity(*args, regression)
     return {
         "metrics": metrics,
-        "per_example_exact": [task.score(a, r)["exact"] for a, r in zip(held_answers, held_refs, strict=True)],
+        "per_example_exact": [s["exact"] for s in task_scores(held_answers, held_refs, held_cut)],
+        "heldout_cut": held_cut,
         "heldout_answers": held_answers,
         "regression_answers": reg_answers,
     }
@@ -147,8 +210,8 @@ def compare(base: dict[str, Any], tuned: dict[str, Any]) -> dict[str, float]:
 def table(base: dict[str, float], tuned: dict[str, float]) -> str:
     """A Markdown table of every metric, base vs tuned."""
     lines = ["| metric | base | tuned | better |", "|---|---:|---:|---|"]
-    for key in sorted(base):
-        lower_better = "perplexity" in key
+    for key in sorted(set(base) & set(tuned)):
+        lower_better = "perplexity" in key or key.endswith("_flagged")
         better = tuned[key] < base[key] if lower_better else tuned[key] > base[key]
         lines.append(f"| {key} | {base[key]:.4g} | {tuned[key]:.4g} | {'tuned' if better else '-'} |")
     return "\n".join(lines)

@@ -57,7 +57,8 @@ def _base_eval(
     settings: FinetuneSettings, base_path: Path, held: list[dict[str, Any]], reg: list[dict[str, Any]], max_tokens: int
 ) -> dict[str, Any]:
     """The base model's results, cached by (base file, eval rows): they do not change between tuning runs."""
-    key = hashlib.sha256(json.dumps([str(base_path), held, reg, max_tokens], sort_keys=True).encode()).hexdigest()
+    blob = json.dumps([str(base_path), held, reg, max_tokens, evaluate.EVAL_VERSION], sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()
     cache = settings.work_dir / "base-eval" / f"{key[:16]}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
@@ -145,6 +146,8 @@ def run(spec: RunSpec, settings: FinetuneSettings, progress: bool = True) -> dic
         t0 = time.perf_counter()
         base_eval = _base_eval(settings, base_path, held_rows, regression, spec.max_new_tokens)
         tuned_eval = evaluate.evaluate_model(gguf_path, held_rows, regression, spec.max_new_tokens)
+        if settings.guardrails_url:
+            _guardrails(settings, base_eval, tuned_eval, held_rows, regression)
         comparison = evaluate.compare(base_eval, tuned_eval)
         timings["eval_seconds"] = time.perf_counter() - t0
         eval_results = {
@@ -176,7 +179,7 @@ def run(spec: RunSpec, settings: FinetuneSettings, progress: bool = True) -> dic
         tracking.finish("FAILED")
         raise
     timings["total_seconds"] = time.perf_counter() - started
-    return {
+    summary = {
         "run_key": key,
         "training_run_id": tracking.run_id,
         "tracking_uri": tracking.uri,
@@ -196,6 +199,34 @@ def run(spec: RunSpec, settings: FinetuneSettings, progress: bool = True) -> dic
         "timings": timings,
         "registered": registered,
     }
+    # The last run's summary where the next step of the loop (module 9: promote, serve) reads the version from.
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    (settings.work_dir / "last-run.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "table"}))
+    return summary
+
+
+def _last_user_text(row: dict[str, Any]) -> str:
+    prompt, _ = chat.split_example(row)
+    return next((str(m["content"]) for m in reversed(prompt) if m.get("role") == "user"), "")
+
+
+def _guardrails(
+    settings: FinetuneSettings,
+    base_eval: dict[str, Any],
+    tuned_eval: dict[str, Any],
+    held_rows: list[dict[str, Any]],
+    regression: list[dict[str, Any]],
+) -> None:
+    """Both models' answers through the guardrails service's output check (base answers may come from the cache)."""
+    import httpx
+
+    token = settings.guardrails_token.get_secret_value() if settings.guardrails_token else ""
+    held = [_last_user_text(r) for r in held_rows]
+    reg = [_last_user_text(r) for r in regression]
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=str(settings.guardrails_url).rstrip("/"), timeout=60, headers=headers) as http:
+        for result in (base_eval, tuned_eval):
+            evaluate.guardrails_metrics(result, held, reg, http, settings.guardrails_policy)
 
 
 def _register(

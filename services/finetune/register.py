@@ -15,11 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmops_common.registry_client import RegistryClient
+from llmops_common.registry_client import RegistryClient, RegistryError
 
 GATE_POLICY = "finetune-gate"
 PPL_RATIO_MAX = 1.05
 TASK_GAIN_MIN = 0.01  # "better": at least one point of exact match (a tie is not an improvement)
+
+
+# The tag every tuned version carries (pipeline._register): the gate covers those versions only, so a plain
+# re-registration or a rollback to the base is gated by the platform's other policies, not by fine-tuning evidence
+# it cannot have.
+SCOPE = {"finetuned": "true"}
 
 
 def gate_policy(name_pattern: str) -> dict[str, Any]:
@@ -31,13 +37,19 @@ def gate_policy(name_pattern: str) -> dict[str, Any]:
             "finetune_regression_ppl_ratio": {"max": PPL_RATIO_MAX},
             "finetune_task_exact_gain": {"min": TASK_GAIN_MIN},
         },
+        "version_tags": SCOPE,
     }
 
 
 def ensure_gate(admin: RegistryClient, name_pattern: str) -> bool:
-    """Create the finetune gate for `name_pattern` unless a policy of that name exists (`admin`: a client with an
-    admin token); True when created."""
-    if any(p["name"] == GATE_POLICY for p in admin.policies()):
+    """Create the finetune gate for `name_pattern` unless it exists (`admin`: a client with an admin token); True
+    when created. An existing one without the version scope (made before policies had one) gets it, keeping its
+    pattern and thresholds."""
+    old = next((p for p in admin.policies() if p["name"] == GATE_POLICY), None)
+    if old is not None:
+        if not old.get("version_tags"):
+            keep = {k: old[k] for k in ("object_type", "name_pattern", "aliases", "required_evals")}
+            admin.put_policy(GATE_POLICY, keep | {"version_tags": SCOPE})
         return False
     admin.put_policy(GATE_POLICY, gate_policy(name_pattern))
     return True
@@ -93,7 +105,14 @@ def register_version(
         "description": description[:5000],
         "tags": tags,
     }
-    version = registry.create_model_version(model_name, body)
+    try:
+        version = registry.create_model_version(model_name, body)
+    except RegistryError as exc:
+        if exc.code != "duplicate_version":
+            raise
+        # The same merged GGUF (same dataset, same config: a re-run resumed to the end) is that version already:
+        # take it, and record this run's evaluation for it again below.
+        version = str(exc.error["existing_version"])
     evidence = None
     if evaluator_token:
         params = {"evaluator": "finetune", "training_run": tags.get("training_run_id", "")}

@@ -43,3 +43,12 @@ class FinetuneSettings(BaseSettings):
         None, description="With it, the gate policy (finetune-gate) is created when missing (admin only)."
     )
     model_name: str = Field("smollm2-135m-instruct", description="The registry model the tuned version joins.")
+    guardrails_url: str | None = Field(
+        None,
+        description="The guardrails service (make up: LLMOPS_GUARDRAILS_URL): every base and tuned answer goes "
+        "through its output check and the share flagged is reported; unset: not measured.",
+    )
+    guardrails_token: SecretStr | None = Field(
+        None, description="Its service token (make up: LLMOPS_GUARDRAILS_TOKEN)."
+    )
+    guardrails_policy: str | None = Field(None, description="Guardrails policy to check with; unset: its default.")

@@ -53,7 +53,8 @@ class PromotionService:
     def list_policies(self) -> list[dict[str, Any]]:
         """Every policy."""
         with self.ctx.store.read() as conn:
-            return [dict(r) for r in conn.execute(select(policies).order_by(policies.c.name)).mappings()]
+            rows = [dict(r) for r in conn.execute(select(policies).order_by(policies.c.name)).mappings()]
+        return [r | {"version_tags": r.get("version_tags") or {}} for r in rows]  # NULL: a row from before the column
 
     def delete_policy(self, actor: Principal, name: str) -> None:
         """Remove a policy (404 when unknown)."""
@@ -84,6 +85,9 @@ class PromotionService:
                 continue
             if not fnmatch.fnmatchcase(name, p["name_pattern"]):
                 continue
+            tags = target.get("tags") or {}
+            if any(tags.get(key) != value for key, value in p["version_tags"].items()):
+                continue  # scoped to other versions (e.g. finetune-gate: only versions tagged finetuned=true)
             applied.append(p["name"])
             for metric, bounds in p["required_evals"].items():
                 value = evals.get(metric)

@@ -301,6 +301,13 @@ class PolicyCreate(Strict):
     name_pattern: str = Field("*", max_length=256, description="Glob on the object name (fnmatch).")
     aliases: list[AliasName] = Field(default_factory=lambda: ["production"], min_length=1)
     required_evals: dict[str, Threshold] = Field(default_factory=dict)
+    version_tags: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description='Applies only to versions whose tags include every one of these (e.g. {"finetuned": "true"}: '
+        "a gate on fine-tuning evidence that a plain re-registration of the same model does not need); empty: "
+        "every version.",
+    )
 
 
 class Policy(PolicyCreate):

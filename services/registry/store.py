@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     text,
 )
 
@@ -123,6 +124,8 @@ policies = Table(
     Column("name_pattern", String(256), nullable=False),
     Column("aliases", JSON, nullable=False),
     Column("required_evals", JSON, nullable=False),
+    # Added after the first release: stores created before it get the column from _migrate (NULL = {}).
+    Column("version_tags", JSON, nullable=True),
     Column("created_by", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
 )
@@ -161,6 +164,7 @@ class Store:
         self._write_lock = threading.Lock()
         with self.transaction() as conn:  # replicas starting together must not race to create the tables
             metadata.create_all(conn)
+            _migrate(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -190,6 +194,19 @@ class Store:
     def close(self) -> None:
         """Release pooled connections."""
         self.engine.dispose()
+
+
+# Columns added to existing tables since their first release: (table, column, SQL type). create_all makes missing
+# tables only, so a store created by an older release gets these here, once, in the same startup transaction.
+_ADDED_COLUMNS = [("policies", "version_tags", "JSON")]
+
+
+def _migrate(conn: Connection) -> None:
+    """Add the columns an older store lacks (idempotent; SQLite and PostgreSQL both take ADD COLUMN)."""
+    inspector = inspect(conn)
+    for table, column, sql_type in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

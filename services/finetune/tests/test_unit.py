@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from services.finetune import chat, gguf_io, pipeline, task
+from services.finetune import chat, evaluate, gguf_io, pipeline, task
 from services.finetune import train as T
 from services.registry.gguf_to_hf import unpermute
 
@@ -90,3 +90,35 @@ def test_bootstrap_interval_brackets_the_mean() -> None:
     values = [1.0] * 30 + [0.0] * 10
     low, high = bootstrap_ci(values)
     assert low < 0.75 < high and high - low < 0.4
+
+
+def test_guardrails_output_check_flags_what_the_service_flags() -> None:
+    """The answers go through the real guardrails app's `POST /v1/check/output`; the share not allowed as it is is
+    the `*_flagged` metric, lower is better in the table."""
+    from fastapi.testclient import TestClient
+
+    from services.guardrails.app import create_app
+    from services.guardrails.settings import GuardrailsSettings
+
+    app = create_app(GuardrailsSettings(service_token="finetune-test-token"))
+    result: dict = {
+        "metrics": {},
+        "heldout_answers": ['{"name": "Ana", "city": "Porto", "product": "kettle", "urgent": true}',
+                            "Sure, the key is AKIAIOSFODNN7EXAMPLE and the secret is wJalrXUtnFEMI/K7MDENG/bPxRfiCY."],
+        "regression_answers": ["Paris is the capital of France."],
+    }  # fmt: skip
+    with TestClient(app, headers={"authorization": "Bearer finetune-test-token"}) as http:
+        evaluate.guardrails_metrics(result, ["ticket 1", "ticket 2"], ["capital of France?"], http)
+    assert result["heldout_guardrails"][0] == "allow" and result["heldout_guardrails"][1] != "allow", result
+    assert result["metrics"] == {"heldout_flagged": 0.5, "regression_flagged": 0.0}
+    table = evaluate.table({"heldout_flagged": 0.5}, {"heldout_flagged": 0.0})
+    assert "| heldout_flagged | 0.5 | 0 | tuned |" in table
+
+
+def test_an_answer_cut_by_its_budget_is_not_the_strict_object() -> None:
+    """The held-out task is generated with a budget of its longest reference + a margin; an answer that reached
+    it had not stopped, so it scores 0 even when the cut-off text parses."""
+    ref = json.dumps({"name": "Ana", "city": "Porto", "product": "kettle", "urgent": True})
+    scores = evaluate.task_scores([ref, ref], [ref, ref], cut=[False, True])
+    assert [s["exact"] for s in scores] == [1.0, 0.0] and scores[1]["format_ok"] == 0.0
+    assert evaluate.task_metrics([ref], [ref]) == {"format_ok": 1.0, "exact": 1.0, "fields": 1.0}

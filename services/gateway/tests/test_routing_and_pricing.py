@@ -33,6 +33,24 @@ def test_plan_orders_by_priority_then_weight() -> None:
     assert all(plan(route, rng)[-1].name == "backup" for _ in range(50))
 
 
+def test_module_9_canary_routes_send_a_tenth_to_the_canary(tmp_path: Path) -> None:
+    """The canary routes file of docs/modules/09 (two deployments of one model, weights 90 and 10) is a valid routes
+    file, and the gateway sends about 10 % of requests to the canary first (the other stays its fallback)."""
+    import re
+
+    page = Path(__file__).resolve().parents[3] / "docs" / "modules" / "09-bonus-training-and-fine-tuning.md"
+    block = re.search(r"<!-- canary-routes -->\n```yaml\n(.*?)\n```", page.read_text(), re.S)
+    assert block, "the canary routes block of module 9 is missing"
+    (tmp_path / "routes.yaml").write_text(block.group(1))
+    route = RouteTable.from_file(tmp_path / "routes.yaml").get("smollm2-135m-instruct")
+    assert route is not None and [d.name for d in route.deployments] == ["production", "canary"]
+    rng = random.Random(18)
+    plans = [plan(route, rng) for _ in range(5000)]
+    share = Counter(p[0].name for p in plans)["canary"] / len(plans)
+    assert 0.085 < share < 0.115, share  # weight 10 of 100, a binomial 95 % band at n=5000 is about +-0.8 points
+    assert all({d.name for d in p} == {"production", "canary"} for p in plans)  # each is the other's fallback
+
+
 def test_env_expansion_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UPSTREAM_X", "http://x:9/v1")
     assert expand_env("${UPSTREAM_X} ${MISSING:-dflt} ${MISSING}") == "http://x:9/v1 dflt "

@@ -267,6 +267,36 @@ def test_policy_requires_eval_results(people: dict[str, Caller], request: pytest
     assert admin.delete(f"/v1/policies/gate-{name}").status_code == 204
 
 
+def test_a_policy_scoped_by_version_tags_gates_only_those_versions(people: dict[str, Caller]) -> None:
+    """A policy with `version_tags` covers only versions carrying those tags: fine-tuning evidence is asked of a
+    tuned version, not of a plain re-registration (or a rollback) of the same model."""
+    admin, member, reviewer = people["admin"].http, people["member"].http, people["reviewer"].http
+    name = unique("scoped")
+    gate = {"object_type": "model", "name_pattern": name, "aliases": ["production"],
+            "required_evals": {"finetune_task_exact_gain": {"min": 0.01}},
+            "version_tags": {"finetuned": "true"}}  # fmt: skip
+    put = admin.put(f"/v1/policies/ft-{name}", json=gate)
+    assert put.status_code == 200 and put.json()["version_tags"] == {"finetuned": "true"}, put.text
+    listed = {p["name"]: p for p in admin.get("/v1/policies").json()}
+    assert listed[f"ft-{name}"]["version_tags"] == {"finetuned": "true"}
+    assert member.post(f"/v1/models/{name}/versions", json=model_body()).status_code == 201
+    tuned = member.post(f"/v1/models/{name}/versions", json=model_body(tags={"finetuned": "true"}))
+    assert tuned.status_code == 201, tuned.text
+    try:
+        for version, applies in (("2", True), ("1", False)):
+            body = {"object_type": "model", "name": name, "alias": "production", "version": version, "reason": "x"}
+            req = member.post("/v1/promotions", json=body)
+            assert req.status_code == 201, req.text
+            assert (f"ft-{name}" in req.json()["policy_check"]["policies"]) is applies, req.json()["policy_check"]
+            decided = reviewer.post(f"/v1/promotions/{req.json()['id']}/approve", json={"reason": "x"})
+            if applies:  # the tuned version lacks its evidence
+                assert decided.status_code == 422 and "finetune_task_exact_gain" in decided.text, decided.text
+            elif "production-gate" not in req.json()["policy_check"]["policies"]:  # a seeded registry has it too
+                assert decided.status_code == 200, decided.text
+    finally:
+        assert admin.delete(f"/v1/policies/ft-{name}").status_code == 204
+
+
 def test_promotion_bad_input(model: dict[str, Any], people: dict[str, Caller]) -> None:
     member = people["member"].http
     base = {"object_type": "model", "name": model["name"], "alias": "production", "reason": "x"}

@@ -196,3 +196,23 @@ def test_mlflow_auth_starts_on_a_fresh_volume_with_its_config_path_set(tmp_path:
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(config) and "[mlflow]" in config.read_text()
+
+
+def test_a_store_from_before_policy_scopes_gets_the_column(tmp_path: Path) -> None:
+    """Migration: a policies table created without `version_tags` (older release) gets it at start, rows kept."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url)
+    with old.transaction() as conn:
+        conn.execute(text("DROP TABLE policies"))
+        conn.execute(text(
+            "CREATE TABLE policies (name VARCHAR(128) PRIMARY KEY, object_type VARCHAR(16) NOT NULL, "
+            "name_pattern VARCHAR(256) NOT NULL, aliases JSON NOT NULL, required_evals JSON NOT NULL, "
+            "created_by VARCHAR(128) NOT NULL, created_at FLOAT NOT NULL)"))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO policies VALUES ('g', 'model', '*', '[\"production\"]', '{}', 'admin', 0)"))  # fmt: skip
+    old.close()
+    migrated = Store(url)
+    Store(url).close()  # a second start changes nothing
+    with migrated.read() as conn:
+        rows = conn.execute(text("SELECT name, version_tags FROM policies")).all()
+    assert [tuple(r) for r in rows] == [("g", None)]
