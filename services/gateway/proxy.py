@@ -122,8 +122,10 @@ class ProxyService:
         self._fingerprints: dict[str, str] = {}
         self.checks = GuardrailChecks(guard, stream_window_chars) if guard is not None else None
         self.relay = Relay(metrics, self.checks, max_response_bytes, self._finish, self._in_background)
-        self._requests, self._latency = _Children(metrics.requests), _Children(metrics.latency)
-        self._tokens, self._cost = _Children(metrics.tokens), _Children(metrics.cost)
+        self._requests = _Children(metrics.requests)
+        self._latency = _Children(metrics.latency)
+        self._tokens = _Children(metrics.tokens)
+        self._cost = _Children(metrics.cost)
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
         """Resolve the bearer key; 401 for missing, unknown or revoked keys."""
