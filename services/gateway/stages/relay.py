@@ -174,6 +174,19 @@ class Relay:
         headers["x-llmops-overhead-ms"] = f"{overhead_s * 1000:.3f}"
         return Completed(200, body, headers)
 
+    def _took(self, ctx: RequestContext, event: dict[str, Any]) -> int:
+        """Note a stream event: the first one's time (TTFT) and its texts; returns how many texts it carried."""
+        if ctx.ttft_s is None:
+            ctx.ttft_s = time.perf_counter() - ctx.started
+            self.metrics.ttft.labels(ctx.req.model).observe(ctx.ttft_s)
+        took = 0
+        for choice in event.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content") or choice.get("text")
+            if isinstance(text, str) and text:
+                ctx.response_text.append(text)
+                took += 1
+        return took
+
     async def stream(self, ctx: RequestContext) -> AsyncIterator[bytes]:
         """Forward SSE chunks; add the cost to the usage chunk; settle even if the client goes away."""
         assert ctx.up is not None
@@ -188,16 +201,9 @@ class Relay:
         try:
             async for data in reader:
                 event = orjson.loads(data)
-                if ctx.ttft_s is None:
-                    ctx.ttft_s = time.perf_counter() - ctx.started
-                    self.metrics.ttft.labels(ctx.req.model).observe(ctx.ttft_s)
                 if "error" in event:
                     status = 502  # the deployment failed after the first byte; the error event is relayed
-                for choice in event.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content") or choice.get("text")
-                    if isinstance(text, str) and text:
-                        ctx.response_text.append(text)
-                        chunks += 1
+                chunks += self._took(ctx, event)
                 if event.get("usage"):
                     usage = event["usage"]
                     usage["cost_usd"] = nano_to_usd(ctx.route.price.cost_nano(*usage_tokens(usage)))
