@@ -41,6 +41,7 @@ from services.gateway.stages import (
     Streaming,
     status_of,
 )
+from services.gateway.stages.base import has_post
 from services.gateway.upstream import UpstreamClient
 
 __all__ = ["Completed", "ProxyService", "Streaming", "status_of"]
@@ -103,7 +104,19 @@ class ProxyService:
             Route(upstream),
             self.relay,
         )
-        self.pipeline: tuple[Stage, ...] = tuple(s for s in candidates if s is not None)
+        self.pipeline = tuple(s for s in candidates if s is not None)
+
+    @property
+    def pipeline(self) -> tuple[Stage, ...]:
+        """The stages after admission, in order."""
+        return self._pipeline
+
+    @pipeline.setter
+    def pipeline(self, stages: tuple[Stage, ...]) -> None:
+        self._pipeline = stages
+        # For each stage that may answer: the `post` hooks to run then (reverse order, only stages that have one),
+        # worked out once here rather than walked per request.
+        self._posts = tuple(tuple(s for s in reversed(stages[: i + 1]) if has_post(s)) for i in range(len(stages)))
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
         """Resolve the bearer key; 401 for missing, unknown or revoked keys."""
@@ -151,12 +164,11 @@ class ProxyService:
 
     async def run(self, ctx: RequestContext) -> Answer:
         """Each stage's `pre` in order until one answers, then the `post` of each stage that ran, in reverse."""
-        stages = self.pipeline
-        for ran, stage in enumerate(stages):
+        for ran, stage in enumerate(self._pipeline):
             answer = await stage.pre(ctx)
             if answer is not None:
-                for i in range(ran, -1, -1):
-                    stages[i].post(ctx, answer)
+                for hook in self._posts[ran]:
+                    hook.post(ctx, answer)
                 return answer
         raise RuntimeError("the pipeline ended without an answer (the relay stage answers every request)")
 

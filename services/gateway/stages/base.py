@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from services.gateway.call import Call as RequestContext
 
-__all__ = ["Answer", "Background", "Completed", "RequestContext", "Stage", "Streaming"]
+__all__ = ["Answer", "Background", "Completed", "NoPost", "RequestContext", "Stage", "Streaming", "has_post"]
 
 
 @dataclass
@@ -49,6 +49,18 @@ class Stage(Protocol):
     def post(self, ctx: RequestContext, answer: Answer) -> None: ...
 
 
+class NoPost:
+    """For stages with nothing to do on the way out: the forwarder skips their `post` (no call per request)."""
+
+    def post(self, ctx: RequestContext, answer: Answer) -> None:
+        pass
+
+
+def has_post(stage: Stage) -> bool:
+    """Whether a stage does something in `post` (it does not inherit NoPost's)."""
+    return getattr(type(stage), "post", None) is not NoPost.post
+
+
 class Background:
     """Work that finishes after the answer is sent (settlement, cache writes), held until done: asyncio keeps
     only weak references to tasks, and shutdown waits for these."""
@@ -62,7 +74,9 @@ class Background:
         return task
 
     def run(self, work: Coroutine[Any, Any, Any]) -> None:
-        self.track(asyncio.create_task(work))
+        task = asyncio.create_task(work)  # (track's body, inlined: this runs once per answered request)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     async def drain(self) -> None:
         if self.pending:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from llmops_common.errors import APIError
 from services.gateway.checks import GuardrailChecks
 from services.gateway.guardrails import Verdict
-from services.gateway.stages.base import Answer, RequestContext
+from services.gateway.stages.base import NoPost, RequestContext
 
 
-class CheckInput:
+class CheckInput(NoPost):
     name = "check_input"
 
     def __init__(self, checks: GuardrailChecks) -> None:
@@ -23,6 +23,3 @@ class CheckInput:
             decision = "block" if exc.code == "guardrail_blocked" else "unavailable"
             ctx.verdicts.append(Verdict("input", decision, exc.extra.get("findings", [])))
             raise
-
-    def post(self, ctx: RequestContext, answer: Answer) -> None:
-        pass

@@ -23,7 +23,7 @@ from services.gateway.call import span_usage, usage_tokens
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.pricing import nano_to_usd
 from services.gateway.replies import as_envelope, error_frame
-from services.gateway.stages.base import Answer, Background, Completed, RequestContext, Streaming
+from services.gateway.stages.base import Answer, Background, Completed, NoPost, RequestContext, Streaming
 
 if TYPE_CHECKING:
     from services.gateway.stages.check_output import CheckOutput
@@ -76,17 +76,7 @@ def reserved_usage(ctx: RequestContext) -> dict[str, int]:
     return {"prompt_tokens": math.ceil(ctx.req.body_bytes / 4), "completion_tokens": ctx.req.max_output_tokens}
 
 
-def answer_texts(data: dict[str, Any], key: str) -> list[str]:
-    """The non-empty texts of an answer's (or a chunk's) choices; `key`: "message" or "delta"."""
-    texts = []
-    for choice in data.get("choices") or ():
-        text = (choice.get(key) or {}).get("content") or choice.get("text")
-        if isinstance(text, str) and text:
-            texts.append(text)
-    return texts
-
-
-class Relay:
+class Relay(NoPost):
     """Sends the answer back; `finish` settles and records, `background` runs it after a whole answer is sent."""
 
     name = "relay"
@@ -125,9 +115,6 @@ class Relay:
             return Streaming(self.stream(ctx), headers)
         return await self.complete(ctx, headers)
 
-    def post(self, ctx: RequestContext, answer: Answer) -> None:
-        pass
-
     async def complete(self, ctx: RequestContext, headers: dict[str, str]) -> Completed:
         """A non-streamed answer: read (bounded), check, meter."""
         assert ctx.up is not None
@@ -150,7 +137,10 @@ class Relay:
             await self.finish(ctx, 502, reserved_usage(ctx), error_code="upstream_invalid_response")
             raise APIError(502, "upstream_invalid_response", "the deployment answered 200 with invalid JSON") from None
         usage = data.get("usage") or {}
-        ctx.response_text.extend(answer_texts(data, "message"))
+        for choice in data.get("choices") or ():
+            text = (choice.get("message") or {}).get("content") or choice.get("text")
+            if isinstance(text, str) and text:
+                ctx.response_text.append(text)
         if self.output is not None and ctx.response_text:
             try:
                 checked = await self.output.whole(ctx, data, headers)

@@ -11,7 +11,7 @@ import orjson
 from llmops_common.errors import APIError
 from services.gateway.requests import PATHS, ClientRequest
 from services.gateway.routing import ModelRoute
-from services.gateway.stages.base import Answer, RequestContext
+from services.gateway.stages.base import NoPost, RequestContext
 from services.gateway.upstream import NoDeploymentAvailable, UpstreamClient
 
 
@@ -44,7 +44,7 @@ def unavailable(model: str, exc: NoDeploymentAvailable) -> APIError:
     )
 
 
-class Route:
+class Route(NoPost):
     name = "route"
 
     def __init__(self, upstream: UpstreamClient) -> None:
@@ -57,6 +57,3 @@ class Route:
             ctx.up = await self.upstream.open(route, PATHS[req.kind], bodies, req.stream)
         except NoDeploymentAvailable as exc:
             raise unavailable(req.model, exc) from None
-
-    def post(self, ctx: RequestContext, answer: Answer) -> None:
-        pass

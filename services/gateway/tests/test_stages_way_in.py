@@ -340,3 +340,4 @@ async def test_forward_settles_a_failure_after_admission_exactly_once() -> None:
 def test_the_pipeline_leaves_out_what_is_not_configured() -> None:
     proxy = _proxy(f.Limiter())
     assert [s.name for s in proxy.pipeline] == ["route", "relay"]
+    assert not any(proxy._posts)  # neither has a `post`: nothing is called on the way out
