@@ -257,7 +257,7 @@ def _material(payload: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class Prefetch:
-    """A cache read started before admission (proxy.py), for the key the request had then."""
+    """A cache read started before admission (stages/admit.py, stages/lookup.py), for the key the request had then."""
 
     key: str
     task: asyncio.Task[str | RedisError | None]

@@ -1,4 +1,5 @@
-"""One request in flight through the gateway, and what it leaves behind: span attributes and a trace event."""
+"""One request in flight through the gateway (`Call`, the stages' RequestContext), and what it leaves behind: span
+attributes and a trace event."""
 
 from __future__ import annotations
 
@@ -10,18 +11,22 @@ from typing import Any
 from llmops_common.request_id import current_request_id
 from llmops_common.telemetry import current_trace_id, set_span_attributes
 from llmops_common.trace_schema import GuardrailResult, TraceEvent
+from services.gateway.cache import Prefetch
 from services.gateway.guardrails import Verdict
 from services.gateway.keys import KeyRecord
 from services.gateway.limits import Reservation
 from services.gateway.pricing import nano_to_usd
 from services.gateway.requests import ClientRequest
+from services.gateway.routes_config import CacheFields
 from services.gateway.routing import ModelRoute
+from services.gateway.semantic_cache import Probe
 from services.gateway.upstream import UpstreamResponse
 
 
 @dataclass
 class Call:
-    """Everything known about one request while it is in flight."""
+    """Everything known about one request while it is in flight: made by the admit stage, read and written by
+    every later stage (services/gateway/stages)."""
 
     record: KeyRecord
     req: ClientRequest
@@ -36,6 +41,9 @@ class Call:
     input_withheld: bool = False  # refused at the input check (or not checked): its text must not be stored
     output_blocked: bool = False  # the answer was blocked: it must not be stored either
     recorded: bool = False  # metrics, settlement and event are done (exactly once per call)
+    prefetch: Prefetch | None = None  # the cache read started before the reservation (cacheable requests)
+    cache_policy: CacheFields | None = None  # the cache settings, when this request may be answered from it
+    probe: Probe | None = None  # the semantic lookup of a cacheable miss: its vector is indexed if stored
     cache_key: str | None = None  # a cacheable request that missed: its answer may be stored under this key
     cached_cost: int | None = None  # served from the cache: what the hit is charged (nano-USD; no tokens)
     mean_logprob: float | None = None  # the engine's usage.mean_logprob (routes with `mean_logprob: true`)

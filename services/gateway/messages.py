@@ -6,7 +6,7 @@ guardrails is written back into exactly that place.
 
 Retrieved context: a platform service (RAG) that has already checked its passages in the guardrails' content
 mode may mark the text parts that carry them with `"llmops_context": true`. The gateway honours the mark only
-on a request that also presents the service token (proxy.py), re-checks those parts in content mode (what the
+on a request that also presents the service token (stages/admit.py), re-checks those parts in content mode (what the
 model reads) instead of input mode (what a user says), and removes the mark before the body goes upstream.
 """
 

@@ -32,7 +32,7 @@ async def _forward(request: Request, kind: Kind) -> Response:
     except BaseException as exc:  # the key store is down, or a bug: still a 5xx the metrics must show
         proxy.count_refusal("unknown", "unknown", exc)
         raise
-    service_token = request.headers.get("x-llmops-service-token")  # lets RAG mark retrieved context (proxy.py)
+    service_token = request.headers.get("x-llmops-service-token")  # lets RAG mark retrieved context (stages/admit.py)
     result = await proxy.forward(record, kind, await request.body(), started, service_token)
     if isinstance(result, Completed):
         return Response(result.body, status_code=result.status, media_type="application/json", headers=result.headers)

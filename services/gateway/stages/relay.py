@@ -1,4 +1,5 @@
-"""Relaying the deployment's answer: bounded in size, checked by the output guardrails, metered at the end.
+"""Stage 5, relay: the deployment's answer sent back, bounded in size, with the output check (stage 6) applied
+and settlement (stage 7) at its end.
 
 A whole answer is read up to GATEWAY_MAX_RESPONSE_BYTES (one larger becomes a 502, never buffered whole); a
 stream is cut with an error event at the same bound. Every path ends in exactly one `finish` (settlement,
@@ -10,21 +11,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import anyio
 import orjson
 
-from llmops_common.errors import APIError, error_body
+from llmops_common.errors import APIError
 from llmops_common.sse import DONE, SSEReader
-from services.gateway.call import Call, span_usage, usage_tokens
-from services.gateway.checks import GuardrailChecks
-from services.gateway.guardrails import blocked_error
+from services.gateway.call import span_usage, usage_tokens
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.pricing import nano_to_usd
-from services.gateway.replies import as_envelope, error_frame, replace_answer
+from services.gateway.replies import as_envelope, error_frame
+from services.gateway.stages.base import Answer, Background, Completed, NoPost, RequestContext, Streaming
+
+if TYPE_CHECKING:
+    from services.gateway.stages.check_output import CheckOutput
+    from services.gateway.stages.emit import Versions
 
 Finish = Callable[..., Coroutine[Any, Any, int]]
 
@@ -41,23 +44,6 @@ async def _bounded(lines: aiohttp.StreamReader, limit: int) -> AsyncIterator[byt
         if received > limit:
             raise _TooLarge
         yield line
-
-
-@dataclass
-class Completed:
-    """A finished answer to send as-is."""
-
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-
-@dataclass
-class Streaming:
-    """An SSE answer: headers now, chunks as they come."""
-
-    chunks: AsyncIterator[bytes]
-    headers: dict[str, str]
 
 
 class ResponseTooLarge(Exception):
@@ -85,87 +71,117 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(body)
 
 
-def reserved_usage(call: Call) -> dict[str, int]:
+def reserved_usage(ctx: RequestContext) -> dict[str, int]:
     """What an answer we could not read is charged: the bound it was reserved for (the engine did the work)."""
-    return {"prompt_tokens": math.ceil(call.req.body_bytes / 4), "completion_tokens": call.req.max_output_tokens}
+    return {"prompt_tokens": math.ceil(ctx.req.body_bytes / 4), "completion_tokens": ctx.req.max_output_tokens}
 
 
-class Relay:
+class Relay(NoPost):
     """Sends the answer back; `finish` settles and records, `background` runs it after a whole answer is sent."""
+
+    name = "relay"
 
     def __init__(
         self,
         metrics: GatewayMetrics,
-        checks: GuardrailChecks | None,
+        output: CheckOutput | None,
         max_response_bytes: int,
         finish: Finish,
-        background: Callable[[Coroutine[Any, Any, Any]], None],
+        background: Background,
+        version: Versions,
     ) -> None:
         self.metrics = metrics
-        self.checks = checks
+        self.output = output
         self.limit = max_response_bytes
         self.finish = finish
         self.background = background
+        self.version = version
 
-    async def complete(self, call: Call, headers: dict[str, str]) -> Completed:
+    async def pre(self, ctx: RequestContext) -> Answer:
+        """The answer's headers, then the stream or the whole answer."""
+        assert ctx.up is not None
+        headers = {"x-llmops-deployment": ctx.up.deployment.name}
+        if version := self.version(ctx.req.model):
+            headers["x-llmops-model-version"] = version
+        if ctx.verdicts:
+            headers["x-llmops-guardrails"] = ctx.guardrails_header()
+        if ctx.up.fallbacks:
+            headers["x-llmops-fallbacks"] = str(ctx.up.fallbacks)
+        if ctx.cache_policy is not None:
+            headers["x-llmops-cache"] = "miss"
+        if ctx.req.stream and ctx.up.response.status == 200:
+            headers["x-llmops-overhead-ms"] = f"{(ctx.up.started - ctx.started) * 1000:.3f}"
+            ctx.recorded = True  # from here the stream's own finally records it, whenever it ends
+            return Streaming(self.stream(ctx), headers)
+        return await self.complete(ctx, headers)
+
+    async def complete(self, ctx: RequestContext, headers: dict[str, str]) -> Completed:
         """A non-streamed answer: read (bounded), check, meter."""
-        assert call.up is not None
-        resp = call.up.response
+        assert ctx.up is not None
+        resp = ctx.up.response
         try:
             body = await read_bounded(resp, self.limit)
         except ResponseTooLarge:
             resp.close()  # the rest is never read: drop the connection rather than drain it
-            await self.finish(call, 502, reserved_usage(call), error_code="upstream_response_too_large")
+            await self.finish(ctx, 502, reserved_usage(ctx), error_code="upstream_response_too_large")
             raise too_large(self.limit) from None
         finally:
             resp.release()
-        upstream_s = time.perf_counter() - call.up.started
+        upstream_s = time.perf_counter() - ctx.up.started
         if resp.status != 200:
-            await self.finish(call, resp.status, None, error_code="upstream_client_error")
+            await self.finish(ctx, resp.status, None, error_code="upstream_client_error")
             return Completed(resp.status, as_envelope(resp.status, body), headers)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            await self.finish(call, 502, reserved_usage(call), error_code="upstream_invalid_response")
+            await self.finish(ctx, 502, reserved_usage(ctx), error_code="upstream_invalid_response")
             raise APIError(502, "upstream_invalid_response", "the deployment answered 200 with invalid JSON") from None
         usage = data.get("usage") or {}
         for choice in data.get("choices") or ():
             text = (choice.get("message") or {}).get("content") or choice.get("text")
             if isinstance(text, str) and text:
-                call.response_text.append(text)
-        if self.checks is not None and call.response_text:
+                ctx.response_text.append(text)
+        if self.output is not None and ctx.response_text:
             try:
-                verdict = await self.checks.check_output(call, "".join(call.response_text))
+                checked = await self.output.whole(ctx, data, headers)
             except APIError as exc:  # guardrails down, fail-closed: the answer is withheld but still paid for
-                call.output_blocked = True
-                await self.finish(call, exc.status, usage, error_code=exc.code)
+                await self.finish(ctx, exc.status, usage, error_code=exc.code)
                 raise
-            headers["x-llmops-guardrails"] = call.guardrails_header()
-            if verdict.decision == "block":
-                call.output_blocked = True
-                await self.finish(call, 400, usage, error_code="guardrail_blocked")
-                err = blocked_error("output", verdict.findings)
-                return Completed(400, orjson.dumps(error_body(400, err.code, err.message, **err.extra)), headers)
-            if verdict.decision == "redact" and verdict.text is not None:
-                replace_answer(data, verdict.text)
-                call.response_text = [verdict.text]
-                body = orjson.dumps(data)
+            if isinstance(checked, Completed):  # blocked: the refusal replaces the answer
+                await self.finish(ctx, 400, usage, error_code="guardrail_blocked")
+                return checked
+            if checked is not None:  # redacted
+                body = checked
         # Settlement and metering run after the answer is sent: they only move counters in Redis (a crash in
         # between leaves the reservation counted, which errs on the safe side), and the caller need not wait.
-        cost = call.route.price.cost_nano(*usage_tokens(usage))
-        span_usage(call, usage)  # now: the request's span ends before the background work runs
-        call.recorded = True  # the background finish below is this call's one record
-        self.background(self.finish(call, 200, usage))
-        overhead_s = (time.perf_counter() - call.started) - upstream_s
+        cost = ctx.route.price.cost_nano(*usage_tokens(usage))
+        span_usage(ctx, usage)  # now: the request's span ends before the background work runs
+        ctx.recorded = True  # the background finish below is this call's one record
+        self.background.run(self.finish(ctx, 200, usage))
+        overhead_s = (time.perf_counter() - ctx.started) - upstream_s
         self.metrics.overhead.observe(overhead_s)
         headers["x-llmops-cost-usd"] = f"{nano_to_usd(cost):.9f}"
         headers["x-llmops-overhead-ms"] = f"{overhead_s * 1000:.3f}"
         return Completed(200, body, headers)
 
-    async def stream(self, call: Call) -> AsyncIterator[bytes]:
+    def _took(self, ctx: RequestContext, event: dict[str, Any]) -> int:
+        """Note a stream event: the first one's time (TTFT) and its texts; returns how many texts it carried."""
+        if ctx.ttft_s is None:
+            ctx.ttft_s = time.perf_counter() - ctx.started
+            self.metrics.ttft.labels(ctx.req.model).observe(ctx.ttft_s)
+        took = 0
+        for choice in event.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content") or choice.get("text")
+            if isinstance(text, str) and text:
+                ctx.response_text.append(text)
+                took += 1
+        return took
+
+    async def stream(self, ctx: RequestContext) -> AsyncIterator[bytes]:
         """Forward SSE chunks; add the cost to the usage chunk; settle even if the client goes away."""
-        assert call.up is not None
-        resp = call.up.response
+        assert ctx.up is not None
+        resp = ctx.up.response
+        output = self.output
         usage: dict[str, Any] | None = None
         chunks = 0
         status = 200
@@ -175,24 +191,17 @@ class Relay:
         try:
             async for data in reader:
                 event = orjson.loads(data)
-                if call.ttft_s is None:
-                    call.ttft_s = time.perf_counter() - call.started
-                    self.metrics.ttft.labels(call.req.model).observe(call.ttft_s)
                 if "error" in event:
                     status = 502  # the deployment failed after the first byte; the error event is relayed
-                for choice in event.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content") or choice.get("text")
-                    if isinstance(text, str) and text:
-                        call.response_text.append(text)
-                        chunks += 1
+                chunks += self._took(ctx, event)
                 if event.get("usage"):
                     usage = event["usage"]
-                    usage["cost_usd"] = nano_to_usd(call.route.price.cost_nano(*usage_tokens(usage)))
-                    if not event.get("choices") and not call.req.wants_usage:
+                    usage["cost_usd"] = nano_to_usd(ctx.route.price.cost_nano(*usage_tokens(usage)))
+                    if not event.get("choices") and not ctx.req.wants_usage:
                         continue  # the caller did not ask for the usage chunk
                     data = orjson.dumps(event)
-                if self.checks is not None and chunks and self.checks.window_due(call, checked):
-                    checked, stop = await self.checks.check_stream_window(call)
+                if output is not None and chunks and output.due(ctx, checked):
+                    checked, stop = await output.window(ctx)
                     if stop is not None:
                         status = 400
                         yield stop
@@ -204,8 +213,8 @@ class Relay:
                 status, code = 502, "upstream_stream_error"
                 yield error_frame(APIError(502, code, "the deployment's stream ended without [DONE]"))
                 return
-            if self.checks is not None and call.response_text and self.checks.window_due(call, checked, final=True):
-                _, stop = await self.checks.check_stream_window(call)
+            if output is not None and output.due(ctx, checked, final=True):
+                _, stop = await output.window(ctx)
                 if stop is not None:
                     status = 400
                     yield stop
@@ -224,7 +233,7 @@ class Relay:
         finally:
             resp.release()
             if usage is None:  # client left or upstream cut: meter what we saw
-                usage = {"prompt_tokens": math.ceil(call.req.body_bytes / 4), "completion_tokens": chunks}
-            span_usage(call, usage)
+                usage = {"prompt_tokens": math.ceil(ctx.req.body_bytes / 4), "completion_tokens": chunks}
+            span_usage(ctx, usage)
             with anyio.CancelScope(shield=True):
-                await self.finish(call, status, usage, error_code=code)
+                await self.finish(ctx, status, usage, error_code=code)
