@@ -40,8 +40,10 @@ class Settle:
         self.limiter = limiter
         self.metrics = metrics
         self.emit = emit
-        self._requests, self._latency = Children(metrics.requests), Children(metrics.latency)
-        self._tokens, self._cost = Children(metrics.tokens), Children(metrics.cost)
+        self._requests = Children(metrics.requests)
+        self._latency = Children(metrics.latency)
+        self._tokens = Children(metrics.tokens)
+        self._cost = Children(metrics.cost)
 
     async def finish(
         self, ctx: RequestContext, status: int, usage: dict[str, Any] | None, error_code: str | None = None

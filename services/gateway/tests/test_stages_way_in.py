@@ -272,7 +272,9 @@ async def test_route_sends_each_deployment_its_own_model_and_the_usage_option() 
 @pytest.mark.parametrize(
     ("exc", "status", "code", "retry_after"),
     [
-        (NoDeploymentAvailable(f.MODEL, ["d1: status_429"], False), 429, "upstream_overloaded", "2"),
+        # At capacity: the deployments' own Retry-After hint (the soonest), rounded up.
+        (NoDeploymentAvailable(f.MODEL, ["d1: status_429"], False, 1.4), 429, "upstream_overloaded", "2"),
+        (NoDeploymentAvailable(f.MODEL, ["d1: status_429"], False), 429, "upstream_overloaded", "1"),
         (NoDeploymentAvailable(f.MODEL, ["d1: circuit open"], True, 2.2), 503, "no_deployment_available", "3"),
         (NoDeploymentAvailable(f.MODEL, ["d1: status_500"], False), 502, "no_deployment_available", None),
     ],
