@@ -17,12 +17,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root for tests.support
+from tests.support.servers import server_process, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 LITELLM_VERSION = "1.106.12"
@@ -106,29 +107,14 @@ def litellm_proxy(
     env.pop("DATABASE_URL", None)
     cmd = [str(venv() / "bin" / "litellm"), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--num_workers", str(workers)]
-    with open(folder / "litellm.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    log_path = folder / "litellm.log"
+    with server_process(cmd, log_path, env=env, cwd=folder) as proc:
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                if proc.poll() is not None:
-                    tail = (folder / "litellm.log").read_text(errors="replace")[-600:]
-                    raise RuntimeError(f"LiteLLM's proxy exited ({proc.returncode}): {tail}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(base + "/health/liveliness", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError("LiteLLM's proxy not ready after 180 s")
-                time.sleep(0.5)
-            yield base, proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            wait_ready(base + "/health/liveliness", timeout_s=180, proc=proc)
+        except RuntimeError as exc:  # it exited: say why, from its own log
+            raise RuntimeError(f"LiteLLM's proxy: {exc}: {log_path.read_text(errors='replace')[-600:]}") from None
+        yield base, proc
 
 
 if __name__ == "__main__":
