@@ -105,12 +105,10 @@ def test_troubleshooting_codes_exist_in_the_code() -> None:
     assert not missing, f"codes explained in troubleshooting.md that the code never uses: {missing}"
 
 
-# Module 9 is being rewritten by another change; it joins the check when that lands (remove it from here then).
-_CURL_CHECK_PENDING: set[str] = set()
 _CURL = re.compile(r"\bcurl\s+(?P<args>(?:[^\n\\]|\\\n)*)")
 
 
-@pytest.mark.parametrize("page", [p for p in MODULE_PAGES if p.name not in _CURL_CHECK_PENDING], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", MODULE_PAGES, ids=lambda p: p.name)
 def test_every_curl_says_when_it_fails(page: Path) -> None:
     """A learner sees a failed call too, not only the docs test: every curl of a runnable block shows errors (`-S`)
     and either fails on an HTTP error (`--fail-with-body`) or prints the status it checks (`-w '%{http_code}'`)."""
