@@ -61,10 +61,10 @@ def declarations() -> dict[str, str | None]:
 
 def is_written(name: str, code: str, seen: frozenset[str] = frozenset()) -> bool:
     """`name` is written, or handed on under a keyword whose receiver writes it."""
-    # `name.observe(`, or through a child cache: `children(values).observe(` (gateway/proxy.py's `_Children`).
+    # `name.observe(`, or through a child cache: `children(values).observe(` (gateway/stages/settle.py's `Children`).
     if re.search(rf"\b{re.escape(name)}\b(\([^()]*\))?{WRITES}", code):
         return True
-    # Handed on: `alias = metrics.name,` / `alias = _Children(metrics.name)`.
+    # Handed on: `alias = metrics.name,` / `alias = Children(metrics.name)`.
     handed = set(re.findall(rf"\b(\w+)\s*=\s*(?:\w+\()?[\w.]*\b{re.escape(name)}\b\s*[,)\n]", code)) - seen - {name}
     return any(is_written(alias, code, seen | {name}) for alias in handed)
 
