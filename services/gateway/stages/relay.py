@@ -8,9 +8,11 @@ metrics, trace event), also when the client goes away.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -30,6 +32,17 @@ if TYPE_CHECKING:
     from services.gateway.stages.emit import Versions
 
 Finish = Callable[..., Coroutine[Any, Any, int]]
+
+
+@dataclass
+class _Tally:
+    """What a stream has carried so far: its settlement's inputs."""
+
+    status: int = 200
+    code: str | None = None
+    usage: dict[str, Any] | None = None
+    chunks: int = 0  # events that carried text
+    checked: int = 0  # characters of the answer already covered by an output check
 
 
 class _TooLarge(Exception):
@@ -69,6 +82,12 @@ async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         if len(body) > limit:
             raise ResponseTooLarge
     return bytes(body)
+
+
+def _answer_texts(data: dict[str, Any]) -> list[str]:
+    """The texts of a whole answer's choices (chat or text completions)."""
+    texts = ((choice.get("message") or {}).get("content") or choice.get("text") for choice in data.get("choices") or ())
+    return [text for text in texts if isinstance(text, str) and text]
 
 
 def reserved_usage(ctx: RequestContext) -> dict[str, int]:
@@ -137,10 +156,7 @@ class Relay(NoPost):
             await self.finish(ctx, 502, reserved_usage(ctx), error_code="upstream_invalid_response")
             raise APIError(502, "upstream_invalid_response", "the deployment answered 200 with invalid JSON") from None
         usage = data.get("usage") or {}
-        for choice in data.get("choices") or ():
-            text = (choice.get("message") or {}).get("content") or choice.get("text")
-            if isinstance(text, str) and text:
-                ctx.response_text.append(text)
+        ctx.response_text.extend(_answer_texts(data))
         if self.output is not None and ctx.response_text:
             try:
                 checked = await self.output.whole(ctx, data, headers)
@@ -177,63 +193,78 @@ class Relay(NoPost):
                 took += 1
         return took
 
+    def _relayed(self, ctx: RequestContext, tally: _Tally, data: bytes) -> bytes | None:
+        """One event of the deployment's stream as the frame to send: the cost added to the usage chunk; None for a
+        usage-only chunk the caller did not ask for."""
+        event = orjson.loads(data)
+        if "error" in event:
+            tally.status = 502  # the deployment failed after the first byte; the error event is relayed
+        tally.chunks += self._took(ctx, event)
+        if event.get("usage"):
+            usage = tally.usage = event["usage"]
+            usage["cost_usd"] = nano_to_usd(ctx.route.price.cost_nano(*usage_tokens(usage)))
+            if not event.get("choices") and not ctx.req.wants_usage:
+                return None
+            data = orjson.dumps(event)
+        return b"data: " + data + b"\n\n"
+
+    async def _stopped(self, ctx: RequestContext, tally: _Tally, final: bool = False) -> bytes | None:
+        """The output check of the newest window when one is due: the error event that ends the stream when the
+        answer is withheld, else None."""
+        output = self.output
+        if output is None or not (final or tally.chunks) or not output.due(ctx, tally.checked, final=final):
+            return None
+        tally.checked, stop = await output.window(ctx)
+        if stop is not None:
+            tally.status = 400
+        return stop
+
+    async def _frames(self, ctx: RequestContext, tally: _Tally, reader: SSEReader) -> AsyncGenerator[bytes, None]:
+        """The frames to send, up to [DONE] or the frame that ends the stream early."""
+        async for data in reader:
+            frame = self._relayed(ctx, tally, data)
+            if frame is None:
+                continue
+            if (stop := await self._stopped(ctx, tally)) is not None:
+                yield stop
+                return
+            yield frame
+        if not reader.done:
+            # Closed without [DONE]: a close-delimited answer cannot tell a killed engine from an orderly end,
+            # and relaying our own [DONE] would pass a truncated answer off as complete.
+            tally.status, tally.code = 502, "upstream_stream_error"
+            yield error_frame(APIError(502, tally.code, "the deployment's stream ended without [DONE]"))
+            return
+        yield await self._stopped(ctx, tally, final=True) or DONE
+
     async def stream(self, ctx: RequestContext) -> AsyncIterator[bytes]:
         """Forward SSE chunks; add the cost to the usage chunk; settle even if the client goes away."""
         assert ctx.up is not None
         resp = ctx.up.response
-        output = self.output
-        usage: dict[str, Any] | None = None
-        chunks = 0
-        status = 200
-        code: str | None = None
-        checked = 0  # characters of the answer already covered by an output check
-        reader = SSEReader(_bounded(resp.content, self.limit))
+        tally = _Tally()
         try:
-            async for data in reader:
-                event = orjson.loads(data)
-                if "error" in event:
-                    status = 502  # the deployment failed after the first byte; the error event is relayed
-                chunks += self._took(ctx, event)
-                if event.get("usage"):
-                    usage = event["usage"]
-                    usage["cost_usd"] = nano_to_usd(ctx.route.price.cost_nano(*usage_tokens(usage)))
-                    if not event.get("choices") and not ctx.req.wants_usage:
-                        continue  # the caller did not ask for the usage chunk
-                    data = orjson.dumps(event)
-                if output is not None and chunks and output.due(ctx, checked):
-                    checked, stop = await output.window(ctx)
-                    if stop is not None:
-                        status = 400
-                        yield stop
-                        return
-                yield b"data: " + data + b"\n\n"
-            if not reader.done:
-                # Closed without [DONE]: a close-delimited answer cannot tell a killed engine from an orderly end,
-                # and relaying our own [DONE] would pass a truncated answer off as complete.
-                status, code = 502, "upstream_stream_error"
-                yield error_frame(APIError(502, code, "the deployment's stream ended without [DONE]"))
-                return
-            if output is not None and output.due(ctx, checked, final=True):
-                _, stop = await output.window(ctx)
-                if stop is not None:
-                    status = 400
-                    yield stop
-                    return
-            yield DONE
+            async with contextlib.aclosing(
+                self._frames(ctx, tally, SSEReader(_bounded(resp.content, self.limit)))
+            ) as frames:
+                async for frame in frames:
+                    yield frame
         except _TooLarge:
-            status, code = 502, "upstream_response_too_large"
+            tally.status, tally.code = 502, "upstream_response_too_large"
             yield error_frame(too_large(self.limit))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             # The deployment broke mid-stream (cut, stalled, an over-long line, bad JSON): say so in the stream.
-            status, code = 502, "upstream_stream_error"
-            yield error_frame(APIError(502, code, f"the deployment's stream broke: {type(exc).__name__}"))
+            tally.status, tally.code = 502, "upstream_stream_error"
+            yield error_frame(APIError(502, tally.code, f"the deployment's stream broke: {type(exc).__name__}"))
         except Exception:
-            status, code = 500, "internal_error"
+            tally.status, tally.code = 500, "internal_error"
             raise
         finally:
             resp.release()
-            if usage is None:  # client left or upstream cut: meter what we saw
-                usage = {"prompt_tokens": math.ceil(ctx.req.body_bytes / 4), "completion_tokens": chunks}
+            # client left or upstream cut before the usage chunk: meter what we saw
+            usage = tally.usage or {
+                "prompt_tokens": math.ceil(ctx.req.body_bytes / 4),
+                "completion_tokens": tally.chunks,
+            }
             span_usage(ctx, usage)
             with anyio.CancelScope(shield=True):
-                await self.finish(ctx, status, usage, error_code=code)
+                await self.finish(ctx, tally.status, usage, error_code=tally.code)
