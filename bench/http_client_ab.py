@@ -200,7 +200,7 @@ def summary(result: dict[str, Any], gateway_cpu_ms: float) -> str:
             delta = r["cpu_us_per_request"] - base
             swapped = (gateway_cpu_ms * 1000 + delta) / (gateway_cpu_ms * 1000)
             lines.append(
-                f"| {mode} | {name} | {r['cpu_us_per_request']} | {r['cpu_us_per_request'] / base:.2f}× "
+                f"| {mode} | {name} | {r['cpu_us_per_request']} | {r['cpu_us_per_request'] / base:.2f}x "
                 f"| {swapped - 1:+.1%} | {r['p50_ms']} | {r['p99_ms']} | {r['rps']} | {r['cpu_phases']} |"
             )
     lines += [
