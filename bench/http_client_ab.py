@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ HEADERS = {"content-type": "application/json", "traceparent": "00-" + "a" * 32 +
 OneCall = Callable[[bool], Awaitable[None]]
 
 
-async def _bounded(lines: AsyncIterator[bytes] | AsyncIterator[str], limit: int) -> AsyncIterator[Any]:
+async def _bounded(lines: AsyncIterable[bytes] | AsyncIterable[str], limit: int) -> AsyncIterator[Any]:
     """The relay's size bound over a stream's lines."""
     received = 0
     async for line in lines:
