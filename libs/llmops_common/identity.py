@@ -19,12 +19,12 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 
-import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from llmops_common.errors import APIError
 from llmops_common.feed_cache import FeedCache
+from llmops_common.http import AsyncHTTP, HTTPError, Reply
 from llmops_common.service_auth import bearer_token
 from llmops_common.tasks import cancel_and_wait
 
@@ -93,7 +93,7 @@ class GatewayIdentity:
         ttl_s: float = 5.0,
         timeout_s: float = 5.0,
         max_entries: int = 10_000,
-        http: httpx.AsyncClient | None = None,
+        http: AsyncHTTP | None = None,
     ) -> None:
         self.url = gateway_url.rstrip("/") + "/v1/me"
         self.cache = IdentityCache(ttl_s, max_entries)
@@ -101,7 +101,7 @@ class GatewayIdentity:
         self._own_redis = redis is None and redis_url is not None
         self._redis = redis if redis is not None else (Redis.from_url(redis_url) if redis_url else None)
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)))
+        self._http = http or AsyncHTTP(timeout_s=timeout_s)
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
@@ -131,7 +131,7 @@ class GatewayIdentity:
         generation = self.cache.generation
         try:
             resp = await self._http.get(self.url, headers={"authorization": f"Bearer {key}"})
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             raise GatewayUnavailable(f"gateway unreachable at {self.url}: {exc!r}") from exc
         answer: Identity | Rejected
         if resp.status_code in (401, 403):
@@ -204,7 +204,7 @@ class GatewayIdentity:
                     await pubsub.aclose()
 
 
-def _rejection(resp: httpx.Response) -> Rejected:
+def _rejection(resp: Reply) -> Rejected:
     """The gateway's own error code and message when its body has them."""
     code, message = "invalid_api_key", "the gateway does not accept this key"
     with contextlib.suppress(ValueError, AttributeError):

@@ -6,9 +6,10 @@ their evaluation evidence (feedback, RAG, the training and fine-tuning jobs). On
 Bearer token, the timeouts and the one error type, `RegistryError`, which carries the HTTP status and the
 registry's error code (`None` for both when the registry could not be reached at all).
 
-Two faces over httpx: `RegistryClient` (sync: jobs, the guardrails watcher thread) and `AsyncRegistryClient`
-(services' event loops). Each request is described once (`_Call`) and checked once (`_result`); a face only
-sends it. Pass `http=` to inject a client (a fake transport in tests); one passed in is not closed here.
+Two faces over llmops_common.http (aiohttp): `RegistryClient` (blocking: jobs, the guardrails watcher thread) and
+`AsyncRegistryClient` (services' event loops). Each request is described once (`_Call`) and checked once
+(`_result`); a face only sends it. Pass `http=` to inject a client (a fake one in tests); one passed in is not
+closed here.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, unquote, urlparse
 
-import httpx
-
+from llmops_common.http import AsyncHTTP, BlockingHTTP, HTTPError, Reply
 from llmops_common.tasks import cancel_and_wait
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -43,17 +43,13 @@ def bearer(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token else {}
 
 
-def error_envelope(resp: httpx.Response) -> dict[str, Any]:
+def error_envelope(resp: Reply) -> dict[str, Any]:
     """The registry's error envelope (`{"error": {"code": ..., "message": ...}}`), or {} when the body has none."""
     try:
         error = resp.json()["error"]
     except (ValueError, KeyError, TypeError):
         return {}
     return error if isinstance(error, dict) and "code" in error else {}
-
-
-def _timeout(timeout_s: float) -> httpx.Timeout:
-    return httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0))
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ def _seg(value: str | int) -> str:
     return quote(str(value), safe="")
 
 
-def _result(call: _Call, resp: httpx.Response) -> Any:
+def _result(call: _Call, resp: Reply) -> Any:
     if resp.status_code in call.none_on:
         return None
     if resp.status_code not in call.ok:
@@ -117,7 +113,7 @@ def create_dataset_call(name: str, body: dict[str, Any], headers: dict[str, str]
     return _Call("POST", f"/v1/datasets/{_seg(name)}/versions", body, headers or {}, ok=(200, 201))
 
 
-H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+H = TypeVar("H", BlockingHTTP, AsyncHTTP)
 
 
 class _Base(Generic[H]):
@@ -131,13 +127,13 @@ class _Base(Generic[H]):
         self.base_url = base_url.rstrip("/")
         self.headers = bearer(token)
         self._own = http is None
-        self.http: H = http or self._client_type(timeout=_timeout(timeout_s))
+        self.http: H = http or self._client_type(timeout_s=timeout_s)
 
     def url(self, call: _Call) -> str:
         return self.base_url + call.path
 
     def request_args(self, call: _Call) -> dict[str, Any]:
-        """httpx's request arguments for a call: this client's token, the call's own headers over it."""
+        """The request arguments for a call: this client's token, the call's own headers over it."""
         return {"method": call.method, "url": self.url(call), "json": call.body, "headers": self.headers | call.headers}
 
     def describe(self, call: _Call) -> str:
@@ -145,16 +141,16 @@ class _Base(Generic[H]):
         return self.url(call)
 
 
-class RegistryClient(_Base[httpx.Client]):
+class RegistryClient(_Base[BlockingHTTP]):
     """The sync face: jobs (training, fine-tuning), the guardrails model watcher's thread, RAG's ingestion."""
 
-    _client_type = httpx.Client
+    _client_type = BlockingHTTP
 
     def send(self, call: _Call) -> Any:
         """Send one call; its JSON (or None where the call allows), else RegistryError."""
         try:
-            resp = self.http.request(call.method, self.url(call), json=call.body, headers=self.headers | call.headers)
-        except httpx.HTTPError as exc:
+            resp = self.http.request(**self.request_args(call))
+        except HTTPError as exc:
             raise _unreachable(call, exc) from exc
         return _result(call, resp)
 
@@ -184,7 +180,7 @@ class RegistryClient(_Base[httpx.Client]):
             raise RegistryError(f"cannot fetch artifact URI scheme {parsed.scheme!r} ({uri})")
         try:
             resp = self.http.get(uri, headers=self.headers)
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             raise RegistryError(f"artifact unreachable: {uri}: {exc!r}") from exc
         if resp.status_code != 200:
             raise RegistryError(f"artifact {uri} answered {resp.status_code}", status=resp.status_code)
@@ -238,16 +234,16 @@ class RegistryClient(_Base[httpx.Client]):
         self.send(_Call("PUT", f"/v1/policies/{_seg(name)}", body, ok=(200, 201)))
 
 
-class AsyncRegistryClient(_Base[httpx.AsyncClient]):
+class AsyncRegistryClient(_Base[AsyncHTTP]):
     """The async face: the services' pollers (inference alias, RAG prompt, gateway catalogue) and feedback's export."""
 
-    _client_type = httpx.AsyncClient
+    _client_type = AsyncHTTP
 
     async def send(self, call: _Call) -> Any:
         """Send one call; its JSON (or None where the call allows), else RegistryError."""
         try:
             resp = await self.http.request(**self.request_args(call))
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             raise _unreachable(call, exc) from exc
         return _result(call, resp)
 

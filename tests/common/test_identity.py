@@ -1,4 +1,4 @@
-"""The shared gateway-identity client against a FAKE gateway (httpx mock) and the real Redis change feed."""
+"""The shared gateway-identity client against a FAKE gateway (in-process fake HTTP) and the real Redis change feed."""
 
 from __future__ import annotations
 
@@ -8,32 +8,33 @@ import time
 import uuid
 from collections.abc import Callable
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
 from llmops_common.errors import APIError
+from llmops_common.http import Reply
 from llmops_common.identity import GATEWAY_UNAVAILABLE, GatewayIdentity, GatewayUnavailable, Rejected, key_digest
+from tests.support.fake_http import FakeAsyncHTTP, Sent, reply
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 ME = {"key_id": "k1", "team": "t1", "project": "p1", "allowed_models": ["m"]}
 
 
-def fake_gateway(calls: list[str], revoked: set[str] | None = None) -> httpx.AsyncClient:
+def fake_gateway(calls: list[str], revoked: set[str] | None = None) -> FakeAsyncHTTP:
     """A gateway answering /v1/me: 'good*' keys are t1's, 'down' is a 500, anything else a 401."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Reply:
         key = request.headers["authorization"].removeprefix("Bearer ")
         calls.append(key)
         if key == "down":
-            return httpx.Response(500)
+            return Reply(500, {}, b"")
         if key in (revoked or set()):
-            return httpx.Response(401, json={"error": {"code": "revoked_api_key", "message": "revoked"}})
+            return reply(401, {"error": {"code": "revoked_api_key", "message": "revoked"}})
         if key.startswith("good"):
-            return httpx.Response(200, json=ME)
-        return httpx.Response(401, json={"error": {"code": "invalid_api_key", "message": "bad key"}})
+            return reply(200, ME)
+        return reply(401, {"error": {"code": "invalid_api_key", "message": "bad key"}})
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return FakeAsyncHTTP(handler)
 
 
 def closed_port() -> int:
@@ -89,10 +90,7 @@ async def test_errors_and_the_one_unavailable_code() -> None:
     assert (await identity.authenticate("bearer good")).team == "t1"
     await identity.aclose()
 
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
-
-    unreachable = GatewayIdentity("http://gw", http=httpx.AsyncClient(transport=httpx.MockTransport(refuse)))
+    unreachable = GatewayIdentity(f"http://127.0.0.1:{closed_port()}", timeout_s=2)  # a real client, refused
     with pytest.raises(GatewayUnavailable):
         await unreachable.lookup("good")
     await unreachable.aclose()
@@ -102,12 +100,12 @@ async def test_an_answer_in_flight_during_a_change_is_not_kept() -> None:
     """A key changed while its /v1/me answer was on the way: that (possibly stale) answer is not cached."""
     identity: GatewayIdentity | None = None
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Reply:
         assert identity is not None
         identity.cache.forget(key_digest("good"))  # the gateway announced a change meanwhile
-        return httpx.Response(200, json=ME)
+        return reply(200, ME)
 
-    identity = GatewayIdentity("http://gw", ttl_s=60, http=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    identity = GatewayIdentity("http://gw", ttl_s=60, http=FakeAsyncHTTP(handler))
     identity.cache.live = True
     await identity.resolve("good")
     assert len(identity.cache) == 0

@@ -1,15 +1,17 @@
-"""llmops_common.registry_client: the one registry client (paths, token, the one error type) over a fake transport."""
+"""llmops_common.registry_client: the one registry client (paths, token, the one error type) over a fake HTTP client."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
+from llmops_common.http import Reply
 from llmops_common.registry_client import AsyncRegistryClient, RegistryClient, RegistryError
 from services.finetune import register as finetune_register
+from tests.support.fake_http import FakeAsyncHTTP, FakeBlockingHTTP, Sent, reply
 
 
 class FakeRegistry:
@@ -17,22 +19,20 @@ class FakeRegistry:
 
     def __init__(self, answers: dict[tuple[str, str], tuple[int, Any]]) -> None:
         self.answers = answers
-        self.seen: list[httpx.Request] = []
+        self.seen: list[Sent] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: Sent) -> Reply:
         self.seen.append(request)
-        key = (request.method, request.url.raw_path.decode())
+        key = (request.method, request.path)
         if key not in self.answers:
-            return httpx.Response(404, json={"error": {"code": "not_found", "message": "no route"}})
-        status, body = self.answers[key]
-        return httpx.Response(status, json=body)
+            return reply(404, {"error": {"code": "not_found", "message": "no route"}})
+        return reply(*self.answers[key])
 
     def sync(self, token: str | None = "tok") -> RegistryClient:
-        return RegistryClient("http://registry/", token, http=httpx.Client(transport=httpx.MockTransport(self)))
+        return RegistryClient("http://registry/", token, http=FakeBlockingHTTP(self))
 
     def async_(self, token: str | None = "tok") -> AsyncRegistryClient:
-        http = httpx.AsyncClient(transport=httpx.MockTransport(self))
-        return AsyncRegistryClient("http://registry/", token, http=http)
+        return AsyncRegistryClient("http://registry/", token, http=FakeAsyncHTTP(self))
 
 
 async def test_async_reads_send_the_token_and_map_an_unset_alias_to_none() -> None:
@@ -57,10 +57,10 @@ async def test_one_error_type_with_status_and_code_or_none_when_unreachable() ->
         await fake.async_().prompt_alias("p", "x")
     assert (refused.value.status, refused.value.code) == (404, "prompt_not_found")
 
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+    def down(request: Sent) -> Reply:
+        raise aiohttp.ClientConnectionError("refused")
 
-    client = AsyncRegistryClient("http://registry", http=httpx.AsyncClient(transport=httpx.MockTransport(down)))
+    client = AsyncRegistryClient("http://registry", http=FakeAsyncHTTP(down))
     with pytest.raises(RegistryError, match="registry unreachable") as unreachable:
         await client.catalogue()
     assert (unreachable.value.status, unreachable.value.code) == (None, None)

@@ -7,15 +7,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from llmops_common.http import Reply
 from llmops_common.registry_client import AsyncRegistryClient
 from services.feedback.auth import Principal
 from services.feedback.datasets import DatasetExporter
 from services.feedback.schemas import ExportIn
 from services.feedback.sinks import RegistryRegistrar
 from services.feedback.store.store import Store
+from tests.support.fake_http import FakeAsyncHTTP, Sent, reply
 
 REGISTRY_OPENAPI = Path(__file__).resolve().parents[2] / "registry" / "openapi.json"
 
@@ -34,22 +35,22 @@ def _check_against_registry_schema(body: dict[str, Any]) -> None:
 
 async def test_registry_registrar_sends_the_registry_contract(tmp_path: Path) -> None:
     """POST /v1/datasets/{name}/versions with digest, schema, row count and a file URI; returns name@version."""
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Sent) -> Reply:
         seen.append(request)
         body = json.loads(request.content)
         _check_against_registry_schema(body)
-        return httpx.Response(201, json={"name": "sft", "version": 3, **body})
+        return reply(201, {"name": "sft", "version": 3, **body})
 
     path = tmp_path / "sft.jsonl"
     path.write_text('{"messages": []}\n')
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    http = FakeAsyncHTTP(handler)
     registrar = RegistryRegistrar(AsyncRegistryClient("http://registry:8003/", "rk_token", http=http))
     record = {"name": "sft", "registry_name": "t1--sft", "version": 1, "sha256": "ab" * 32, "rows": 1}
     ref = await registrar.register(record | {"created_by": "t1/p1/k1"}, path)
     assert ref == "sft@3"
-    assert seen[0].url.path == "/v1/datasets/t1--sft/versions"
+    assert seen[0].path == "/v1/datasets/t1--sft/versions"
     assert "t1/p1/k1" in json.loads(seen[0].content)["description"]  # who asked, not only the service's token
     assert seen[0].headers["authorization"] == "Bearer rk_token"
     assert seen[0].headers["x-llmops-on-behalf-of"] == "t1/p1/k1"  # issue 12 row 8: the registry's created_by
@@ -61,7 +62,7 @@ async def test_registry_registrar_sends_the_registry_contract(tmp_path: Path) ->
 
 async def test_failed_registration_keeps_the_local_version(tmp_path: Path) -> None:
     """The registry refusing (same hash twice: 409) leaves a valid local dataset version and says so."""
-    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(409, json={"error": {}})))
+    client = FakeAsyncHTTP(lambda r: reply(409, {"error": {}}))
     store = Store.from_settings(None, tmp_path / "fb.db")
     await store.open()
     try:
