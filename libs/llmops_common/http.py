@@ -44,7 +44,7 @@ HTTPError = (aiohttp.ClientError, TimeoutError)
 
 @dataclass(frozen=True)
 class Reply:
-    """A whole answer."""
+    """A whole answer; header names in lower case."""
 
     status_code: int
     headers: dict[str, str]
@@ -112,7 +112,7 @@ class AsyncHTTP:
         """One call, read whole. `kwargs` go to aiohttp (params, data, timeout: seconds or a ClientTimeout)."""
         async with self.session.request(method, **self._args(url, headers, json, kwargs)) as resp:
             content = await resp.read()
-            return Reply(resp.status, dict(resp.headers), content, str(resp.url))
+            return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, content, str(resp.url))
 
     async def get(self, url: str, **kwargs: Any) -> Reply:
         return await self.request("GET", url, **kwargs)
@@ -120,13 +120,22 @@ class AsyncHTTP:
     async def post(self, url: str, **kwargs: Any) -> Reply:
         return await self.request("POST", url, **kwargs)
 
+    async def open(
+        self, method: str, url: str, *, json: Any = None, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> aiohttp.ClientResponse:
+        """The open response, its body unread (`resp.content` yields lines): the caller must `release()` it."""
+        return await self.session.request(method, **self._args(url, headers, json, kwargs))
+
     @asynccontextmanager
     async def stream(
         self, method: str, url: str, *, json: Any = None, headers: dict[str, str] | None = None, **kwargs: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """The open response (its body unread: `resp.content` yields lines); released on exit."""
-        async with self.session.request(method, **self._args(url, headers, json, kwargs)) as resp:
+        """`open`, released on exit."""
+        resp = await self.open(method, url, json=json, headers=headers, **kwargs)
+        try:
             yield resp
+        finally:
+            resp.release()
 
     async def aclose(self) -> None:
         """Close the pool."""

@@ -30,18 +30,18 @@ class SSEReader:
     """The `data:` payloads (bytes) of a stream of lines, up to `data: [DONE]` (not yielded).
 
     `done` tells afterwards whether the stream said [DONE]: a stream that just closes cannot be told apart from
-    one cut short, so callers treat that as an error. Lines may be bytes (aiohttp) or str (httpx `aiter_lines`);
+    one cut short, so callers treat that as an error. Lines are bytes (aiohttp's `resp.content`, llmops_common.http);
     comments, blank lines and other fields are skipped.
     """
 
-    def __init__(self, lines: AsyncIterable[bytes] | AsyncIterable[str]) -> None:
+    def __init__(self, lines: AsyncIterable[bytes]) -> None:
         self._lines = lines
         self.done = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         """Each event's data, in order."""
         async for line in self._lines:
-            data = parse_sse_data(line if isinstance(line, bytes) else line.encode())
+            data = parse_sse_data(line)
             if data is None:
                 continue
             if data == b"[DONE]":

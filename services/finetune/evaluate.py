@@ -124,7 +124,8 @@ def task_metrics(answers: list[str], references: list[str], cut: list[bool] | No
 
 def guardrails_flags(answers: list[str], prompts: list[str], http: Any, policy: str | None = None) -> list[str]:
     """The guardrails service's decision on each answer (`allow`, `flag`, `redact`, `block`), from its real output
-    check: `http` is an httpx.Client with the service's base URL and token (or a TestClient of its app)."""
+    check: `http` is a llmops_common.http.BlockingHTTP with the service's base URL and token (or a TestClient of
+    its app)."""
     decisions = []
     for answer, prompt in zip(answers, prompts, strict=True):
         body: dict[str, Any] = {"text": answer or " ", "prompt": prompt}

@@ -218,13 +218,13 @@ def _guardrails(
     regression: list[dict[str, Any]],
 ) -> None:
     """Both models' answers through the guardrails service's output check (base answers may come from the cache)."""
-    import httpx
+    from llmops_common.http import BlockingHTTP
 
     token = settings.guardrails_token.get_secret_value() if settings.guardrails_token else ""
     held = [_last_user_text(r) for r in held_rows]
     reg = [_last_user_text(r) for r in regression]
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=str(settings.guardrails_url).rstrip("/"), timeout=60, headers=headers) as http:
+    with BlockingHTTP(str(settings.guardrails_url), timeout_s=60, connect_s=60, headers=headers) as http:
         for result in (base_eval, tuned_eval):
             evaluate.guardrails_metrics(result, held, reg, http, settings.guardrails_policy)
 

@@ -22,7 +22,7 @@ log = logging.getLogger("gateway.catalogue")
 class RegistryCatalogue:
     """Polls the registry's catalogue (`production` aliases) and applies versions and prices to the route table.
 
-    A background poll, off the request path: it uses the shared registry client (httpx), not the hot path's aiohttp.
+    A background poll, off the request path, through the shared registry client (llmops_common.http).
     """
 
     def __init__(self, client: AsyncRegistryClient, routes: RouteTable, refresh_s: float) -> None:

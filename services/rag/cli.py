@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from tqdm import tqdm
 
+from llmops_common.http import BlockingHTTP
 from services.rag.extract import EXTENSIONS
 
 _MIME = {"text": "text/plain", "markdown": "text/markdown", "html": "text/html", "pdf": "application/pdf"}
@@ -88,15 +89,15 @@ def _follow(read: Any, total: int, worker: threading.Thread | None = None, poll:
 def _ingest_http(files: list[Path], root: Path, collection: str, url: str, key: str) -> dict[str, Any]:
     """Upload through a running service and poll the job."""
     headers = {"authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=120) as client:
+    with BlockingHTTP(url, headers=headers, timeout_s=120, connect_s=120) as client:
         resp = client.post("/v1/collections", json={"name": collection})
         if resp.status_code not in (201, 409):
             raise SystemExit(f"cannot create the collection: {resp.status_code} {resp.text}")
-        uploads = [
-            ("files", (str(p.relative_to(root)), p.read_bytes(), _MIME[EXTENSIONS.get(p.suffix.lower(), "text")]))
-            for p in files
-        ]
-        resp = client.post(f"/v1/collections/{collection}/documents/upload", files=uploads)
+        uploads = aiohttp.FormData()
+        for p in files:
+            mime = _MIME[EXTENSIONS.get(p.suffix.lower(), "text")]
+            uploads.add_field("files", p.read_bytes(), filename=str(p.relative_to(root)), content_type=mime)
+        resp = client.post(f"/v1/collections/{collection}/documents/upload", data=uploads)
         if resp.status_code != 202:
             raise SystemExit(f"ingest refused: {resp.status_code} {resp.text}")
         job_id = resp.json()["id"]
@@ -154,12 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     dataset = json.loads(args.dataset.read_text(encoding="utf-8"))
     body = {"name": dataset.get("name", args.dataset.stem), "questions": dataset["questions"], "answers": args.answers}
-    resp = httpx.post(
-        f"{args.url.rstrip('/')}/v1/collections/{args.collection}/eval",
-        json=body,
-        headers={"authorization": f"Bearer {args.api_key}"},
-        timeout=3600,
-    )
+    with BlockingHTTP(args.url, headers={"authorization": f"Bearer {args.api_key}"}, timeout_s=3600) as http:
+        resp = http.post(f"/v1/collections/{args.collection}/eval", json=body)
     report = resp.json()
     for name, result in report.get("strategies", {}).items():
         print(name, json.dumps(result["metrics"]))

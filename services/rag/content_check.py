@@ -14,9 +14,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from llmops_common.errors import APIError
+from llmops_common.http import AsyncHTTP, HTTPError
 from llmops_common.service_auth import service_headers
 from services.rag.gateway import Caller
 from services.rag.retrieval import Passage
@@ -44,7 +43,7 @@ class ContentGuard:
     def __init__(self, base_url: str, token: str | None, timeout_s: float, default_fail_mode: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.default_fail_mode = default_fail_mode
-        self._http = httpx.AsyncClient(timeout=timeout_s, headers=service_headers(token))
+        self._http = AsyncHTTP(headers=service_headers(token), timeout_s=timeout_s, connect_s=timeout_s)
         self._fail_modes: dict[str, str] = {}  # team -> the fail_mode its policy reported last (bounded below)
 
     async def aclose(self) -> None:
@@ -59,10 +58,11 @@ class ContentGuard:
         try:
             resp = await self._http.post(f"{self.base_url}/v1/check/content", json=body)
             if resp.status_code != 200:
-                raise httpx.HTTPStatusError(f"answered {resp.status_code}", request=resp.request, response=resp)
+                resp.raise_for_status()  # an error status: a StatusError (HTTPError)
+                raise ValueError(f"answered {resp.status_code}")
             verdict = resp.json()
             results = {int(r["index"]): r for r in verdict["results"]}
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (*HTTPError, ValueError, KeyError, TypeError) as exc:
             return self._unavailable(caller, passages, exc)
         if verdict.get("fail_mode") in ("open", "closed"):
             if len(self._fail_modes) > 10_000:

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
+from llmops_common.http import AsyncHTTP, HTTPError
 from llmops_common.identity import GatewayIdentity, GatewayUnavailable
 from llmops_common.sse import SSEReader
 
@@ -65,7 +66,7 @@ class GatewayClient:
         keys_prefix: str = "llmops:gw",
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=3.0))
+        self._http = AsyncHTTP(self.base_url, timeout_s=timeout_s, connect_s=3.0)
         self.identity = GatewayIdentity(self.base_url, redis_url=keys_redis_url, prefix=keys_prefix, ttl_s=me_ttl_s)
 
     async def start(self) -> None:
@@ -102,7 +103,7 @@ class GatewayClient:
                 json={"kind": kind, "units": 1, "tokens": tokens},
                 headers={"authorization": f"Bearer {key}"},
             )
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             raise GatewayUnavailable(f"the gateway could not meter the request: {exc}") from exc
         self._raise_for(resp.status_code, resp.content, resp.headers.get("retry-after"))
 
@@ -113,33 +114,34 @@ class GatewayClient:
         gateway trust the payload's retrieved-context marks."""
         try:
             resp = await self._http.post("/v1/chat/completions", json=payload, headers=_headers(key, service_token))
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             raise GatewayUnavailable(f"LLM call through the gateway failed: {exc}") from exc
         self._raise_for(resp.status_code, resp.content, resp.headers.get("retry-after"))
-        return resp.json(), dict(resp.headers)
+        return resp.json(), resp.headers
 
     async def chat_stream(
         self, key: str, payload: dict[str, Any], service_token: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Stream chat chunks; errors before the first byte raise, so the caller can still degrade."""
-        request = self._http.build_request(
-            "POST", "/v1/chat/completions", json=payload | {"stream": True}, headers=_headers(key, service_token)
-        )
         try:
-            resp = await self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            resp = await self._http.open(
+                "POST", "/v1/chat/completions", json=payload | {"stream": True}, headers=_headers(key, service_token)
+            )
+            if resp.status >= 400:
+                try:
+                    content = await resp.read()
+                finally:
+                    resp.release()
+                self._raise_for(resp.status, content, resp.headers.get("retry-after"))
+        except HTTPError as exc:
             raise GatewayUnavailable(f"LLM call through the gateway failed: {exc}") from exc
-        if resp.status_code >= 400:
-            content = await resp.aread()
-            await resp.aclose()
-            self._raise_for(resp.status_code, content, resp.headers.get("retry-after"))
         return self._iter_sse(resp)
 
-    async def _iter_sse(self, resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    async def _iter_sse(self, resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
         try:
-            async for event in SSEReader(resp.aiter_lines()).events():
+            async for event in SSEReader(resp.content).events():
                 yield event
-        except httpx.HTTPError as exc:
+        except HTTPError as exc:
             raise GatewayUnavailable(f"LLM stream broke: {exc}") from exc
         finally:
-            await resp.aclose()
+            resp.release()

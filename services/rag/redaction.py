@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 
-import httpx
-
+from llmops_common.http import BlockingHTTP, HTTPError
 from llmops_common.service_auth import service_headers
 
 log = logging.getLogger("rag.redaction")
@@ -29,15 +28,12 @@ class GuardrailsRedactor:
     def redact(self, text: str) -> str | None:
         """The redacted text, or None when the service is unavailable (the caller records a warning)."""
         try:
-            resp = httpx.post(
-                f"{self.base_url}/v1/check/input",
-                json={"text": text, "policy": self.policy},
-                headers=self.headers,
-                timeout=self.timeout_s,
-            )
+            # one connection per document, as before: the redactor is created once and never closed
+            with BlockingHTTP(headers=self.headers, timeout_s=self.timeout_s, connect_s=self.timeout_s) as http:
+                resp = http.post(f"{self.base_url}/v1/check/input", json={"text": text, "policy": self.policy})
             resp.raise_for_status()
             verdict = resp.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (*HTTPError, ValueError) as exc:
             log.warning("PII redaction unavailable", extra={"error": str(exc)})
             return None
         if verdict.get("decision") == "redact" and isinstance(verdict.get("text"), str):

@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any, Protocol
 
-import httpx
+from llmops_common.http import BlockingHTTP, HTTPError
 
 log = logging.getLogger("rag.tracking")
 # MLflow accepts only these characters in param and metric names ("recall@5" is refused with a 400).
@@ -44,16 +44,16 @@ class MlflowRunLogger:
         self.base = tracking_uri.rstrip("/") + "/api/2.0/mlflow"
         self.experiment = experiment
         self.timeout_s = timeout_s
-        # MLflow's basic auth (a user of MLFLOW_AUTH_USERS): httpx sends it on every call, no log shows it.
-        self._auth = httpx.BasicAuth(*auth) if auth else None
+        # MLflow's basic auth (a user of MLFLOW_AUTH_USERS): sent on every call, no log shows it.
+        self._auth = auth
         self._experiment_id: str | None = None
 
-    def _post(self, client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, client: BlockingHTTP, path: str, body: dict[str, Any]) -> dict[str, Any]:
         resp = client.post(f"{self.base}/{path}", json=body)
         resp.raise_for_status()
         return resp.json()
 
-    def _experiment(self, client: httpx.Client) -> str:
+    def _experiment(self, client: BlockingHTTP) -> str:
         if self._experiment_id:
             return self._experiment_id
         resp = client.get(f"{self.base}/experiments/get-by-name", params={"experiment_name": self.experiment})
@@ -74,7 +74,7 @@ class MlflowRunLogger:
         """Log one finished run; a tracking failure is logged, never fails the ingestion or eval."""
         now_ms = int(time.time() * 1000)
         try:
-            with httpx.Client(timeout=self.timeout_s, auth=self._auth) as client:
+            with BlockingHTTP(timeout_s=self.timeout_s, connect_s=self.timeout_s, auth=self._auth) as client:
                 exp = self._experiment(client)
                 run = self._post(
                     client,
@@ -100,13 +100,13 @@ class MlflowRunLogger:
                             ],
                         },
                     )
-                except (httpx.HTTPError, ValueError):
+                except (*HTTPError, ValueError):
                     # Do not leave a run RUNNING forever in the UI; the warning below says why it failed.
                     client.post(f"{self.base}/runs/update", json={"run_id": run_id, "status": "FAILED"})
                     raise
                 self._post(client, "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": now_ms})
                 return run_id
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
+        except (*HTTPError, KeyError, ValueError) as exc:
             log.warning("MLflow logging failed; the run is recorded in the catalog only", extra={"error": str(exc)})
             return None
 

@@ -57,7 +57,7 @@ async def test_async_face_sends_json_base_url_and_headers_and_reads_the_whole_an
     http = AsyncHTTP(server, headers={"authorization": "Bearer a"}, timeout_s=5)
     try:
         reply = await http.post("/echo", json={"x": 1}, params={"q": "v"})
-        assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("application/json")
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith("application/json")
         assert reply.json() == {"body": {"x": 1}, "auth": "Bearer a", "query": {"q": "v"}}
         over = await http.get("/echo", headers={"authorization": "Bearer b"})  # the call's header wins
         assert over.json()["auth"] == "Bearer b"
