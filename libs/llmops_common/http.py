@@ -12,7 +12,9 @@ session directly; everything else goes through these small faces:
 
 Both answer a `Reply` (status_code, headers, content, json(), raise_for_status()), read whole; `HTTPError` is what
 a call raises when the server could not be reached, timed out, or (raise_for_status) answered an error status.
-Timeouts as httpx counted them: `timeout_s` between bytes (not for the whole answer), `connect_s` to connect.
+As httpx did: timeouts count `timeout_s` between bytes (not for the whole answer) and `connect_s` to connect, and
+redirects are answers, not followed. Unlike httpx, proxy variables (HTTP_PROXY...) are not read: service-to-service
+calls go direct.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class AsyncHTTP:
             headers = {"content-type": "application/json", **(headers or {})}
         if isinstance(kwargs.get("timeout"), (int, float)):
             kwargs["timeout"] = client_timeout(kwargs["timeout"])
+        kwargs.setdefault("allow_redirects", False)  # as httpx: a redirect is an answer, never followed silently
         full = url if "://" in url else self.base_url + url
         return {"url": full, "headers": self.headers | (headers or {}), **kwargs}
 
@@ -187,6 +190,13 @@ class BlockingHTTP:
 
     def __enter__(self) -> BlockingHTTP:
         return self
+
+    def __del__(self) -> None:
+        # One dropped without close() (a client kept for a process's life, then collected): close its pool on the
+        # loop, so aiohttp does not warn about an unclosed session.
+        session, loop = self._http._session, _Loop._loop
+        if session is not None and not session.closed and loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(session.close(), loop)
 
     def __exit__(self, *_: object) -> None:
         self.close()

@@ -33,11 +33,15 @@ class Server:
         await resp.write(b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: [DONE]\n\n')
         return resp
 
+    async def moved(self, request: web.Request) -> web.Response:
+        return web.Response(status=307, headers={"location": "/echo"})
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/echo", self.echo)
         app.router.add_get("/stall", self.stall)
         app.router.add_post("/sse", self.sse)
+        app.router.add_get("/moved", self.moved)
         return app
 
 
@@ -65,6 +69,8 @@ async def test_async_face_sends_json_base_url_and_headers_and_reads_the_whole_an
         with pytest.raises(StatusError) as err:
             refused.raise_for_status()
         assert err.value.reply.status_code == 409 and isinstance(err.value, HTTPError)
+        moved = await http.get("/moved")  # a redirect is the answer (as httpx), not followed
+        assert moved.status_code == 307 and moved.headers["location"] == "/echo"
     finally:
         await http.aclose()
 
