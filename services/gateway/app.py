@@ -109,6 +109,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 metrics,
                 token=settings.guardrails_token.get_secret_value() if settings.guardrails_token else None,
                 policy_ttl_s=settings.guardrails_policy_ttl_s,
+                uds=settings.guardrails_uds,
             )
             await guard.start()
         app.state.redis = redis

@@ -57,8 +57,10 @@ class GuardrailsClient:
         metrics: GatewayMetrics,
         token: str | None = None,
         policy_ttl_s: float = _POLICY_TTL_S,
+        uds: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.uds = uds  # the service's Unix socket when it runs beside the gateway (GATEWAY_GUARDRAILS_UDS)
         self._auth = service_headers(token)  # GATEWAY_GUARDRAILS_TOKEN: guardrails answers only platform services
         self.default_timeout_s = timeout_ms / 1000
         self.default_fail_mode = default_fail_mode
@@ -68,8 +70,9 @@ class GuardrailsClient:
         self._policies: dict[str, tuple[float, FailMode, float]] = {}
 
     async def start(self) -> None:
-        """Open the connection pool."""
-        self._session = aiohttp.ClientSession()
+        """Open the connection pool (keep-alive connections over TCP, or over the Unix socket when set)."""
+        connector = aiohttp.UnixConnector(path=self.uds) if self.uds else None
+        self._session = aiohttp.ClientSession(connector=connector)
 
     async def stop(self) -> None:
         """Close the connection pool."""

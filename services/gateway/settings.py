@@ -97,6 +97,12 @@ class GatewaySettings(ServiceSettings):
     guardrails_url: str | None = Field(
         None, description="Base URL of the guardrails service; unset: no guardrail checks."
     )
+    guardrails_uds: str | None = Field(
+        None,
+        description="Path of the guardrails service's Unix socket (uvicorn --uds) when both run on one host: the "
+        "checks skip the TCP stack; GATEWAY_GUARDRAILS_URL still names the service (the Host header and any path "
+        "prefix). Unset: TCP to GATEWAY_GUARDRAILS_URL.",
+    )
     guardrails_token: SecretStr | None = Field(
         None, description="Service token sent as Bearer to the guardrails service (its GUARDRAILS_SERVICE_TOKEN)."
     )
