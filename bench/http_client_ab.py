@@ -18,7 +18,9 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -31,7 +33,6 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "libs"))
 from bench.common import percentile, versions, write_result
-from bench.gateway_overhead import start_fake_upstream
 from llmops_common.sse import SSEReader
 from tests.support.servers import free_port
 
@@ -43,7 +44,7 @@ HEADERS = {"content-type": "application/json", "traceparent": "00-" + "a" * 32 +
 OneCall = Callable[[bool], Awaitable[None]]
 
 
-async def _bounded(lines: AsyncIterable[bytes] | AsyncIterable[str], limit: int) -> AsyncIterator[Any]:
+async def _bounded(lines: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
     """The relay's size bound over a stream's lines."""
     received = 0
     async for line in lines:
@@ -51,6 +52,12 @@ async def _bounded(lines: AsyncIterable[bytes] | AsyncIterable[str], limit: int)
         if received > limit:
             raise ValueError("too large")
         yield line
+
+
+async def _encoded(lines: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    """httpx's str lines as the bytes SSEReader reads."""
+    async for line in lines:
+        yield line.encode()
 
 
 async def _raw_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -65,14 +72,30 @@ async def _raw_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield pending
 
 
+def start_fake_upstream(repo: Path, port: int, uds: str) -> subprocess.Popen[bytes]:
+    """tests/support/fake_upstream.py's FakeUpstream in its own process, on 127.0.0.1:`port` and on the socket `uds`."""
+    env = {**os.environ, "PYTHONPATH": f"{repo}:{repo / 'libs'}"}
+    serve = (
+        "import asyncio,sys; from tests.support.fake_upstream import FakeUpstream\n"
+        "async def m():\n f = FakeUpstream(); s = await f.serve(int(sys.argv[1]))\n"
+        " u = await asyncio.start_unix_server(f._handle, sys.argv[2])\n"
+        " await asyncio.gather(s.serve_forever(), u.serve_forever())\nasyncio.run(m())"
+    )
+    return subprocess.Popen([sys.executable, "-c", serve, str(port), uds], cwd=repo, env=env)
+
+
 class AiohttpClient:
-    """upstream.py's pool and calls as they are today."""
+    """upstream.py's pool and calls as they are today; over a Unix socket ("aiohttp-uds") as guardrails.py does with
+    GATEWAY_GUARDRAILS_UDS."""
 
-    name = "aiohttp"
-
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, uds: str | None = None) -> None:
+        self.name = "aiohttp-uds" if uds else "aiohttp"
         self.url = url
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+        connector: aiohttp.BaseConnector = (
+            aiohttp.UnixConnector(path=uds, limit=0, keepalive_timeout=60)
+            if uds
+            else aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+        )
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def call(self, stream: bool) -> None:
@@ -119,7 +142,7 @@ class HttpxClient:
         resp = await self.client.send(req, stream=True)
         try:
             if stream:
-                lines = _raw_lines(resp.aiter_raw()) if self.raw_lines else resp.aiter_lines()
+                lines = _raw_lines(resp.aiter_raw()) if self.raw_lines else _encoded(resp.aiter_lines())
                 async for data in SSEReader(_bounded(lines, LIMIT)):
                     orjson.loads(data)
             else:
@@ -134,8 +157,15 @@ class HttpxClient:
         await self.client.aclose()
 
 
-async def phase(call: OneCall, stream: bool, requests: int, concurrency: int) -> dict[str, Any]:
-    """`requests` calls over `concurrency` workers; this process's CPU per call and the calls' latencies."""
+def server_cpu_s(pid: int) -> float:
+    """The fake upstream's user + system CPU seconds so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def phase(call: OneCall, stream: bool, requests: int, concurrency: int, server: int) -> dict[str, Any]:
+    """`requests` calls over `concurrency` workers; this process's CPU per call, the server's (pid `server`), and
+    the calls' latencies."""
     latencies: list[float] = []
     left = requests
 
@@ -147,34 +177,37 @@ async def phase(call: OneCall, stream: bool, requests: int, concurrency: int) ->
             await call(stream)
             latencies.append(time.perf_counter() - started)
 
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0, server0 = time.process_time(), time.perf_counter(), server_cpu_s(server)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    served = server_cpu_s(server) - server0
     return {
         "cpu_us_per_request": round(cpu * 1e6 / len(latencies), 1),
+        "server_cpu_us_per_request": round(served * 1e6 / len(latencies), 1),
         "p50_ms": round(percentile(latencies, 50) * 1000, 3),
         "p99_ms": round(percentile(latencies, 99) * 1000, 3),
         "rps": round(len(latencies) / wall),
     }
 
 
-async def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
+async def run(url: str, uds: str, server: int, args: argparse.Namespace) -> dict[str, Any]:
     """Every client, both modes, interleaved rounds; the medians per client and mode."""
     clients: list[AiohttpClient | HttpxClient] = [AiohttpClient(url), HttpxClient(url, False), HttpxClient(url, True)]
+    clients.append(AiohttpClient("http://upstream/v1/chat/completions", uds))
     out: dict[str, Any] = {}
     try:
         for client in clients:  # warm: pools opened, code paths run once
             for stream in (False, True):
-                await phase(client.call, stream, 200, args.concurrency)
+                await phase(client.call, stream, 200, args.concurrency, server)
         for mode, stream in (("whole", False), ("stream", True)):
             runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in clients}
             for _ in range(args.rounds):
                 for client in clients:
-                    runs[client.name].append(await phase(client.call, stream, args.requests, args.concurrency))
+                    runs[client.name].append(await phase(client.call, stream, args.requests, args.concurrency, server))
             out[mode] = {
                 name: {
                     key: statistics.median(r[key] for r in phases)
-                    for key in ("cpu_us_per_request", "p50_ms", "p99_ms", "rps")
+                    for key in ("cpu_us_per_request", "server_cpu_us_per_request", "p50_ms", "p99_ms", "rps")
                 }
                 | {"cpu_phases": [r["cpu_us_per_request"] for r in phases]}
                 for name, phases in runs.items()
@@ -191,8 +224,8 @@ def summary(result: dict[str, Any], gateway_cpu_ms: float) -> str:
         f"Load average before: {result['load_before']}, after: {result['load_after']}. {result['conditions']}",
         "",
         "| mode | client | client CPU µs / request (median) | vs aiohttp | gateway CPU / request if swapped* "
-        "| p50 ms | p99 ms | req/s | every phase (µs) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server CPU µs / request | p50 ms | p99 ms | req/s | every phase (µs) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, clients in result["modes"].items():
         base = clients["aiohttp"]["cpu_us_per_request"]
@@ -201,7 +234,8 @@ def summary(result: dict[str, Any], gateway_cpu_ms: float) -> str:
             swapped = (gateway_cpu_ms * 1000 + delta) / (gateway_cpu_ms * 1000)
             lines.append(
                 f"| {mode} | {name} | {r['cpu_us_per_request']} | {r['cpu_us_per_request'] / base:.2f}x "
-                f"| {swapped - 1:+.1%} | {r['p50_ms']} | {r['p99_ms']} | {r['rps']} | {r['cpu_phases']} |"
+                f"| {swapped - 1:+.1%} | {r['server_cpu_us_per_request']} | {r['p50_ms']} | {r['p99_ms']} "
+                f"| {r['rps']} | {r['cpu_phases']} |"
             )
     lines += [
         "",
@@ -222,33 +256,38 @@ def main() -> None:
     args = parser.parse_args()
     repo = Path(__file__).resolve().parents[1]
     port = free_port()
-    fake = start_fake_upstream(repo, port)
+    folder = tempfile.TemporaryDirectory()
+    uds = str(Path(folder.name) / "upstream.sock")
+    fake = start_fake_upstream(repo, port, uds)
     load_before = [round(v, 2) for v in os.getloadavg()]
     try:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        for _ in range(100):  # the fake upstream is up once it accepts a connection
+        for _ in range(100):  # the fake upstream is up once it accepts a connection and its socket exists
             try:
                 httpx.post(url, content=WHOLE, timeout=1)
-                break
+                if Path(uds).exists():
+                    break
             except httpx.TransportError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         if args.no_uvloop:
-            modes = asyncio.run(run(url, args))
+            modes = asyncio.run(run(url, uds, fake.pid, args))
         else:
             import uvloop
 
-            modes = uvloop.run(run(url, args))
+            modes = uvloop.run(run(url, uds, fake.pid, args))
     finally:
         fake.terminate()
         fake.wait(timeout=10)
+        folder.cleanup()
     result = {
         "load_before": load_before,
         "load_after": [round(v, 2) for v in os.getloadavg()],
         "conditions": (
             f"Closed loop, {args.concurrency} concurrent calls, {args.requests} requests per phase, {args.rounds} "
             f"interleaved rounds, {'asyncio' if args.no_uvloop else 'uvloop'}; fake upstream in its own process "
-            "(not counted); whole = 64 KiB bounded read + JSON parse, stream = 4 SSE lines bounded + SSEReader + "
-            "JSON parse per event."
+            "on TCP and on a Unix socket (its CPU in its own column); whole = 64 KiB bounded read + JSON parse, "
+            "stream = 4 SSE lines bounded + SSEReader + JSON parse per event."
         ),
         "modes": modes,
         "versions": versions("aiohttp", "httpx", "httpcore", "h11", "anyio", "uvloop"),
