@@ -1,7 +1,7 @@
 """The platform's one HTTP client library, aiohttp, with the two faces every caller needs.
 
-aiohttp, not httpx: relaying a request through the gateway's upstream path costs the client ~0.13-0.16 ms of CPU
-with aiohttp and ~0.9-1.3 ms with httpx (bench/http_client_ab.py, bench/results/http_client_ab.md), more than the
+aiohttp, not httpx: relaying a request through the gateway's upstream path costs the client ~0.12-0.15 ms of CPU
+with aiohttp and ~0.9-1.2 ms with httpx, 8x (bench/http_client_ab.py, bench/results/http_client_ab.md): about the
 whole gateway's CPU per request. The hot paths (gateway upstream, guardrails, inference upstream) use aiohttp's
 session directly; everything else goes through these small faces:
 
