@@ -93,7 +93,7 @@ def _ingest_http(files: list[Path], root: Path, collection: str, url: str, key: 
         resp = client.post("/v1/collections", json={"name": collection})
         if resp.status_code not in (201, 409):
             raise SystemExit(f"cannot create the collection: {resp.status_code} {resp.text}")
-        uploads = aiohttp.FormData()
+        uploads = aiohttp.FormData(quote_fields=False)  # file names as they are ("sub/gate.html", not sub%2Fgate)
         for p in files:
             mime = _MIME[EXTENSIONS.get(p.suffix.lower(), "text")]
             uploads.add_field("files", p.read_bytes(), filename=str(p.relative_to(root)), content_type=mime)
