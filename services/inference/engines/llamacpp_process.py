@@ -135,7 +135,9 @@ class LlamaCppProcessEngine:
     async def _launch(self, nice: int, restart: bool = False) -> None:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[str | None] = loop.create_future()
-        self._proc = await loop.run_in_executor(None, self._spawn, max(nice, self.serve_nice))
+        # Loading niced goes below the serving priority (os.nice caps it at 19), so a swap's new version stays
+        # behind the one serving.
+        self._proc = await loop.run_in_executor(None, self._spawn, nice + self.serve_nice)
         self._reader = threading.Thread(
             target=self._read_output, args=(self._proc, loop, ready), name=f"llamacpp-{self._proc.pid}", daemon=True
         )
@@ -281,7 +283,7 @@ class LlamaCppProcessEngine:
         service's own nice value plus serve_nice, never 0. Under `nice -n 10 make load` a reset to 0 served the
         engine at a higher priority than the gateway and guardrails (nice 10), and their requests queued behind
         the engine's threads for the CPU (a 16 ms guardrails check took 0.2-0.9 s under load)."""
-        if self.load_nice <= self.serve_nice or self._proc is None:
+        if not self.load_nice or self._proc is None:
             return  # it loaded at its serving priority already
         serving = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.serve_nice)
         try:

@@ -29,7 +29,7 @@ def test_the_settings_reach_the_child_process(monkeypatch: pytest.MonkeyPatch) -
     assert (engine.prefill_chunk_tokens, engine.serve_nice) == (128, 7)
     spawned: list[list[str]] = []
     monkeypatch.setattr("subprocess.Popen", lambda cmd, **_: spawned.append(cmd))
-    engine._spawn(max(0, engine.serve_nice))
+    engine._spawn(engine.serve_nice)  # as _launch spawns a child that does not load niced
     cmd = spawned[0]
     assert cmd[cmd.index("--prefill-chunk-tokens") + 1] == "128"
     assert cmd[cmd.index("--nice") + 1] == "7"
