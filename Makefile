@@ -128,8 +128,8 @@ SOAK_DURATION = $(if $(filter command line environment,$(origin DURATION)),$(DUR
 soak: install ## the demo mix against a private platform for DURATION s (default 3600): RSS, fds, Redis, latency slopes
 	$(PY) -m bench.soak --duration $(SOAK_DURATION) $(SOAK_ARGS)
 
-load: install ## closed-loop mix (chat, stream, RAG, checks) at 2x the saturation knee for 5 min, private platform
-	$(PY) -m bench.load $(LOAD_ARGS)
+load: install ## closed-loop mix (chat, stream, RAG, checks) at 2x the saturation knee for 5 min, private platform (DURATION=120 KNEE=2: shorter hold, fixed knee)
+	$(PY) -m bench.load $(if $(DURATION),--hold $(DURATION)) $(if $(KNEE),--knee $(KNEE)) $(LOAD_ARGS)
 
 rolling-restart: install ## restart each service in turn under steady load (private platform, gateway on 2 workers)
 	$(PY) -m bench.rolling_restart $(ROLL_ARGS)

@@ -1,6 +1,7 @@
 """Load: closed-loop mixed traffic at the platform's saturation point (issue 15, item 5).
 
     make load                                  # results in bench/results/load-<date>.md/json
+    make load DURATION=120 KNEE=2              # a shorter hold at a fixed knee: comparable run to run
     python -m bench.load --hold 300 --state-dir /tmp/llmops-load
 
 A private platform (scripts/platformctl.py with its own state folder, ports and Redis; see bench/soak.py) gets a
@@ -9,9 +10,11 @@ request when the last one is answered; after a 429/503 it first waits the Retry-
 unless --ignore-retry-after). Three phases:
 
 1. unloaded: one client, --unloaded seconds, then topped up (one request at a time, cheapest kind first, at most
-   --unloaded-top-up seconds) until each kind has --unloaded-min admitted samples: the reference latency of each kind;
+   --unloaded-top-up seconds) until each kind has --unloaded-min admitted samples (--unloaded-min-check for the
+   guardrails check: a p99 of 10 samples is their maximum, and checks cost milliseconds): the reference of each kind;
 2. ramp: 1, 2, 4, ... clients, --step seconds each, until answered requests per second stop growing (< +10%):
-   the knee is the smallest client count reaching 90% of the best throughput;
+   the knee is the smallest client count reaching 90% of the best throughput (--knee N skips the ramp: with RAG
+   answers of 10-40 s a 30 s step holds a handful of them, and the knee found moved between 1 and 2 run to run);
 3. hold: twice the knee's clients for --hold seconds, so admission control has to act.
 
 Pass: during the hold, every refusal is a 429 or 503 carrying Retry-After, nothing is 5xx otherwise and no request
@@ -187,13 +190,13 @@ class Mix:
         # A request that ended after the phase's end still counts (closed loop), but throughput uses the phase time.
         return phase
 
-    async def top_up(self, phase: Phase, minimum: int, cap_s: float) -> None:
+    async def top_up(self, phase: Phase, minimum: dict[str, int], cap_s: float) -> None:
         """One client, one request at a time: each kind with fewer than `minimum` admitted samples gets more,
         cheapest first, within `cap_s`. A random one-client minute gave a check 2 samples (the RAG answers took
         the minute), and a p99 of 46 hold samples judged against the larger of 2 measures noise, not load."""
         until = time.perf_counter() + cap_s
         for kind in ("check", "chat", "stream", "rag"):
-            while len(phase.admitted(kind)) < minimum and time.perf_counter() < until:
+            while len(phase.admitted(kind)) < minimum[kind] and time.perf_counter() < until:
                 phase.outcomes.append(await self.send(kind))
 
     async def close(self) -> None:
@@ -266,7 +269,9 @@ def report_markdown(result: dict[str, Any]) -> str:
             if result["config"].get("ignore_retry_after", True)  # older results: it sent at once
             else "waits the refusal's Retry-After first (capped at the phase's end)"
         ),
-        f"- knee: {result['knee_clients']} clients; hold: {result['hold']['clients']} clients for "
+        f"- knee: {result['knee_clients']} clients"
+        + (" (fixed with --knee, no ramp)" if result["config"].get("knee") else " (ramp)")
+        + f"; hold: {result['hold']['clients']} clients for "
         f"{result['hold']['seconds']:.0f} s",
         "",
         f"**Verdict: {'PASS' if verdict['passed'] else 'FAIL'}** — refusals without Retry-After: "
@@ -304,10 +309,11 @@ async def run(args: argparse.Namespace, values: dict[str, str]) -> dict[str, Any
     try:
         await mix.phase("warm-up", 2, 10)  # models loaded, pools open: not counted
         unloaded = await mix.phase("unloaded", 1, args.unloaded)
-        await mix.top_up(unloaded, args.unloaded_min, args.unloaded_top_up)
+        minimum = {kind: args.unloaded_min for kind in MIX} | {"check": args.unloaded_min_check}
+        await mix.top_up(unloaded, minimum, args.unloaded_top_up)
         phases.append(unloaded)
         best, clients = 0.0, 1
-        while clients <= args.max_clients:
+        while clients <= args.max_clients and not args.knee:
             step = await mix.phase(f"ramp {clients}", clients, args.step)
             phases.append(step)
             print(f"ramp {clients:3d} clients: {step.throughput():.2f} admitted/s", flush=True)
@@ -316,8 +322,11 @@ async def run(args: argparse.Namespace, values: dict[str, str]) -> dict[str, Any
             best = max(best, step.throughput())
             clients *= 2
         ramps = [p for p in phases if p.name.startswith("ramp")]
-        top = max(p.throughput() for p in ramps)
-        knee = min(p.clients for p in ramps if p.throughput() >= 0.9 * top)
+        if args.knee:
+            knee = args.knee
+        else:
+            top = max(p.throughput() for p in ramps)
+            knee = min(p.clients for p in ramps if p.throughput() >= 0.9 * top)
         hold = await mix.phase("hold", 2 * knee, args.hold)
         phases.append(hold)
     finally:
@@ -330,11 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unloaded", type=float, default=60, help="seconds of the one-client reference")
     parser.add_argument("--unloaded-min", type=int, default=10, help="admitted samples per kind in the reference")
     parser.add_argument(
+        "--unloaded-min-check", type=int, default=100, help="admitted guardrails checks in the reference"
+    )
+    parser.add_argument(
         "--unloaded-top-up", type=float, default=120, help="seconds at most to reach --unloaded-min, cheapest first"
     )
     parser.add_argument("--step", type=float, default=30, help="seconds per ramp step")
     parser.add_argument("--hold", type=float, default=300, help="seconds at twice the knee")
     parser.add_argument("--max-clients", type=int, default=64)
+    parser.add_argument("--knee", type=int, default=0, help="take this client count as the knee (no ramp); 0: ramp")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument(

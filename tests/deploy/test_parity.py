@@ -116,3 +116,14 @@ def test_deployments_agree_with_the_settings_class(
         assert settings.port == view["port"], f"{where}: {service} would listen on {settings.port}"
     cls = settings_class(service)
     assert cls.model_fields["port"].default == compose["port"], "container port = the code's default port"
+
+
+def test_cpu_deployments_admit_what_the_service_defaults_to(compose_config: dict, rendered) -> None:
+    """llama.cpp on 2 cores: compose and the CPU chart run the inference admission the service's default was
+    measured for (bench/load: 4 generations on 2 threads slowed an admitted chat 4.5x at p99), not an older one."""
+    cls = settings_class("inference")
+    assert cls is not None
+    default = str(cls.model_fields["max_running"].default)
+    compose = compose_view(compose_config, "inference")
+    helm = helm_view(rendered["values-cpu.yaml"], "inference")
+    assert compose["env"]["INFERENCE_MAX_RUNNING"] == helm["env"]["INFERENCE_MAX_RUNNING"] == default

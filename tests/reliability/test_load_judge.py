@@ -56,8 +56,9 @@ async def test_the_unloaded_reference_is_topped_up_cheapest_kind_first() -> None
     mix.send = send  # type: ignore[method-assign]
     unloaded = load.Phase("unloaded", 1, 60)
     unloaded.outcomes += [load.Outcome("chat", "200", 1.0, False, 0.0), load.Outcome("rag", "429 x", 0.1, True, 0.0)]
-    await mix.top_up(unloaded, 3, cap_s=60)
-    assert sent == ["check"] * 3 + ["chat"] * 2 + ["stream"] * 3 + ["rag"] * 3  # a refusal is no sample
+    # The check's p99 needs more samples than a max of 10, and they cost milliseconds (--unloaded-min-check).
+    await mix.top_up(unloaded, {"check": 5, "chat": 3, "stream": 3, "rag": 3}, cap_s=60)
+    assert sent == ["check"] * 5 + ["chat"] * 2 + ["stream"] * 3 + ["rag"] * 3  # a refusal is no sample
     sent.clear()
-    await mix.top_up(load.Phase("unloaded", 1, 60), 3, cap_s=0)
+    await mix.top_up(load.Phase("unloaded", 1, 60), dict.fromkeys(load.MIX, 3), cap_s=0)
     assert sent == []  # the cap bounds it

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel-slots", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--prefill-chunk-tokens", type=int, default=0, help="llama.cpp's n_batch (0: its default)")
     parser.add_argument("--nice", type=int, default=0, help="load at this nice value (the parent restores it)")
     args = parser.parse_args(argv)
     if args.nice:
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         parallel_slots=args.parallel_slots,
         threads=args.threads,
         http_port=args.port,
+        prefill_chunk_tokens=args.prefill_chunk_tokens,
     )
     server = xllamacpp.Server(params)
     print(f"{READY} {server.listening_address}", flush=True)

@@ -88,17 +88,22 @@ class LlamaCppProcessEngine:
         request_timeout_s: float = 120.0,
         load_nice: int = 0,
         restart_after_s: float = 0.0,
+        prefill_chunk_tokens: int = 0,
+        serve_nice: int = 0,
     ) -> None:
         self.model_path = model_path
         self.context_length = context_length
         self.parallel_slots = parallel_slots
         self.threads = threads
         self.http_port = http_port
+        self.prefill_chunk_tokens = prefill_chunk_tokens
         self.start_timeout_s = start_timeout_s
         self.request_timeout_s = request_timeout_s
         # Loading at low priority only helps if normal priority can be given back; otherwise the version would
         # serve niced for its whole life.
         self.load_nice = load_nice if load_nice and can_raise_priority() else 0
+        # Serving below the service's own priority needs no privilege (anyone may lower their priority).
+        self.serve_nice = serve_nice
         self.restart_after_s = restart_after_s  # 0: a child that dies stays dead (the service is then not ready)
         self.restarts = 0
         self._stopping = False
@@ -130,7 +135,9 @@ class LlamaCppProcessEngine:
     async def _launch(self, nice: int, restart: bool = False) -> None:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[str | None] = loop.create_future()
-        self._proc = await loop.run_in_executor(None, self._spawn, nice)
+        # Loading niced goes below the serving priority (os.nice caps it at 19), so a swap's new version stays
+        # behind the one serving.
+        self._proc = await loop.run_in_executor(None, self._spawn, nice + self.serve_nice)
         self._reader = threading.Thread(
             target=self._read_output, args=(self._proc, loop, ready), name=f"llamacpp-{self._proc.pid}", daemon=True
         )
@@ -172,6 +179,7 @@ class LlamaCppProcessEngine:
         cmd = [sys.executable, "-m", "services.inference.engines.llamacpp_child", "--model", str(self.model_path)]
         cmd += ["--context-length", str(self.context_length), "--parallel-slots", str(self.parallel_slots)]
         cmd += ["--threads", str(self.threads), "--port", str(self.http_port), "--nice", str(nice)]
+        cmd += ["--prefill-chunk-tokens", str(self.prefill_chunk_tokens)]
         env = {"GOMP_SPINCOUNT": _GOMP_SPINCOUNT, **os.environ}  # an operator's own setting wins
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
         log.info("starting a llama.cpp child", extra={"model_path": str(self.model_path), "cmd": cmd})
@@ -271,16 +279,16 @@ class LlamaCppProcessEngine:
             self._reader.join(_STOP_GRACE_S)
 
     def restore_priority(self) -> None:
-        """Give every thread of a child that loaded niced its normal priority back (called once it is warm): the
-        service's own nice value, not 0. Under `nice -n 10 make load` a reset to 0 served the engine at a higher
-        priority than the gateway and guardrails (nice 10), and their requests queued behind the engine's
-        threads for the CPU (a 16 ms guardrails check took 0.2-0.9 s under load)."""
+        """Give every thread of a child that loaded niced its serving priority back (called once it is warm): the
+        service's own nice value plus serve_nice, never 0. Under `nice -n 10 make load` a reset to 0 served the
+        engine at a higher priority than the gateway and guardrails (nice 10), and their requests queued behind
+        the engine's threads for the CPU (a 16 ms guardrails check took 0.2-0.9 s under load)."""
         if not self.load_nice or self._proc is None:
-            return
-        own = os.getpriority(os.PRIO_PROCESS, 0)
+            return  # it loaded at its serving priority already
+        serving = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.serve_nice)
         try:
             for tid in os.listdir(f"/proc/{self._proc.pid}/task"):  # nice is per thread on Linux
-                os.setpriority(os.PRIO_PROCESS, int(tid), own)
+                os.setpriority(os.PRIO_PROCESS, int(tid), serving)
         except (OSError, ValueError) as exc:
             log.warning("llama.cpp child keeps its load priority", extra={"pid": self.pid, "error": str(exc)})
 
@@ -331,6 +339,7 @@ def build(settings: InferenceSettings, spec: VersionSpec | None) -> LlamaCppEngi
             parallel_slots=parallel_slots,
             threads=settings.threads,
             http_port=http_port,
+            prefill_chunk_tokens=settings.prefill_chunk_tokens,
         )
     return LlamaCppProcessEngine(
         model_path,
@@ -342,4 +351,6 @@ def build(settings: InferenceSettings, spec: VersionSpec | None) -> LlamaCppEngi
         request_timeout_s=settings.upstream_timeout_s,
         load_nice=settings.engine_load_nice,
         restart_after_s=settings.engine_restart_s,
+        prefill_chunk_tokens=settings.prefill_chunk_tokens,
+        serve_nice=settings.engine_nice,
     )

@@ -207,6 +207,24 @@ async def test_a_new_version_loads_niced_and_serves_at_normal_priority() -> None
         await engine.stop()
 
 
+async def test_the_child_serves_below_the_services_priority() -> None:
+    """serve_nice: the engine's threads run below the service's priority, so the other services on the host (a
+    guardrails check, the gateway) get a core first when they have work; no privilege needed."""
+    engine = LlamaCppProcessEngine(
+        packaged_smollm2_path(), context_length=512, parallel_slots=1, threads=1, load_nice=10, serve_nice=5
+    )
+    await engine.start()
+    try:
+        assert engine.pid is not None
+        await engine.generate("chat", HI)  # llama.cpp's compute threads now exist
+        engine.restore_priority()  # after loading niced (with CAP_SYS_NICE), or a no-op (without)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert _thread_nices(engine.pid) == {min(19, own + 5)}
+        assert (await engine.generate("chat", HI))["choices"]
+    finally:
+        await engine.stop()
+
+
 def test_loading_niced_is_off_when_priority_could_not_be_given_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("services.inference.engines.llamacpp_process.can_raise_priority", lambda: False)
     engine = LlamaCppProcessEngine(
