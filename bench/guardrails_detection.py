@@ -242,7 +242,8 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
         "README still apply. The harmful-request model (in the `rules` column with the rules, input mode; "
         "training/harmful.py): its stricter threshold rule (0.5 % per benign source, 1 % overall) and 16 of its "
         "ordinary hand-written pairs (defensive security) came after seeing cyberseceval-frr flagged held out "
-        "(2.6 %, then 1.1 %): that row is not blind to it.",
+        "(2.6 %, then 1.1 %): that row is not blind to it; its 20 refusal instructions (ordinary side) came after "
+        "a safety system prompt of ours was blocked.",
         "",
     ]
     lines += [

@@ -249,6 +249,6 @@ def previous_loso(path: Path) -> dict[str, Any] | None:
         return None
     kept = json.loads(path.read_text())
     loso: dict[str, Any] | None = kept.get("injection", {}).get("loso")
-    if loso and "peer" in loso:
-        loso["peer"] = {**loso["peer"], "from_run": kept.get("date")}
+    if loso and "peer" in loso:  # a carried record keeps the run its figures were measured in
+        loso["peer"] = {"from_run": kept.get("date"), **loso["peer"]}
     return loso
