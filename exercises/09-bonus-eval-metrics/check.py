@@ -10,7 +10,6 @@ Usage: check.py [--work DIR] [--loop [--model NAME] [--registry URL] [--mlflow U
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import sys
 import urllib.error
@@ -22,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _checklib import Report, http, parser, platform_env
 
 HERE = Path(__file__).resolve().parent
-# The module's gate figures (services/finetune/register.py): checked even where no finetune-gate policy exists.
-PPL_RATIO_MAX = 1.05
-TASK_GAIN_MIN = 0.01
+# The fine-tuning evidence a policy must gate on (finetune-gate, services/finetune/register.py); its thresholds are
+# the registry's to apply.
+FINETUNE_METRICS = {"finetune_task_exact_gain", "finetune_regression_ppl_ratio"}
 
 
 def metrics_part(report: Report, work: Path) -> None:
@@ -41,34 +40,24 @@ def metrics_part(report: Report, work: Path) -> None:
         )
 
 
-def gate_failures(version: dict[str, Any], policies: list[dict[str, Any]], model: str) -> tuple[list[str], list[str]]:
-    """(policies that apply to a production promotion of `version`, what fails), as the registry decides it: only
-    evidence counts, and a policy with version_tags covers only versions carrying them."""
-    evidence = {k: e["value"] for k, e in (version.get("eval_evidence") or {}).items()}
-    tags = version.get("tags") or {}
-    applied, failures = [], []
-    for p in policies:
-        if p["object_type"] != "model" or "production" not in p["aliases"]:
-            continue
-        if not fnmatch.fnmatchcase(model, p["name_pattern"]):
-            continue
-        if any(tags.get(k) != v for k, v in (p.get("version_tags") or {}).items()):
-            continue
-        applied.append(p["name"])
-        for metric, bounds in p["required_evals"].items():
-            value = evidence.get(metric)
-            if value is None:
-                failures.append(f"{p['name']}: no evidence of {metric}")
-            elif bounds.get("min") is not None and value < bounds["min"]:
-                failures.append(f"{p['name']}: {metric}={value:.3f} is below {bounds['min']}")
-            elif bounds.get("max") is not None and value > bounds["max"]:
-                failures.append(f"{p['name']}: {metric}={value:.3f} is above {bounds['max']}")
-    gain, ratio = evidence.get("finetune_task_exact_gain"), evidence.get("finetune_regression_ppl_ratio")
-    if gain is None or gain < TASK_GAIN_MIN:
-        failures.append(f"task exact-match gain over the base is {gain} (needs >= {TASK_GAIN_MIN}, as evidence)")
-    if ratio is None or ratio > PPL_RATIO_MAX:
-        failures.append(f"regression perplexity tuned/base is {ratio} (needs <= {PPL_RATIO_MAX}, as evidence)")
-    return applied, failures
+def gate_verdict(registry: str, model: str, version: str) -> tuple[list[str], list[str]]:
+    """(policies that apply to a production promotion of `version`, what fails), from the registry's own dry run
+    (POST /v1/promotions/check): the rules, the evidence-only reading and the version scopes are the registry's, not
+    a copy here. A version no policy gates on fine-tuning evidence fails too: passing nothing is not passing."""
+    body = {"object_type": "model", "name": model, "alias": "production", "version": version}
+    status, check = http("POST", f"{registry}/v1/promotions/check", body=body)
+    if status != 200:
+        return [], [f"the registry's dry run answered {status}: {str(check)[:300]}"]
+    failures = list(check["failures"])
+    gated = {r["metric"] for r in check["rules"]}
+    missing = sorted(FINETUNE_METRICS - gated)
+    if missing:
+        skipped = "; ".join(f"{s['policy']}: {s['reason']}" for s in check.get("not_applied", []))
+        failures.append(
+            f"no policy gates this version on {', '.join(missing)} (make finetune creates finetune-gate with the "
+            "admin token)" + (f"; not applied: {skipped}" if skipped else "")
+        )
+    return check["policies"], failures
 
 
 def mlflow_run(url: str, run_id: str, user: str, password: str) -> tuple[int, Any]:
@@ -100,12 +89,12 @@ def loop_part(report: Report, model: str, registry: str | None, mlflow: str | No
     tuned = [v for v in versions or [] if (v.get("tags") or {}).get("finetuned") == "true"] if status == 200 else []
     if not report.check(
         bool(tuned),
-        f"{model} has fine-tuned versions (tag finetuned=true): {[v['version'] for v in tuned]}",
+        f"{model} has fine-tuned versions (finetuned=true, derived by the registry from the training lineage): "
+        f"{[v['version'] for v in tuned]}",
         "run module 9's step 1: make finetune ARGS=...",
     ):
         return
-    _, policies = http("GET", f"{registry}/v1/policies")
-    verdicts = {v["version"]: gate_failures(v, policies or [], model) for v in tuned}
+    verdicts = {v["version"]: gate_verdict(registry, model, str(v["version"])) for v in tuned}
     for v in tuned:
         applied, failures = verdicts[v["version"]]
         report.info(

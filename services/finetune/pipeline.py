@@ -270,8 +270,9 @@ def _register(
         if settings.admin_token:
             with RegistryClient(base, settings.admin_token.get_secret_value(), timeout_s=60) as admin:
                 gate_created = R.ensure_gate(admin, settings.model_name)
+        # No `finetuned` tag: the registry derives it from the `training` dataset below (a registrant cannot set it,
+        # so finetune-gate's scope cannot be escaped by leaving it out).
         tags = {
-            "finetuned": "true",
             "training_run_id": run_id,
             "base_artifact": settings.base_artifact_uri,
             "dataset_sha256": dataset_sha,

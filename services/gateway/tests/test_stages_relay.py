@@ -198,3 +198,18 @@ async def test_emit_drops_an_event_that_breaks_the_schema_but_still_settles(monk
     await settle.finish(f.context(), 200, None)
     assert limiter.settled and limiter.writes == [] and emitter.buffered == []
     assert f.sample(m, "llmops_gateway_trace_events_dropped_total") == 1
+
+
+@pytest.mark.parametrize(("sent", "reported"), [("12", "12"), (None, "7"), ("not a version!", "7")])
+async def test_the_version_that_answered_is_the_deployments_own(sent: str | None, reported: str) -> None:
+    """A canary deployment serving the challenger beside production: its x-model-version is what the answer and the
+    trace event report, not the registry's production version (7 here); no header, or a malformed one: 7."""
+    limiter, m = f.Limiter(), f.metrics()
+    headers = {"x-model-version": sent} if sent is not None else {}
+    ctx = f.context(up=f.upstream(f.Response(body=orjson.dumps(_ANSWER), headers=headers)))
+    settle = Settle(limiter, m, Emit(f.Emitter(), m, lambda model: "7"))  # type: ignore[arg-type]
+    relay = Relay(m, None, 1 << 20, settle.finish, Background(), lambda model: "7")
+    answer = await _whole(relay, ctx)
+    assert answer.headers["x-llmops-model-version"] == reported
+    ((_, fields),) = limiter.writes
+    assert orjson.loads(fields["event"])["model_version"] == reported

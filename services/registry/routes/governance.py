@@ -21,7 +21,9 @@ from services.registry.schemas import (
     PrincipalRequest,
     PrincipalState,
     Promotion,
+    PromotionCheck,
     PromotionCreate,
+    PromotionTarget,
     RoleChange,
     WhoAmI,
 )
@@ -36,6 +38,14 @@ PrincipalRequestId = Annotated[str, Path(pattern=r"^prq_[0-9a-f]{16}$", descript
 async def request_promotion(body: PromotionCreate, svc: Svc, who: Annotated[Principal, Depends(member)]) -> Any:
     """Ask for an alias to move to a version; the answer shows which policies apply and whether they pass."""
     return await call(svc.promotions.create, who, body)
+
+
+@router.post("/promotions/check", response_model=PromotionCheck, tags=["promotions"])
+async def check_promotion(body: PromotionTarget, svc: Svc, _: Annotated[Principal, Depends(reader)]) -> Any:
+    """Dry run: which policies would gate moving `alias` to `version`, and what each of their rules says of the
+    version's eval evidence now. Creates no request and changes nothing (a reader may ask, as for the policies and
+    the version themselves); the approval evaluates the same rules again when it happens."""
+    return await call(svc.promotions.dry_run, body)
 
 
 @router.get("/promotions", response_model=list[Promotion], tags=["promotions"])
