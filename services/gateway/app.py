@@ -131,7 +131,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             max_response_bytes=settings.max_response_bytes,
             context_tokens=(settings.guardrails_token.get_secret_value(),) if settings.guardrails_token else (),
             cache=ResponseCache(
-                redis, settings.redis_prefix, metrics, settings.cache_team_bytes_max, checked=guard is not None
+                redis,
+                settings.redis_prefix,
+                metrics,
+                settings.cache_team_bytes_max,
+                checked=guard is not None,
+                semantic_quantized=settings.cache_semantic_int8,
+                semantic_remembered=settings.cache_semantic_embeddings,
             )
             if settings.cache_enabled
             else None,

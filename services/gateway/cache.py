@@ -115,12 +115,15 @@ class ResponseCache:
     metrics: GatewayMetrics
     team_max_bytes: int
     checked: bool
+    semantic_quantized: bool = True  # the semantic layer's encoder is the int8 one
+    semantic_remembered: int = 4096  # vectors the semantic layer keeps by wording (0: none)
     _store: Any = field(init=False, repr=False)
     semantic: SemanticIndex = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._store = self.redis.register_script(_STORE)
-        self.semantic = SemanticIndex(self.redis, self.metrics)  # its encoder loads on a semantic route's first use
+        # Its encoder loads on a semantic route's first use.
+        self.semantic = SemanticIndex(self.redis, self.metrics, self.semantic_quantized, self.semantic_remembered)
 
     def _team(self, team: str) -> str:
         return f"{self.prefix}:{{t:{team}}}:cache"

@@ -7,11 +7,18 @@ flag, and the input check runs before it. What it adds, and what makes it safe:
   everything else (system prompt, earlier turns, every parameter, the model version, the team) is hashed into the
   context the question is indexed under. A question is only ever compared with questions asked in the very same
   context, so a hit never crosses teams, versions, prompts or parameters.
-- the text is embedded with all-MiniLM-L6-v2 (llmops_common.minilm_onnx, ONNX Runtime), loaded on first use only
-  (a gateway whose routes never enable the layer never imports it), run on one worker thread off the event loop.
-  A text longer than the encoder's window (256 word pieces) is not embedded: the encoder would see only its head,
-  and two questions that differ after it would look identical.
-- a hit needs cosine similarity >= the route's `cache.semantic.threshold` AND passes two lexical guards: the same
+- the text is embedded with all-MiniLM-L6-v2 (llmops_common.minilm_onnx, ONNX Runtime), by default its int8 copy
+  (GATEWAY_CACHE_SEMANTIC_INT8: 2 to 2.5x less CPU per question than the float graph; the default threshold is
+  calibrated for it, bench/semantic_cache_threshold.py), loaded on first use only (a gateway whose routes never
+  enable the layer never imports it), run on one worker thread off the event loop. The encoder's name is part of
+  the context a question is indexed under, so vectors of two encoders are never compared. A text longer than the
+  encoder's window (256 word pieces) is not embedded: the encoder would see only its head, and two questions that
+  differ after it would look identical.
+- the vectors of the last questions embedded are remembered per process (GATEWAY_CACHE_SEMANTIC_EMBEDDINGS, keyed by
+  the word pieces the encoder reads, so "How do I X?" and "how do i x ?" share one): a wording asked again costs a
+  tokenisation (tens of microseconds, on the loop for a short text) instead of an encoder run (milliseconds).
+- a hit needs cosine similarity >= the route's `cache.semantic.threshold` (unset: the encoder's calibrated default,
+  routes_config.SEMANTIC_THRESHOLDS) AND passes two lexical guards: the same
   numbers in both texts ("12 times 12" vs "12 times 13" embed almost alike; their answers differ), and not the
   same words in another order ("a string to an integer" vs "an integer to a string": 0.997 with this encoder).
 - vectors live in Redis beside the entries, under the team's hash tag (so replicas share them): one hash per
@@ -34,6 +41,7 @@ import hashlib
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,13 +54,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.routes_config import SemanticCacheFields
+from services.gateway.routes_config import SEMANTIC_THRESHOLDS, SemanticCacheFields
 
 log = logging.getLogger("gateway.semantic_cache")
 _INDEX = (Path(__file__).parent / "lua" / "semantic_index.lua").read_text()
 _MAX_PURGE = 64  # bounds one index script's work
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _WORD = re.compile(r"\w+")
+# Texts up to this long are tokenised on the event loop (a remembered vector then needs no thread hop): tens of us.
+_LOOP_TOKENISE_CHARS = 1024
 
 
 class Encoder(Protocol):
@@ -62,29 +72,37 @@ class Encoder(Protocol):
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
-    def count_tokens(self, text: str) -> int: ...
+    def tokens(self, text: str) -> tuple[int, ...]:
+        """The word pieces the encoder reads for `text` (special tokens excluded): the window check and the key of
+        a remembered vector (same pieces, same vector)."""
+        ...
+
+
+def encoder_name(quantized: bool) -> str:
+    """What the index records vectors under: a vector is only compared with vectors of the same encoder."""
+    return "all-MiniLM-L6-v2" + ("+int8" if quantized else "")
 
 
 class _MiniLM:
-    """all-MiniLM-L6-v2 on ONNX Runtime, with the token count the window check needs."""
+    """all-MiniLM-L6-v2 on ONNX Runtime, with the word pieces the window check and the remembered vectors need."""
 
-    def __init__(self) -> None:
+    def __init__(self, quantized: bool) -> None:
         from llmops_common.minilm_onnx import MiniLMEncoder  # late: only gateways that enable the layer load it
 
-        self._encoder = MiniLMEncoder(threads=1, batch_size=1)
+        self._encoder = MiniLMEncoder(threads=1, batch_size=1, quantized=quantized)
         self.max_seq_length = self._encoder.max_seq_length
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self._encoder.encode(texts)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._encoder.tokenizer.encode(text).ids)
+    def tokens(self, text: str) -> tuple[int, ...]:
+        return tuple(self._encoder.tokenizer.encode(text, add_special_tokens=False).ids)
 
 
 @functools.cache
-def shared_encoder() -> Encoder:
-    """One encoder per process, whatever number of caches use it (an ONNX Runtime session is safe across threads)."""
-    return _MiniLM()
+def shared_encoder(quantized: bool = True) -> Encoder:
+    """One encoder per process and kind, whatever number of caches use it (a session is safe across threads)."""
+    return _MiniLM(quantized)
 
 
 def question(payload: dict[str, Any]) -> tuple[str, list[Any]] | None:
@@ -166,8 +184,11 @@ class SemanticIndex:
 
     redis: Redis
     metrics: GatewayMetrics
-    encoder_factory: Callable[[], Encoder] = shared_encoder
+    quantized: bool = True  # the int8 encoder (GATEWAY_CACHE_SEMANTIC_INT8)
+    remembered: int = 4096  # vectors kept per process, by word pieces (GATEWAY_CACHE_SEMANTIC_EMBEDDINGS; 0: none)
+    encoder_factory: Callable[[], Encoder] | None = None  # None: the shared all-MiniLM-L6-v2 of `quantized`
     _encoder: Encoder | None = field(default=None, init=False, repr=False)
+    _vectors: OrderedDict[tuple[int, ...], np.ndarray] = field(default_factory=OrderedDict, init=False, repr=False)
     _loading: asyncio.Future[Encoder | None] | None = field(default=None, init=False, repr=False)
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _pending: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
@@ -190,30 +211,50 @@ class SemanticIndex:
     def _load(self) -> Encoder | None:
         started = time.perf_counter()
         try:
-            encoder: Encoder = self.encoder_factory()
+            factory = self.encoder_factory or functools.partial(shared_encoder, self.quantized)
+            encoder: Encoder = factory()
         except Exception as exc:  # a missing package or model file: the gateway keeps serving, without this layer
             log.error("semantic cache encoder failed to load; semantic lookups miss", extra={"error": str(exc)})
             return None
         log.info("semantic cache encoder loaded", extra={"seconds": round(time.perf_counter() - started, 3)})
         return encoder
 
-    def _embed(self, encoder: Encoder, text: str) -> np.ndarray | None:
-        if encoder.count_tokens(text) > encoder.max_seq_length - 2:  # [CLS] and [SEP] take two places
-            return None
-        return np.asarray(encoder.encode([text])[0], dtype=np.float32)
+    @staticmethod
+    def _embed(
+        encoder: Encoder, text: str, pieces: tuple[int, ...] | None
+    ) -> tuple[tuple[int, ...], np.ndarray | None]:
+        """(the text's word pieces, its vector; None when it is longer than the encoder's window)."""
+        if pieces is None:
+            pieces = encoder.tokens(text)
+        if len(pieces) > encoder.max_seq_length - 2:  # [CLS] and [SEP] take two places
+            return pieces, None
+        return pieces, np.asarray(encoder.encode([text])[0], dtype=np.float32)
 
     async def _vector(self, text: str) -> np.ndarray | None:
         """The text's unit vector; None when the encoder is unavailable, the text too long, or encoding failed."""
         encoder = await self.encoder()
         if encoder is None:
             return None
-        started = time.perf_counter()
+        pieces: tuple[int, ...] | None = None
         try:
-            vector = await asyncio.get_running_loop().run_in_executor(self._pool, self._embed, encoder, text)
+            if self.remembered and len(text) <= _LOOP_TOKENISE_CHARS:
+                pieces = encoder.tokens(text)
+                if (known := self._vectors.get(pieces)) is not None:
+                    self._vectors.move_to_end(pieces)
+                    return known
+            started = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            read, vector = await loop.run_in_executor(self._pool, self._embed, encoder, text, pieces)
         except Exception as exc:  # an encoder failure is a miss, never a failed request
             log.warning("semantic cache embedding failed; served as a miss", extra={"error": str(exc)})
             return None
+        if vector is None:
+            return None
         self.metrics.cache_embed_seconds.observe(time.perf_counter() - started)
+        if self.remembered:
+            self._vectors[read] = vector
+            if len(self._vectors) > self.remembered:
+                self._vectors.popitem(last=False)
         return vector
 
     def _task(self, work: Any) -> asyncio.Task[np.ndarray | None]:
@@ -233,7 +274,7 @@ class SemanticIndex:
         if asked is None:
             return None
         text, blanked = asked
-        context = dict(material, body=dict(body, messages=blanked))
+        context = dict(material, body=dict(body, messages=blanked), encoder=encoder_name(self.quantized))
         space = hashlib.sha256(orjson.dumps(head, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
         ctx = hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
         return Probe(
@@ -241,7 +282,9 @@ class SemanticIndex:
             context=f"{team_base}:v:{ctx}",
             fingerprint=fingerprint(text),
             vector=self._task(self._vector(text)),
-            threshold=policy.threshold,
+            threshold=SEMANTIC_THRESHOLDS["int8" if self.quantized else "float"]
+            if policy.threshold is None
+            else policy.threshold,
         )
 
     async def lookup(self, probe: Probe, model: str) -> SemanticMatch | None:

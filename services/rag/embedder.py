@@ -9,9 +9,9 @@ Ingestion speed (issue 17): texts are tokenised once, sorted by their token coun
 padded only to its own longest text (a batch of short chunks no longer pays for a long one's padding). Batches run
 on a small pool of ONNX Runtime sessions (`workers`, each with `threads` intra-op threads), so several cores embed
 at once; a query takes one free session and waits for one batch at most, never for a whole ingestion step.
-`quantized=True` runs an int8 copy of the graph (ONNX Runtime's dynamic quantisation of the packaged weights, made
-once and cached beside the float graph): faster on CPUs, at a retrieval-quality cost measured by
-bench/rag_embed_speed.py. The float path gives the same vectors as before (tested).
+`quantized=True` runs an int8 copy of the graph (llmops_common.minilm_onnx.ensure_quantized: ONNX Runtime's dynamic
+quantisation of the packaged weights, made once and cached beside the float graph): faster on CPUs, at a
+retrieval-quality cost measured by bench/rag_embed_speed.py. The float path gives the same vectors as before (tested).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import importlib.metadata
 import logging
 import os
 import queue
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,13 +27,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from llmops_common.minilm_onnx import MODEL_NAME, PACKAGE, MiniLMEncoder, default_cache_dir, ensure_onnx
+from llmops_common.minilm_onnx import (
+    MODEL_NAME,
+    PACKAGE,
+    MiniLMEncoder,
+    default_cache_dir,
+    ensure_onnx,
+    ensure_quantized,
+)
 
 # "onnx" is the only runtime; "auto" stays accepted so existing settings keep meaning the same thing.
 Backend = Literal["auto", "onnx"]
 DEFAULT_CACHE = default_cache_dir()
-# Part of the int8 file's name: bump it when the quantisation settings below change, so old files are not reused.
-QUANT_VERSION = 1
 
 log = logging.getLogger("rag.embedder")
 
@@ -45,32 +49,6 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def ensure_quantized(float_graph: Path) -> Path:
-    """The int8 copy of `float_graph` (ONNX Runtime dynamic quantisation: int8 weights, activations quantised per
-    call), made once beside it and reused; written to a temp file and renamed, as the float graph is."""
-    path = float_graph.with_name(f"{float_graph.stem}-int8-q{QUANT_VERSION}.onnx")
-    if path.exists():
-        return path
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    log.info("quantising the embedding model to int8 (once)", extra={"path": str(path)})
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # Only the MatMuls: that is where the time goes; the embedding tables stay float (their Gather is cheap).
-        # Per-channel weight scales: per-tensor ones gave vectors at cosine 0.944 to the float model's on the dev
-        # corpus, per-channel ones 0.994 (the MatMuls of two activations, Q.K and attention.V, stay float either way).
-        quantize_dynamic(
-            float_graph, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True
-        )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 class Embedder:

@@ -20,7 +20,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from services.rag import local_sparse
+from services.rag import local_dense, local_sparse
 from services.rag.fusion import RRF_K, qdrant_k
 from services.rag.sparse import SparseVec
 
@@ -99,6 +99,7 @@ class VectorStore:
             )
         else:
             local_sparse.install()  # local mode's sparse scoring is a Python loop; see local_sparse.py
+            local_dense.install()  # and its dense scoring converts the matrix to float64 per query; local_dense.py
         self._path = path
         # Local mode is plain Python state shared by request threads; a server handles its own concurrency.
         self._lock: threading.RLock | None = threading.RLock() if not url else None

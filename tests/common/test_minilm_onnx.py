@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
+from llmops_common import minilm_onnx
 from llmops_common.minilm_onnx import OPSET, MiniLMEncoder, build_graph, ensure_onnx, packaged_model_dir
 from tests.common.minilm_sentences import FIXTURE_TEXTS, LONG
 
@@ -98,3 +99,22 @@ def test_no_pytorch_is_imported(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'libs'}"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_int8_encoder_is_close_to_the_float_one_and_needs_no_writable_cache(
+    tmp_path: Path, encoder: MiniLMEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`quantized=True` (the gateway's semantic cache): an int8 graph made once beside the float one; with a cache
+    it cannot write, it is quantised in a temp folder instead of failing."""
+    int8 = MiniLMEncoder(cache_dir=tmp_path / "cache", batch_size=3, quantized=True)
+    assert len(list((tmp_path / "cache").glob("*-int8-*.onnx"))) == 1
+    q, f = int8.encode(FIXTURE_TEXTS), encoder.encode(FIXTURE_TEXTS)
+    cosines = (q * f).sum(axis=1)
+    assert float(cosines.min()) > 0.97 and float(np.abs(q - f).max()) > 1e-4  # close, but really another model
+
+    def read_only(*_: object) -> Path:
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(minilm_onnx, "ensure_onnx", read_only)  # what a locked-down container's cache does
+    in_memory = MiniLMEncoder(cache_dir=tmp_path / "unused", batch_size=3, quantized=True)
+    assert float(np.abs(in_memory.encode(FIXTURE_TEXTS) - q).max()) < 1e-5
