@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,17 +203,23 @@ def ensure_onnx(model_dir: Path, cache_dir: Path) -> Path:
     log.info("building the embedding model's ONNX graph from its weights (once)", extra={"path": str(path)})
     model = build_graph(model_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # Two processes building at once each write their own temp file; the last rename wins, never a half file.
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=cache_dir)
+    data = model.SerializeToString()
+    _write_atomically(path, lambda tmp: Path(tmp).write_bytes(data))
+    return path
+
+
+def _write_atomically(path: Path, write: Callable[[str], object]) -> None:
+    """`write(tmp)` fills a temp file beside `path`, which is then renamed over it: two processes building at once
+    each write their own temp file, the last rename wins, and no reader ever sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(model.SerializeToString())
+        write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; other users of the cache (an image's app user) must read it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def ensure_quantized(float_graph: Path) -> Path:
@@ -225,20 +231,15 @@ def ensure_quantized(float_graph: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     log.info("quantising the embedding model to int8 (once)", extra={"path": str(path)})
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # Only the MatMuls: that is where the time goes; the embedding tables stay float (their Gather is cheap).
-        # Per-channel weight scales: per-tensor ones gave vectors at cosine 0.944 to the float model's on the RAG dev
-        # corpus, per-channel ones 0.994 (the MatMuls of two activations, Q.K and attention.V, stay float either way).
-        quantize_dynamic(
+    # Only the MatMuls: that is where the time goes; the embedding tables stay float (their Gather is cheap).
+    # Per-channel weight scales: per-tensor ones gave vectors at cosine 0.944 to the float model's on the RAG dev
+    # corpus, per-channel ones 0.994 (the MatMuls of two activations, Q.K and attention.V, stay float either way).
+    _write_atomically(
+        path,
+        lambda tmp: quantize_dynamic(
             float_graph, tmp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True
-        )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        ),
+    )
     return path
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from services.rag.local_sparse import TESTED_VERSIONS, _package_version
+from services.rag.local_patch import replace_local_function
 
 log = logging.getLogger("rag.local_dense")
 
@@ -35,15 +35,4 @@ class Float32Distance:
 
 def install() -> bool:
     """Score dense queries in float32 in qdrant-client's local mode; False when this qdrant-client is untested."""
-    import qdrant_client
-    from qdrant_client.local import local_collection
-
-    version = getattr(qdrant_client, "__version__", None) or _package_version()
-    current = local_collection.calculate_distance
-    if isinstance(current, Float32Distance):
-        return True
-    if not any(version.startswith(prefix) for prefix in TESTED_VERSIONS):
-        log.warning("local-mode dense scoring left as is", extra={"qdrant_client": version})
-        return False
-    local_collection.calculate_distance = Float32Distance(current)
-    return True
+    return replace_local_function("calculate_distance", Float32Distance, log, "local-mode dense scoring")

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-TESTED_VERSIONS = ("1.20.",)
+from services.rag.local_patch import replace_local_function
+
 SMALL = 256  # below this many vectors the original loop is as fast and needs no index
 log = logging.getLogger("rag.local_sparse")
 
@@ -94,21 +95,4 @@ class InvertedSparseScorer:
 
 def install() -> bool:
     """Use the inverted scorer in qdrant-client's local mode; False when this qdrant-client is not one we tested."""
-    import qdrant_client
-    from qdrant_client.local import local_collection
-
-    version = getattr(qdrant_client, "__version__", None) or _package_version()
-    current = local_collection.calculate_distance_sparse
-    if isinstance(current, InvertedSparseScorer):
-        return True
-    if not any(version.startswith(prefix) for prefix in TESTED_VERSIONS):
-        log.warning("local-mode sparse scoring left as is", extra={"qdrant_client": version})
-        return False
-    local_collection.calculate_distance_sparse = InvertedSparseScorer(current)
-    return True
-
-
-def _package_version() -> str:
-    import importlib.metadata
-
-    return importlib.metadata.version("qdrant-client")
+    return replace_local_function("calculate_distance_sparse", InvertedSparseScorer, log, "local-mode sparse scoring")
