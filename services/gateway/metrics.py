@@ -186,7 +186,8 @@ class GatewayMetrics:
         )
         self.cache_stores = Counter(
             "llmops_gateway_cache_stores_total",
-            "Answers offered to the response cache, by model and outcome (stored|too_large|team_full|unchecked|error).",
+            "Answers offered to the response cache, by model and outcome "
+            "(stored|too_large|team_full|unchecked|other_version|error).",
             ["model", "outcome"],
             registry=registry,
         )

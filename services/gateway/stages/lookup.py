@@ -28,7 +28,7 @@ from services.gateway.requests import ClientRequest
 from services.gateway.routes_config import CacheFields
 from services.gateway.routing import ModelRoute
 from services.gateway.stages.base import Answer, Background, Completed, RequestContext, Streaming
-from services.gateway.stages.emit import Versions
+from services.gateway.stages.emit import Versions, answered_version
 from services.gateway.stages.relay import Finish
 
 
@@ -134,6 +134,11 @@ class CacheLookup:
         ):
             # An answer the output check could not vouch for is relayed once, never reused.
             self.metrics.cache_stores.labels(ctx.req.model, "unchecked").inc()
+            return
+        if (production := self.version(ctx.req.model)) and answered_version(ctx, self.version) != production:
+            # A canary deployment's answer (another version of the model): the key names production's version, so
+            # storing it would serve the challenger's words to every later caller as production's.
+            self.metrics.cache_stores.labels(ctx.req.model, "other_version").inc()
             return
         deployment = ctx.up.deployment.name if ctx.up else None
         verdict = output.as_event() if output is not None else None

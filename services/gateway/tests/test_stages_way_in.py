@@ -237,6 +237,22 @@ async def test_cache_never_stores_an_unvouched_answer_or_a_refusal() -> None:
     assert cache.stored == []
 
 
+@pytest.mark.parametrize(("answered", "stored"), [("7", 1), ("8", 0), (None, 1)])
+async def test_cache_stores_only_the_production_versions_answer(answered: str | None, stored: int) -> None:
+    """Under a canary the challenger's deployment (x-model-version 8) answers some requests; the key names the
+    registry's production version (7), so only production's answers (or a deployment that names none) are stored."""
+    cache, background = _Cache(), Background()
+    stage = CacheLookup(cache, f.metrics(), lambda model: "7", f.Finish(), background, True)  # type: ignore[arg-type]
+    headers = {"x-model-version": answered} if answered is not None else {}
+    ctx = f.context(f.request(temperature=0), f.route(_ON), up=f.upstream(f.Response(body=b"{}", headers=headers)))
+    assert await stage.pre(ctx) is None
+    ctx.verdicts.append(Verdict("output", "allow"))
+    ctx.response_text.append("hi")
+    stage.post(ctx, Completed(200, b"{}", {}))
+    await background.drain()
+    assert len(cache.stored) == stored
+
+
 async def test_cache_leaves_a_sampled_request_alone() -> None:
     stage = _lookup(_Cache(_HIT), f.Finish(), Background())
     ctx = f.context(f.request(temperature=0.7), f.route(_ON))
