@@ -13,9 +13,9 @@ from services.registry import policy_check
 from services.registry.auth import Principal
 from services.registry.context import Context
 from services.registry.errors import RegistryError
+from services.registry.governance_schemas import PolicyCreate, PromotionCreate, PromotionTarget
 from services.registry.models import ModelService
 from services.registry.prompts import PromptService
-from services.registry.schemas import PolicyCreate, PromotionCreate, PromotionTarget
 from services.registry.store import policies, promotions
 
 

@@ -30,9 +30,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.registry.app import build_services
 from services.registry.auth import Principal, Role
 from services.registry.errors import RegistryError
+from services.registry.governance_schemas import PolicyCreate
 from services.registry.metrics import RegistryMetrics
 from services.registry.routes.deps import Services
-from services.registry.schemas import ModelVersionCreate, PolicyCreate, PromptVersionCreate
+from services.registry.schemas import ModelVersionCreate, PromptVersionCreate
 from services.registry.settings import RegistrySettings
 
 SEED = Principal("system:seed", Role.admin)

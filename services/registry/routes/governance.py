@@ -7,9 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from services.registry.auth import Principal
-from services.registry.routes.deps import Services, admin, call, get_services, member, reader, reviewer
-from services.registry.schemas import (
-    NAME_PATTERN,
+from services.registry.governance_schemas import (
     AuditEntry,
     AuditVerify,
     Decision,
@@ -27,6 +25,8 @@ from services.registry.schemas import (
     RoleChange,
     WhoAmI,
 )
+from services.registry.routes.deps import Services, admin, call, get_services, member, reader, reviewer
+from services.registry.schemas import NAME_PATTERN
 
 router = APIRouter(prefix="/v1")
 Svc = Annotated[Services, Depends(get_services)]

@@ -13,9 +13,10 @@ from sqlalchemy import create_engine, text
 from services.registry.app import build_services
 from services.registry.auth import Principal, Role
 from services.registry.errors import RegistryError
+from services.registry.governance_schemas import PromotionCreate
 from services.registry.metrics import RegistryMetrics
 from services.registry.routes.deps import Services
-from services.registry.schemas import ModelVersionCreate, PromotionCreate
+from services.registry.schemas import ModelVersionCreate
 from services.registry.seed import MODEL_NAME, RAG_ANSWER_NAME, RAG_PROMPT_NAME, seed
 from services.registry.settings import RegistrySettings
 from services.registry.tests.conftest import ADMIN_TOKEN, MLFLOW_ADMIN, Caller, RegistryServer, unique
