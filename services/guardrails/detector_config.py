@@ -58,7 +58,11 @@ class InjectionPolicy(DetectorPolicy):
         True,
         description="Input mode: also find plainly harmful requests (weapons, violence, hard drugs, fraud, breaking "
         "into others' accounts, self-harm, hate, abuse of children) as category `harmful_request`; "
-        "`actions: {harmful_request: flag}` flags instead of applying `action`.",
+        "`actions: {harmful_request: flag}` flags instead of applying `action`. Rules, and the artifact's "
+        "learned harmful-request model when it has one and `use_model` is on.",
+    )
+    harmful_threshold: float | None = Field(
+        None, ge=0, le=1, description="null: the artifact's harmful-request threshold (higher flags fewer)."
     )
 
 
