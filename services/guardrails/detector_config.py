@@ -64,6 +64,14 @@ class InjectionPolicy(DetectorPolicy):
     harmful_threshold: float | None = Field(
         None, ge=0, le=1, description="null: the artifact's harmful-request threshold (higher flags fewer)."
     )
+    harmful_model_roles: list[Literal["system", "developer", "user", "assistant"]] = Field(
+        default_factory=lambda: ["user"],
+        description="Chat roles whose messages the learned harmful-request model reads (a single `text` check is "
+        "always read). Default: the end user's own words only. System and developer messages are the "
+        "application's template (instructions, often naming the harms to refuse), assistant turns the model's; "
+        "the model was fitted on requests and is not calibrated on them. The harmful-request rules still read "
+        "every input-mode message.",
+    )
 
 
 class PiiPolicy(DetectorPolicy):

@@ -159,7 +159,7 @@ class InjectionDetector:
                 start, end = all_views[0].span(hit.start, hit.end)
                 findings.append(Finding(self.name, hit.rule.category, start, end, hit.rule.score,
                                         f"rule {hit.rule.name}: {hit.rule.reason}"))  # fmt: skip
-            elif model.harmful is not None and config.get("use_model", True):
+            elif model.harmful is not None and config.get("use_model", True) and _user_words(inp, config):
                 harmful_threshold = float(config.get("harmful_threshold") or model.harmful.threshold)
                 found = self._harmful_finding(model, all_views[0], harmful_threshold, memo)
                 if found is not None:
@@ -213,6 +213,13 @@ class _Memo:
         if key not in self.views:
             self.views[key] = collapsed_view(view)
         return self.views[key]
+
+
+def _user_words(inp: CheckInput, config: dict[str, Any]) -> bool:
+    """Whether the learned harmful-request model reads this text: a single-text check (what a user sends), or
+    a message of a role the policy names (default: `user`). An application's system template is its own
+    instructions, not a request for help, and RAG's passages are content (never read here at all)."""
+    return inp.role is None or inp.role in config.get("harmful_model_roles", ("user",))
 
 
 def _window_span(flat: View, window_index: int, count: int) -> tuple[int, int]:
