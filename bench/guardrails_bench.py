@@ -42,6 +42,7 @@ from bench.guardrails_detection import (  # noqa: E402
     loso_quality,
 )
 from bench.guardrails_peer import previous_loso  # noqa: E402
+from bench.guardrails_rag import rag_markdown, rag_requests  # noqa: E402
 from services.guardrails.checker import Checker  # noqa: E402
 from services.guardrails.detectors.base import CheckInput  # noqa: E402
 from services.guardrails.detectors.injection import InjectionDetector  # noqa: E402
@@ -58,6 +59,7 @@ HTTP_TOKEN = "bench-guardrails-token"
 STAGES = (
     "injection",
     "injection_deployed",
+    "rag_requests",
     "injection_latency",
     "pii",
     "pii_synthetic",
@@ -359,9 +361,11 @@ def markdown(r: dict[str, Any]) -> str:
         *_stage_runs(r),
         *issue_table(r, RESULTS),
         *detection_markdown({**r["injection"], **_ran(r, "injection_deployed")}),
-        "## Injection detector alone, in process, 1,000 characters",
-        "",
     ]
+    lines += rag_markdown(r["rag_requests"]) if _ran(r, "rag_requests") else [
+        "## The platform's own RAG requests, as the gateway checks them", "", *_skipped(r, "rag_requests")
+    ]  # fmt: skip
+    lines += ["## Injection detector alone, in process, 1,000 characters", ""]
     if _ran(r, "injection_latency"):
         lines += ["| mode | n | p50 ms | p99 ms | checks/s (one thread) |", "|---|---|---|---|---|"]
         lines += [
@@ -472,6 +476,7 @@ def main() -> None:
             "loso": loso_quality(shared_datasets_dir(), args.cache_dir, peer_venv, JAILGUARD_MODEL_DIR, peer_before)
         },
         "injection_deployed": lambda: {"deployed_benign": deployed_shares(detector), "evasion": evasion(detector)},
+        "rag_requests": lambda: rag_requests(checker, policies.resolve(None, None)),
         "injection_latency": lambda: injection_latency(checker),
         "pii": lambda: pii_quality(checker),
         "pii_synthetic": lambda: synthetic_pii(checker),
