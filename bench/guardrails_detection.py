@@ -243,7 +243,11 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
         "training/harmful.py): its stricter threshold rule (0.5 % per benign source, 1 % overall) and 16 of its "
         "ordinary hand-written pairs (defensive security) came after seeing cyberseceval-frr flagged held out "
         "(2.6 %, then 1.1 %): that row is not blind to it; its 20 refusal instructions (ordinary side) came after "
-        "a safety system prompt of ours was blocked.",
+        "a safety system prompt of ours was blocked; its engineering hard negatives (60 ML/ops questions, 26 "
+        "'promote'/'production'/serving acts) came after it blocked the platform's docs question 'How are models "
+        "promoted to production?', and dropping four harmful 'promote' pairs beside them was chosen after seeing "
+        "cyberseceval-frr held out (0.76 % vs 0.48 % flagged by the model alone). It reads user messages only "
+        "in a chat request; here each text is read as a user's.",
         "",
     ]
     lines += [
