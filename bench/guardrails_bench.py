@@ -41,6 +41,8 @@ from bench.guardrails_detection import (  # noqa: E402
     issue_table,
     loso_quality,
 )
+from bench.guardrails_peer import previous_loso  # noqa: E402
+from bench.guardrails_rag import rag_markdown, rag_requests  # noqa: E402
 from services.guardrails.checker import Checker  # noqa: E402
 from services.guardrails.detectors.base import CheckInput  # noqa: E402
 from services.guardrails.detectors.injection import InjectionDetector  # noqa: E402
@@ -57,6 +59,7 @@ HTTP_TOKEN = "bench-guardrails-token"
 STAGES = (
     "injection",
     "injection_deployed",
+    "rag_requests",
     "injection_latency",
     "pii",
     "pii_synthetic",
@@ -358,9 +361,11 @@ def markdown(r: dict[str, Any]) -> str:
         *_stage_runs(r),
         *issue_table(r, RESULTS),
         *detection_markdown({**r["injection"], **_ran(r, "injection_deployed")}),
-        "## Injection detector alone, in process, 1,000 characters",
-        "",
     ]
+    lines += rag_markdown(r["rag_requests"]) if _ran(r, "rag_requests") else [
+        "## The platform's own RAG requests, as the gateway checks them", "", *_skipped(r, "rag_requests")
+    ]  # fmt: skip
+    lines += ["## Injection detector alone, in process, 1,000 characters", ""]
     if _ran(r, "injection_latency"):
         lines += ["| mode | n | p50 ms | p99 ms | checks/s (one thread) |", "|---|---|---|---|---|"]
         lines += [
@@ -405,6 +410,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-peer", action="store_true", help="do not run jailguard")
+    parser.add_argument(
+        "--peer-from-previous",
+        action="store_true",
+        help="with --skip-peer: carry jailguard's side-by-side figures from the committed results (same sample)",
+    )
     parser.add_argument("--resume", action="store_true", help="reuse the stages a failed run left behind")
     parser.add_argument("--cache-dir", type=Path, default=None, help="memoise features (faster reruns)")
     parser.add_argument(
@@ -456,14 +466,17 @@ def main() -> None:
         results["stage_runs"] = {
             k: old_runs.get(k, {"run": "an earlier run (--resume)"}) for k in STAGES if k in results
         }
+    # --peer-from-previous: jailguard's figures carried from the results file this run replaces (no jailguard here).
+    peer_before = previous_loso(RESULTS / "guardrails_results.json") if args.peer_from_previous else None
     text_1k = sample_text(1000, benign_pool(), random.Random(3))
     stages = {
         # Two stages, each kept on disk when done: on a loaded machine the leave-one-source-out part (with
         # the peer) is worth keeping even when the shipped detector's pass over 60,000 texts does not finish.
         "injection": lambda: {
-            "loso": loso_quality(shared_datasets_dir(), args.cache_dir, peer_venv, JAILGUARD_MODEL_DIR)
+            "loso": loso_quality(shared_datasets_dir(), args.cache_dir, peer_venv, JAILGUARD_MODEL_DIR, peer_before)
         },
         "injection_deployed": lambda: {"deployed_benign": deployed_shares(detector), "evasion": evasion(detector)},
+        "rag_requests": lambda: rag_requests(checker, policies.resolve(None, None)),
         "injection_latency": lambda: injection_latency(checker),
         "pii": lambda: pii_quality(checker),
         "pii_synthetic": lambda: synthetic_pii(checker),

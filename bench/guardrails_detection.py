@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.guardrails_peer import jailguard_scores
+from bench.guardrails_peer import carry_peer_rates, jailguard_scores
 from services.guardrails.detectors.base import CheckInput
 from services.guardrails.training import fit as F
 from services.guardrails.training.evaluate import choose_threshold, loso_report
@@ -106,9 +106,10 @@ def side_by_side(
 
 
 def loso_quality(
-    data_dir: Path, cache_dir: Path | None, peer_venv: Path | None, peer_model_dir: Path
+    data_dir: Path, cache_dir: Path | None, peer_venv: Path | None, peer_model_dir: Path, peer_before: Any = None
 ) -> dict[str, Any]:
-    """The leave-one-source-out table, and the peer on a sample of the same rows (none: --skip-peer)."""
+    """The leave-one-source-out table, and the peer on a sample of the same rows (none: --skip-peer; with
+    `peer_before`, an earlier run's `loso` section, its figures are carried: guardrails_peer.carry_peer_rates)."""
     examples, matrix, rules = prepare(data_dir, cache_dir)
     oof = F.loso_cached(examples, matrix, cache_dir, F.ALPHAS)  # the training run's, when cached
     result: dict[str, Any] = {
@@ -128,6 +129,10 @@ def loso_quality(
     )
     if "scores" in peer:
         result["side_by_side"] = side_by_side(examples, oof, rules, sample, np.asarray(peer.pop("scores")))
+    elif peer_before and "side_by_side" in peer_before:
+        rows = side_by_side(examples, oof, rules, sample, np.zeros(sample.size))
+        result["side_by_side"] = carry_peer_rates(rows, peer_before)
+        peer = {**peer_before["peer"], "carried": "jailguard not run here: its figures are an earlier run's"}
     result["peer"] = peer
     return result
 
@@ -234,7 +239,15 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
         "addressed_to_model rule was written from the technique, but its wording was narrowed after it matched "
         "one Enron e-mail ('Legal Assistant, also effective'): the enron-emails rows are not blind to that "
         "rule. The forbidden-questions note of the harmful rules and the CyberSecEval multilingual note of the "
-        "README still apply.",
+        "README still apply. The harmful-request model (in the `rules` column with the rules, input mode; "
+        "training/harmful.py): its stricter threshold rule (0.5 % per benign source, 1 % overall) and 16 of its "
+        "ordinary hand-written pairs (defensive security) came after seeing cyberseceval-frr flagged held out "
+        "(2.6 %, then 1.1 %): that row is not blind to it; its 20 refusal instructions (ordinary side) came after "
+        "a safety system prompt of ours was blocked; its engineering hard negatives (60 ML/ops questions, 26 "
+        "'promote'/'production'/serving acts) came after it blocked the platform's docs question 'How are models "
+        "promoted to production?', and dropping four harmful 'promote' pairs beside them was chosen after seeing "
+        "cyberseceval-frr held out (0.76 % vs 0.48 % flagged by the model alone). It reads user messages only "
+        "in a chat request; here each text is read as a user's.",
         "",
     ]
     lines += [
@@ -263,6 +276,7 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
             if "scored" in peer
             else ""
         )
+        + (f" {peer['carried']} (run of {peer.get('from_run')}, same sampled rows)." if "carried" in peer else "")
     )
     if "side_by_side" in r["loso"]:
         lines += [

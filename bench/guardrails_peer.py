@@ -226,3 +226,29 @@ if __name__ == "__main__":
     parser.add_argument("--cache-dir", type=Path, required=True, help="where the bench memoised jailguard's scores")
     args = parser.parse_args()
     peer_report(args.cache_dir, Path(__file__).resolve().parent / "results" / "guardrails_peer")
+
+
+def carry_peer_rates(rows: list[dict[str, Any]], previous: dict[str, Any]) -> list[dict[str, Any]]:
+    """The side-by-side rows with jailguard's columns taken from an earlier run (`previous`: that run's
+    `loso` section): for a rerun after a retrain on a machine without jailguard. Its scores depend on the
+    texts only and the sample is fixed by seed, so its figures are what it would score again; ours are
+    re-measured. Rows the earlier run lacks keep no jailguard figures."""
+    old = {(r["source"], r["mode"]): r for r in previous.get("side_by_side", [])}
+    out = []
+    for row in rows:
+        kept = {k: v for k, v in row.items() if not k.startswith("jailguard_")}
+        before = old.get((row["source"], row["mode"]), {})
+        kept |= {k: v for k, v in before.items() if k.startswith("jailguard_")}
+        out.append(kept)
+    return out
+
+
+def previous_loso(path: Path) -> dict[str, Any] | None:
+    """The `loso` section of a results file (the committed one), its peer record naming the run it came from."""
+    if not path.exists():
+        return None
+    kept = json.loads(path.read_text())
+    loso: dict[str, Any] | None = kept.get("injection", {}).get("loso")
+    if loso and "peer" in loso:  # a carried record keeps the run its figures were measured in
+        loso["peer"] = {"from_run": kept.get("date"), **loso["peer"]}
+    return loso

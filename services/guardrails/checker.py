@@ -133,6 +133,17 @@ def redact(text: str, findings: list[Finding]) -> str:
     return Redactor()(text, findings)
 
 
+def chat_items(messages: list[tuple[str, str, bool]], policy: Policy) -> list[tuple[Mode, CheckInput]]:
+    """The texts of a chat request, (role, text, marked as retrieved context), as the checker judges them:
+    marked context and the roles the policy maps to content (tool results) in content mode (indirect
+    injection), the rest in input mode; each keeps its role (the harmful-request model reads only the roles
+    its policy names: by default the end user's own words, not an application's system template)."""
+    return [
+        ("content" if context else policy.role_mode(role), CheckInput(text=text, direction="input", role=role))
+        for role, text, context in messages
+    ]
+
+
 def _strongest(findings: list[Finding]) -> str:
     return max((f.action for f in findings), key=ACTION_RANK.__getitem__, default="allow")
 
@@ -205,7 +216,9 @@ class Checker:
         """`_run`, or the findings of the same text under the same policy from the verdict cache."""
         if self.cache is None or mode == "output":
             return self._run(mode, inp, policy, deadline, errors, spent)
-        key = self.cache.key(policy.fingerprint, mode, inp.text)
+        # The role is part of the key: the same words judged as a user's or as the application's template
+        # may differ (the harmful-request model reads the roles its policy names).
+        key = self.cache.key(policy.fingerprint, mode if inp.role is None else f"{mode}/{inp.role}", inp.text)
         found = self.cache.get(key)
         if found is not None:
             self.metrics.cache_hits.labels(mode).inc()
@@ -256,15 +269,15 @@ class Checker:
         spent: dict[str, dict[str, float]] = {}
         # Detectors are pure functions of (text, mode, policy): a repeated message (a resent history, or
         # 30,000 copies of one letter) is judged once per call.
-        seen: dict[tuple[str, str], list[Finding]] = {}
+        seen: dict[tuple[str, str | None, str], list[Finding]] = {}
         for index, (mode, inp) in enumerate(items):
-            found = seen.get((mode, inp.text)) if inp.text else []
+            found = seen.get((mode, inp.role, inp.text)) if inp.text else []
             if found is None and time.perf_counter() > deadline:
                 late.append(index)
                 found = [self._failure("checker", policy, inp.text, "timeout: not read")]
             elif found is None:
                 found = self._judge(mode, inp, policy, deadline, errors, spent.setdefault(mode, {}))
-                seen[(mode, inp.text)] = found
+                seen[(mode, inp.role, inp.text)] = found
             decision = _strongest(found)
             text = redactor(inp.text, found) if decision == "redact" else None
             results.append(ItemResult(index, decision, text, sorted(found, key=lambda f: (f.start, f.end))))

@@ -48,6 +48,10 @@ class LengthPolicy(DetectorPolicy):
     max_tokens: int | None = Field(None, ge=1, description="Longest text in MiniLM WordPiece tokens.")
 
 
+ChatRole = Literal["system", "developer", "user", "assistant"]  # the roles judged in input mode
+_USER_ONLY: list[ChatRole] = ["user"]
+
+
 class InjectionPolicy(DetectorPolicy):
     """`injection`: prompt injection and jailbreak (rules, learned model, decoded payloads)."""
 
@@ -58,7 +62,19 @@ class InjectionPolicy(DetectorPolicy):
         True,
         description="Input mode: also find plainly harmful requests (weapons, violence, hard drugs, fraud, breaking "
         "into others' accounts, self-harm, hate, abuse of children) as category `harmful_request`; "
-        "`actions: {harmful_request: flag}` flags instead of applying `action`.",
+        "`actions: {harmful_request: flag}` flags instead of applying `action`. Rules, and the artifact's "
+        "learned harmful-request model when it has one and `use_model` is on.",
+    )
+    harmful_threshold: float | None = Field(
+        None, ge=0, le=1, description="null: the artifact's harmful-request threshold (higher flags fewer)."
+    )
+    harmful_model_roles: list[ChatRole] = Field(
+        default_factory=lambda: _USER_ONLY.copy(),
+        description="Chat roles whose messages the learned harmful-request model reads (a single `text` check is "
+        "always read). Default: the end user's own words only. System and developer messages are the "
+        "application's template (instructions, often naming the harms to refuse), assistant turns the model's; "
+        "the model was fitted on requests and is not calibrated on them. The harmful-request rules still read "
+        "every input-mode message.",
     )
 
 

@@ -10,7 +10,7 @@ from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from llmops_common.errors import APIError
-from services.guardrails.checker import Checker
+from services.guardrails.checker import Checker, chat_items
 from services.guardrails.detectors.base import CheckInput
 from services.guardrails.policies import Mode, Policy, PolicySet, UnknownPolicy
 from services.guardrails.schemas import (
@@ -102,10 +102,7 @@ async def check_input(body: InputCheckRequest, request: Request) -> Response:
     policy = _policy(request, body)
     # What the model reads (tool results, retrieved context) is judged as content (indirect injection), what
     # a user says as input; the policy's `roles` map says which role is which.
-    items: list[tuple[Mode, CheckInput]] = [
-        ("content" if m.context else policy.role_mode(m.role), CheckInput(text=m.content, direction="input"))
-        for m in body.messages
-    ]
+    items = chat_items([(m.role, m.content, m.context) for m in body.messages], policy)
     if _inline(total, policy, *{mode for mode, _ in items}):
         return _json(checker.check_many(items, policy, "input").as_messages_dict())
     return _json((await run_in_threadpool(checker.check_many, items, policy, "input")).as_messages_dict())

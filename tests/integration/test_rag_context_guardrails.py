@@ -101,6 +101,28 @@ def test_a_rag_answer_over_a_document_about_injections_is_not_blocked(rag: str, 
     print(f"unmarked system prompt over the same passages: {before.status_code} {before.text[:300]}")
 
 
+# The platform's own docs questions (bench/data/rag_platform): the reverted learned harmful-request model blocked
+# the first one at the gateway (14 of 24 in a load run, p=0.98 on the question alone).
+PLATFORM_QUESTIONS = (
+    "How are models promoted to production?",
+    "How does the gateway enforce budgets?",
+    "How is a prompt version promoted through approval?",
+)
+
+
+def test_the_platforms_own_docs_questions_are_answered_through_the_gateway(rag: str, guarded: Gateway) -> None:
+    pages = ("modules/04-model-registry.md", "modules/08-governance-and-gateways.md")
+    docs = [{"id": p, "title": p, "text": (REPO / "docs" / p).read_text()} for p in pages]
+    with client_for(rag, guarded.key()) as client:
+        name = new_collection(client)
+        assert ingest(client, name, docs)["status"] == "succeeded"
+        for question in PLATFORM_QUESTIONS:
+            response = client.post(f"/v1/collections/{name}/answer", json={"question": question, "top_k": 3})
+            assert response.status_code == 200, (question, response.text)  # was 400 guardrail_blocked
+            out = response.json()
+            assert out["not_found"] is False and out["answer"], (question, out)  # it went through the gateway
+
+
 def test_an_injection_in_a_system_message_still_blocks(guarded: Gateway) -> None:
     """Row 4 of issue 12: unmarked system text is checked in input mode."""
     key = guarded.key()

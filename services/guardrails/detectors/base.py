@@ -53,6 +53,9 @@ class CheckInput:
     # input: what a user says (direct injection); content: what the model reads (documents, e-mails, tool
     # results: indirect injection); output: the model's answer. Detectors that care score each differently.
     mode: Literal["input", "content", "output"] = "input"
+    # Who wrote the text: the chat role of a message (None: a single `text` check, what a user sends). The
+    # harmful-request detection reads only the roles its policy names (the end user's own words by default).
+    role: str | None = None
 
 
 class DetectorError(Exception):

@@ -13,14 +13,21 @@ span of the encoded run in the original.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from services.guardrails.detectors.base import CheckInput, Finding
 from services.guardrails.detectors.content import canonical_view
-from services.guardrails.detectors.features import WINDOW_CHARS, FeatureExtractor, window_starts, windows
-from services.guardrails.detectors.harmful_rules import find_harmful
+from services.guardrails.detectors.features import (
+    WINDOW_CHARS,
+    FeatureExtractor,
+    WindowFeatures,
+    window_starts,
+    windows,
+)
+from services.guardrails.detectors.harmful_rules import CATEGORY, find_harmful
 from services.guardrails.detectors.injection_model import InjectionModel
 from services.guardrails.detectors.injection_rules import RULES, match_rules
 from services.guardrails.detectors.model_source import ModelWatcher
@@ -55,8 +62,41 @@ class InjectionDetector:
         """Serve `model` from the next check on."""
         self.model = model
 
+    def _window_features(self, parts: list[str], memo: _Memo | None) -> list[WindowFeatures]:
+        """Features of each window; `memo` shares them between the models that read the same view."""
+        if memo is None:
+            return [self.extractor.window(w) for w in parts]
+        for w in parts:
+            if w not in memo.features:
+                memo.features[w] = self.extractor.window(w)
+        return [memo.features[w] for w in parts]
+
+    def _harmful_finding(self, model: InjectionModel, view: View, threshold: float, memo: _Memo) -> Finding | None:
+        """The learned harmful-request model on the canonical view (input mode; the artifact may have none)."""
+        harmful = model.harmful
+        flat = memo.collapsed(view)
+        if harmful is None or len(flat.text) < MIN_MODEL_CHARS or len(flat.text) > 2 * MODEL_EDGE_CHARS:
+            return None  # a harmful request is short; a huge text is read by the rules and the injection model
+        parts = windows(flat.text)
+        scores = harmful.scores(self._window_features(parts, memo))
+        best = int(np.argmax(scores))
+        if scores[best] < threshold:
+            return None
+        start, end = _window_span(flat, best, len(parts))
+        reason = (
+            f"learned detector (harmful requests): asks for help with serious harm (p={scores[best]:.2f} >= "
+            f"{threshold:.2f})"
+        )
+        return Finding(self.name, CATEGORY, start, end, float(scores[best]), reason)
+
     def _model_finding(
-        self, model: InjectionModel, mode: str, view: View, threshold: float, where: tuple[int, int] | None
+        self,
+        model: InjectionModel,
+        mode: str,
+        view: View,
+        threshold: float,
+        where: tuple[int, int] | None,
+        memo: _Memo | None = None,
     ) -> Finding | None:
         if len(view.text) > 2 * MODEL_EDGE_CHARS:
             # Bounded cost on huge texts: the model reads the head and the tail (the rules read everything).
@@ -71,11 +111,11 @@ class InjectionDetector:
                 if f
             ]
             return max(found, key=lambda f: f.score) if found else None
-        flat = collapsed_view(view)
+        flat = memo.collapsed(view) if memo is not None else collapsed_view(view)
         if len(flat.text) < MIN_MODEL_CHARS:
             return None
         parts = windows(flat.text)
-        scores = model.modes[mode].scores([self.extractor.window(w) for w in parts])
+        scores = model.modes[mode].scores(self._window_features(parts, memo))
         best = int(np.argmax(scores))
         score = float(scores[best])
         if score < threshold:
@@ -106,6 +146,7 @@ class InjectionDetector:
         mode = "content" if inp.mode == "content" else "input"
         threshold = float(config.get("model_threshold") or model.modes[mode].threshold)
         findings: list[Finding] = []
+        memo = _Memo()  # collapsed views and window features, computed once for both models
         all_views = views(inp.text, canonical_view(inp))
         for view in all_views:
             via = "" if view.name == "unicode" else f"after {view.name} normalisation"
@@ -118,13 +159,18 @@ class InjectionDetector:
                 start, end = all_views[0].span(hit.start, hit.end)
                 findings.append(Finding(self.name, hit.rule.category, start, end, hit.rule.score,
                                         f"rule {hit.rule.name}: {hit.rule.reason}"))  # fmt: skip
+            elif model.harmful is not None and config.get("use_model", True) and _user_words(inp, config):
+                harmful_threshold = float(config.get("harmful_threshold") or model.harmful.threshold)
+                found = self._harmful_finding(model, all_views[0], harmful_threshold, memo)
+                if found is not None:
+                    findings.append(found)
         payloads = decode_payloads(inp.text) if config.get("decode_payloads", True) else []
         for payload in payloads:
             span = (payload.start, payload.end)
             for view in views(payload.text):
                 findings.extend(self._rule_findings(view, span, f"inside a {payload.encoding}-encoded payload"))
         if config.get("use_model", True):
-            findings.extend(self._model_findings(model, mode, inp, all_views, payloads, threshold))
+            findings.extend(self._model_findings(model, mode, inp, all_views, payloads, threshold, memo))
         return _dedupe(findings)
 
     def _model_findings(
@@ -135,11 +181,12 @@ class InjectionDetector:
         all_views: list[View],
         payloads: list[Payload],
         threshold: float,
+        memo: _Memo,
     ) -> list[Finding]:
         """The model on each view of the text (encoded runs and blobs cut out), and on each decoded payload."""
         rewritten = model_text(inp.text, payloads)
         if rewritten is None:
-            hits = [self._model_finding(model, mode, view, threshold, None) for view in all_views]
+            hits = [self._model_finding(model, mode, view, threshold, None, memo) for view in all_views]
         else:
             hits = [self._model_finding(model, mode, unicode_view(rewritten), threshold, (0, len(inp.text)))]
         for hit, view in zip(hits, all_views, strict=False):
@@ -151,6 +198,28 @@ class InjectionDetector:
                 hit.reason += f" (inside a {payload.encoding}-encoded payload)"
             hits.append(hit)
         return [h for h in hits if h is not None]
+
+
+@dataclass
+class _Memo:
+    """What one check computes once and both models read: collapsed views (by their text) and window features."""
+
+    features: dict[str, WindowFeatures] = field(default_factory=dict)
+    views: dict[tuple[str, str], View] = field(default_factory=dict)
+
+    def collapsed(self, view: View) -> View:
+        """`collapsed_view(view)`, once per view (its name and text: one view of the checked text)."""
+        key = (view.name, view.text)
+        if key not in self.views:
+            self.views[key] = collapsed_view(view)
+        return self.views[key]
+
+
+def _user_words(inp: CheckInput, config: dict[str, Any]) -> bool:
+    """Whether the learned harmful-request model reads this text: a single-text check (what a user sends), or
+    a message of a role the policy names (default: `user`). An application's system template is its own
+    instructions, not a request for help, and RAG's passages are content (never read here at all)."""
+    return inp.role is None or inp.role in config.get("harmful_model_roles", ("user",))
 
 
 def _window_span(flat: View, window_index: int, count: int) -> tuple[int, int]:

@@ -4,6 +4,9 @@ Artifact (a folder, or two files side by side at a registry URI):
   * `injection_model.json`: format version, feature settings, per mode the intercept, the dense weights and
     the decision threshold, the sha256 of the weights file, and the training record (data lineage,
     leave-one-source-out results, versions, command);
+    Optionally `harmful`: the learned harmful-request model (same shape as a mode's entry; its hashed weights
+    are `harmful.hashed`), run in input mode beside the harmful-request rules. Artifacts without it load
+    as before and the rules alone find harmful requests;
   * `injection_model.safetensors`: the hashed-feature weights per mode (float16). Safetensors is an
     8-byte header length, a JSON header and raw little-endian arrays: read here with numpy alone, nothing
     executable, no pickle.
@@ -90,6 +93,7 @@ class InjectionModel:
     modes: dict[str, ModeModel]
     hash_bits: int
     metadata: dict[str, Any]
+    harmful: ModeModel | None = None  # the harmful-request model, when the artifact has one
 
     @property
     def version(self) -> str:
@@ -106,18 +110,20 @@ class InjectionModel:
         if digest != meta["weights_sha256"]:
             raise ValueError(f"injection model weights sha256 {digest} does not match {meta['weights_sha256']}")
         arrays = read_safetensors(weights_raw)
-        modes = {
-            name: ModeModel(
+
+        def part(name: str, spec: dict[str, Any]) -> ModeModel:
+            return ModeModel(
                 hashed=arrays[f"{name}.hashed"],
                 dense=np.asarray(spec["dense"], dtype=np.float32),
                 intercept=float(spec["intercept"]),
                 threshold=float(spec["threshold"]),
             )
-            for name, spec in meta["modes"].items()
-        }
+
+        modes = {name: part(name, spec) for name, spec in meta["modes"].items()}
+        harmful = part("harmful", meta["harmful"]) if meta.get("harmful") else None
         if version is not None:
             meta = {**meta, "version": version}
-        return cls(modes, int(meta["features"]["hash_bits"]), meta)
+        return cls(modes, int(meta["features"]["hash_bits"]), meta, harmful)
 
     @classmethod
     def load(cls, folder: Path) -> InjectionModel:

@@ -57,18 +57,27 @@ def _benign_for_threshold(ex: Example, mode: str) -> bool:
     return ex.mode == "content"
 
 
-def choose_threshold(examples: list[Example], scores: np.ndarray, mode: str, exclude: str | None = None) -> float:
-    """Lowest threshold meeting MAX_SHARE per benign source and MAX_FPR overall (on out-of-source scores)."""
+def choose_threshold(
+    examples: list[Example],
+    scores: np.ndarray,
+    mode: str,
+    exclude: str | None = None,
+    max_share: float | None = None,
+    max_fpr: float = MAX_FPR,
+) -> float:
+    """Lowest threshold meeting MAX_SHARE per benign source and MAX_FPR overall (on out-of-source scores);
+    `max_share` / `max_fpr` override the mode's (the harmful-request model's stricter rule)."""
+    share = MAX_SHARE_BY_MODE[mode] if max_share is None else max_share
     by_source: dict[str, list[float]] = {}
     for ex, s in zip(examples, scores, strict=True):
         if ex.source != exclude and _benign_for_threshold(ex, mode) and not np.isnan(s):
             by_source.setdefault(ex.source, []).append(float(s))
     candidates = [
-        float(np.quantile(v, 1 - (MAX_FPR if name in ATTACK_SET_SOURCES else MAX_SHARE_BY_MODE[mode]), method="higher"))
+        float(np.quantile(v, 1 - (max_fpr if name in ATTACK_SET_SOURCES else share), method="higher"))
         for name, v in by_source.items()
     ]
     pooled = np.concatenate([np.asarray(v) for v in by_source.values()])
-    candidates.append(float(np.quantile(pooled, 1 - MAX_FPR, method="higher")))
+    candidates.append(float(np.quantile(pooled, 1 - max_fpr, method="higher")))
     return min(max(candidates) + 1e-6, 0.999)
 
 

@@ -41,7 +41,7 @@ from services.guardrails.detectors.injection_model import FORMAT, MODEL_JSON, WE
 from services.guardrails.detectors.injection_rules import RULES
 from services.guardrails.detectors.loader import STATIC_STRIDE, STATIC_TABLE, STATIC_WINDOW
 from services.guardrails.training import fit as F
-from services.guardrails.training import man_pages, package_docs
+from services.guardrails.training import harmful, man_pages, package_docs
 from services.guardrails.training.data import (
     Example,
     lineage,
@@ -63,9 +63,22 @@ def extractor() -> FeatureExtractor:
     return FeatureExtractor(StaticEmbedder(load_tokenizer(packaged_model_path()), table, STATIC_WINDOW, STATIC_STRIDE))
 
 
-def prepare(root: Path, cache_dir: Path | None) -> tuple[list[Example], Matrix, dict[str, np.ndarray]]:
+def prepare(
+    root: Path, cache_dir: Path | None, harmful_model: bool = True
+) -> tuple[list[Example], Matrix, dict[str, np.ndarray]]:
     """Examples, their feature matrix and rule hits per mode (cached when a cache folder is given): the
-    injection rules in both modes, OR the harmful-request rules in input mode (where the detector runs them)."""
+    injection rules in both modes, OR the harmful-request rules in input mode (where the detector runs them),
+    OR (with `harmful_model`) the learned harmful-request model's out-of-source hits in input mode (each
+    text scored by the model fitted without its source, at a threshold chosen without it)."""
+    examples, matrix, rules = _prepare_rules(root, cache_dir)
+    if harmful_model:
+        with_pairs, m = harmful.with_pairs(examples, matrix, extractor())
+        hits = harmful.oof_hits(with_pairs, harmful.loso_cached(with_pairs, m, cache_dir))[: len(examples)]
+        rules = {**rules, "input": rules["input"] | hits}
+    return examples, matrix, rules
+
+
+def _prepare_rules(root: Path, cache_dir: Path | None) -> tuple[list[Example], Matrix, dict[str, np.ndarray]]:
     examples = load_examples(root)
     matrix = cached(examples, extractor(), cache_dir)
     # The cache key names the rules too: a changed pattern must not reuse hits computed with the old one.
@@ -129,6 +142,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "dense": [round(float(v), 6) for v in model.dense],
             "train_examples": int(chosen.sum()),
         }
+    harmful_meta = _harmful_model(examples, matrix, args.cache_dir, args.skip_loso, arrays)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     write_safetensors(ARTIFACTS / WEIGHTS_FILE, arrays)
     model_dir = packaged_model_path()
@@ -148,6 +162,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "tokenizer_sha256": sha256_file(model_dir / "tokenizer.json"),
         },
         "modes": modes,
+        "harmful": harmful_meta,
         "threshold_rule": "lowest score with <=1% (content mode: <=0.5%) of each benign training source and "
         "<=2% of all of them flagged, on leave-one-source-out scores (content mode: documents only)",
         "data": {
@@ -170,6 +185,36 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     (ARTIFACTS / MODEL_JSON).write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps({"thresholds": thresholds, "seconds": meta["train_seconds"]}), flush=True)
     return meta
+
+
+def _harmful_model(
+    examples: list[Example], matrix: Matrix, cache_dir: Path | None, skip_loso: bool, arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """Fit the harmful-request model on every training text (its weights go into `arrays`); its threshold
+    from the leave-one-source-out scores, and the model's own held-out figures per source."""
+    with_pairs, m = harmful.with_pairs(examples, matrix, extractor())
+    model, n = harmful.fit_all(with_pairs, m)
+    arrays["harmful.hashed"] = model.hashed.astype(np.float16)
+    held_out: dict[str, float] = {}
+    threshold = 0.5
+    if not skip_loso:
+        oof = harmful.loso_cached(with_pairs, m, cache_dir)
+        threshold = harmful.threshold(with_pairs, oof)
+        hits = harmful.oof_hits(with_pairs, oof)
+        for name in dict.fromkeys(ex.source for ex in with_pairs if harmful.scored(ex)):
+            rows = [i for i, ex in enumerate(with_pairs) if ex.source == name and harmful.scored(ex)]
+            key = "recall" if any(with_pairs[i].label for i in rows) else "flagged"
+            picked = [i for i in rows if with_pairs[i].label == (key == "recall")]
+            held_out[f"{name}.{key}"] = round(float(hits[picked].mean()), 4)
+    return {
+        "intercept": model.intercept,
+        "threshold": threshold,
+        "dense": [round(float(v), 6) for v in model.dense],
+        "train_examples": n,
+        "alpha": harmful.ALPHA,
+        "pairs": f"{len(with_pairs) - len(examples)} hand-written texts (training/harmful_data.py)",
+        "loso_model_alone": held_out,
+    }
 
 
 def main() -> None:
