@@ -43,6 +43,7 @@ from bench.guardrails_detection import (  # noqa: E402
 )
 from bench.guardrails_peer import previous_loso  # noqa: E402
 from bench.guardrails_rag import rag_markdown, rag_requests  # noqa: E402
+from bench.guardrails_system_prompts import system_prompts, system_prompts_markdown  # noqa: E402
 from services.guardrails.checker import Checker  # noqa: E402
 from services.guardrails.detectors.base import CheckInput  # noqa: E402
 from services.guardrails.detectors.injection import InjectionDetector  # noqa: E402
@@ -60,6 +61,7 @@ STAGES = (
     "injection",
     "injection_deployed",
     "rag_requests",
+    "system_prompts",
     "injection_latency",
     "pii",
     "pii_synthetic",
@@ -365,6 +367,9 @@ def markdown(r: dict[str, Any]) -> str:
     lines += rag_markdown(r["rag_requests"]) if _ran(r, "rag_requests") else [
         "## The platform's own RAG requests, as the gateway checks them", "", *_skipped(r, "rag_requests")
     ]  # fmt: skip
+    lines += system_prompts_markdown(r["system_prompts"]) if _ran(r, "system_prompts") else [
+        "## Real application system prompts, as a system message in input mode", "", *_skipped(r, "system_prompts")
+    ]  # fmt: skip
     lines += ["## Injection detector alone, in process, 1,000 characters", ""]
     if _ran(r, "injection_latency"):
         lines += ["| mode | n | p50 ms | p99 ms | checks/s (one thread) |", "|---|---|---|---|---|"]
@@ -477,6 +482,7 @@ def main() -> None:
         },
         "injection_deployed": lambda: {"deployed_benign": deployed_shares(detector), "evasion": evasion(detector)},
         "rag_requests": lambda: rag_requests(checker, policies.resolve(None, None)),
+        "system_prompts": lambda: system_prompts(checker, policies.resolve(None, None), shared_datasets_dir()),
         "injection_latency": lambda: injection_latency(checker),
         "pii": lambda: pii_quality(checker),
         "pii_synthetic": lambda: synthetic_pii(checker),

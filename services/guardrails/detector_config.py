@@ -49,7 +49,14 @@ class LengthPolicy(DetectorPolicy):
 
 
 ChatRole = Literal["system", "developer", "user", "assistant"]  # the roles judged in input mode
-_USER_ONLY: list[ChatRole] = ["user"]
+# Who the learned harmful-request model reads by default: every input-mode role, because a caller of the
+# OpenAI-compatible API writes them all (a harmful request moved into a system message escaped a user-only model,
+# and the history's assistant turns are the caller's to fabricate too). Measured before choosing (after the
+# retrain with application system prompts as negatives): 0 of 785 CyberSecEval system prompts and 0 of 7 platform
+# templates read as harmful requests; on assistant turns, 20 refusals and careful answers written for the check,
+# 2 blocked by the rules and none more by the model, 0 of 1,800 held-out documentation passages; AdvBench's
+# "Sure, here is ..." targets as assistant turns 0.22 rules alone, 0.33 with the model (trained on the goals).
+HARMFUL_MODEL_ROLES: list[ChatRole] = ["system", "developer", "user", "assistant"]
 
 
 class InjectionPolicy(DetectorPolicy):
@@ -69,12 +76,14 @@ class InjectionPolicy(DetectorPolicy):
         None, ge=0, le=1, description="null: the artifact's harmful-request threshold (higher flags fewer)."
     )
     harmful_model_roles: list[ChatRole] = Field(
-        default_factory=lambda: _USER_ONLY.copy(),
+        default_factory=lambda: HARMFUL_MODEL_ROLES.copy(),
         description="Chat roles whose messages the learned harmful-request model reads (a single `text` check is "
-        "always read). Default: the end user's own words only. System and developer messages are the "
-        "application's template (instructions, often naming the harms to refuse), assistant turns the model's; "
-        "the model was fitted on requests and is not calibrated on them. The harmful-request rules still read "
-        "every input-mode message.",
+        "always read; retrieved context and tool results, judged in content mode, never are). Default: every "
+        "input-mode role: through the OpenAI-compatible API the caller writes the system, developer and "
+        "assistant messages too, so a harmful request moved out of the user message is still read (the model "
+        "trained on application system prompts that name the harms they refuse, so an application's own "
+        "template passes). Narrow it (e.g. `[user]`) only for callers you trust to write the rest. The "
+        "harmful-request rules read every input-mode message whatever this says.",
     )
 
 

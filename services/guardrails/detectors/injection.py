@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from services.guardrails.detector_config import HARMFUL_MODEL_ROLES
 from services.guardrails.detectors.base import CheckInput, Finding
 from services.guardrails.detectors.content import canonical_view
 from services.guardrails.detectors.features import (
@@ -217,9 +218,9 @@ class _Memo:
 
 def _user_words(inp: CheckInput, config: dict[str, Any]) -> bool:
     """Whether the learned harmful-request model reads this text: a single-text check (what a user sends), or
-    a message of a role the policy names (default: `user`). An application's system template is its own
-    instructions, not a request for help, and RAG's passages are content (never read here at all)."""
-    return inp.role is None or inp.role in config.get("harmful_model_roles", ("user",))
+    a message of a role the policy names (default: every input-mode role, all of which an API caller writes).
+    RAG's marked passages and tool results are content mode (never read here at all)."""
+    return inp.role is None or inp.role in config.get("harmful_model_roles", HARMFUL_MODEL_ROLES)
 
 
 def _window_span(flat: View, window_index: int, count: int) -> tuple[int, int]:
