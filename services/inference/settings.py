@@ -57,8 +57,10 @@ class InferenceSettings(ServiceSettings):
         "(one host, compose or `make up`) a 10 ms guardrails check waited behind them for a core: p99 22 ms with "
         "no generation, 200 ms beside two (a probe on 2 shared cores). Lower, those services run first when they "
         "have work and the engine still gets every core they leave idle (beside two generations, check p50 31 -> "
-        "16 ms, p99 73 -> 46 ms at 10 steps; 5 steps helped less). Capped at nice 19; a new version loading niced "
-        "(engine_load_nice) goes below that. Needs no privilege. 0: the service's priority.",
+        "16 ms, p99 73 -> 46 ms at 10 steps; 5 steps helped less). The child runs in a session of its own whose "
+        "autogroup gets the same nice: with the kernel's autogroups a nice counts only inside its session. Capped "
+        "at nice 19; a new version loading niced (engine_load_nice) goes below that. Needs no privilege. 0: the "
+        "service's priority.",
     )
     served_model_name: str = Field(
         "smollm2-135m-instruct", description="Model id clients use in `model` and see in /v1/models."
