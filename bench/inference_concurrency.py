@@ -334,6 +334,7 @@ def main() -> None:
     env = {
         "INFERENCE_PARALLEL_SLOTS": str(args.slots),
         "INFERENCE_MAX_RUNNING": str(args.slots),
+        "INFERENCE_MAX_RUNNING_TOKENS": "0",  # every slot in use, as in the engine alone: count only
         # The plain bounded queue: this measures the wrapper's overhead and the queue's bound, and the wait budget
         # (which refuses a queued request whose wait would outgrow its service time) would refuse some of the
         # 8-client level and of the burst; bench/load.py measures the budget.

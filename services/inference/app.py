@@ -19,7 +19,7 @@ from services.inference.loader import load_deployment
 from services.inference.metrics import InferenceMetrics
 from services.inference.registry_source import RegistrySource, VersionSpec
 from services.inference.routes import router
-from services.inference.serving import ServingService
+from services.inference.serving import CostModel, ServingService
 from services.inference.settings import InferenceSettings
 from services.inference.watcher import AliasWatcher
 
@@ -68,12 +68,14 @@ def create_app(
                 settings.max_running,
                 settings.max_queued,
                 settings.queue_timeout_s,
+                max_tokens=settings.max_running_tokens,
                 wait_factor=settings.queue_wait_factor,
                 min_wait_s=settings.queue_wait_min_s,
             ),
             metrics,
             served_model_name=settings.served_model_name,
             default_max_tokens=settings.default_max_tokens,
+            cost=CostModel(settings.prompt_token_weight, settings.prompt_chars_per_token),
         )
         app.state.serving = serving
         app.state.engine = manager.production.engine

@@ -59,6 +59,17 @@ class InferenceMetrics:
             "llmops_inference_queue_depth", "Requests waiting for a generation slot.", registry=registry
         )
         self.running = Gauge("llmops_inference_running_requests", "Generations running now.", registry=registry)
+        self.queued_tokens = Gauge(
+            "llmops_inference_queued_tokens",
+            "Admission cost (weighted prompt tokens + max_tokens) of the requests waiting for a slot.",
+            registry=registry,
+        )
+        self.running_tokens = Gauge(
+            "llmops_inference_running_tokens",
+            "Admission cost (weighted prompt tokens + max_tokens) of the generations running now; at most "
+            "INFERENCE_MAX_RUNNING_TOKENS unless one request alone costs more.",
+            registry=registry,
+        )
         self.rejections = Counter(
             "llmops_inference_admission_rejections_total",
             "Requests refused by admission control (429).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,9 +36,12 @@ class ServingService:
         *,
         served_model_name: str,
         default_max_tokens: int,
+        cost: CostModel | None = None,
     ) -> None:
         self.manager = manager
+        self.cost = cost or CostModel()
         self.admission = admission
+        admission.on_change = self._gauges
         self.metrics = metrics
         self.model = served_model_name
         self.default_max_tokens = default_max_tokens
@@ -117,6 +121,8 @@ class ServingService:
     def _gauges(self) -> None:
         self.metrics.queue_depth.set(self.admission.queued)
         self.metrics.running.set(self.admission.running)
+        self.metrics.queued_tokens.set(self.admission.queued_tokens)
+        self.metrics.running_tokens.set(self.admission.running_tokens)
 
     async def generate(self, kind: Kind, payload: dict[str, Any], dep: ModelDeployment) -> dict[str, Any]:
         """Admit, run to completion on `dep`, record metrics."""
@@ -125,7 +131,7 @@ class ServingService:
         status = "error"
         dep.acquire()  # before any await: a swap now cannot unload this version under us
         try:
-            async with self.admission.slot(_cost(payload)):
+            async with self.admission.slot(self.cost(payload)):
                 self.metrics.queue_wait.labels(self.model).observe(time.perf_counter() - started)
                 self._gauges()
                 admitted = time.perf_counter()
@@ -155,7 +161,7 @@ class ServingService:
         """Admit (before the caller sends headers), then yield chunks; the last one carries usage."""
         endpoint = "chat" if kind == "chat" else "completions"
         started = time.perf_counter()
-        slot = self.admission.slot(_cost(payload))
+        slot = self.admission.slot(self.cost(payload))
         dep.acquire()
         try:
             await slot.__aenter__()  # raises Overloaded before any byte is sent
@@ -202,9 +208,46 @@ class ServingService:
             self._finish(endpoint, status, started, dep.version)
 
 
-def _cost(payload: dict[str, Any]) -> float:
-    """What a request may cost the engine, for admission: the tokens it may generate (prepare() set max_tokens)."""
-    return float(payload.get("max_tokens") or 1)
+class CostModel:
+    """What a request may cost the engine, in tokens, for admission: the prompt's tokens times `prompt_weight`
+    plus the tokens it may generate (prepare() set max_tokens).
+
+    The prompt has not been tokenized yet (the engine does that, in another process): its tokens are estimated
+    from its characters (`chars_per_token`, about 4 for English with a BPE vocabulary) plus a few per message for
+    the chat template's markers. An estimate is enough: it only decides what may run together.
+    """
+
+    PER_MESSAGE = 4  # <|im_start|>role ... <|im_end|> and the like
+
+    def __init__(self, prompt_weight: float = 0.0, chars_per_token: float = 4.0) -> None:
+        self.prompt_weight = prompt_weight  # 0: only what it may generate, as before the token budget
+        self.chars_per_token = chars_per_token
+
+    def prompt_tokens(self, payload: dict[str, Any]) -> int:
+        """Estimated prompt tokens of a chat (`messages`) or completions (`prompt`) payload."""
+        chars, messages = 0, payload.get("messages")
+        if messages is not None:
+            for message in messages:
+                chars += _text_chars(message.get("content") if isinstance(message, dict) else None)
+            overhead = self.PER_MESSAGE * len(messages)
+        else:
+            chars, overhead = _text_chars(payload.get("prompt")), 0
+        return overhead + math.ceil(chars / self.chars_per_token)
+
+    def __call__(self, payload: dict[str, Any]) -> float:
+        generate = float(payload.get("max_tokens") or 1)
+        if self.prompt_weight <= 0:
+            return generate
+        return generate + self.prompt_weight * self.prompt_tokens(payload)
+
+
+def _text_chars(content: Any) -> int:
+    """Characters of a message content or prompt: a string, OpenAI content parts, or a list of prompts."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(_text_chars(p.get("text") if isinstance(p, dict) else p) for p in content)
+    return 0
 
 
 def _has_token(chunk: dict[str, Any]) -> bool:

@@ -57,8 +57,10 @@ class InferenceSettings(ServiceSettings):
         "(one host, compose or `make up`) a 10 ms guardrails check waited behind them for a core: p99 22 ms with "
         "no generation, 200 ms beside two (a probe on 2 shared cores). Lower, those services run first when they "
         "have work and the engine still gets every core they leave idle (beside two generations, check p50 31 -> "
-        "16 ms, p99 73 -> 46 ms at 10 steps; 5 steps helped less). Capped at nice 19; a new version loading niced "
-        "(engine_load_nice) goes below that. Needs no privilege. 0: the service's priority.",
+        "16 ms, p99 73 -> 46 ms at 10 steps; 5 steps helped less). The child runs in a session of its own whose "
+        "autogroup gets the same nice: with the kernel's autogroups a nice counts only inside its session. Capped "
+        "at nice 19; a new version loading niced (engine_load_nice) goes below that. Needs no privilege. 0: the "
+        "service's priority.",
     )
     served_model_name: str = Field(
         "smollm2-135m-instruct", description="Model id clients use in `model` and see in /v1/models."
@@ -104,6 +106,34 @@ class InferenceSettings(ServiceSettings):
         "with 4 on 2 threads an admitted chat took 2.7x its time alone at p50, 4.5x at p99, while long RAG answers "
         "held the other slots). Raise it for a GPU engine (vLLM batches hundreds).",
     )
+    max_running_tokens: int = Field(
+        1024,
+        ge=0,
+        description="Token budget of the generations running at once: a request is admitted beside the running ones "
+        "only when its cost (prompt_token_weight x its prompt's estimated tokens + its max_tokens) fits with "
+        "theirs in this budget; otherwise it queues (or gets the 429 with Retry-After) like a request finding "
+        "every slot busy. A request costing more than the whole budget runs alone: it waits at the head of the "
+        "queue until nothing runs (nothing fitting the context is refused for its size). Why: by count alone a "
+        "RAG prompt of ~1,300 tokens ran beside a short chat and each of its prefill steps stalled the chat "
+        "(bench/load: chat p99 3.6x its unloaded p99). 1024, half the context: two chats of up to ~500 tokens each "
+        "run together, a RAG answer (~1,300 prompt tokens + 256) runs alone. 0: count only (max_running), as for "
+        "a GPU engine that batches by its own KV-cache budget.",
+    )
+    prompt_token_weight: float = Field(
+        1.0,
+        ge=0,
+        description="What one prompt token counts for against max_running_tokens (and in the service-time estimate) "
+        "relative to one token to generate. 1: a prompt token is a token. Each prompt token is read faster than a "
+        "token is generated (llama.cpp reads 256 at a time), but while it is read every running generation "
+        "waits, which is what the budget is for. 0: a request costs its max_tokens only (the estimate before "
+        "the budget).",
+    )
+    prompt_chars_per_token: float = Field(
+        4.0,
+        gt=0,
+        description="Characters per prompt token, to estimate a prompt's tokens before the engine has read it "
+        "(about 4 for English with SmolLM2's BPE vocabulary).",
+    )
     max_queued: int = Field(
         16, ge=0, description="Requests allowed to wait for a slot; beyond it the service answers 429."
     )
@@ -113,7 +143,7 @@ class InferenceSettings(ServiceSettings):
     queue_wait_factor: float = Field(
         0.5,
         ge=0,
-        description="A queued request may wait this many times its own expected service time (its max_tokens x the "
+        description="A queued request may wait this many times its own expected service time (its cost x the "
         "measured seconds per token); when the estimated wait is longer it gets a 429 with Retry-After at once "
         "instead of queueing, so an admitted request's latency stays within about (1 + factor) x its service "
         "time under overload (0.5: with 4 generations sharing 2 CPU threads, each about 1.8x slower than alone, "

@@ -127,3 +127,6 @@ def test_cpu_deployments_admit_what_the_service_defaults_to(compose_config: dict
     compose = compose_view(compose_config, "inference")
     helm = helm_view(rendered["values-cpu.yaml"], "inference")
     assert compose["env"]["INFERENCE_MAX_RUNNING"] == helm["env"]["INFERENCE_MAX_RUNNING"] == default
+    # ...and the token budget that keeps a long RAG prompt from running beside short chats.
+    tokens = str(cls.model_fields["max_running_tokens"].default)
+    assert compose["env"]["INFERENCE_MAX_RUNNING_TOKENS"] == helm["env"]["INFERENCE_MAX_RUNNING_TOKENS"] == tokens

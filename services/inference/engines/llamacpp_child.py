@@ -24,6 +24,27 @@ from services.inference.engines.llamacpp import server_params
 READY = "READY"
 
 
+def set_autogroup_nice(nice: int, pid: int | str = "self") -> bool:
+    """Set the nice value of the autogroup (session) `pid` runs in; False where the kernel has none
+    (CONFIG_SCHED_AUTOGROUP off) or refuses. With autogroups on, what a session's threads get against other
+    sessions is set here, not by their own nice; with them off (or inside a container's cgroup) this is inert."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w", encoding="ascii") as group:
+            group.write(str(nice))
+        return True
+    except OSError:
+        return False
+
+
+def autogroup_nice(pid: int | str = "self") -> int | None:
+    """The nice value of `pid`'s autogroup (None without autogroups): `/autogroup-25 nice 10`."""
+    try:
+        with open(f"/proc/{pid}/autogroup", encoding="ascii") as group:
+            return int(group.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _exit_now(*_: object) -> None:
     # os._exit, not sys.exit: xllamacpp's server destructor can hang (on a server that never handled a
     # request), and nothing here needs cleaning up that the kernel does not release with the process.
@@ -43,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.nice:
         os.nice(args.nice)  # before any thread exists: llama.cpp's threads inherit it, and the parent resets them all
+        # ...and the same for this session's autogroup (the parent started us in a session of our own): across
+        # sessions the kernel weighs groups, not threads (llamacpp_process.py)
+        set_autogroup_nice(os.getpriority(os.PRIO_PROCESS, 0))
     signal.signal(signal.SIGTERM, _exit_now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -26,7 +26,7 @@ import orjson
 
 from services.inference.engines.base import EngineUnavailable, Kind
 from services.inference.engines.llamacpp import LlamaCppEngine, map_engine_error, packaged_smollm2_path
-from services.inference.engines.llamacpp_child import READY
+from services.inference.engines.llamacpp_child import READY, set_autogroup_nice
 from services.inference.engines.openai_upstream import OpenAIUpstreamEngine, upstream_error
 from services.inference.registry_source import resolve_artifact
 
@@ -183,8 +183,19 @@ class LlamaCppProcessEngine:
         env = {"GOMP_SPINCOUNT": _GOMP_SPINCOUNT, **os.environ}  # an operator's own setting wins
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
         log.info("starting a llama.cpp child", extra={"model_path": str(self.model_path), "cmd": cmd})
-        # stdin stays open for the child's life: its EOF tells the child that we are gone.
-        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        # stdin stays open for the child's life: its EOF tells the child that we are gone. A session of its own:
+        # with the kernel's autogroup scheduling (sched_autogroup_enabled, on in most distributions' kernels) each
+        # session shares the CPU as one group and a nice value only orders threads inside their own group, so in
+        # this service's session the engine's nice did nothing against guardrails or the gateway (each `make up`
+        # service has its own session). The child sets its own group's nice (llamacpp_child.py).
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
     def _read_output(
         self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop, ready: asyncio.Future[str | None]
@@ -291,6 +302,7 @@ class LlamaCppProcessEngine:
                 os.setpriority(os.PRIO_PROCESS, int(tid), serving)
         except (OSError, ValueError) as exc:
             log.warning("llama.cpp child keeps its load priority", extra={"pid": self.pid, "error": str(exc)})
+        set_autogroup_nice(serving, self._proc.pid)
 
     def is_ready(self) -> bool:
         """Ready while the child that loaded the model is alive."""

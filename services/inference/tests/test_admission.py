@@ -196,3 +196,118 @@ async def test_without_the_factor_only_the_timeout_bounds_the_wait() -> None:
     for q in queued:
         q.release.set()
     await asyncio.gather(holder.task, *(q.task for q in queued))
+
+
+# The token budget: what runs together is bounded by its cost (prompt + output tokens), not only by its count.
+
+
+def tokened(clock: FakeClock, max_tokens: float = 400, **kw: float) -> AdmissionController:
+    return AdmissionController(
+        max_running=int(kw.pop("max_running", 2)), max_queued=int(kw.pop("max_queued", 8)), queue_timeout_s=30,
+        max_tokens=max_tokens, wait_factor=kw.pop("wait_factor", 0), clock=clock,
+    )  # fmt: skip
+
+
+async def test_a_request_that_does_not_fit_the_token_budget_waits_though_a_slot_is_free() -> None:
+    admission = tokened(FakeClock())
+    rag = Held(admission, 300)  # a long prompt
+    await settle()
+    chat = Held(admission, 150)  # 300 + 150 > 400: it must not run beside the RAG answer
+    await settle()
+    assert rag.admitted.is_set() and not chat.admitted.is_set()
+    assert admission.running == 1 and admission.queued == 1
+    assert admission.running_tokens == 300 and admission.queued_tokens == 150
+    small = Held(admission, 50)  # it would fit, but it does not jump the chat ahead of it
+    await settle()
+    assert not small.admitted.is_set() and admission.queued == 2
+    rag.release.set()
+    await settle()
+    assert chat.admitted.is_set() and small.admitted.is_set()  # both fit now: 200 of 400
+    assert admission.running == 2 and admission.running_tokens == 200 and admission.queued_tokens == 0
+    for held in (chat, small):
+        held.release.set()
+    await asyncio.gather(rag.task, chat.task, small.task)
+    assert admission.running == 0 and admission.running_tokens == 0
+
+
+async def test_requests_within_the_budget_share_the_engine_up_to_max_running() -> None:
+    admission = tokened(FakeClock())
+    chats = [Held(admission, 64) for _ in range(3)]
+    await settle()
+    assert [c.admitted.is_set() for c in chats] == [True, True, False]  # the count still applies
+    for chat in chats:
+        chat.release.set()
+    await asyncio.gather(*(c.task for c in chats))
+
+
+async def test_a_request_over_the_whole_budget_runs_alone_and_is_not_starved() -> None:
+    admission = tokened(FakeClock())
+    chat = Held(admission, 64)
+    await settle()
+    huge = Held(admission, 1000)  # more than the whole budget: it waits until nothing runs
+    await settle()
+    assert not huge.admitted.is_set() and admission.queued == 1
+    late = Held(admission, 64)  # fits beside the running chat, but the huge one is first in line
+    await settle()
+    assert not late.admitted.is_set()
+    chat.release.set()
+    await settle()
+    assert huge.admitted.is_set() and not late.admitted.is_set() and admission.running == 1
+    huge.release.set()
+    await settle()
+    assert late.admitted.is_set()
+    late.release.set()
+    await asyncio.gather(chat.task, huge.task, late.task)
+    alone = tokened(FakeClock())
+    async with alone.slot(1000):  # nothing runs: admitted at once, never refused for its size
+        assert alone.running == 1 and alone.running_tokens == 1000
+
+
+async def test_a_head_that_gives_up_lets_the_ones_behind_it_run() -> None:
+    admission = tokened(FakeClock())
+    rag = Held(admission, 300)
+    await settle()
+    big, chat = Held(admission, 200), Held(admission, 50)  # the big one does not fit beside the RAG answer
+    await settle()
+    assert admission.queued == 2
+    big.task.cancel()  # its client went away: the chat behind it fits beside the RAG answer
+    await settle()
+    assert chat.admitted.is_set() and admission.queued == 0 and admission.running_tokens == 350
+    rag.release.set()
+    chat.release.set()
+    await asyncio.gather(rag.task, chat.task)
+    assert admission.running == 0 and admission.queued == 0
+
+
+async def test_the_wait_estimate_replays_the_token_budget() -> None:
+    clock = FakeClock()
+    admission = tokened(clock, wait_factor=1.0)
+    admission.observe(100, 1.0)  # 0.01 s per token of cost
+    rag = Held(admission, 300)  # runs 3 s
+    await settle()
+    clock.now = 1.0
+    assert admission.expected_wait_s(50) == 0  # fits beside it
+    assert admission.expected_wait_s(150) == pytest.approx(2.0)  # must wait for the RAG answer to finish
+    # A chat that does not fit would wait 2 s, over its own budget (1.5 s): refused at once, with that wait.
+    with pytest.raises(Overloaded) as refused:
+        async with admission.slot(150):
+            pass
+    assert refused.value.cause == "wait_budget" and refused.value.retry_after_s == 2 and admission.queued == 0
+    huge = Held(admission, 1000)  # 10 s budget covers 2 s: it queues, and everything after it waits for it
+    await settle()
+    assert admission.queued == 1
+    assert admission.expected_wait_s(50) == pytest.approx(12.0)  # the RAG answer's 2 s, then the huge one's 10 s
+    assert admission.retry_after_s(50) == 12
+    rag.release.set()
+    huge.release.set()
+    await asyncio.gather(rag.task, huge.task)
+
+
+async def test_without_a_token_budget_only_the_count_applies() -> None:
+    admission = tokened(FakeClock(), max_tokens=0)
+    held = [Held(admission, 10_000), Held(admission, 10_000)]
+    await settle()
+    assert all(h.admitted.is_set() for h in held)
+    for h in held:
+        h.release.set()
+    await asyncio.gather(*(h.task for h in held))

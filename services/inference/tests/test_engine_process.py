@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from services.inference.app import create_app
 from services.inference.engines.base import EngineUnavailable
 from services.inference.engines.llamacpp import LlamaCppEngine, packaged_smollm2_path
+from services.inference.engines.llamacpp_child import autogroup_nice
 from services.inference.engines.llamacpp_process import LlamaCppProcessEngine, can_raise_priority
 from services.inference.loader import build_engine
 from services.inference.settings import InferenceSettings
@@ -220,6 +221,12 @@ async def test_the_child_serves_below_the_services_priority() -> None:
         engine.restore_priority()  # after loading niced (with CAP_SYS_NICE), or a no-op (without)
         own = os.getpriority(os.PRIO_PROCESS, 0)
         assert _thread_nices(engine.pid) == {min(19, own + 5)}
+        # Its own session, whose autogroup carries the same nice: with autogroups (most kernels) the scheduler
+        # weighs sessions against each other, and in the service's session the threads' nice did nothing
+        # against the other services (each in a session of its own under `make up`).
+        assert os.getsid(engine.pid) == engine.pid != os.getsid(0)
+        if autogroup_nice() is not None:
+            assert autogroup_nice(engine.pid) == min(19, own + 5)
         assert (await engine.generate("chat", HI))["choices"]
     finally:
         await engine.stop()
