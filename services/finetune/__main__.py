@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also N general prompts (Self-Instruct) with the base model's own answers (sampled, seeded), generated "
         "once by llama.cpp and cached under FINETUNE_WORK_DIR/replay; they always train, never count as held out",
     )
+    data.add_argument(
+        "--replay-complete-only",
+        action="store_true",
+        help="only replay answers that ended within their 64-token budget (a cut one, trained as a prefix, was "
+        "measured to unlearn stopping: the regression answers' <|im_end|> got less likely)",
+    )
 
     run = sub.add_parser("run", help="train, evaluate, register")
     run.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="chat JSONL ({'messages': [...]})")
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "data":
         rows = task.generate(args.rows, args.seed)
-        replayed = _replay_rows(args.replay, args.seed) if args.replay else []
+        replayed = _replay_rows(args.replay, args.seed, args.replay_complete_only) if args.replay else []
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows + replayed))
         from services.finetune.gguf_io import file_sha256
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _replay_rows(n: int, seed: int) -> list[dict]:
+def _replay_rows(n: int, seed: int, complete_only: bool) -> list[dict]:
     """Replay rows answered by the shipped base GGUF; the regression set's prompts are excluded (no leak)."""
     from services.finetune import replay
     from services.finetune.pipeline import REGRESSION_SET, read_rows
@@ -102,7 +108,8 @@ def _replay_rows(n: int, seed: int) -> list[dict]:
     settings = FinetuneSettings()
     regression = [m["content"] for r in read_rows(REGRESSION_SET) for m in r["messages"]]
     base = resolve_artifact(settings.base_artifact_uri)
-    return replay.build(n, seed, settings.work_dir / "replay", base, settings.base_artifact_uri, regression)
+    work = settings.work_dir / "replay"
+    return replay.build(n, seed, work, base, settings.base_artifact_uri, regression, complete_only=complete_only)
 
 
 if __name__ == "__main__":

@@ -86,10 +86,17 @@ def base_answers(
 
 
 def replay_rows(
-    prompts: list[dict[str, str]], answers: dict[str, dict[str, Any]], n: int, seed: int, model: str
+    prompts: list[dict[str, str]],
+    answers: dict[str, dict[str, Any]],
+    n: int,
+    seed: int,
+    model: str,
+    complete_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """`n` chat rows from the non-empty answers, a seeded shuffle; each marked `replay` (with `cut`: a prefix)."""
+    """`n` chat rows from the non-empty answers (only those that ended by themselves with `complete_only`), a
+    seeded shuffle; each marked `replay` (with `cut`: a prefix)."""
     usable = [p for p in prompts if answers[p["id"]]["answer"].strip()]
+    usable = [p for p in usable if not (complete_only and answers[p["id"]]["cut"])]
     if n > len(usable):
         raise ValueError(f"--replay {n}: only {len(usable)} replay prompts have a base answer")
     random.Random(seed).shuffle(usable)
@@ -118,6 +125,7 @@ def build(
     exclude: list[str],
     generate: Generator | None = None,
     prompts_path: Path = REPLAY_PROMPTS,
+    complete_only: bool = False,
 ) -> list[dict[str, Any]]:
     """The replay rows of `data --replay n`: base answers (cached) to the prompt file's prompts."""
     from services.finetune.gguf_io import file_sha256
@@ -126,4 +134,4 @@ def build(
     answers = base_answers(
         prompts, generate or engine_generator(base_gguf), cache_dir, file_sha256(base_gguf), MAX_ANSWER_TOKENS
     )
-    return replay_rows(prompts, answers, n, seed, model)
+    return replay_rows(prompts, answers, n, seed, model, complete_only)

@@ -56,6 +56,13 @@ def test_replay_rows_are_the_generators_answers_seeded_and_cached(tmp_path: Path
     other = replay.build(5, 4, tmp_path / "cache", _base(tmp_path), "base-uri", generate=fake, **kwargs)
     assert [r["replay"]["id"] for r in other] != [r["replay"]["id"] for r in rows]
 
+    # --replay-complete-only: only answers that ended by themselves (8 of 12 here).
+    whole = replay.build(8, 3, tmp_path / "cache", _base(tmp_path), "base-uri", generate=fake, complete_only=True,
+                         **kwargs)  # fmt: skip
+    assert fake.calls == 1 and not [r for r in whole if r["replay"]["cut"]] and len(whole) == 8
+    with pytest.raises(ValueError, match="only 8 replay prompts"):
+        replay.build(9, 3, tmp_path / "cache", _base(tmp_path), "u", generate=fake, complete_only=True, **kwargs)
+
     # An empty answer is never a row.
     def first_empty(prompts: list[list[dict[str, str]]], budget: int) -> list[tuple[str, bool]]:
         return [("" if i == 0 else "ok", False) for i in range(len(prompts))]
