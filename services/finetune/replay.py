@@ -16,7 +16,8 @@ prompts, never task rows).
 Prompts: data/replay_prompts.jsonl, the Self-Instruct prompts (Apache-2.0; see data/README.md) of at most 200
 characters. Two thirds of the base's answers run past the 64-token budget (measured: 196 of 290); such a row is
 kept as a prefix, marked `"cut": true`, and chat.encode trains it without the closing <|im_end|>, so it teaches
-the base's first 64 tokens and never "stop mid-sentence". The answers are cached per (base GGUF sha256, prompts,
+the base's first 64 tokens and never "stop mid-sentence" (but measured, such prefixes unlearn stopping after a short
+answer; `complete_only` / `--replay-complete-only` drops them). The answers are cached per (base GGUF sha256, prompts,
 budget), so `data --replay N` generates once per machine (11 min for the 290 prompts on 2 busy cores); the rows
 chosen are a seeded shuffle.
 """
