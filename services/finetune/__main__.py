@@ -1,6 +1,7 @@
 """CLI: `python -m services.finetune data|run` (make finetune runs both for the worked example).
 
-data   write the worked example's dataset (support tickets -> strict JSON), deterministic, chat JSONL
+data   write the worked example's dataset (support tickets -> strict JSON), deterministic, chat JSONL;
+       --replay N adds N general rows answered by the base model itself (replay.py: keeps the rest while tuning)
 run    fine-tune on a chat JSONL (a feedback export or `data`'s file), evaluate base vs tuned, log the MLflow
        run, register the merged GGUF as a new version (with FINETUNE_REGISTRY_URL and a member's token)
 """
@@ -28,6 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--out", type=Path, default=DEFAULT_DATASET)
     data.add_argument("--rows", type=int, default=240)
     data.add_argument("--seed", type=int, default=18)
+    data.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        help="also N general prompts (Self-Instruct) with the base model's own answers (sampled, seeded), generated "
+        "once by llama.cpp and cached under FINETUNE_WORK_DIR/replay; they always train, never count as held out",
+    )
+    data.add_argument(
+        "--replay-complete-only",
+        action="store_true",
+        help="only replay answers that ended within their 64-token budget (a cut one, trained as a prefix, was "
+        "measured to unlearn stopping: the regression answers' <|im_end|> got less likely)",
+    )
 
     run = sub.add_parser("run", help="train, evaluate, register")
     run.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="chat JSONL ({'messages': [...]})")
@@ -49,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "data":
         rows = task.generate(args.rows, args.seed)
+        replayed = _replay_rows(args.replay, args.seed, args.replay_complete_only) if args.replay else []
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows + replayed))
         from services.finetune.gguf_io import file_sha256
 
-        print(json.dumps({"path": str(args.out), "rows": len(rows), "sha256": file_sha256(args.out)}))
+        facts = {"path": str(args.out), "rows": len(rows) + len(replayed), "task_rows": len(rows)}
+        print(json.dumps({**facts, "replay_rows": len(replayed), "sha256": file_sha256(args.out)}))
         return 0
 
     from services.finetune.pipeline import RunSpec
@@ -81,6 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     print(summary.pop("table"))
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _replay_rows(n: int, seed: int, complete_only: bool) -> list[dict]:
+    """Replay rows answered by the shipped base GGUF; the regression set's prompts are excluded (no leak)."""
+    from services.finetune import replay
+    from services.finetune.pipeline import REGRESSION_SET, read_rows
+    from services.inference.registry_source import resolve_artifact
+
+    settings = FinetuneSettings()
+    regression = [m["content"] for r in read_rows(REGRESSION_SET) for m in r["messages"]]
+    base = resolve_artifact(settings.base_artifact_uri)
+    work = settings.work_dir / "replay"
+    return replay.build(n, seed, work, base, settings.base_artifact_uri, regression, complete_only=complete_only)
 
 
 if __name__ == "__main__":

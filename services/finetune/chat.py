@@ -3,7 +3,8 @@
 The prompt (every message up to the last assistant turn, plus the generation prompt `<|im_start|>assistant\n`)
 and the answer are tokenised separately and concatenated: that is exactly how the engine sees them (it tokenises
 the rendered prompt, then samples the answer token by token), so the model is trained on the token boundaries it
-will meet when served. Loss is on the answer and its closing `<|im_end|>` (the model learns to stop).
+will meet when served. Loss is on the answer and its closing `<|im_end|>` (the model learns to stop), except for a
+replay row whose base answer was cut by its token budget (replay.py): that one is a prefix, trained without it.
 """
 
 from __future__ import annotations
@@ -43,5 +44,6 @@ def encode_prompt(tokenizer: Any, template: str, messages: list[dict[str, str]])
 def encode(tokenizer: Any, template: str, example: dict[str, Any]) -> Encoded:
     prompt, answer = split_example(example)
     prompt_ids = encode_prompt(tokenizer, template, prompt)
-    answer_ids = list(tokenizer.encode(answer + END_OF_TURN, add_special_tokens=False).ids)
+    prefix_only = bool(example.get("replay", {}).get("cut"))
+    answer_ids = list(tokenizer.encode(answer + ("" if prefix_only else END_OF_TURN), add_special_tokens=False).ids)
     return Encoded(prompt_ids + answer_ids, [0] * len(prompt_ids) + [1] * len(answer_ids))

@@ -36,11 +36,16 @@ def engine_answers(
 
 
 def engine_generate(
-    gguf: Path, prompts: list[list[dict[str, str]]], max_tokens: int | list[int], threads: int = 2, slots: int = 4
+    gguf: Path,
+    prompts: list[list[dict[str, str]]],
+    max_tokens: int | list[int],
+    threads: int = 2,
+    slots: int = 4,
+    sampling: dict[str, float] | None = None,
 ) -> list[tuple[str, bool]]:
-    """(answer, cut by its token budget) of llama.cpp for each prompt, greedy, from the inference service's own
-    engine: a llama.cpp child process (engines/llamacpp_process.py, with its OpenMP settings) serving `gguf`
-    exactly as a version is served."""
+    """(answer, cut by its token budget) of llama.cpp for each prompt, greedy (or `sampling`'s settings, seeded),
+    from the inference service's own engine: a llama.cpp child process (engines/llamacpp_process.py, with its
+    OpenMP settings) serving `gguf` exactly as a version is served."""
     from services.inference.engines.llamacpp_process import LlamaCppProcessEngine
 
     budgets = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
@@ -56,7 +61,13 @@ def engine_generate(
 
             async def ask(messages: list[dict[str, str]], budget: int) -> tuple[str, bool]:
                 async with gate:
-                    body = {"messages": messages, "max_tokens": budget, "temperature": 0.0, "seed": 0}
+                    body = {
+                        "messages": messages,
+                        "max_tokens": budget,
+                        "temperature": 0.0,
+                        "seed": 0,
+                        **(sampling or {}),
+                    }
                     result = await engine.generate("chat", body)
                     cut = int(result.get("usage", {}).get("completion_tokens", 0)) >= budget
                     return str(result["choices"][0]["message"].get("content") or ""), cut

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.finetune import chat, evaluate, export, gguf_io, task
+from services.finetune import chat, evaluate, export, gguf_io, replay, task
 from services.finetune.settings import REPO_ROOT, FinetuneSettings
 from services.finetune.train import TrainConfig
 
@@ -43,9 +43,16 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def split(rows: list[dict[str, Any]], fraction: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, held-out) by content hash of each row's prompt: stable across export versions."""
-    held = [r for r in rows if task.is_held_out(r, fraction)]
-    return [r for r in rows if not task.is_held_out(r, fraction)], held
+    """(train, held-out) by content hash of each row's prompt: stable across export versions. Replay rows (general
+    prompts answered by the base model, replay.py) always train: they are not the task, so never held out."""
+    held = [r for r in rows if not replay.is_replay(r) and task.is_held_out(r, fraction)]
+    return [r for r in rows if replay.is_replay(r) or not task.is_held_out(r, fraction)], held
+
+
+def replay_facts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many rows are replay and from where: logged with the run and written into the lineage."""
+    sources = sorted({str(r["replay"].get("source", "")) for r in rows if replay.is_replay(r)})
+    return {"replay_rows": sum(replay.is_replay(r) for r in rows), "replay_source": ",".join(sources)}
 
 
 def run_key(dataset_sha: str, cfg: TrainConfig) -> str:
@@ -81,6 +88,7 @@ def run(spec: RunSpec, settings: FinetuneSettings, progress: bool = True) -> dic
     dataset_sha = gguf_io.file_sha256(spec.dataset)
     train_rows, held_rows = split(rows, spec.held_out_fraction)
     held_rows = held_rows[: spec.eval_rows]
+    replayed = replay_facts(rows)
     regression = read_rows(spec.regression)
     if not train_rows or not held_rows:
         raise ValueError(f"{spec.dataset}: {len(train_rows)} training and {len(held_rows)} held-out rows; need both")
@@ -111,6 +119,7 @@ def run(spec: RunSpec, settings: FinetuneSettings, progress: bool = True) -> dic
                 "dataset_ref": spec.dataset_ref or "",
                 "train_rows": len(train_rows),
                 "heldout_rows": len(held_rows),
+                **replayed,
                 "regression_rows": len(regression),
                 "base_artifact": settings.base_artifact_uri,
                 "merge_quant": spec.merge_quant,
@@ -137,6 +146,7 @@ def run(spec: RunSpec, settings: FinetuneSettings, progress: bool = True) -> dic
             "dataset_sha256": dataset_sha,
             "base_artifact": settings.base_artifact_uri,
             "dataset_ref": spec.dataset_ref or "",
+            **replayed,
         }
         exported = export.export_gguf(base, state.lora, spec.train.scale, gguf_path, lineage, spec.merge_quant)
         gguf_sha = gguf_io.file_sha256(gguf_path)
@@ -193,6 +203,7 @@ def run(spec: RunSpec, settings: FinetuneSettings, progress: bool = True) -> dic
         "dataset_sha256": dataset_sha,
         "train_rows": len(train_rows),
         "heldout_rows": len(held_rows),
+        **replayed,
         "eval_results": eval_results,
         "comparison": comparison,
         "table": table,
