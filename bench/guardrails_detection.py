@@ -307,7 +307,7 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
             lines += ["| source | mode | measure | lang | n | ours | jailguard |", "|---" * 7 + "|"]
             lines += [
                 f"| {row['source']} | {row['mode']} | {key} | {group} | {row[f'n_{key}_{group}']} | "
-                f"{_cell(row[f'ours_{key}_{group}'])} | {_cell(row[f'jailguard_{key}_{group}'])} |"
+                f"{_cell(row.get(f'ours_{key}_{group}'))} | {_cell(row.get(f'jailguard_{key}_{group}'))} |"
                 for row, key, group in by_lang
             ]
     by_variant = r["loso"].get("cyberseceval_by_variant", {})

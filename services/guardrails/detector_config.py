@@ -57,6 +57,17 @@ ChatRole = Literal["system", "developer", "user", "assistant"]  # the roles judg
 # 2 blocked by the rules and none more by the model, 0 of 1,800 held-out documentation passages; AdvBench's
 # "Sure, here is ..." targets as assistant turns 0.22 rules alone, 0.33 with the model (trained on the goals).
 HARMFUL_MODEL_ROLES: list[ChatRole] = ["system", "developer", "user", "assistant"]
+# Threat model per role for the prompt_extraction category ("asks the model to disclose a secret, password, key or
+# its system prompt"): an extraction is an attack when someone other than the secret's owner asks. The system and
+# developer messages are written by the API caller, who wrote the secret and the system prompt themselves: a
+# "reveal the password" there (mostly inside "do not reveal the password 'X'", the secret-keeper prompt every
+# prompt-injection lesson starts with) extracts nothing from anyone. So by default those findings do not count in
+# input-mode system and developer messages; the user's and the assistant turns still block, and so do injection
+# and jailbreak findings (rules and model) in every role: a jailbreak placed in a system message still blocks.
+# Measured (bench/guardrails_system_prompts.py, CyberSecEval's test_case_prompts as system messages): these rules
+# were the only finding on 32 of the 662 non-English ones (4.8 %); the other 23 blocked prompts (10 of 123 English)
+# were the learned model's, fixed by training it on the genre (training/system_prompts.py).
+EXTRACTION_EXEMPT_ROLES: list[ChatRole] = ["system", "developer"]
 
 
 class InjectionPolicy(DetectorPolicy):
@@ -84,6 +95,15 @@ class InjectionPolicy(DetectorPolicy):
         "trained on application system prompts that name the harms they refuse, so an application's own "
         "template passes). Narrow it (e.g. `[user]`) only for callers you trust to write the rest. The "
         "harmful-request rules read every input-mode message whatever this says.",
+    )
+    extraction_exempt_roles: list[ChatRole] = Field(
+        default_factory=lambda: EXTRACTION_EXEMPT_ROLES.copy(),
+        description="Chat roles whose input-mode messages do not get `prompt_extraction` findings (requests to "
+        "disclose a secret, a password or the system prompt). Default [system, developer]: the API caller writes "
+        "those and the secrets in them, so \"do not reveal the password 'X'\" is an application's prompt, not an "
+        "extraction. A user message (and a single `text` check) always gets them; so does content (a planted "
+        '"reveal the password" in a document or tool result); injection and jailbreak findings count in every '
+        "role. `[]` applies the category everywhere.",
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from services.guardrails.detector_config import HARMFUL_MODEL_ROLES
+from services.guardrails.detector_config import EXTRACTION_EXEMPT_ROLES, HARMFUL_MODEL_ROLES
 from services.guardrails.detectors.base import CheckInput, Finding
 from services.guardrails.detectors.content import canonical_view
 from services.guardrails.detectors.features import (
@@ -44,6 +44,7 @@ from services.guardrails.detectors.normalize import (
 
 MODEL_EDGE_CHARS = 25_000
 MIN_MODEL_CHARS = 3  # "ok", "hi": nothing for a model to read
+EXTRACTION = "prompt_extraction"  # the category some roles do not get (extraction_exempt_roles)
 
 
 class InjectionDetector:
@@ -172,6 +173,8 @@ class InjectionDetector:
                 findings.extend(self._rule_findings(view, span, f"inside a {payload.encoding}-encoded payload"))
         if config.get("use_model", True):
             findings.extend(self._model_findings(model, mode, inp, all_views, payloads, threshold, memo))
+        if _extraction_exempt(inp, config):
+            findings = [f for f in findings if f.category != EXTRACTION]
         return _dedupe(findings)
 
     def _model_findings(
@@ -221,6 +224,13 @@ def _user_words(inp: CheckInput, config: dict[str, Any]) -> bool:
     a message of a role the policy names (default: every input-mode role, all of which an API caller writes).
     RAG's marked passages and tool results are content mode (never read here at all)."""
     return inp.role is None or inp.role in config.get("harmful_model_roles", HARMFUL_MODEL_ROLES)
+
+
+def _extraction_exempt(inp: CheckInput, config: dict[str, Any]) -> bool:
+    """Whether prompt_extraction findings are dropped for this text: an input-mode message of a role the policy
+    exempts (default system and developer: the caller's own prompt, whose secrets are the caller's; see
+    detector_config.EXTRACTION_EXEMPT_ROLES). Never a single-text check, a user message or content."""
+    return inp.mode == "input" and inp.role in config.get("extraction_exempt_roles", EXTRACTION_EXEMPT_ROLES)
 
 
 def _window_span(flat: View, window_index: int, count: int) -> tuple[int, int]:

@@ -177,7 +177,8 @@ def load_examples(
     root: Path | None = None, synthetic: bool = True, planted: bool = False, docs: bool = True
 ) -> list[Example]:
     """Every row of every file in SOURCES (duplicates within a source dropped), plus the synthetic clean
-    tool responses (source `injecagent`, so they are held out with it) and, with `planted`, the synthetic
+    tool responses (source `injecagent`, so they are held out with it), the application system prompts
+    (`system_prompts`, source `app-system-prompts`) and, with `planted`, the synthetic
     documents with an attack planted in them (`planted_attacks`), both only when `synthetic`. `planted` is
     off for the shipped model: measured (bench/guardrails_encoder_loso.py), it moved no held-out source's
     recall and flagged more non-English paragraphs. With `docs`, the passages of the installed packages'
@@ -214,6 +215,11 @@ def load_examples(
         )
     if synthetic:
         out.extend(synthetic_clean_tool_responses(sorted(templates)))
+        # Application system prompts (secret keepers, personas, data tables): benign in input mode, where system
+        # messages are judged. Imported here: that module builds on Example.
+        from services.guardrails.training import system_prompts
+
+        out.extend(system_prompts.examples())
         if planted:
             out.extend(planted_attacks(out))
     return out

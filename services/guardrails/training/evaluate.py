@@ -20,6 +20,7 @@ from services.guardrails.detectors.injection_rules import RULES, match_rules
 from services.guardrails.detectors.normalize import decode_payloads, unicode_view, views
 from services.guardrails.training.data import PLANTED, Example
 from services.guardrails.training.fit import CONTENT_EVAL_SOURCES, CONTENT_ONLY_BENIGN_SOURCES, MODES
+from services.guardrails.training.system_prompts import SOURCE as SYSTEM_PROMPTS_SOURCE
 
 MAX_SHARE = 0.01  # benign share flagged per source (input mode)
 # Content mode aims at half that on the sources it calibrates on, so that a document genre it has never seen
@@ -51,6 +52,10 @@ def rule_hit(text: str) -> bool:
 
 def _benign_for_threshold(ex: Example, mode: str) -> bool:
     if ex.label != 0 or not ex.trainable:
+        return False
+    if ex.source == SYSTEM_PROMPTS_SOURCE:
+        # A few dozen hand-written hard negatives: taught, not calibrated on (the thresholds stay set by the
+        # real benign sets; the bench's system_prompts stage measures the genre on prompts never trained on).
         return False
     if mode == "input":
         return ex.source not in CONTENT_ONLY_BENIGN_SOURCES  # calibrated on what the input model learned from
