@@ -246,8 +246,11 @@ def detection_markdown(r: dict[str, Any]) -> list[str]:
         "a safety system prompt of ours was blocked; its engineering hard negatives (60 ML/ops questions, 26 "
         "'promote'/'production'/serving acts) came after it blocked the platform's docs question 'How are models "
         "promoted to production?', and dropping four harmful 'promote' pairs beside them was chosen after seeing "
-        "cyberseceval-frr held out (0.76 % vs 0.48 % flagged by the model alone). It reads user messages only "
-        "in a chat request; here each text is read as a user's.",
+        "cyberseceval-frr held out (0.76 % vs 0.48 % flagged by the model alone). It reads every input-mode role "
+        "of a chat request (system, developer, user, assistant; never retrieved context); here each text is read "
+        "as a user's. Its 40 application system prompts (ordinary side) and the injection model's 39 "
+        "secret-keeper system prompts (benign rows) came after CyberSecEval's system prompts were seen blocked: "
+        "the system-prompt rows are not blind to them.",
         "",
     ]
     lines += [
