@@ -37,15 +37,19 @@ answers() { curl -fsS --max-time 3 --unix-socket "$1" http://d/_ping >/dev/null 
 # Start a daemon that outlives this script (setsid + nohup: and the make recipe that ran it) with no file descriptor
 # but stdin/stdout/stderr. Callers run this under `flock /tmp/llmops-platform.lock ...`, which hands its lock's
 # descriptor down: a daemon that kept it would hold the lock for as long as it runs, and every later `flock` of the
-# platform's tests would wait forever. $! is the daemon's pid (the subshell execs setsid, which execs the command).
+# platform's tests would wait forever. The descriptors are closed in a foreground subshell before the daemon is
+# forked, so the daemon never holds them, not even for a moment after detach returns (closing them in the
+# backgrounded child raced with a caller that looked right away). Sets DETACHED_PID to the daemon's pid (setsid and
+# nohup exec, so it is the command's pid).
 detach() {  # detach LOGFILE COMMAND...
   local log="$1"; shift
-  (
+  DETACHED_PID=$(
     for fd in /proc/"$BASHPID"/fd/*; do
       fd="${fd##*/}"; [ "$fd" -gt 2 ] && eval "exec $fd>&-"
     done
-    exec setsid nohup "$@" >"$log" 2>&1 </dev/null
-  ) &
+    setsid nohup "$@" >"$log" 2>&1 </dev/null &
+    echo $!
+  )
 }
 
 SERVICE_PID="$SOCKET_DIR/service.pid"
@@ -92,7 +96,7 @@ start_service() {
   rm -f "$SOCKET"
   log "starting the Docker API socket (podman system service) at $SOCKET"
   detach "$SOCKET_DIR/service.log" podman system service --time=0 "unix://$SOCKET"
-  echo $! >"$SERVICE_PID"
+  echo "$DETACHED_PID" >"$SERVICE_PID"
   for _ in $(seq 100); do answers "$SOCKET" && break; sleep 0.2; done
   answers "$SOCKET" || { log "podman system service did not answer; see $SOCKET_DIR/service.log"; exit 1; }
 }
@@ -166,7 +170,7 @@ answers "$SOCKET" || start_service
 if [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ] && ! { [ -f "$TICKER_PID" ] && kill -0 "$(cat "$TICKER_PID")" 2>/dev/null; }; then
   log "starting the healthcheck ticker (no systemd to run podman's healthcheck timers)"
   detach /dev/null bash -c 'while sleep 5; do for c in $(podman ps -q); do podman healthcheck run "$c" >/dev/null 2>&1 & done; wait; done'
-  echo $! >"$TICKER_PID"
+  echo "$DETACHED_PID" >"$TICKER_PID"
 fi
 
 # Base image: bookworm minbase + python3.11 (venv, pip for `pip wheel` in the builder stage, `python` on PATH).

@@ -31,16 +31,29 @@ def _under_flock(lock: Path, body: str) -> str:
     return proc.stdout
 
 
+def _open_files(pid: int) -> set[str]:
+    """What the descriptors of `pid` point to (one closed while being read is skipped)."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            found.add(os.readlink(fd))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def _lock_is_free(lock: Path) -> bool:
     return subprocess.run(["flock", "-n", str(lock), "true"], timeout=10).returncode == 0
 
 
 def test_a_detached_daemon_does_not_hold_the_callers_lock(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
-    pid = int(_under_flock(lock, "detach /dev/null sleep 60; echo $!").strip())
+    pid = int(_under_flock(lock, "detach /dev/null sleep 60; echo $DETACHED_PID").strip())
     try:
         assert Path(f"/proc/{pid}").exists(), "the daemon should outlive the script"
-        assert sorted(p.name for p in Path(f"/proc/{pid}/fd").iterdir()) == ["0", "1", "2"]
+        # What it holds, by target: a process that is still starting (the dynamic loader, a redirection) has
+        # short-lived descriptors of its own, so the test asks the question that matters, not for exactly 0-2.
+        assert str(lock) not in _open_files(pid)
         assert _lock_is_free(lock)
     finally:
         subprocess.run(["kill", str(pid)], check=False)
@@ -60,7 +73,7 @@ def test_every_daemon_of_the_script_is_detached() -> None:
     """No background start in the script bypasses detach()."""
     lines = [line for line in SCRIPT.read_text().splitlines() if not line.lstrip().startswith("#")]
     backgrounded = [line for line in lines if re.search(r"&\s*$", line) and "&&" not in line]
-    assert backgrounded == ["  ) &"], backgrounded  # detach's own subshell
+    assert backgrounded == ['    setsid nohup "$@" >"$log" 2>&1 </dev/null &'], backgrounded  # detach's own start
     assert sum("detach " in line and "()" not in line for line in lines) == 2
 
 
